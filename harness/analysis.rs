@@ -1,0 +1,135 @@
+//! From records to verdict: the one path both a live run and `rebound check RUN_DIR`
+//! take, so that re-analysing a run offline gives exactly the verdict it printed.
+
+use std::path::{Path, PathBuf};
+
+use crate::checker::{self, CheckConfig, TrialReport};
+use crate::exit::ExitStatus;
+use crate::history::{self, Event, HistoryError, Record};
+use crate::report::Summary;
+use crate::scenario::{self, Plan, ScenarioError};
+use crate::stats::Decision;
+use crate::verdict;
+
+/// Facts about a run that are not per trial.
+#[derive(Debug, Clone, Default)]
+pub struct RunFacts {
+    /// Run id.
+    pub run_id: String,
+    /// Schedule seed.
+    pub seed: u64,
+    /// Trials asked for.
+    pub trials_planned: u32,
+    /// Ctrl-C ended the run.
+    pub interrupted: bool,
+    /// Why the run stopped before its planned trials.
+    pub stopped_early: Option<String>,
+}
+
+impl RunFacts {
+    /// Reads run-level facts from the `run-start` and `run-end` records.
+    pub fn from_records(records: &[Record]) -> Self {
+        let mut facts = RunFacts::default();
+        for r in records {
+            match &r.event {
+                Event::RunStart { run_id, seed, trials, .. } => {
+                    facts.run_id.clone_from(run_id);
+                    facts.seed = *seed;
+                    facts.trials_planned = *trials;
+                }
+                Event::RunEnd { interrupted, stopped_early } => {
+                    facts.interrupted = *interrupted;
+                    facts.stopped_early.clone_from(stopped_early);
+                }
+                _ => {}
+            }
+        }
+        facts
+    }
+}
+
+/// The checker configuration a plan implies.
+pub fn check_config(plan: &Plan) -> CheckConfig {
+    CheckConfig {
+        probes: plan.probes.iter().map(|p| p.name.clone()).collect(),
+        stable_for: plan.run.stable_for,
+        recover_within_ms: plan.slo.recover_within.as_secs_f64() * 1e3,
+    }
+}
+
+/// Exit status of a run: interrupted beats everything; a run that had to stop
+/// because the stack could not be healed exits 4 unless its trials already prove
+/// the SLO violated.
+pub fn exit_status(decision: Decision, facts: &RunFacts) -> ExitStatus {
+    if facts.interrupted {
+        ExitStatus::Interrupted
+    } else if facts.stopped_early.is_some() && decision != Decision::Fail {
+        ExitStatus::StackFailure
+    } else {
+        match decision {
+            Decision::Pass => ExitStatus::SloMet,
+            Decision::Fail => ExitStatus::SloViolated,
+            Decision::Inconclusive => ExitStatus::Inconclusive,
+        }
+    }
+}
+
+/// Decides the verdict over finished trials and builds the summary.
+pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialReport], run_dir: &Path) -> Summary {
+    let details = verdict::decide(trials, &plan.slo);
+    let exit = exit_status(details.decision, facts);
+    Summary {
+        scenario: plan.name.clone(),
+        run_id: facts.run_id.clone(),
+        seed: facts.seed,
+        trials_planned: facts.trials_planned,
+        verdict: details.decision,
+        exit_code: exit.code(),
+        interrupted: facts.interrupted,
+        stopped_early: facts.stopped_early.clone(),
+        target_success_rate: plan.slo.success_rate,
+        confidence: plan.slo.confidence,
+        recover_within_ms: plan.slo.recover_within.as_secs_f64() * 1e3,
+        details,
+        run_dir: run_dir.to_path_buf(),
+    }
+}
+
+/// Why a run directory could not be re-analysed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// The directory lacks a file.
+    #[error("{dir} is not a run directory: {file} is missing", dir = dir.display())]
+    NotARun {
+        /// The directory.
+        dir: PathBuf,
+        /// The missing file.
+        file: &'static str,
+    },
+    /// The scenario copy is invalid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// The history cannot be read.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+/// Re-checks every finished trial of a run directory from `scenario.toml` and
+/// `history.jsonl` alone (no stack needed).
+pub fn reanalyse(run_dir: &Path) -> Result<(Summary, Vec<TrialReport>), AnalysisError> {
+    for file in ["scenario.toml", "history.jsonl"] {
+        if !run_dir.join(file).is_file() {
+            return Err(AnalysisError::NotARun {
+                dir: run_dir.to_path_buf(),
+                file,
+            });
+        }
+    }
+    let plan = scenario::load(&run_dir.join("scenario.toml"))?;
+    let records = history::load(&run_dir.join("history.jsonl"))?;
+    let facts = RunFacts::from_records(&records);
+    let cfg = check_config(&plan);
+    let trials: Vec<TrialReport> = history::finished_trials(&records).iter().map(|(n, recs)| checker::check_trial(*n, recs, &cfg)).collect();
+    let summary = summarize(&plan, &facts, &trials, run_dir);
+    Ok((summary, trials))
+}

@@ -1,0 +1,304 @@
+//! Checkers: pure functions from a trial's history records to its outcome —
+//! recovery time with its lower bound, downtime, restarts, pass/fail/unknown.
+//!
+//! Definitions (DESIGN.md): `t_inject` is the fault's `fault-ok` record; only probe
+//! attempts started after `fault-end` (the effect confirmed) count toward recovery;
+//! the stack has recovered when every probe has `stable_for` consecutive successes,
+//! and `recovered_at` is the first success of the latest such streak.
+//! `recovery_lower` is the later of `fault-end` and the last failed attempt before
+//! `recovered_at`: the true recovery lies between the two.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::history::{Event, Lifecycle, Record};
+
+/// Outcome of one trial (or one checker). Merged: Fail > Unknown > Pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Recovered in time, nothing lost.
+    Pass,
+    /// Did not recover in time (or lost data).
+    Fail,
+    /// The data cannot tell (fault not injected, no probe data, …). Never a success.
+    Unknown,
+}
+
+impl Outcome {
+    /// Lower-case word.
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// Incremental recovery detection over probe attempts; used live by the runner
+/// (to stop observing) and offline by [`check_trial`] (to compute the figures).
+#[derive(Debug, Clone)]
+pub struct RecoveryTracker {
+    stable_for: u32,
+    gate_ns: Option<u64>,
+    pending: Vec<(usize, u64, bool)>,
+    probes: Vec<ProbeTrack>,
+    recovered: Option<Recovery>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ProbeTrack {
+    streak_start: Option<u64>,
+    streak_len: u32,
+    last_fail_ns: Option<u64>,
+}
+
+/// When the stack recovered, in monotonic run nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// First success of the stable streak (the latest streak across probes).
+    pub at_ns: u64,
+    /// Latest moment the stack was known down: max(gate, last failed attempt).
+    pub lower_ns: u64,
+}
+
+impl RecoveryTracker {
+    /// A tracker for `probes` probes requiring `stable_for` consecutive successes.
+    pub fn new(probes: usize, stable_for: u32) -> Self {
+        RecoveryTracker {
+            stable_for: stable_for.max(1),
+            gate_ns: None,
+            pending: Vec::new(),
+            probes: vec![ProbeTrack::default(); probes],
+            recovered: None,
+        }
+    }
+
+    /// Opens the gate: attempts started at or after `gate_ns` count. Attempts seen
+    /// before the gate was known are replayed.
+    pub fn set_gate(&mut self, gate_ns: u64) {
+        if self.gate_ns.is_some() {
+            return;
+        }
+        self.gate_ns = Some(gate_ns);
+        for (p, start, ok) in std::mem::take(&mut self.pending) {
+            self.observe(p, start, ok);
+        }
+    }
+
+    /// Feeds one probe attempt (per probe, in start order).
+    pub fn observe(&mut self, probe: usize, start_ns: u64, ok: bool) {
+        let Some(gate) = self.gate_ns else {
+            self.pending.push((probe, start_ns, ok));
+            return;
+        };
+        if start_ns < gate || self.recovered.is_some() {
+            return;
+        }
+        let Some(track) = self.probes.get_mut(probe) else { return };
+        if ok {
+            if track.streak_len == 0 {
+                track.streak_start = Some(start_ns);
+            }
+            track.streak_len += 1;
+        } else {
+            track.streak_len = 0;
+            track.streak_start = None;
+            track.last_fail_ns = Some(start_ns);
+        }
+        if self.probes.iter().all(|t| t.streak_len >= self.stable_for) {
+            let at_ns = self.probes.iter().filter_map(|t| t.streak_start).max().unwrap_or(gate);
+            let last_fail = self.probes.iter().filter_map(|t| t.last_fail_ns).max().unwrap_or(gate);
+            self.recovered = Some(Recovery {
+                at_ns,
+                lower_ns: last_fail.max(gate),
+            });
+        }
+    }
+
+    /// The recovery, once every probe has a stable streak after the gate.
+    pub fn recovered(&self) -> Option<Recovery> {
+        self.recovered
+    }
+}
+
+/// Everything measured about one trial; one row of `trials.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialReport {
+    /// Trial number, from 1.
+    pub trial: u32,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Why (one line).
+    pub reason: String,
+    /// Fault kind.
+    pub fault: String,
+    /// Target service.
+    pub target: String,
+    /// Wall-clock `t_inject`.
+    pub injected_at: Option<DateTime<Utc>>,
+    /// Wall-clock recovery moment.
+    pub recovered_at: Option<DateTime<Utc>>,
+    /// `recovered_at − t_inject`.
+    pub recovery_ms: Option<f64>,
+    /// Lower bound of the true recovery time.
+    pub recovery_lower_ms: Option<f64>,
+    /// Total time at least one probe was failing, from inject to heal.
+    pub downtime_ms: Option<f64>,
+    /// Successful probe attempts between inject and heal.
+    pub probes_ok: u64,
+    /// Failed probe attempts between inject and heal.
+    pub probes_failed: u64,
+    /// Processes started during the trial (restarts by policy or by rebound).
+    pub restarts: u64,
+}
+
+/// Inputs of [`check_trial`] that do not come from the history.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    /// Probe names, in scenario order.
+    pub probes: Vec<String>,
+    /// Consecutive successes that make "recovered".
+    pub stable_for: u32,
+    /// Per-trial recovery deadline (the SLO's `recover-within`).
+    pub recover_within_ms: f64,
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+fn wall(anchor: &Record, at_ns: u64) -> DateTime<Utc> {
+    let delta = at_ns as i64 - anchor.elapsed_ns as i64;
+    anchor.time + chrono::Duration::nanoseconds(delta)
+}
+
+/// Computes a trial's outcome and figures from its records alone.
+pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialReport {
+    let (fault, target) = records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::TrialStart { fault, target } | Event::FaultInvoke { fault, target } => Some((fault.clone(), target.clone())),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut report = TrialReport {
+        trial,
+        outcome: Outcome::Unknown,
+        reason: String::new(),
+        fault,
+        target,
+        injected_at: None,
+        recovered_at: None,
+        recovery_ms: None,
+        recovery_lower_ms: None,
+        downtime_ms: None,
+        probes_ok: 0,
+        probes_failed: 0,
+        restarts: records
+            .iter()
+            .filter(|r| matches!(r.event, Event::Service { action: Lifecycle::Started, .. }))
+            .count() as u64,
+    };
+
+    let inject = records.iter().find(|r| matches!(r.event, Event::FaultOk { .. }));
+    let Some(inject) = inject else {
+        report.reason = records
+            .iter()
+            .find_map(|r| match &r.event {
+                Event::FaultFail { error } => Some(format!("fault not injected: {error}")),
+                _ => None,
+            })
+            .unwrap_or_else(|| "fault not injected (no fault-ok record)".into());
+        return report;
+    };
+    let t_inject = inject.elapsed_ns;
+    report.injected_at = Some(inject.time);
+    // The observation window closes when heal begins (or at the last record).
+    let window_end = records
+        .iter()
+        .find(|r| matches!(r.event, Event::HealInvoke))
+        .or(records.last())
+        .map_or(t_inject, |r| r.elapsed_ns);
+
+    let attempts: Vec<(usize, u64, bool)> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Probe { probe, ok, start_ns, .. } if *start_ns >= t_inject && *start_ns < window_end => {
+                cfg.probes.iter().position(|p| p == probe).map(|i| (i, *start_ns, *ok))
+            }
+            _ => None,
+        })
+        .collect();
+    report.probes_ok = attempts.iter().filter(|a| a.2).count() as u64;
+    report.probes_failed = attempts.len() as u64 - report.probes_ok;
+    report.downtime_ms = Some(ms(downtime_ns(&attempts, cfg.probes.len(), window_end)));
+
+    let Some(gate) = records.iter().find(|r| matches!(r.event, Event::FaultEnd { .. })) else {
+        report.reason = "the fault's effect was never confirmed (no fault-end record)".into();
+        return report;
+    };
+    let mut tracker = RecoveryTracker::new(cfg.probes.len(), cfg.stable_for);
+    tracker.set_gate(gate.elapsed_ns);
+    for &(p, start, ok) in &attempts {
+        tracker.observe(p, start, ok);
+    }
+    if !attempts.iter().any(|a| a.1 >= gate.elapsed_ns) {
+        report.reason = "no probe attempt after the fault".into();
+        return report;
+    }
+    match tracker.recovered() {
+        None => {
+            report.outcome = Outcome::Fail;
+            report.reason = format!(
+                "not recovered: no stable streak of {} successful probes within {:.0} ms of the fault",
+                cfg.stable_for,
+                ms(window_end - t_inject)
+            );
+        }
+        Some(rec) => {
+            let recovery = ms(rec.at_ns - t_inject);
+            report.recovered_at = Some(wall(inject, rec.at_ns));
+            report.recovery_ms = Some(recovery);
+            report.recovery_lower_ms = Some(ms(rec.lower_ns.saturating_sub(t_inject)));
+            if recovery <= cfg.recover_within_ms {
+                report.outcome = Outcome::Pass;
+                report.reason = format!("recovered in {recovery:.1} ms");
+            } else {
+                report.outcome = Outcome::Fail;
+                report.reason = format!("recovered in {recovery:.1} ms, later than recover-within {:.0} ms", cfg.recover_within_ms);
+            }
+        }
+    }
+    report
+}
+
+/// Time during which at least one probe's latest attempt had failed, from the first
+/// attempt to `end`. Attempts are `(probe, start_ns, ok)` in record order.
+fn downtime_ns(attempts: &[(usize, u64, bool)], probes: usize, end: u64) -> u64 {
+    let mut sorted = attempts.to_vec();
+    sorted.sort_by_key(|a| a.1);
+    let mut failing = vec![false; probes];
+    let mut down_since: Option<u64> = None;
+    let mut total = 0;
+    for (p, start, ok) in sorted {
+        failing[p] = !ok;
+        let down = failing.iter().any(|f| *f);
+        match (down, down_since) {
+            (true, None) => down_since = Some(start),
+            (false, Some(since)) => {
+                total += start - since;
+                down_since = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(since) = down_since {
+        total += end.saturating_sub(since);
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,391 @@
+//! The append-only event log of a run (`history.jsonl`): one JSON object per line,
+//! flushed as it is written, so a crash or Ctrl-C keeps everything recorded so far.
+//!
+//! Every record carries a sequence number, the wall clock (for people) and the
+//! monotonic time since the run started (for arithmetic). Checkers read only this.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One line of `history.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// Position in the file, from 1.
+    pub seq: u64,
+    /// Wall-clock time the record was written.
+    pub time: DateTime<Utc>,
+    /// Monotonic nanoseconds since the run started.
+    pub elapsed_ns: u64,
+    /// Trial the record belongs to (absent between trials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<u32>,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Lifecycle transitions of a service, as the backend saw them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lifecycle {
+    /// A process was spawned.
+    Started,
+    /// A process exited (code or signal given).
+    Exited,
+    /// A process could not be spawned.
+    SpawnFailed,
+    /// The restart policy scheduled a restart.
+    RestartScheduled,
+    /// Frozen (SIGSTOP).
+    Paused,
+    /// Resumed (SIGCONT).
+    Resumed,
+}
+
+/// Everything that can happen in a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    /// The run began.
+    RunStart {
+        /// Scenario name.
+        scenario: String,
+        /// Run id.
+        run_id: String,
+        /// Seed of the schedule.
+        seed: u64,
+        /// Trials planned.
+        trials: u32,
+    },
+    /// Every service was started.
+    StackUp,
+    /// All probes reached a stable streak.
+    SteadyState {
+        /// How long it took.
+        waited_ms: f64,
+    },
+    /// A trial began (warm-up follows).
+    TrialStart {
+        /// Fault kind.
+        fault: String,
+        /// Target service.
+        target: String,
+    },
+    /// The nemesis is about to inject.
+    FaultInvoke {
+        /// Fault kind.
+        fault: String,
+        /// Target service.
+        target: String,
+    },
+    /// The fault is injected: `t_inject`, where the recovery clock starts.
+    FaultOk {
+        /// What was done.
+        detail: String,
+    },
+    /// The fault could not be injected.
+    FaultFail {
+        /// Why.
+        error: String,
+    },
+    /// The fault's effect is confirmed over (the target died, or a timed fault was
+    /// lifted): only probes started after this count towards recovery.
+    FaultEnd {
+        /// What was observed.
+        detail: String,
+    },
+    /// Heal begins (always, also on timeout and Ctrl-C).
+    HealInvoke,
+    /// Heal done.
+    HealOk {
+        /// What was done.
+        detail: String,
+    },
+    /// Heal failed.
+    HealFail {
+        /// Why.
+        error: String,
+    },
+    /// One probe attempt, recorded when it completed.
+    Probe {
+        /// Probe name.
+        probe: String,
+        /// Whether it succeeded.
+        ok: bool,
+        /// Monotonic nanoseconds when the attempt started.
+        start_ns: u64,
+        /// How long the attempt took.
+        latency_ns: u64,
+        /// Failure description.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A service lifecycle transition.
+    Service {
+        /// Service name.
+        service: String,
+        /// Transition.
+        action: Lifecycle,
+        /// Process id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        /// Exit code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<i32>,
+        /// Terminating signal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+        /// Free text (restart delay, spawn error, …).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// A trial ended.
+    TrialEnd {
+        /// True when Ctrl-C cut the trial short (it is not counted).
+        interrupted: bool,
+    },
+    /// The run ended.
+    RunEnd {
+        /// True when interrupted.
+        interrupted: bool,
+        /// Why the run stopped before its planned trials, if it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stopped_early: Option<String>,
+    },
+}
+
+/// Errors reading or writing a history.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// I/O on the history file.
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line is not a valid record.
+    #[error("{path}:{line}: not a history record: {source}", path = path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+}
+
+struct Sink {
+    out: Option<BufWriter<File>>,
+    seq: u64,
+    capture: Option<Vec<Record>>,
+    write_error: Option<std::io::Error>,
+}
+
+/// The writer side of a history: thread-safe, shared by every task of a run.
+pub struct History {
+    started: Instant,
+    trial: AtomicU32,
+    sink: Mutex<Sink>,
+    path: Option<PathBuf>,
+}
+
+impl History {
+    /// Creates `path` (truncating) and starts the run clock.
+    pub fn create(path: &Path) -> Result<Self, HistoryError> {
+        let file = File::create(path).map_err(|source| HistoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self::with_sink(Some(BufWriter::new(file)), Some(path.to_path_buf())))
+    }
+
+    /// A history kept in memory only (tests, dry runs).
+    pub fn in_memory() -> Self {
+        let h = Self::with_sink(None, None);
+        h.lock().capture = Some(Vec::new());
+        h
+    }
+
+    fn with_sink(out: Option<BufWriter<File>>, path: Option<PathBuf>) -> Self {
+        History {
+            started: Instant::now(),
+            trial: AtomicU32::new(0),
+            sink: Mutex::new(Sink {
+                out,
+                seq: 0,
+                capture: None,
+                write_error: None,
+            }),
+            path,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sink> {
+        // A panicking writer cannot leave the sink half-updated in a way that matters:
+        // keep recording rather than lose the rest of the run.
+        self.sink.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Monotonic nanoseconds since the run started.
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Appends an event, flushes it, and returns the record.
+    pub fn record(&self, event: Event) -> Record {
+        let trial = match self.trial.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        };
+        let mut sink = self.lock();
+        sink.seq += 1;
+        let record = Record {
+            seq: sink.seq,
+            time: Utc::now(),
+            elapsed_ns: self.now_ns(),
+            trial,
+            event,
+        };
+        if let Some(out) = sink.out.as_mut() {
+            let res = serde_json::to_writer(&mut *out, &record)
+                .map_err(std::io::Error::other)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush());
+            if let Err(e) = res {
+                sink.write_error.get_or_insert(e);
+            }
+        }
+        if let Some(c) = sink.capture.as_mut() {
+            c.push(record.clone());
+        }
+        record
+    }
+
+    /// Tags following records with `trial` and starts capturing them in memory.
+    pub fn begin_trial(&self, trial: u32) {
+        self.trial.store(trial, Ordering::SeqCst);
+        self.lock().capture = Some(Vec::new());
+    }
+
+    /// Stops tagging and returns the records captured since [`History::begin_trial`].
+    pub fn end_trial(&self) -> Vec<Record> {
+        self.trial.store(0, Ordering::SeqCst);
+        self.lock().capture.take().unwrap_or_default()
+    }
+
+    /// The first write error, if any write failed (the run goes on; the caller reports it).
+    pub fn take_write_error(&self) -> Option<HistoryError> {
+        let e = self.lock().write_error.take()?;
+        Some(HistoryError::Io {
+            path: self.path.clone().unwrap_or_default(),
+            source: e,
+        })
+    }
+}
+
+/// Reads a `history.jsonl`. A torn last line (the writer was killed mid-line) is
+/// ignored; a bad line anywhere else is an error.
+pub fn load(path: &Path) -> Result<Vec<Record>, HistoryError> {
+    let io = |source| HistoryError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let lines: Vec<String> = BufReader::new(file).lines().collect::<Result<_, _>>().map_err(io)?;
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Record>(line) {
+            Ok(r) => out.push(r),
+            Err(_) if i + 1 == lines.len() => break,
+            Err(source) => {
+                return Err(HistoryError::Corrupt {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Splits a run's records into finished trials: `(trial number, its records)`,
+/// leaving out trials cut short by an interruption.
+pub fn finished_trials(records: &[Record]) -> Vec<(u32, Vec<Record>)> {
+    let mut trials: Vec<(u32, Vec<Record>)> = Vec::new();
+    for r in records {
+        let Some(t) = r.trial else { continue };
+        match trials.last_mut() {
+            Some((n, recs)) if *n == t => recs.push(r.clone()),
+            _ => trials.push((t, vec![r.clone()])),
+        }
+    }
+    trials.retain(|(_, recs)| recs.iter().any(|r| matches!(r.event, Event::TrialEnd { interrupted: false })));
+    trials
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_the_file_and_a_torn_tail_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("history.jsonl");
+        let h = History::create(&path).expect("create");
+        h.record(Event::StackUp);
+        h.begin_trial(1);
+        h.record(Event::FaultOk { detail: "SIGKILL".into() });
+        h.record(Event::TrialEnd { interrupted: false });
+        let captured = h.end_trial();
+        assert_eq!(captured.len(), 2);
+        drop(h);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        f.write_all(b"{\"seq\":4,\"ti").expect("torn");
+        let loaded = load(&path).expect("load");
+        assert_eq!(loaded.len(), 3);
+        assert_eq!(loaded[1], captured[0]);
+        assert_eq!(loaded[0].trial, None);
+        assert_eq!(loaded[1].trial, Some(1));
+        assert!(loaded.windows(2).all(|w| w[0].seq < w[1].seq && w[0].elapsed_ns <= w[1].elapsed_ns));
+    }
+
+    #[test]
+    fn a_corrupt_line_in_the_middle_is_an_error_with_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("history.jsonl");
+        std::fs::write(&path, "garbage\n{\"seq\":1}\n").expect("write");
+        let err = load(&path).expect_err("corrupt");
+        assert!(err.to_string().contains(":1:"), "{err}");
+    }
+
+    #[test]
+    fn interrupted_trials_are_not_finished() {
+        let all: Vec<Record> = [(1u32, false), (2, true)]
+            .into_iter()
+            .map(|(t, interrupted)| Record {
+                seq: u64::from(t),
+                time: Utc::now(),
+                elapsed_ns: 0,
+                trial: Some(t),
+                event: Event::TrialEnd { interrupted },
+            })
+            .collect();
+        let done = finished_trials(&all);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].0, 1);
+    }
+}

@@ -1,0 +1,193 @@
+//! The `rebound` command line: parses arguments, dispatches, maps every outcome to
+//! a documented exit code (see `rebound::exit`). Usage errors exit 3, never 2.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use rebound::exit::ExitStatus;
+use rebound::report::render_console;
+use rebound::runner::{self, RunOptions};
+use rebound::scenario;
+
+/// Restart-reliability chaos testing: inject faults, measure every recovery,
+/// decide the SLO with honest statistics.
+#[derive(Debug, Parser)]
+#[command(name = "rebound", version, after_help = EXIT_CODES)]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 SLO met · 1 SLO violated · 2 inconclusive · 3 invalid scenario or usage · 4 stack could not be brought up or healed · 130 interrupted";
+
+const DEFAULT_SCENARIO: &str = "scenarios/quickstart.toml";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario: trials, measurements, verdict, run directory.
+    Run {
+        /// Scenario file (default: scenarios/quickstart.toml).
+        scenario: Option<PathBuf>,
+        /// Number of trials (overrides [run] trials).
+        #[arg(long)]
+        trials: Option<u32>,
+        /// Run directory (default: reports/<scenario>/<run-id>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed for fault order and jitter (recorded; replays the schedule).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Never draw a progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Validate scenario files; prints one line per file.
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the scenarios of a directory with their descriptions.
+    List {
+        /// Directory to scan.
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Re-analyse a run directory offline (history.jsonl + scenario.toml).
+    Check {
+        /// A run directory written by `rebound run`.
+        run_dir: PathBuf,
+    },
+    /// Run the bundled demo service (the quick start's system under test).
+    #[command(hide = true)]
+    DemoApp(demo_app::Args),
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "rebound=info",
+        _ => "rebound=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn exit(status: ExitStatus) -> ExitCode {
+    ExitCode::from(status.code())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit(ExitStatus::Invalid) } else { ExitCode::SUCCESS };
+        }
+    };
+    if let Command::DemoApp(args) = cli.command {
+        return demo_app::main_with(args);
+    }
+    init_tracing(cli.verbose);
+    match cli.command {
+        Command::Run {
+            scenario,
+            trials,
+            out,
+            seed,
+            no_progress,
+        } => cmd_run(scenario, RunOptions { trials, out, seed, progress: !no_progress, ..RunOptions::default() }),
+        Command::Validate { files } => cmd_validate(&files),
+        Command::List { dir } => cmd_list(&dir),
+        Command::Check { run_dir } => cmd_check(&run_dir),
+        Command::DemoApp(_) => unreachable!("handled above"),
+    }
+}
+
+fn cmd_run(scenario: Option<PathBuf>, opts: RunOptions) -> ExitCode {
+    let path = scenario.unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO));
+    if !path.exists() && path == Path::new(DEFAULT_SCENARIO) {
+        eprintln!("error: no scenario given and {DEFAULT_SCENARIO} does not exist here; run from the repository root or pass a scenario file");
+        return exit(ExitStatus::Invalid);
+    }
+    let plan = match scenario::load(&path) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit(ExitStatus::Invalid);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime") {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit(ExitStatus::StackFailure);
+        }
+    };
+    match runtime.block_on(runner::run(&plan, &opts)) {
+        Ok(outcome) => exit(outcome.exit),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit(e.exit_status())
+        }
+    }
+}
+
+fn cmd_validate(files: &[PathBuf]) -> ExitCode {
+    let mut status = ExitStatus::SloMet;
+    for f in files {
+        match scenario::load(f) {
+            Ok(plan) => println!("ok: {} ({}: {} fault(s), {} probe(s), {} trials)", f.display(), plan.name, plan.faults.len(), plan.probes.len(), plan.run.trials),
+            Err(e) => {
+                eprintln!("error: {e}");
+                status = ExitStatus::Invalid;
+            }
+        }
+    }
+    exit(status)
+}
+
+fn cmd_list(dir: &Path) -> ExitCode {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {}: {e}", dir.display());
+            return exit(ExitStatus::Invalid);
+        }
+    };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    files.sort();
+    let mut status = ExitStatus::SloMet;
+    for f in files {
+        match scenario::load(&f) {
+            Ok(plan) => {
+                let first = plan.description.lines().next().unwrap_or("");
+                println!("{:<28} {:<40} {first}", plan.name, f.display());
+            }
+            Err(e) => {
+                println!("{:<28} {:<40} INVALID: {e}", "?", f.display());
+                status = ExitStatus::Invalid;
+            }
+        }
+    }
+    exit(status)
+}
+
+fn cmd_check(run_dir: &Path) -> ExitCode {
+    match rebound::analysis::reanalyse(run_dir) {
+        Ok((summary, trials)) => {
+            print!("{}", render_console(&summary, &trials));
+            // The verdict's own code: an interrupted run re-checked is still decided on its trials.
+            exit(summary.details.exit_status())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit(ExitStatus::Invalid)
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Readiness probes: one attempt is a fresh connection (no pooling hides an
+//! outage), bounded by the probe's timeout; [`run_loop`] polls at a fixed period
+//! and records every attempt in the history.
+
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::history::{Event, History};
+use crate::scenario::{ProbeKind, ProbePlan};
+
+/// A ready-to-use probe.
+pub struct Prober {
+    plan: ProbePlan,
+    http: Option<reqwest::Client>,
+}
+
+/// One completed attempt, as sent to the runner.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// Index of the probe in the scenario.
+    pub probe: usize,
+    /// Monotonic start time (run nanoseconds).
+    pub start_ns: u64,
+    /// Success.
+    pub ok: bool,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl Prober {
+    /// Builds the client a probe needs.
+    pub fn new(plan: ProbePlan) -> Result<Self, reqwest::Error> {
+        let http = match &plan.kind {
+            ProbeKind::Http { .. } => Some(
+                reqwest::Client::builder()
+                    .timeout(plan.timeout)
+                    .connect_timeout(plan.timeout)
+                    .pool_max_idle_per_host(0)
+                    .no_proxy()
+                    .build()?,
+            ),
+            ProbeKind::Tcp { .. } => None,
+        };
+        Ok(Prober { plan, http })
+    }
+
+    /// The probe's name.
+    pub fn name(&self) -> &str {
+        &self.plan.name
+    }
+
+    /// One attempt: Ok when the service answered as expected.
+    pub async fn check(&self) -> Result<(), String> {
+        match (&self.plan.kind, &self.http) {
+            (ProbeKind::Http { url, expect_status }, Some(client)) => {
+                let resp = client.get(url).send().await.map_err(|e| describe_reqwest(&e))?;
+                let status = resp.status().as_u16();
+                if status == *expect_status {
+                    Ok(())
+                } else {
+                    Err(format!("status {status}, expected {expect_status}"))
+                }
+            }
+            (ProbeKind::Tcp { address }, _) => match tokio::time::timeout(self.plan.timeout, tokio::net::TcpStream::connect(address)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("connect timed out after {:?}", self.plan.timeout)),
+            },
+            (ProbeKind::Http { .. }, None) => Err("http client missing".into()),
+        }
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "request"
+    };
+    // The innermost source carries the OS error ("Connection refused").
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    format!("{kind}: {inner}")
+}
+
+/// Polls `prober` every period until `stop`, recording each attempt in `history`
+/// and sending it to `tx`. Attempts never overlap: a slow one delays the next.
+pub async fn run_loop(index: usize, prober: Arc<Prober>, history: Arc<History>, tx: mpsc::UnboundedSender<Attempt>, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(prober.plan.period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let start_ns = history.now_ns();
+        let result = prober.check().await;
+        let latency_ns = history.now_ns().saturating_sub(start_ns);
+        let error = result.err();
+        history.record(Event::Probe {
+            probe: prober.name().to_string(),
+            ok: error.is_none(),
+            start_ns,
+            latency_ns,
+            error: error.clone(),
+        });
+        if tx.send(Attempt { probe: index, start_ns, ok: error.is_none(), error }).is_err() {
+            return;
+        }
+    }
+}
+
+/// A set of running probe loops; dropped or stopped together.
+pub struct ProbeSet {
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Attempts as they complete.
+    pub attempts: mpsc::UnboundedReceiver<Attempt>,
+}
+
+impl ProbeSet {
+    /// Starts one loop per prober.
+    pub fn start(probers: &[Arc<Prober>], history: &Arc<History>) -> Self {
+        let stop = CancellationToken::new();
+        let (tx, attempts) = mpsc::unbounded_channel();
+        let tasks = probers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| tokio::spawn(run_loop(i, Arc::clone(p), Arc::clone(history), tx.clone(), stop.clone())))
+            .collect();
+        ProbeSet { stop, tasks, attempts }
+    }
+
+    /// Stops every loop and waits for in-flight attempts to be recorded.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for ProbeSet {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

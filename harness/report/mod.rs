@@ -1,0 +1,263 @@
+//! Reporters: one [`Reporter`] trait, one implementation per output —
+//! `trials.csv` (a row flushed per finished trial), `summary.json`, console text.
+//!
+//! Reporters only format; every figure comes from the checker and the verdict.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::checker::TrialReport;
+use crate::stats::Decision;
+use crate::verdict::Verdict;
+
+/// Errors writing a report.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}", path = path.display())]
+pub struct ReportError {
+    /// The output file.
+    pub path: PathBuf,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// Everything known about a run at its end; `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Run id.
+    pub run_id: String,
+    /// Schedule seed.
+    pub seed: u64,
+    /// Trials the run was asked for.
+    pub trials_planned: u32,
+    /// Overall decision: `pass`, `fail`, `inconclusive`.
+    pub verdict: Decision,
+    /// The process exit code this run ends with.
+    pub exit_code: u8,
+    /// Ctrl-C ended the run.
+    pub interrupted: bool,
+    /// Why the run stopped before its planned trials, if it did.
+    pub stopped_early: Option<String>,
+    /// Required success rate.
+    pub target_success_rate: f64,
+    /// Confidence of the decisions.
+    pub confidence: f64,
+    /// Per-trial recovery deadline.
+    pub recover_within_ms: f64,
+    /// Statistics and decisions.
+    pub details: Verdict,
+    /// Where the run directory is.
+    pub run_dir: PathBuf,
+}
+
+/// One output of a run. Adding an output is adding one implementation.
+pub trait Reporter {
+    /// Called as each trial finishes (before the next starts).
+    fn trial_finished(&mut self, _trial: &TrialReport) -> Result<(), ReportError> {
+        Ok(())
+    }
+    /// Called once at the end with every finished trial.
+    fn run_finished(&mut self, _summary: &Summary, _trials: &[TrialReport]) -> Result<(), ReportError> {
+        Ok(())
+    }
+}
+
+/// Column names of `trials.csv`, with units.
+pub const CSV_HEADER: [&str; 13] = [
+    "trial",
+    "outcome",
+    "reason",
+    "fault",
+    "target",
+    "injected_at",
+    "recovered_at",
+    "recovery_ms",
+    "recovery_lower_ms",
+    "downtime_ms",
+    "probes_ok",
+    "probes_failed",
+    "restarts",
+];
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_default()
+}
+
+fn fmt_time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)).unwrap_or_default()
+}
+
+/// Writes `trials.csv`, flushing each row as its trial ends.
+pub struct CsvReporter {
+    path: PathBuf,
+    out: csv::Writer<File>,
+}
+
+impl CsvReporter {
+    /// Creates the file and writes the header.
+    pub fn create(path: &Path) -> Result<Self, ReportError> {
+        let err = |source| ReportError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut out = csv::Writer::from_writer(File::create(path).map_err(err)?);
+        out.write_record(CSV_HEADER).map_err(|e| err(e.into()))?;
+        out.flush().map_err(err)?;
+        Ok(CsvReporter {
+            path: path.to_path_buf(),
+            out,
+        })
+    }
+}
+
+/// The CSV cells of one trial, in [`CSV_HEADER`] order.
+pub fn csv_row(t: &TrialReport) -> [String; 13] {
+    [
+        t.trial.to_string(),
+        t.outcome.word().to_string(),
+        t.reason.clone(),
+        t.fault.clone(),
+        t.target.clone(),
+        fmt_time(t.injected_at),
+        fmt_time(t.recovered_at),
+        fmt_ms(t.recovery_ms),
+        fmt_ms(t.recovery_lower_ms),
+        fmt_ms(t.downtime_ms),
+        t.probes_ok.to_string(),
+        t.probes_failed.to_string(),
+        t.restarts.to_string(),
+    ]
+}
+
+impl Reporter for CsvReporter {
+    fn trial_finished(&mut self, trial: &TrialReport) -> Result<(), ReportError> {
+        let err = |source| ReportError {
+            path: self.path.clone(),
+            source,
+        };
+        self.out.write_record(csv_row(trial)).map_err(|e| err(e.into()))?;
+        self.out.flush().map_err(err)
+    }
+}
+
+/// Writes `summary.json` at the end of the run.
+pub struct JsonReporter {
+    /// Output path.
+    pub path: PathBuf,
+}
+
+impl Reporter for JsonReporter {
+    fn run_finished(&mut self, summary: &Summary, _trials: &[TrialReport]) -> Result<(), ReportError> {
+        let text = serde_json::to_string_pretty(summary).map_err(|e| ReportError {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        std::fs::write(&self.path, text + "\n").map_err(|source| ReportError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Prints the human summary.
+pub struct ConsoleReporter<W: Write> {
+    /// Where to print.
+    pub out: W,
+}
+
+impl<W: Write> Reporter for ConsoleReporter<W> {
+    fn run_finished(&mut self, summary: &Summary, trials: &[TrialReport]) -> Result<(), ReportError> {
+        self.out.write_all(render_console(summary, trials).as_bytes()).map_err(|source| ReportError {
+            path: PathBuf::from("<stdout>"),
+            source,
+        })
+    }
+}
+
+fn ms_or_dash(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.1} ms")).unwrap_or_else(|| "—".into())
+}
+
+/// The console summary: a trial table (up to 50 rows), the figures and the verdict.
+pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
+    let v = &s.details;
+    let mut o = String::new();
+    let _ = writeln!(o, "\nrebound · {} · run {}", s.scenario, s.run_id);
+    if !trials.is_empty() && trials.len() <= 50 {
+        let _ = writeln!(o, "  {:>5}  {:<10} {:<8} {:>12} {:>12} {:>12}  {}", "trial", "fault", "outcome", "recovery", "lower", "downtime", "reason");
+        for t in trials {
+            let _ = writeln!(
+                o,
+                "  {:>5}  {:<10} {:<8} {:>12} {:>12} {:>12}  {}",
+                t.trial,
+                t.fault,
+                t.outcome.word(),
+                ms_or_dash(t.recovery_ms),
+                ms_or_dash(t.recovery_lower_ms),
+                ms_or_dash(t.downtime_ms),
+                t.reason
+            );
+        }
+    }
+    let _ = writeln!(o, "  trials      {} of {} planned: {} pass, {} fail, {} unknown", v.trials, s.trials_planned, v.passed, v.failed, v.unknown);
+    let r = &v.recovery;
+    let _ = writeln!(
+        o,
+        "  recovery    p50 {} · p95 {} · p99 {} · max {}{}",
+        ms_or_dash(r.p50_ms),
+        ms_or_dash(r.p95_ms),
+        ms_or_dash(r.p99_ms),
+        ms_or_dash(r.max_ms),
+        if r.not_recovered > 0 { format!(" ({} never recovered: counted as ∞)", r.not_recovered) } else { String::new() }
+    );
+    let sr = &v.success_rate;
+    let pct = |x: f64| format!("{:.1}%", x * 100.0);
+    let _ = writeln!(
+        o,
+        "  success     {}/{} ({}) · {:.0}% bounds [{}, {}] vs target {} → {}",
+        sr.successes,
+        sr.trials,
+        pct(sr.observed),
+        s.confidence * 100.0,
+        pct(sr.lower),
+        pct(sr.upper),
+        pct(sr.target),
+        sr.decision.word()
+    );
+    if let Some(m) = sr.more_successes_to_pass {
+        let _ = writeln!(o, "              {m} more consecutive successful trials would prove the target");
+    }
+    for l in &v.limits {
+        let _ = writeln!(
+            o,
+            "  {:<4} ≤ {:.0} ms  estimate {} · {:.0}% bounds [{}, {}] → {}",
+            l.quantile.label(),
+            l.limit_ms,
+            ms_or_dash(l.estimate_ms.filter(|x| x.is_finite())),
+            s.confidence * 100.0,
+            ms_or_dash(l.lower_ms.filter(|x| x.is_finite())),
+            l.upper_ms.filter(|x| x.is_finite()).map_or("unbounded: too few trials".into(), |x| format!("{x:.1} ms")),
+            l.decision.word()
+        );
+    }
+    if let Some(why) = &s.stopped_early {
+        let _ = writeln!(o, "  stopped     {why}");
+    }
+    if s.interrupted {
+        let _ = writeln!(o, "  interrupted finished trials are kept; the verdict covers them only");
+    }
+    let meaning = match s.verdict {
+        Decision::Pass => "SLO met",
+        Decision::Fail => "SLO violated",
+        Decision::Inconclusive => "not enough evidence either way",
+    };
+    let _ = writeln!(o, "  verdict     {} — {meaning} (exit {})", s.verdict.word(), s.exit_code);
+    let _ = writeln!(o, "  run dir     {}", s.run_dir.display());
+    o
+}

@@ -1,0 +1,557 @@
+//! Orchestration of a run: run directory, stack bring-up to steady state, the
+//! trial loop (warm-up → inject → observe → heal → steady state), Ctrl-C handling
+//! and teardown, progress. Heal and teardown run on every path: success, failure,
+//! timeout, interruption and a panicking trial.
+//!
+//! Ctrl-C: the first heals the current fault, tears the stack down and exits 130
+//! keeping finished trials; the second SIGKILLs the stack now; the third exits.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::{self, RunFacts};
+use crate::checker::{self, RecoveryTracker, TrialReport};
+use crate::exit::ExitStatus;
+use crate::history::{Event, History, HistoryError};
+use crate::nemesis;
+use crate::probe::{ProbeSet, Prober};
+use crate::report::{ConsoleReporter, CsvReporter, JsonReporter, ReportError, Reporter, Summary};
+use crate::scenario::{FaultOrder, FaultPlan, Plan, StackPlan};
+use crate::stack::process::{ExpandContext, ProcessStack};
+use crate::stack::{Stack, StackError};
+
+/// Command-line choices that override the scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Number of trials (default: the scenario's).
+    pub trials: Option<u32>,
+    /// Run directory (default `<reports_root>/<scenario>/<run-id>`).
+    pub out: Option<PathBuf>,
+    /// Root of default run directories.
+    pub reports_root: PathBuf,
+    /// Schedule seed (default: the scenario's, else random).
+    pub seed: Option<u64>,
+    /// Show a progress bar when stderr is a terminal.
+    pub progress: bool,
+    /// Print the console summary to stdout.
+    pub print_summary: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            trials: None,
+            out: None,
+            reports_root: PathBuf::from("reports"),
+            seed: None,
+            progress: true,
+            print_summary: true,
+        }
+    }
+}
+
+/// Why a run could not produce a verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The run directory could not be prepared (exit 3: a usage problem).
+    #[error("run directory {path}: {message}", path = path.display())]
+    RunDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// History could not be written.
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// A report could not be written.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// The stack could not be brought up (exit 4).
+    #[error("stack could not be brought up: {source}{hint}")]
+    StackUp {
+        /// The primitive that failed.
+        source: StackError,
+        /// Extra context (log tail).
+        hint: String,
+    },
+    /// The stack came up but never reached steady state (exit 4).
+    #[error("stack did not become healthy within {waited:?}: {detail}")]
+    NotHealthy {
+        /// How long rebound waited.
+        waited: Duration,
+        /// Probe errors and service states.
+        detail: String,
+    },
+    /// A probe could not be built.
+    #[error("probe `{probe}`: {message}")]
+    Probe {
+        /// Probe name.
+        probe: String,
+        /// Why.
+        message: String,
+    },
+    /// A bug: a task panicked. Faults were healed and the stack torn down.
+    #[error("internal error (faults healed, stack torn down): {0}")]
+    Internal(String),
+}
+
+impl RunError {
+    /// The documented exit status for this error.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            RunError::RunDir { .. } | RunError::Probe { .. } => ExitStatus::Invalid,
+            _ => ExitStatus::StackFailure,
+        }
+    }
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The summary (also in `summary.json`).
+    pub summary: Summary,
+    /// Every finished trial.
+    pub trials: Vec<TrialReport>,
+    /// The exit status.
+    pub exit: ExitStatus,
+}
+
+struct Ctx {
+    plan: Plan,
+    history: Arc<History>,
+    stack: Arc<dyn Stack>,
+    probers: Vec<Arc<Prober>>,
+    cancel: CancellationToken,
+    run_dir: PathBuf,
+}
+
+enum SteadyError {
+    Cancelled,
+    Failed(String),
+}
+
+fn new_run_id() -> String {
+    format!("{}-{:04x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u16>())
+}
+
+fn prepare_run_dir(plan: &Plan, opts: &RunOptions, run_id: &str) -> Result<PathBuf, RunError> {
+    let dir = opts.out.clone().unwrap_or_else(|| opts.reports_root.join(&plan.name).join(run_id));
+    let fail = |message: String| RunError::RunDir { path: dir.clone(), message };
+    if dir.join("history.jsonl").exists() {
+        return Err(fail("already holds a run; choose another --out".into()));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(dir.join("scenario.toml"), &plan.source_text).map_err(|e| fail(e.to_string()))?;
+    if opts.out.is_none() {
+        // `reports/<scenario>/latest` → newest run; best effort, a missing link is harmless.
+        let link = opts.reports_root.join(&plan.name).join("latest");
+        let _ = std::fs::remove_file(&link);
+        let _ = std::os::unix::fs::symlink(run_id, &link);
+    }
+    std::path::absolute(&dir).map_err(|e| fail(e.to_string()))
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n    ")
+}
+
+impl Ctx {
+    fn service_log(&self, service: &str) -> PathBuf {
+        self.run_dir.join("logs").join(format!("{service}.log"))
+    }
+
+    /// Describes services that are down for good, with their log tails.
+    fn dead_services(&self) -> Vec<String> {
+        self.stack
+            .services()
+            .into_iter()
+            .filter_map(|name| {
+                let st = self.stack.status(&name).ok()?;
+                if st.running || st.wanted {
+                    return None;
+                }
+                let how = match (st.last_code, st.last_signal) {
+                    (Some(c), _) => format!("exited with code {c}"),
+                    (None, Some(s)) => format!("was killed by signal {s}"),
+                    (None, None) => "is not running".to_string(),
+                };
+                let log = self.service_log(&name);
+                Some(format!(
+                    "service `{name}` {how} and its restart policy does not restart it (log {}):\n    {}",
+                    log.display(),
+                    log_tail(&log, 5)
+                ))
+            })
+            .collect()
+    }
+
+    /// Polls every probe until all have a stable streak; fails fast when a service
+    /// is down for good.
+    async fn wait_steady(&self, timeout: Duration) -> Result<Duration, SteadyError> {
+        let started = Instant::now();
+        let mut probes = ProbeSet::start(&self.probers, &self.history);
+        let mut tracker = RecoveryTracker::new(self.probers.len(), self.plan.run.stable_for);
+        tracker.set_gate(self.history.now_ns());
+        let mut last_error: Vec<Option<String>> = vec![None; self.probers.len()];
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut check_dead = tokio::time::interval(Duration::from_millis(100));
+        let result = loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => break Err(SteadyError::Cancelled),
+                () = &mut deadline => {
+                    let errors: Vec<String> = self.probers.iter().zip(&last_error)
+                        .filter_map(|(p, e)| e.as_ref().map(|e| format!("probe `{}`: {e}", p.name())))
+                        .collect();
+                    break Err(SteadyError::Failed(if errors.is_empty() { "probes never got a stable streak".into() } else { errors.join("; ") }));
+                }
+                _ = check_dead.tick() => {
+                    let dead = self.dead_services();
+                    if !dead.is_empty() {
+                        break Err(SteadyError::Failed(dead.join("\n")));
+                    }
+                }
+                Some(a) = probes.attempts.recv() => {
+                    if let Some(slot) = last_error.get_mut(a.probe) {
+                        *slot = a.error.clone();
+                    }
+                    tracker.observe(a.probe, a.start_ns, a.ok);
+                    if tracker.recovered().is_some() {
+                        break Ok(started.elapsed());
+                    }
+                }
+            }
+        };
+        probes.stop().await;
+        result
+    }
+
+    /// One trial, from warm-up to heal. Returns (interrupted, heal error).
+    async fn trial(&self, fault: &FaultPlan, warm_up: Duration) -> (bool, Option<String>) {
+        let h = &self.history;
+        let mut probes = ProbeSet::start(&self.probers, h);
+        let mut tracker = RecoveryTracker::new(self.probers.len(), self.plan.run.stable_for);
+        let mut interrupted = false;
+
+        tokio::select! {
+            () = self.cancel.cancelled() => interrupted = true,
+            () = tokio::time::sleep(warm_up) => {}
+        }
+        if !interrupted {
+            h.record(Event::FaultInvoke {
+                fault: fault.kind.name().into(),
+                target: fault.target.clone(),
+            });
+            match nemesis::inject(fault, self.stack.as_ref()).await {
+                Err(e) => {
+                    h.record(Event::FaultFail { error: e.to_string() });
+                }
+                Ok((armed, detail)) => {
+                    h.record(Event::FaultOk { detail });
+                    let effect = nemesis::effect(fault, armed, self.stack.as_ref());
+                    tokio::pin!(effect);
+                    let mut effect_done = false;
+                    let observe = tokio::time::sleep(self.plan.run.observe_for);
+                    tokio::pin!(observe);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            () = self.cancel.cancelled() => { interrupted = true; break; }
+                            res = &mut effect, if !effect_done => {
+                                effect_done = true;
+                                match res {
+                                    Ok(detail) => {
+                                        let r = h.record(Event::FaultEnd { detail });
+                                        tracker.set_gate(r.elapsed_ns);
+                                    }
+                                    Err(e) => {
+                                        h.record(Event::FaultFail { error: format!("fault effect not confirmed: {e}") });
+                                        break;
+                                    }
+                                }
+                            }
+                            Some(a) = probes.attempts.recv() => {
+                                tracker.observe(a.probe, a.start_ns, a.ok);
+                                if tracker.recovered().is_some() { break; }
+                            }
+                            () = &mut observe => break,
+                        }
+                    }
+                }
+            }
+        }
+        // Heal always runs: after recovery, timeout, failed injection and Ctrl-C.
+        h.record(Event::HealInvoke);
+        let heal_error = match nemesis::heal(fault, self.stack.as_ref()).await {
+            Ok(detail) => {
+                h.record(Event::HealOk { detail });
+                None
+            }
+            Err(e) => {
+                h.record(Event::HealFail { error: e.to_string() });
+                Some(e.to_string())
+            }
+        };
+        probes.stop().await;
+        (interrupted, heal_error)
+    }
+
+    /// The whole run after the stack object exists; teardown is the caller's.
+    async fn drive(&self, trials_planned: u32, seed: u64, csv: &mut CsvReporter, progress: &ProgressBar) -> Result<(Vec<TrialReport>, RunFacts), RunError> {
+        let mut facts = RunFacts {
+            trials_planned,
+            seed,
+            ..RunFacts::default()
+        };
+        let plan = &self.plan;
+        if let Err(source) = self.stack.up().await {
+            let hint = match &source {
+                StackError::Spawn { service, .. } => format!("\n  (log: {})", self.service_log(service).display()),
+                _ => String::new(),
+            };
+            return Err(RunError::StackUp { source, hint });
+        }
+        match self.wait_steady(plan.run.startup_timeout).await {
+            Ok(waited) => {
+                self.history.record(Event::SteadyState {
+                    waited_ms: waited.as_secs_f64() * 1e3,
+                });
+            }
+            Err(SteadyError::Cancelled) => {
+                facts.interrupted = true;
+                return Ok((Vec::new(), facts));
+            }
+            Err(SteadyError::Failed(detail)) => {
+                return Err(RunError::NotHealthy {
+                    waited: plan.run.startup_timeout,
+                    detail,
+                })
+            }
+        }
+
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let cfg = analysis::check_config(plan);
+        let mut reports = Vec::new();
+        progress.set_length(u64::from(trials_planned));
+        for i in 1..=trials_planned {
+            if self.cancel.is_cancelled() {
+                facts.interrupted = true;
+                break;
+            }
+            let fault = match plan.run.order {
+                FaultOrder::RoundRobin => &plan.faults[(i as usize - 1) % plan.faults.len()],
+                FaultOrder::Random => &plan.faults[rng.random_range(0..plan.faults.len())],
+            };
+            let jitter_ns = u64::try_from(plan.run.jitter.as_nanos()).unwrap_or(u64::MAX);
+            let warm_up = plan.run.warm_up + Duration::from_nanos(if jitter_ns == 0 { 0 } else { rng.random_range(0..jitter_ns) });
+
+            self.history.begin_trial(i);
+            self.history.record(Event::TrialStart {
+                fault: fault.kind.name().into(),
+                target: fault.target.clone(),
+            });
+            let (interrupted, heal_error) = self.trial(fault, warm_up).await;
+            self.history.record(Event::TrialEnd { interrupted });
+            let records = self.history.end_trial();
+            if interrupted {
+                facts.interrupted = true;
+                break;
+            }
+            let report = checker::check_trial(i, &records, &cfg);
+            csv.trial_finished(&report)?;
+            progress.inc(1);
+            progress.set_message(progress_message(&report, &reports));
+            tracing::info!(trial = i, outcome = report.outcome.word(), recovery_ms = ?report.recovery_ms, "{}", report.reason);
+            reports.push(report);
+
+            if let Some(e) = heal_error {
+                facts.stopped_early = Some(format!("after trial {i}: heal failed: {e}"));
+                break;
+            }
+            match self.wait_steady(plan.run.heal_timeout).await {
+                Ok(_) => {}
+                Err(SteadyError::Cancelled) => {
+                    facts.interrupted = true;
+                    break;
+                }
+                Err(SteadyError::Failed(detail)) => {
+                    facts.stopped_early = Some(format!("after trial {i}: the stack did not return to steady state: {detail}"));
+                    break;
+                }
+            }
+            if i < trials_planned && !plan.run.settle.is_zero() {
+                tokio::select! {
+                    () = self.cancel.cancelled() => {}
+                    () = tokio::time::sleep(plan.run.settle) => {}
+                }
+            }
+        }
+        Ok((reports, facts))
+    }
+}
+
+fn progress_message(last: &TrialReport, earlier: &[TrialReport]) -> String {
+    let ok = earlier.iter().chain(std::iter::once(last)).filter(|t| t.outcome == checker::Outcome::Pass).count();
+    let n = earlier.len() + 1;
+    let rec = last.recovery_ms.map_or("not recovered".into(), |ms| format!("{ms:.0} ms"));
+    format!("last {rec} · {ok}/{n} ok")
+}
+
+/// Spawns the Ctrl-C / SIGTERM handler: cancel, then kill the stack, then exit.
+fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            tracing::warn!("cannot install signal handlers; Ctrl-C will not heal faults");
+            return;
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            count += 1;
+            match count {
+                1 => {
+                    eprintln!("\nrebound: interrupted — healing the fault and tearing the stack down (again: kill the stack now)");
+                    cancel.cancel();
+                }
+                2 => {
+                    eprintln!("rebound: killing the stack now (again: exit at once)");
+                    stack.kill_now();
+                }
+                _ => std::process::exit(i32::from(ExitStatus::Interrupted.code())),
+            }
+        }
+    })
+}
+
+/// Runs a validated plan end to end and writes its run directory.
+pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError> {
+    let seed = opts.seed.or(plan.run.seed).unwrap_or_else(rand::random);
+    let trials_planned = opts.trials.unwrap_or(plan.run.trials);
+    if trials_planned == 0 {
+        return Err(RunError::RunDir {
+            path: PathBuf::new(),
+            message: "--trials must be at least 1".into(),
+        });
+    }
+    let run_id = new_run_id();
+    let run_dir = prepare_run_dir(plan, opts, &run_id)?;
+    let history = Arc::new(History::create(&run_dir.join("history.jsonl"))?);
+    history.record(Event::RunStart {
+        scenario: plan.name.clone(),
+        run_id: run_id.clone(),
+        seed,
+        trials: trials_planned,
+    });
+    let mut csv = CsvReporter::create(&run_dir.join("trials.csv"))?;
+    let probers = plan
+        .probes
+        .iter()
+        .map(|p| {
+            Prober::new(p.clone()).map(Arc::new).map_err(|e| RunError::Probe {
+                probe: p.name.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let scenario_dir = std::path::absolute(&plan.base_dir).unwrap_or_else(|_| plan.base_dir.clone());
+    let expand = ExpandContext {
+        rebound: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rebound")),
+        run_dir: run_dir.clone(),
+        scenario_dir,
+    };
+    let stack: Arc<dyn Stack> = match &plan.stack {
+        StackPlan::Process { services } => Arc::new(ProcessStack::new(services, &expand, Arc::clone(&history)).map_err(|source| RunError::StackUp { source, hint: String::new() })?),
+    };
+    let cancel = CancellationToken::new();
+    let signals = handle_signals(cancel.clone(), Arc::clone(&stack));
+    let progress = if opts.progress {
+        ProgressBar::with_draw_target(Some(u64::from(trials_planned)), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} trial {pos}/{len} [{bar:30}] {elapsed} · {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    progress.enable_steady_tick(Duration::from_millis(200));
+
+    let ctx = Arc::new(Ctx {
+        plan: plan.clone(),
+        history: Arc::clone(&history),
+        stack: Arc::clone(&stack),
+        probers,
+        cancel: cancel.clone(),
+        run_dir: run_dir.clone(),
+    });
+    // The trial loop runs in its own task so that a panic in it still reaches the
+    // heal-all teardown below.
+    let body = {
+        let ctx = Arc::clone(&ctx);
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let res = ctx.drive(trials_planned, seed, &mut csv, &progress).await;
+            (res, csv)
+        })
+    };
+    let joined = body.await;
+    progress.finish_and_clear();
+    let teardown = stack.teardown().await;
+    signals.abort();
+
+    let (result, _csv) = match joined {
+        Ok(pair) => pair,
+        Err(e) => {
+            history.record(Event::RunEnd {
+                interrupted: false,
+                stopped_early: Some(format!("internal error: {e}")),
+            });
+            return Err(RunError::Internal(e.to_string()));
+        }
+    };
+    let (trials, mut facts) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            history.record(Event::RunEnd {
+                interrupted: cancel.is_cancelled(),
+                stopped_early: Some(e.to_string()),
+            });
+            return Err(e);
+        }
+    };
+    facts.run_id = run_id;
+    facts.interrupted |= cancel.is_cancelled();
+    if let Err(e) = teardown {
+        facts.stopped_early.get_or_insert(format!("teardown failed: {e}"));
+    }
+    history.record(Event::RunEnd {
+        interrupted: facts.interrupted,
+        stopped_early: facts.stopped_early.clone(),
+    });
+    if let Some(e) = history.take_write_error() {
+        return Err(e.into());
+    }
+    let summary = analysis::summarize(plan, &facts, &trials, &run_dir);
+    JsonReporter {
+        path: run_dir.join("summary.json"),
+    }
+    .run_finished(&summary, &trials)?;
+    if opts.print_summary {
+        ConsoleReporter { out: std::io::stdout() }.run_finished(&summary, &trials)?;
+    }
+    let exit = analysis::exit_status(summary.verdict, &facts);
+    Ok(RunOutcome { summary, trials, exit })
+}

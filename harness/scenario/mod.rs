@@ -1,0 +1,624 @@
+//! Scenario files: read TOML into [`raw::ScenarioFile`], validate it into a [`Plan`].
+//!
+//! Boundary: no I/O besides reading the file; nothing here starts processes or
+//! checks that commands exist (that is the stack's job, exit code 4). Every error
+//! names the file, the line where it can be found, and the key.
+
+pub mod raw;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{FaultOrder, RestartPolicy};
+use raw::{RawFault, RawProbe, RawStack, ScenarioFile};
+
+/// A scenario that could not be read or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: cannot read scenario: {source}", path = path.display())]
+    Read {
+        /// The scenario path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the scenario schema.
+    #[error("{path}:{line}:{column}: {key}: {message}", path = path.display())]
+    Parse {
+        /// The scenario path.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Dotted key path, e.g. `run.trials`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file parses but a value is not acceptable.
+    #[error("{path}{at}: {key}: {message}", path = path.display(), at = line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The scenario path.
+        path: PathBuf,
+        /// 1-based line, when the value could be located.
+        line: Option<usize>,
+        /// Dotted key path, e.g. `fault[1].target`.
+        key: String,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+}
+
+/// A validated scenario: every default filled in, every reference resolved.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Scenario name (safe as a directory name).
+    pub name: String,
+    /// What the scenario tests.
+    pub description: String,
+    /// Where the file was read from.
+    pub source_path: PathBuf,
+    /// The exact file text (copied into every run directory).
+    pub source_text: String,
+    /// Directory of the scenario file: relative paths resolve against it.
+    pub base_dir: PathBuf,
+    /// The stack under test.
+    pub stack: StackPlan,
+    /// Faults, at least one.
+    pub faults: Vec<FaultPlan>,
+    /// Probes, at least one.
+    pub probes: Vec<ProbePlan>,
+    /// The objective.
+    pub slo: Slo,
+    /// Trial mechanics.
+    pub run: RunPlan,
+}
+
+/// The stack backend and its services.
+#[derive(Debug, Clone)]
+pub enum StackPlan {
+    /// Local processes supervised by rebound.
+    Process {
+        /// Services in start order.
+        services: Vec<ServicePlan>,
+    },
+}
+
+impl StackPlan {
+    /// Names of all services, in start order.
+    pub fn service_names(&self) -> Vec<String> {
+        match self {
+            StackPlan::Process { services } => services.iter().map(|s| s.name.clone()).collect(),
+        }
+    }
+}
+
+/// One supervised process.
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    /// Service name.
+    pub name: String,
+    /// argv with placeholders (expanded at start).
+    pub command: Vec<String>,
+    /// Extra environment (placeholders expanded at start).
+    pub env: BTreeMap<String, String>,
+    /// Working directory (absolute or relative to the scenario directory).
+    pub workdir: Option<PathBuf>,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// First restart delay.
+    pub restart_backoff: Duration,
+    /// Largest restart delay.
+    pub restart_max_backoff: Duration,
+    /// SIGTERM → SIGKILL grace when rebound stops it.
+    pub stop_grace: Duration,
+}
+
+/// One fault: what is done to which service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultPlan {
+    /// Target service.
+    pub target: String,
+    /// The fault kind and its parameters.
+    pub kind: FaultKind,
+}
+
+/// Fault kinds and their parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// SIGKILL; the restart policy brings the service back.
+    Sigkill,
+    /// SIGTERM, SIGKILL after `grace`, then start.
+    Sigterm {
+        /// SIGTERM → SIGKILL grace.
+        grace: Duration,
+    },
+    /// Stopped for `duration`, then started.
+    StopFor {
+        /// How long it stays stopped.
+        duration: Duration,
+        /// SIGTERM → SIGKILL grace.
+        grace: Duration,
+    },
+    /// SIGSTOP for `duration`, then SIGCONT.
+    PauseFor {
+        /// How long it stays frozen.
+        duration: Duration,
+    },
+}
+
+impl FaultKind {
+    /// The kebab-case kind name used in files and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Sigkill => "sigkill",
+            FaultKind::Sigterm { .. } => "sigterm",
+            FaultKind::StopFor { .. } => "stop-for",
+            FaultKind::PauseFor { .. } => "pause-for",
+        }
+    }
+}
+
+/// One readiness probe.
+#[derive(Debug, Clone)]
+pub struct ProbePlan {
+    /// Unique name.
+    pub name: String,
+    /// What is checked.
+    pub kind: ProbeKind,
+    /// Poll period.
+    pub period: Duration,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+/// Probe kinds.
+#[derive(Debug, Clone)]
+pub enum ProbeKind {
+    /// HTTP GET expecting a status.
+    Http {
+        /// The URL.
+        url: String,
+        /// The expected status.
+        expect_status: u16,
+    },
+    /// TCP connect.
+    Tcp {
+        /// Address to connect to.
+        address: SocketAddr,
+    },
+}
+
+/// A recovery-time quantile an SLO can limit.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantile {
+    /// Median.
+    P50,
+    /// 90th percentile.
+    P90,
+    /// 95th percentile.
+    P95,
+    /// 99th percentile.
+    P99,
+    /// Largest observed value.
+    Max,
+}
+
+impl Quantile {
+    /// The probability level (1.0 for max).
+    pub fn level(self) -> f64 {
+        match self {
+            Quantile::P50 => 0.50,
+            Quantile::P90 => 0.90,
+            Quantile::P95 => 0.95,
+            Quantile::P99 => 0.99,
+            Quantile::Max => 1.0,
+        }
+    }
+
+    /// Lower-case label, as in the file.
+    pub fn label(self) -> &'static str {
+        match self {
+            Quantile::P50 => "p50",
+            Quantile::P90 => "p90",
+            Quantile::P95 => "p95",
+            Quantile::P99 => "p99",
+            Quantile::Max => "max",
+        }
+    }
+}
+
+/// The validated objective.
+#[derive(Debug, Clone)]
+pub struct Slo {
+    /// Required success rate in (0, 1).
+    pub success_rate: f64,
+    /// Confidence of decisions in (0, 1).
+    pub confidence: f64,
+    /// Per-trial recovery deadline.
+    pub recover_within: Duration,
+    /// Limits on recovery quantiles.
+    pub limits: Vec<(Quantile, Duration)>,
+}
+
+/// Validated trial mechanics.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// Number of trials.
+    pub trials: u32,
+    /// Steady state before each injection.
+    pub warm_up: Duration,
+    /// Random extra warm-up bound.
+    pub jitter: Duration,
+    /// Pause between trials.
+    pub settle: Duration,
+    /// Consecutive successes that make "recovered".
+    pub stable_for: u32,
+    /// Recovery watch window after the fault.
+    pub observe_for: Duration,
+    /// Bring-up timeout.
+    pub startup_timeout: Duration,
+    /// Steady-state timeout after heal.
+    pub heal_timeout: Duration,
+    /// Fault order.
+    pub order: FaultOrder,
+    /// Fixed seed, if the file gives one.
+    pub seed: Option<u64>,
+}
+
+/// Placeholders allowed in service commands, env and workdir.
+pub const PLACEHOLDERS: &[&str] = &["rebound", "run_dir", "scenario_dir"];
+
+/// Smallest probe period accepted.
+pub const MIN_PROBE_PERIOD: Duration = Duration::from_millis(5);
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates scenario text; `path` is used for messages and relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Plan, ScenarioError> {
+    let raw = parse_raw(path, text)?;
+    validate(raw, path, text)
+}
+
+fn parse_raw(path: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, String::new(), &e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        toml_error(path, text, key, e.inner())
+    })
+}
+
+fn toml_error(path: &Path, text: &str, key: String, e: &toml::de::Error) -> ScenarioError {
+    let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+    // serde_path_to_error reports "." for the root; an unknown key names itself in the message.
+    let key = if key.is_empty() || key == "." { key_at(text, line).unwrap_or_else(|| "(file)".into()) } else { key };
+    ScenarioError::Parse {
+        path: path.to_path_buf(),
+        line,
+        column,
+        key,
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The key written at the start of a line (`key = ...`), if any.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?.trim();
+    let key = l.split('=').next()?.trim();
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+/// Finds the first line, at or after line `from`, on which `key = ...value...` is written.
+fn locate(text: &str, key: &str, value: Option<&str>, from: usize) -> Option<usize> {
+    text.lines().enumerate().skip(from.saturating_sub(1)).find_map(|(i, l)| {
+        let (k, v) = l.split_once('=')?;
+        let key_ok = k.trim().trim_matches('"') == key;
+        let value_ok = value.is_none_or(|want| v.contains(want));
+        (key_ok && value_ok).then_some(i + 1)
+    })
+}
+
+/// Line of the n-th (0-based) occurrence of a table header like `[[fault]]`.
+fn header_line(text: &str, header: &str, n: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim().starts_with(header))
+        .nth(n)
+        .map(|(i, _)| i + 1)
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: impl Into<String>, line: Option<usize>, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Error about `key = value` inside the n-th `header` table.
+    fn err_in(&self, header: &str, n: usize, key: &str, value: Option<&str>, message: impl Into<String>) -> ScenarioError {
+        let start = header_line(self.text, header, n).unwrap_or(1);
+        let line = locate(self.text, key, value, start).or(Some(start));
+        let table = header.trim_matches(|c| c == '[' || c == ']');
+        self.err(format!("{table}[{}].{key}", n + 1), line, message)
+    }
+}
+
+fn check_placeholders(s: &str) -> Result<(), String> {
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("unterminated placeholder in `{s}`"));
+        };
+        let name = &after[..end];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `${{{name}}}`; known: {}",
+                PLACEHOLDERS.iter().map(|p| format!("${{{p}}}")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+/// Expands `${rebound}`, `${run_dir}` and `${scenario_dir}` (validated beforehand).
+pub fn expand(s: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut out = s.to_string();
+    for (name, value) in vars {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
+    out
+}
+
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// Turns a raw file into a [`Plan`], checking every reference and range.
+pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, ScenarioError> {
+    let v = Validator { path, text };
+    let name_ok = !raw.name.is_empty()
+        && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !raw.name.starts_with('.');
+    if !name_ok {
+        return Err(v.err(
+            "name",
+            locate(text, "name", None, 1),
+            format!("`{}` is not a valid name: use letters, digits, `-`, `_`, `.`", raw.name),
+        ));
+    }
+
+    let stack = match raw.stack {
+        RawStack::Process { services } => {
+            if services.is_empty() {
+                return Err(v.err("stack.service", header_line(text, "[stack]", 0), "at least one [[stack.service]] is required"));
+            }
+            let mut seen = HashSet::new();
+            let mut plans = Vec::new();
+            for (i, s) in services.into_iter().enumerate() {
+                if !seen.insert(s.name.clone()) {
+                    return Err(v.err_in("[[stack.service]]", i, "name", Some(&s.name), format!("duplicate service name `{}`", s.name)));
+                }
+                if s.command.is_empty() || s.command[0].is_empty() {
+                    return Err(v.err_in("[[stack.service]]", i, "command", None, "command must name a program"));
+                }
+                for arg in s.command.iter().chain(s.env.values()) {
+                    check_placeholders(arg).map_err(|m| v.err_in("[[stack.service]]", i, "command", None, m))?;
+                }
+                let backoff = s.restart_backoff.unwrap_or(Duration::from_millis(100));
+                let max_backoff = s.restart_max_backoff.unwrap_or(Duration::from_secs(60)).max(backoff);
+                plans.push(ServicePlan {
+                    name: s.name,
+                    command: s.command,
+                    env: s.env,
+                    workdir: s.workdir,
+                    restart: s.restart,
+                    restart_backoff: backoff,
+                    restart_max_backoff: max_backoff,
+                    stop_grace: s.stop_grace.unwrap_or(DEFAULT_GRACE),
+                });
+            }
+            StackPlan::Process { services: plans }
+        }
+    };
+    let services = stack.service_names();
+
+    if raw.faults.is_empty() {
+        return Err(v.err("fault", None, "at least one [[fault]] is required"));
+    }
+    let mut faults = Vec::new();
+    for (i, f) in raw.faults.into_iter().enumerate() {
+        let (target, kind) = match f {
+            RawFault::Sigkill { target } => (target, FaultKind::Sigkill),
+            RawFault::Sigterm { target, grace } => (target, FaultKind::Sigterm { grace: grace.unwrap_or(DEFAULT_GRACE) }),
+            RawFault::StopFor { target, duration, grace } => (
+                target,
+                FaultKind::StopFor {
+                    duration,
+                    grace: grace.unwrap_or(DEFAULT_GRACE),
+                },
+            ),
+            RawFault::PauseFor { target, duration } => (target, FaultKind::PauseFor { duration }),
+        };
+        if !services.contains(&target) {
+            return Err(v.err_in(
+                "[[fault]]",
+                i,
+                "target",
+                Some(&format!("\"{target}\"")),
+                format!("unknown target `{target}`; services are: {}", services.join(", ")),
+            ));
+        }
+        if let FaultKind::StopFor { duration, .. } | FaultKind::PauseFor { duration } = &kind {
+            if duration.is_zero() {
+                return Err(v.err_in("[[fault]]", i, "duration", None, "duration must be greater than 0"));
+            }
+        }
+        faults.push(FaultPlan { target, kind });
+    }
+
+    let r = raw.run;
+    let default_period = r.probe_period.unwrap_or(Duration::from_millis(50));
+    if default_period < MIN_PROBE_PERIOD {
+        return Err(v.err("run.probe-period", locate(text, "probe-period", None, 1), "probe period must be at least 5ms"));
+    }
+
+    if raw.probes.is_empty() {
+        return Err(v.err("probe", None, "at least one [[probe]] is required: rebound must be able to tell when the stack is up"));
+    }
+    let mut probes = Vec::new();
+    let mut probe_names = HashSet::new();
+    for (i, p) in raw.probes.into_iter().enumerate() {
+        let (name, kind, period, timeout) = match p {
+            RawProbe::Http {
+                name,
+                url,
+                expect_status,
+                period,
+                timeout,
+            } => {
+                let parsed = reqwest::Url::parse(&url)
+                    .map_err(|e| v.err_in("[[probe]]", i, "url", Some(&url), format!("`{url}` is not a URL: {e}")))?;
+                if parsed.scheme() != "http" {
+                    return Err(v.err_in("[[probe]]", i, "url", Some(&url), "only plain http:// URLs are supported"));
+                }
+                let status = expect_status.unwrap_or(200);
+                if !(100..=599).contains(&status) {
+                    return Err(v.err_in("[[probe]]", i, "expect-status", None, format!("{status} is not an HTTP status")));
+                }
+                (
+                    name.unwrap_or_else(|| format!("http-{}", i + 1)),
+                    ProbeKind::Http { url, expect_status: status },
+                    period,
+                    timeout,
+                )
+            }
+            RawProbe::Tcp {
+                name,
+                address,
+                period,
+                timeout,
+            } => {
+                let addr: SocketAddr = address.parse().map_err(|_| {
+                    v.err_in("[[probe]]", i, "address", Some(&address), format!("`{address}` is not an ip:port address"))
+                })?;
+                (name.unwrap_or_else(|| format!("tcp-{}", i + 1)), ProbeKind::Tcp { address: addr }, period, timeout)
+            }
+        };
+        if !probe_names.insert(name.clone()) {
+            return Err(v.err_in("[[probe]]", i, "name", Some(&name), format!("duplicate probe name `{name}`")));
+        }
+        let period = period.unwrap_or(default_period);
+        if period < MIN_PROBE_PERIOD {
+            return Err(v.err_in("[[probe]]", i, "period", None, "probe period must be at least 5ms"));
+        }
+        let timeout = timeout.unwrap_or(Duration::from_secs(1));
+        if timeout.is_zero() {
+            return Err(v.err_in("[[probe]]", i, "timeout", None, "timeout must be greater than 0"));
+        }
+        probes.push(ProbePlan { name, kind, period, timeout });
+    }
+
+    let s = raw.slo;
+    let success_rate = s.success_rate.unwrap_or(0.99);
+    if !(success_rate > 0.0 && success_rate < 1.0) {
+        return Err(v.err(
+            "slo.success-rate",
+            locate(text, "success-rate", None, 1),
+            format!("{success_rate} must lie strictly between 0 and 1 (e.g. 0.99); no finite run can prove 1.0"),
+        ));
+    }
+    let confidence = s.confidence.unwrap_or(0.95);
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return Err(v.err("slo.confidence", locate(text, "confidence", None, 1), format!("{confidence} must lie strictly between 0 and 1")));
+    }
+    if s.recover_within.is_zero() {
+        return Err(v.err("slo.recover-within", locate(text, "recover-within", None, 1), "must be greater than 0"));
+    }
+    let limits: Vec<(Quantile, Duration)> = [
+        (Quantile::P50, s.p50),
+        (Quantile::P90, s.p90),
+        (Quantile::P95, s.p95),
+        (Quantile::P99, s.p99),
+        (Quantile::Max, s.max),
+    ]
+    .into_iter()
+    .filter_map(|(q, d)| d.map(|d| (q, d)))
+    .collect();
+
+    let trials = r.trials.unwrap_or(20);
+    if trials == 0 {
+        return Err(v.err("run.trials", locate(text, "trials", None, 1), "at least 1 trial is required"));
+    }
+    let stable_for = r.stable_for.unwrap_or(3);
+    if stable_for == 0 {
+        return Err(v.err("run.stable-for", locate(text, "stable-for", None, 1), "must be at least 1"));
+    }
+    let observe_for = r.observe_for.unwrap_or(s.recover_within * 2);
+    if observe_for < s.recover_within {
+        return Err(v.err(
+            "run.observe-for",
+            locate(text, "observe-for", None, 1),
+            "must not be shorter than slo.recover-within, or no trial could pass",
+        ));
+    }
+
+    Ok(Plan {
+        name: raw.name,
+        description: raw.description.trim().to_string(),
+        source_path: path.to_path_buf(),
+        source_text: text.to_string(),
+        base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        stack,
+        faults,
+        probes,
+        slo: Slo {
+            success_rate,
+            confidence,
+            recover_within: s.recover_within,
+            limits,
+        },
+        run: RunPlan {
+            trials,
+            warm_up: r.warm_up.unwrap_or(Duration::from_secs(1)),
+            jitter: r.jitter.unwrap_or(Duration::ZERO),
+            settle: r.settle.unwrap_or(Duration::ZERO),
+            stable_for,
+            observe_for,
+            startup_timeout: r.startup_timeout.unwrap_or(Duration::from_secs(60)),
+            heal_timeout: r.heal_timeout.unwrap_or(Duration::from_secs(60)),
+            order: r.order.unwrap_or_default(),
+            seed: r.seed,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

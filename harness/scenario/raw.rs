@@ -1,0 +1,232 @@
+//! Raw scenario file types: exactly what serde reads from TOML, before validation.
+//!
+//! Every table denies unknown keys and every enum is tagged (`kind`, `backend`),
+//! so a typo is an error naming the key and the line, never a silent default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A scenario file as written by the user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScenarioFile {
+    /// Short name; also the directory name under `reports/`.
+    pub name: String,
+    /// What story the scenario tests and why.
+    #[serde(default)]
+    pub description: String,
+    /// The stack under test.
+    pub stack: RawStack,
+    /// Faults, injected one per trial (round-robin or random, see `[run] order`).
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<RawFault>,
+    /// Readiness probes: the stack is up when all of them are.
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<RawProbe>,
+    /// The service level objective the run decides.
+    pub slo: RawSlo,
+    /// How trials are run.
+    #[serde(default)]
+    pub run: RawRun,
+}
+
+/// `[stack]`: which backend runs the services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "backend", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RawStack {
+    /// Local commands supervised by rebound.
+    Process {
+        /// `[[stack.service]]` entries.
+        #[serde(rename = "service")]
+        services: Vec<RawService>,
+    },
+}
+
+/// `[[stack.service]]` of the process backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawService {
+    /// Service name, used as fault target.
+    pub name: String,
+    /// argv; `${rebound}`, `${run_dir}` and `${scenario_dir}` are expanded.
+    pub command: Vec<String>,
+    /// Extra environment variables (placeholders expanded).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default: the scenario file's directory).
+    pub workdir: Option<PathBuf>,
+    /// Restart policy, as Docker's: `never` (default), `on-failure`, `always`.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// First restart delay; doubles on each consecutive restart (Docker: 100ms).
+    #[serde(default, with = "humantime_serde::option")]
+    pub restart_backoff: Option<Duration>,
+    /// Upper bound of the restart delay (Docker: 1m).
+    #[serde(default, with = "humantime_serde::option")]
+    pub restart_max_backoff: Option<Duration>,
+    /// Grace period between SIGTERM and SIGKILL when rebound stops the service.
+    #[serde(default, with = "humantime_serde::option")]
+    pub stop_grace: Option<Duration>,
+}
+
+/// What the supervisor does when a service exits on its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Stay down (rebound's heal starts it after the trial).
+    #[default]
+    Never,
+    /// Restart when the exit was not a clean `exit 0` (signals count as failures).
+    OnFailure,
+    /// Always restart.
+    Always,
+}
+
+/// `[[fault]]`: one fault kind and its parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RawFault {
+    /// SIGKILL the target; its restart policy brings it back.
+    Sigkill {
+        /// Service name.
+        target: String,
+    },
+    /// Graceful restart: SIGTERM, SIGKILL after `grace`, then rebound starts it.
+    Sigterm {
+        /// Service name.
+        target: String,
+        /// Time allowed between SIGTERM and SIGKILL (default 10s).
+        #[serde(default, with = "humantime_serde::option")]
+        grace: Option<Duration>,
+    },
+    /// Stop the target (gracefully), keep it stopped for `duration`, start it.
+    StopFor {
+        /// Service name.
+        target: String,
+        /// How long the service stays stopped.
+        #[serde(with = "humantime_serde")]
+        duration: Duration,
+        /// Time allowed between SIGTERM and SIGKILL (default 10s).
+        #[serde(default, with = "humantime_serde::option")]
+        grace: Option<Duration>,
+    },
+    /// Freeze the target (SIGSTOP) for `duration`, then resume it (SIGCONT).
+    PauseFor {
+        /// Service name.
+        target: String,
+        /// How long the service stays frozen.
+        #[serde(with = "humantime_serde")]
+        duration: Duration,
+    },
+}
+
+/// `[[probe]]`: how to tell that the stack is up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RawProbe {
+    /// HTTP GET that must answer with `expect-status`.
+    Http {
+        /// Name in reports (default `http-<n>`).
+        name: Option<String>,
+        /// Plain-HTTP URL.
+        url: String,
+        /// Expected status code (default 200).
+        expect_status: Option<u16>,
+        /// Poll period (default `[run] probe-period`).
+        #[serde(default, with = "humantime_serde::option")]
+        period: Option<Duration>,
+        /// Per-attempt timeout (default 1s).
+        #[serde(default, with = "humantime_serde::option")]
+        timeout: Option<Duration>,
+    },
+    /// TCP connect that must succeed.
+    Tcp {
+        /// Name in reports (default `tcp-<n>`).
+        name: Option<String>,
+        /// `host:port`, an IP literal.
+        address: String,
+        /// Poll period (default `[run] probe-period`).
+        #[serde(default, with = "humantime_serde::option")]
+        period: Option<Duration>,
+        /// Per-attempt timeout (default 1s).
+        #[serde(default, with = "humantime_serde::option")]
+        timeout: Option<Duration>,
+    },
+}
+
+/// `[slo]`: what must hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawSlo {
+    /// Required fraction of successful trials (default 0.99).
+    pub success_rate: Option<f64>,
+    /// Confidence of the decision (default 0.95).
+    pub confidence: Option<f64>,
+    /// A trial succeeds only if the stack recovers within this time.
+    #[serde(with = "humantime_serde")]
+    pub recover_within: Duration,
+    /// Limit on the median recovery time.
+    #[serde(default, with = "humantime_serde::option")]
+    pub p50: Option<Duration>,
+    /// Limit on the 90th percentile recovery time.
+    #[serde(default, with = "humantime_serde::option")]
+    pub p90: Option<Duration>,
+    /// Limit on the 95th percentile recovery time.
+    #[serde(default, with = "humantime_serde::option")]
+    pub p95: Option<Duration>,
+    /// Limit on the 99th percentile recovery time.
+    #[serde(default, with = "humantime_serde::option")]
+    pub p99: Option<Duration>,
+    /// Limit on the largest observed recovery time.
+    #[serde(default, with = "humantime_serde::option")]
+    pub max: Option<Duration>,
+}
+
+/// `[run]`: trial mechanics. Every key has a default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRun {
+    /// Number of trials (default 20).
+    pub trials: Option<u32>,
+    /// Steady-state time before each injection (default 1s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub warm_up: Option<Duration>,
+    /// Random extra warm-up in [0, jitter), so faults do not phase-lock with probes.
+    #[serde(default, with = "humantime_serde::option")]
+    pub jitter: Option<Duration>,
+    /// Pause after a trial has healed, before the next one (default 0s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub settle: Option<Duration>,
+    /// Consecutive successful probes that make "recovered" (default 3).
+    pub stable_for: Option<u32>,
+    /// Default probe period (default 50ms, at least 5ms).
+    #[serde(default, with = "humantime_serde::option")]
+    pub probe_period: Option<Duration>,
+    /// How long to watch for recovery after the fault (default 2 × recover-within).
+    #[serde(default, with = "humantime_serde::option")]
+    pub observe_for: Option<Duration>,
+    /// Time allowed for the first bring-up to reach steady state (default 60s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub startup_timeout: Option<Duration>,
+    /// Time allowed to regain steady state after heal (default 60s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub heal_timeout: Option<Duration>,
+    /// Which fault each trial uses: `round-robin` (default) or `random` (seeded).
+    pub order: Option<FaultOrder>,
+    /// Seed for random order and jitter (default: random, printed and recorded).
+    pub seed: Option<u64>,
+}
+
+/// How trials pick among several faults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultOrder {
+    /// Trial i uses fault i mod n.
+    #[default]
+    RoundRobin,
+    /// Uniform seeded choice per trial.
+    Random,
+}

@@ -1,0 +1,125 @@
+//! The [`Stack`] trait: primitives on the services of the stack under test (start,
+//! stop with grace, signal, pause, lifecycle counters, teardown) and its backends.
+//!
+//! Primitives, not scenarios: fault logic lives in `nemesis`, timing in `runner`.
+//! A backend touches only the services of its own scenario.
+
+pub mod process;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Signals the nemesis can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sig {
+    /// SIGKILL.
+    Kill,
+    /// SIGTERM.
+    Term,
+}
+
+/// Failures of stack primitives.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// The scenario names a service the stack does not have.
+    #[error("unknown service `{0}`")]
+    UnknownService(String),
+    /// A service's program could not be started.
+    #[error("service `{service}`: cannot start `{program}`: {source}")]
+    Spawn {
+        /// Service.
+        service: String,
+        /// argv[0] after expansion.
+        program: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A signal could not be delivered.
+    #[error("service `{service}`: cannot send {signal}: {message}")]
+    Signal {
+        /// Service.
+        service: String,
+        /// Signal name.
+        signal: String,
+        /// OS error text.
+        message: String,
+    },
+    /// The supervisor could not start the service again.
+    #[error("service `{service}`: cannot start: {message}")]
+    StartFailed {
+        /// Service.
+        service: String,
+        /// The spawn error.
+        message: String,
+    },
+    /// The service is not running, so the operation makes no sense.
+    #[error("service `{0}` is not running")]
+    NotRunning(String),
+    /// Something did not happen in time.
+    #[error("service `{service}`: {what} did not happen within {after:?}")]
+    Timeout {
+        /// Service.
+        service: String,
+        /// What was awaited.
+        what: String,
+        /// How long it was awaited.
+        after: Duration,
+    },
+    /// Preparing the stack failed (log directory, …).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Backend-independent view of a service's process state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceStatus {
+    /// A process is alive.
+    pub running: bool,
+    /// It is frozen.
+    pub paused: bool,
+    /// Processes started so far.
+    pub starts: u64,
+    /// Processes exited so far.
+    pub exits: u64,
+    /// A process is running or the backend will start one (restart pending).
+    pub wanted: bool,
+    /// Exit code of the latest exit.
+    pub last_code: Option<i32>,
+    /// Terminating signal of the latest exit.
+    pub last_signal: Option<i32>,
+}
+
+/// Operations the nemesis and the runner perform on a stack.
+#[async_trait]
+pub trait Stack: Send + Sync {
+    /// Service names, in start order.
+    fn services(&self) -> Vec<String>;
+    /// Starts every service; errors if one cannot be started at all.
+    async fn up(&self) -> Result<(), StackError>;
+    /// Current status of a service.
+    fn status(&self, service: &str) -> Result<ServiceStatus, StackError>;
+    /// Sends a signal to the service's process (group).
+    async fn signal(&self, service: &str, sig: Sig) -> Result<(), StackError>;
+    /// Marks the service as deliberately stopped: its next exit is not restarted.
+    fn hold(&self, service: &str) -> Result<(), StackError>;
+    /// Graceful stop: hold, SIGTERM, SIGKILL after `grace`; returns once it exited.
+    async fn stop(&self, service: &str, grace: Duration) -> Result<(), StackError>;
+    /// Starts a stopped service (no-op if running); returns once spawned.
+    async fn start(&self, service: &str) -> Result<(), StackError>;
+    /// Freezes the service.
+    async fn pause(&self, service: &str) -> Result<(), StackError>;
+    /// Resumes a frozen service (no-op if not paused).
+    async fn unpause(&self, service: &str) -> Result<(), StackError>;
+    /// Waits until the service's exit count exceeds `exits` (a process died).
+    async fn wait_exit(&self, service: &str, exits: u64, timeout: Duration) -> Result<(), StackError>;
+    /// Stops everything (resumes frozen processes first) and releases resources.
+    async fn teardown(&self) -> Result<(), StackError>;
+    /// Emergency: SIGKILL everything now, synchronously (second Ctrl-C).
+    fn kill_now(&self);
+}
