@@ -32,12 +32,20 @@ impl RunFacts {
         let mut facts = RunFacts::default();
         for r in records {
             match &r.event {
-                Event::RunStart { run_id, seed, trials, .. } => {
+                Event::RunStart {
+                    run_id,
+                    seed,
+                    trials,
+                    ..
+                } => {
                     facts.run_id.clone_from(run_id);
                     facts.seed = *seed;
                     facts.trials_planned = *trials;
                 }
-                Event::RunEnd { interrupted, stopped_early } => {
+                Event::RunEnd {
+                    interrupted,
+                    stopped_early,
+                } => {
                     facts.interrupted = *interrupted;
                     facts.stopped_early.clone_from(stopped_early);
                 }
@@ -129,7 +137,10 @@ pub fn reanalyse(run_dir: &Path) -> Result<(Summary, Vec<TrialReport>), Analysis
     let records = history::load(&run_dir.join("history.jsonl"))?;
     let facts = RunFacts::from_records(&records);
     let cfg = check_config(&plan);
-    let trials: Vec<TrialReport> = history::finished_trials(&records).iter().map(|(n, recs)| checker::check_trial(*n, recs, &cfg)).collect();
+    let trials: Vec<TrialReport> = history::finished_trials(&records)
+        .iter()
+        .map(|(n, recs)| checker::check_trial(*n, recs, &cfg))
+        .collect();
     let summary = summarize(&plan, &facts, &trials, run_dir);
     Ok((summary, trials))
 }

@@ -74,8 +74,13 @@ fn init_tracing(verbose: u8) {
         1 => "rebound=info",
         _ => "rebound=debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 fn exit(status: ExitStatus) -> ExitCode {
@@ -87,7 +92,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit(ExitStatus::Invalid) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                exit(ExitStatus::Invalid)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     if let Command::DemoApp(args) = cli.command {
@@ -101,7 +110,16 @@ fn main() -> ExitCode {
             out,
             seed,
             no_progress,
-        } => cmd_run(scenario, RunOptions { trials, out, seed, progress: !no_progress, ..RunOptions::default() }),
+        } => cmd_run(
+            scenario,
+            RunOptions {
+                trials,
+                out,
+                seed,
+                progress: !no_progress,
+                ..RunOptions::default()
+            },
+        ),
         Command::Validate { files } => cmd_validate(&files),
         Command::List { dir } => cmd_list(&dir),
         Command::Check { run_dir } => cmd_check(&run_dir),
@@ -122,7 +140,11 @@ fn cmd_run(scenario: Option<PathBuf>, opts: RunOptions) -> ExitCode {
             return exit(ExitStatus::Invalid);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime") {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -142,7 +164,14 @@ fn cmd_validate(files: &[PathBuf]) -> ExitCode {
     let mut status = ExitStatus::SloMet;
     for f in files {
         match scenario::load(f) {
-            Ok(plan) => println!("ok: {} ({}: {} fault(s), {} probe(s), {} trials)", f.display(), plan.name, plan.faults.len(), plan.probes.len(), plan.run.trials),
+            Ok(plan) => println!(
+                "ok: {} ({}: {} fault(s), {} probe(s), {} trials)",
+                f.display(),
+                plan.name,
+                plan.faults.len(),
+                plan.probes.len(),
+                plan.run.trials
+            ),
             Err(e) => {
                 eprintln!("error: {e}");
                 status = ExitStatus::Invalid;
@@ -160,7 +189,10 @@ fn cmd_list(dir: &Path) -> ExitCode {
             return exit(ExitStatus::Invalid);
         }
     };
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
     files.sort();
     let mut status = ExitStatus::SloMet;
     for f in files {

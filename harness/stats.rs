@@ -42,7 +42,9 @@ impl Decision {
 
 fn beta_quantile(a: f64, b: f64, p: f64) -> f64 {
     // a, b > 0 by construction at every call site; fall back to the safe end otherwise.
-    Beta::new(a, b).map(|d| d.inverse_cdf(p)).unwrap_or(if p < 0.5 { 0.0 } else { 1.0 })
+    Beta::new(a, b)
+        .map(|d| d.inverse_cdf(p))
+        .unwrap_or(if p < 0.5 { 0.0 } else { 1.0 })
 }
 
 /// One-sided lower Clopper–Pearson bound at confidence `c` for k successes of n.
@@ -71,7 +73,10 @@ pub fn rate_upper_bound(k: u64, n: u64, c: f64) -> f64 {
 /// Two-sided Clopper–Pearson interval at confidence `c` (each tail (1 − c)/2).
 pub fn rate_interval(k: u64, n: u64, c: f64) -> (f64, f64) {
     let tail_c = 1.0 - (1.0 - c) / 2.0;
-    (rate_lower_bound(k, n, tail_c), rate_upper_bound(k, n, tail_c))
+    (
+        rate_lower_bound(k, n, tail_c),
+        rate_upper_bound(k, n, tail_c),
+    )
 }
 
 /// A decided success-rate objective.
@@ -109,7 +114,9 @@ pub fn decide_rate(k: u64, n: u64, target: f64, c: f64) -> RateDecision {
     } else {
         Decision::Inconclusive
     };
-    let more = (decision == Decision::Inconclusive).then(|| successes_needed(k, n, target, c)).flatten();
+    let more = (decision == Decision::Inconclusive)
+        .then(|| successes_needed(k, n, target, c))
+        .flatten();
     RateDecision {
         successes: k,
         trials: n,
@@ -123,15 +130,23 @@ pub fn decide_rate(k: u64, n: u64, target: f64, c: f64) -> RateDecision {
     }
 }
 
-/// Smallest m such that k + m successes of n + m trials pass; None beyond 10 million.
+/// Smallest m such that k + m successes of n + m trials pass; None beyond a million.
 pub fn successes_needed(k: u64, n: u64, target: f64, c: f64) -> Option<u64> {
-    const CAP: u64 = 10_000_000;
+    const CAP: u64 = 1_000_000;
     let passes = |m: u64| rate_lower_bound(k + m, n + m, c) >= target;
-    if !passes(CAP) {
-        return None;
+    if passes(0) {
+        return Some(0);
     }
-    // The lower bound grows with every added success: binary search the first m.
-    let (mut lo, mut hi) = (0u64, CAP);
+    // The lower bound grows with every added success. Search by doubling first: Beta
+    // quantiles with huge parameters are slow, so never evaluate far beyond the answer.
+    let mut hi = 1u64;
+    while !passes(hi) {
+        if hi >= CAP {
+            return None;
+        }
+        hi = (hi * 2).min(CAP);
+    }
+    let mut lo = hi / 2 + 1;
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         if passes(mid) {
@@ -140,7 +155,7 @@ pub fn successes_needed(k: u64, n: u64, target: f64, c: f64) -> Option<u64> {
             lo = mid + 1;
         }
     }
-    Some(lo)
+    Some(hi)
 }
 
 /// Nearest-rank quantile of sorted data: the ⌈q·n⌉-th smallest (q = 1 is the max).
@@ -203,7 +218,10 @@ mod tests {
         assert_eq!(d.decision, Decision::Fail);
         assert!(close(d.upper, 0.95, 1e-12));
         // 19/20: observed 95% cannot exclude 99%.
-        assert_eq!(decide_rate(19, 20, 0.99, 0.95).decision, Decision::Inconclusive);
+        assert_eq!(
+            decide_rate(19, 20, 0.99, 0.95).decision,
+            Decision::Inconclusive
+        );
     }
 
     #[test]

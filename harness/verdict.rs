@@ -98,7 +98,11 @@ fn finite(x: Option<f64>) -> Option<f64> {
 /// Decides the SLO over the given trials.
 pub fn decide(trials: &[TrialReport], slo: &Slo) -> Verdict {
     let count = |o: Outcome| trials.iter().filter(|t| t.outcome == o).count() as u64;
-    let (passed, failed, unknown) = (count(Outcome::Pass), count(Outcome::Fail), count(Outcome::Unknown));
+    let (passed, failed, unknown) = (
+        count(Outcome::Pass),
+        count(Outcome::Fail),
+        count(Outcome::Unknown),
+    );
     let n = trials.len() as u64;
     let success_rate = stats::decide_rate(passed, n, slo.success_rate, slo.confidence);
 
@@ -111,12 +115,19 @@ pub fn decide(trials: &[TrialReport], slo: &Slo) -> Verdict {
         p95_ms: finite(stats::quantile(&sample, 0.95)),
         p99_ms: finite(stats::quantile(&sample, 0.99)),
         max_ms: finite(stats::quantile(&sample, 1.0)),
-        mean_ms: (!recovered.is_empty()).then(|| recovered.iter().sum::<f64>() / recovered.len() as f64),
+        mean_ms: (!recovered.is_empty())
+            .then(|| recovered.iter().sum::<f64>() / recovered.len() as f64),
     };
 
-    let limits: Vec<LimitDecision> = slo.limits.iter().map(|&(q, limit)| decide_limit(&sample, q, limit.as_secs_f64() * 1e3, slo.confidence)).collect();
+    let limits: Vec<LimitDecision> = slo
+        .limits
+        .iter()
+        .map(|&(q, limit)| decide_limit(&sample, q, limit.as_secs_f64() * 1e3, slo.confidence))
+        .collect();
 
-    let decision = limits.iter().fold(success_rate.decision, |d, l| d.merge(l.decision));
+    let decision = limits
+        .iter()
+        .fold(success_rate.decision, |d, l| d.merge(l.decision));
     Verdict {
         trials: n,
         passed,
@@ -194,7 +205,9 @@ mod tests {
 
     #[test]
     fn twenty_clean_trials_pass_80_percent_but_not_99() {
-        let trials: Vec<_> = (1..=20).map(|i| trial(i, Outcome::Pass, Some(100.0 + f64::from(i)))).collect();
+        let trials: Vec<_> = (1..=20)
+            .map(|i| trial(i, Outcome::Pass, Some(100.0 + f64::from(i))))
+            .collect();
         assert_eq!(decide(&trials, &slo(0.8, vec![])).decision, Decision::Pass);
         let v = decide(&trials, &slo(0.99, vec![]));
         assert_eq!(v.decision, Decision::Inconclusive);
@@ -204,17 +217,26 @@ mod tests {
     #[test]
     fn unknown_trials_are_never_successes() {
         let trials = vec![trial(1, Outcome::Unknown, None)];
-        let v = decide(&trials, &slo(0.9, vec![]));
+        let v = decide(&trials, &slo(0.99, vec![]));
         assert_eq!(v.passed, 0);
         assert_eq!(v.unknown, 1);
-        assert_eq!(v.decision, Decision::Fail, "0/1 excludes 90% at 95% confidence");
+        assert_eq!(
+            v.decision,
+            Decision::Fail,
+            "0/1 excludes 99% at 95% confidence"
+        );
     }
 
     #[test]
     fn a_non_recovered_trial_is_infinite_in_the_quantiles() {
-        let mut trials: Vec<_> = (1..=9).map(|i| trial(i, Outcome::Pass, Some(100.0))).collect();
+        let mut trials: Vec<_> = (1..=9)
+            .map(|i| trial(i, Outcome::Pass, Some(100.0)))
+            .collect();
         trials.push(trial(10, Outcome::Fail, None));
-        let v = decide(&trials, &slo(0.5, vec![(Quantile::Max, Duration::from_secs(1))]));
+        let v = decide(
+            &trials,
+            &slo(0.5, vec![(Quantile::Max, Duration::from_secs(1))]),
+        );
         assert_eq!(v.recovery.not_recovered, 1);
         assert_eq!(v.recovery.max_ms, None);
         assert_eq!(v.recovery.p50_ms, Some(100.0));
@@ -223,14 +245,25 @@ mod tests {
 
     #[test]
     fn median_limit_is_decided_on_its_confidence_bound() {
-        let trials: Vec<_> = (1..=20).map(|i| trial(i, Outcome::Pass, Some(f64::from(i) * 100.0))).collect();
+        let trials: Vec<_> = (1..=20)
+            .map(|i| trial(i, Outcome::Pass, Some(f64::from(i) * 100.0)))
+            .collect();
         // The 95% upper bound of the median of 20 is the 15th value: 1500 ms.
-        let pass = decide(&trials, &slo(0.5, vec![(Quantile::P50, Duration::from_millis(1500))]));
+        let pass = decide(
+            &trials,
+            &slo(0.5, vec![(Quantile::P50, Duration::from_millis(1500))]),
+        );
         assert_eq!(pass.limits[0].upper_ms, Some(1500.0));
         assert_eq!(pass.limits[0].decision, Decision::Pass);
-        let unsure = decide(&trials, &slo(0.5, vec![(Quantile::P50, Duration::from_millis(1000))]));
+        let unsure = decide(
+            &trials,
+            &slo(0.5, vec![(Quantile::P50, Duration::from_millis(1000))]),
+        );
         assert_eq!(unsure.limits[0].decision, Decision::Inconclusive);
-        let fail = decide(&trials, &slo(0.5, vec![(Quantile::P50, Duration::from_millis(500))]));
+        let fail = decide(
+            &trials,
+            &slo(0.5, vec![(Quantile::P50, Duration::from_millis(500))]),
+        );
         assert_eq!(fail.limits[0].decision, Decision::Fail);
         assert_eq!(fail.decision, Decision::Fail);
     }

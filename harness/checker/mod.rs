@@ -96,7 +96,9 @@ impl RecoveryTracker {
         if start_ns < gate || self.recovered.is_some() {
             return;
         }
-        let Some(track) = self.probes.get_mut(probe) else { return };
+        let Some(track) = self.probes.get_mut(probe) else {
+            return;
+        };
         if ok {
             if track.streak_len == 0 {
                 track.streak_start = Some(start_ns);
@@ -108,8 +110,18 @@ impl RecoveryTracker {
             track.last_fail_ns = Some(start_ns);
         }
         if self.probes.iter().all(|t| t.streak_len >= self.stable_for) {
-            let at_ns = self.probes.iter().filter_map(|t| t.streak_start).max().unwrap_or(gate);
-            let last_fail = self.probes.iter().filter_map(|t| t.last_fail_ns).max().unwrap_or(gate);
+            let at_ns = self
+                .probes
+                .iter()
+                .filter_map(|t| t.streak_start)
+                .max()
+                .unwrap_or(gate);
+            let last_fail = self
+                .probes
+                .iter()
+                .filter_map(|t| t.last_fail_ns)
+                .max()
+                .unwrap_or(gate);
             self.recovered = Some(Recovery {
                 at_ns,
                 lower_ns: last_fail.max(gate),
@@ -179,7 +191,9 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
     let (fault, target) = records
         .iter()
         .find_map(|r| match &r.event {
-            Event::TrialStart { fault, target } | Event::FaultInvoke { fault, target } => Some((fault.clone(), target.clone())),
+            Event::TrialStart { fault, target } | Event::FaultInvoke { fault, target } => {
+                Some((fault.clone(), target.clone()))
+            }
             _ => None,
         })
         .unwrap_or_default();
@@ -198,11 +212,21 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
         probes_failed: 0,
         restarts: records
             .iter()
-            .filter(|r| matches!(r.event, Event::Service { action: Lifecycle::Started, .. }))
+            .filter(|r| {
+                matches!(
+                    r.event,
+                    Event::Service {
+                        action: Lifecycle::Started,
+                        ..
+                    }
+                )
+            })
             .count() as u64,
     };
 
-    let inject = records.iter().find(|r| matches!(r.event, Event::FaultOk { .. }));
+    let inject = records
+        .iter()
+        .find(|r| matches!(r.event, Event::FaultOk { .. }));
     let Some(inject) = inject else {
         report.reason = records
             .iter()
@@ -225,9 +249,16 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
     let attempts: Vec<(usize, u64, bool)> = records
         .iter()
         .filter_map(|r| match &r.event {
-            Event::Probe { probe, ok, start_ns, .. } if *start_ns >= t_inject && *start_ns < window_end => {
-                cfg.probes.iter().position(|p| p == probe).map(|i| (i, *start_ns, *ok))
-            }
+            Event::Probe {
+                probe,
+                ok,
+                start_ns,
+                ..
+            } if *start_ns >= t_inject && *start_ns < window_end => cfg
+                .probes
+                .iter()
+                .position(|p| p == probe)
+                .map(|i| (i, *start_ns, *ok)),
             _ => None,
         })
         .collect();
@@ -235,7 +266,10 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
     report.probes_failed = attempts.len() as u64 - report.probes_ok;
     report.downtime_ms = Some(ms(downtime_ns(&attempts, cfg.probes.len(), window_end)));
 
-    let Some(gate) = records.iter().find(|r| matches!(r.event, Event::FaultEnd { .. })) else {
+    let Some(gate) = records
+        .iter()
+        .find(|r| matches!(r.event, Event::FaultEnd { .. }))
+    else {
         report.reason = "the fault's effect was never confirmed (no fault-end record)".into();
         return report;
     };
@@ -267,7 +301,10 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
                 report.reason = format!("recovered in {recovery:.1} ms");
             } else {
                 report.outcome = Outcome::Fail;
-                report.reason = format!("recovered in {recovery:.1} ms, later than recover-within {:.0} ms", cfg.recover_within_ms);
+                report.reason = format!(
+                    "recovered in {recovery:.1} ms, later than recover-within {:.0} ms",
+                    cfg.recover_within_ms
+                );
             }
         }
     }

@@ -1,0 +1,248 @@
+//! Unit tests of the recovery checker on hand-written histories.
+
+use super::*;
+use chrono::TimeZone;
+
+const MS: u64 = 1_000_000;
+
+struct Builder {
+    records: Vec<Record>,
+}
+
+impl Builder {
+    fn new() -> Self {
+        let mut b = Builder {
+            records: Vec::new(),
+        };
+        b.push(
+            0,
+            Event::TrialStart {
+                fault: "sigkill".into(),
+                target: "app".into(),
+            },
+        );
+        b
+    }
+
+    fn push(&mut self, at_ms: u64, event: Event) -> &mut Self {
+        let base = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("date");
+        self.records.push(Record {
+            seq: self.records.len() as u64 + 1,
+            time: base + chrono::Duration::milliseconds(at_ms as i64),
+            elapsed_ns: at_ms * MS,
+            trial: Some(1),
+            event,
+        });
+        self
+    }
+
+    fn probe(&mut self, name: &str, start_ms: u64, ok: bool) -> &mut Self {
+        self.push(
+            start_ms + 1,
+            Event::Probe {
+                probe: name.into(),
+                ok,
+                start_ns: start_ms * MS,
+                latency_ns: MS,
+                error: None,
+            },
+        )
+    }
+}
+
+fn cfg(probes: &[&str], stable_for: u32) -> CheckConfig {
+    CheckConfig {
+        probes: probes.iter().map(|s| s.to_string()).collect(),
+        stable_for,
+        recover_within_ms: 1000.0,
+    }
+}
+
+#[test]
+fn recovery_clock_starts_at_inject_ok_and_stops_at_first_success_of_the_streak() {
+    let mut b = Builder::new();
+    b.probe("h", 90, true);
+    b.push(
+        100,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.probe("h", 105, true); // in flight while dying: before the gate, ignored
+    b.push(
+        110,
+        Event::FaultEnd {
+            detail: String::new(),
+        },
+    );
+    for t in [120, 140, 160] {
+        b.probe("h", t, false);
+    }
+    for t in [180, 200, 220] {
+        b.probe("h", t, true);
+    }
+    b.push(230, Event::HealInvoke);
+    let r = check_trial(1, &b.records, &cfg(&["h"], 3));
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+    assert_eq!(r.recovery_ms, Some(80.0));
+    assert_eq!(r.recovery_lower_ms, Some(60.0));
+    assert_eq!(
+        r.downtime_ms,
+        Some(60.0),
+        "from the first failure (120) to the next success (180)"
+    );
+    assert_eq!(r.probes_failed, 3);
+    let recovered = r.recovered_at.expect("recovered_at");
+    assert_eq!(
+        (recovered - r.injected_at.expect("injected")).num_milliseconds(),
+        80
+    );
+}
+
+#[test]
+fn a_broken_streak_restarts_the_count() {
+    let mut b = Builder::new();
+    b.push(
+        0,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.push(
+        0,
+        Event::FaultEnd {
+            detail: String::new(),
+        },
+    );
+    for (t, ok) in [
+        (10, true),
+        (20, true),
+        (30, false),
+        (40, true),
+        (50, true),
+        (60, true),
+    ] {
+        b.probe("h", t, ok);
+    }
+    let r = check_trial(1, &b.records, &cfg(&["h"], 3));
+    assert_eq!(r.recovery_ms, Some(40.0));
+    assert_eq!(r.recovery_lower_ms, Some(30.0));
+}
+
+#[test]
+fn the_stack_is_up_only_when_every_probe_is() {
+    let mut b = Builder::new();
+    b.push(
+        0,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.push(
+        0,
+        Event::FaultEnd {
+            detail: String::new(),
+        },
+    );
+    for t in [10, 20, 30] {
+        b.probe("a", t, true);
+    }
+    for (t, ok) in [(15, false), (25, false), (35, true), (45, true)] {
+        b.probe("b", t, ok);
+    }
+    let r = check_trial(1, &b.records, &cfg(&["a", "b"], 2));
+    assert_eq!(r.recovery_ms, Some(35.0));
+    assert_eq!(r.recovery_lower_ms, Some(25.0));
+}
+
+#[test]
+fn never_recovering_fails_and_missing_data_is_unknown() {
+    let mut b = Builder::new();
+    b.push(
+        0,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.push(
+        5,
+        Event::FaultEnd {
+            detail: String::new(),
+        },
+    );
+    for t in [10, 20, 30] {
+        b.probe("h", t, false);
+    }
+    b.push(40, Event::HealInvoke);
+    let r = check_trial(1, &b.records, &cfg(&["h"], 1));
+    assert_eq!(r.outcome, Outcome::Fail);
+    assert_eq!(r.recovery_ms, None);
+    assert_eq!(r.downtime_ms, Some(30.0));
+
+    let mut b = Builder::new();
+    b.push(
+        0,
+        Event::FaultFail {
+            error: "no such process".into(),
+        },
+    );
+    let r = check_trial(1, &b.records, &cfg(&["h"], 1));
+    assert_eq!(r.outcome, Outcome::Unknown);
+    assert!(r.reason.contains("no such process"), "{}", r.reason);
+
+    let mut b = Builder::new();
+    b.push(
+        0,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.probe("h", 10, true);
+    let r = check_trial(1, &b.records, &cfg(&["h"], 1));
+    assert_eq!(
+        r.outcome,
+        Outcome::Unknown,
+        "no fault-end: the effect was never confirmed"
+    );
+}
+
+#[test]
+fn slow_recovery_fails_the_deadline_but_keeps_its_figure() {
+    let mut b = Builder::new();
+    b.push(
+        0,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.push(
+        0,
+        Event::FaultEnd {
+            detail: String::new(),
+        },
+    );
+    b.probe("h", 1500, true);
+    let r = check_trial(1, &b.records, &cfg(&["h"], 1));
+    assert_eq!(r.outcome, Outcome::Fail);
+    assert_eq!(r.recovery_ms, Some(1500.0));
+}
+
+#[test]
+fn tracker_replays_attempts_seen_before_the_gate_was_known() {
+    let mut t = RecoveryTracker::new(1, 2);
+    t.observe(0, 5, true); // before the gate: dropped on replay
+    t.observe(0, 12, true);
+    t.observe(0, 14, true);
+    assert_eq!(t.recovered(), None, "no gate yet");
+    t.set_gate(10);
+    assert_eq!(
+        t.recovered(),
+        Some(Recovery {
+            at_ns: 12,
+            lower_ns: 10
+        })
+    );
+}

@@ -206,7 +206,10 @@ impl History {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Self::with_sink(Some(BufWriter::new(file)), Some(path.to_path_buf())))
+        Ok(Self::with_sink(
+            Some(BufWriter::new(file)),
+            Some(path.to_path_buf()),
+        ))
     }
 
     /// A history kept in memory only (tests, dry runs).
@@ -301,7 +304,10 @@ pub fn load(path: &Path) -> Result<Vec<Record>, HistoryError> {
         source,
     };
     let file = File::open(path).map_err(io)?;
-    let lines: Vec<String> = BufReader::new(file).lines().collect::<Result<_, _>>().map_err(io)?;
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
     let mut out = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
@@ -333,7 +339,10 @@ pub fn finished_trials(records: &[Record]) -> Vec<(u32, Vec<Record>)> {
             _ => trials.push((t, vec![r.clone()])),
         }
     }
-    trials.retain(|(_, recs)| recs.iter().any(|r| matches!(r.event, Event::TrialEnd { interrupted: false })));
+    trials.retain(|(_, recs)| {
+        recs.iter()
+            .any(|r| matches!(r.event, Event::TrialEnd { interrupted: false }))
+    });
     trials
 }
 
@@ -348,19 +357,26 @@ mod tests {
         let h = History::create(&path).expect("create");
         h.record(Event::StackUp);
         h.begin_trial(1);
-        h.record(Event::FaultOk { detail: "SIGKILL".into() });
+        h.record(Event::FaultOk {
+            detail: "SIGKILL".into(),
+        });
         h.record(Event::TrialEnd { interrupted: false });
         let captured = h.end_trial();
         assert_eq!(captured.len(), 2);
         drop(h);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
         f.write_all(b"{\"seq\":4,\"ti").expect("torn");
         let loaded = load(&path).expect("load");
         assert_eq!(loaded.len(), 3);
         assert_eq!(loaded[1], captured[0]);
         assert_eq!(loaded[0].trial, None);
         assert_eq!(loaded[1].trial, Some(1));
-        assert!(loaded.windows(2).all(|w| w[0].seq < w[1].seq && w[0].elapsed_ns <= w[1].elapsed_ns));
+        assert!(loaded
+            .windows(2)
+            .all(|w| w[0].seq < w[1].seq && w[0].elapsed_ns <= w[1].elapsed_ns));
     }
 
     #[test]

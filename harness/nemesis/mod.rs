@@ -45,17 +45,29 @@ pub async fn inject(fault: &FaultPlan, stack: &dyn Stack) -> Result<(Armed, Stri
 
 /// Waits for the fault to take effect (the target died) or lifts a timed fault
 /// after its duration. Its completion opens the recovery gate.
-pub async fn effect(fault: &FaultPlan, armed: Armed, stack: &dyn Stack) -> Result<String, StackError> {
+pub async fn effect(
+    fault: &FaultPlan,
+    armed: Armed,
+    stack: &dyn Stack,
+) -> Result<String, StackError> {
     let target = fault.target.as_str();
     match &fault.kind {
         FaultKind::Sigkill => {
-            stack.wait_exit(target, armed.exits_before, DEATH_TIMEOUT).await?;
+            stack
+                .wait_exit(target, armed.exits_before, DEATH_TIMEOUT)
+                .await?;
             Ok(format!("{target} died"))
         }
         FaultKind::Sigterm { grace } => {
-            let escalated = if stack.wait_exit(target, armed.exits_before, *grace).await.is_err() {
+            let escalated = if stack
+                .wait_exit(target, armed.exits_before, *grace)
+                .await
+                .is_err()
+            {
                 stack.signal(target, Sig::Kill).await?;
-                stack.wait_exit(target, armed.exits_before, DEATH_TIMEOUT).await?;
+                stack
+                    .wait_exit(target, armed.exits_before, DEATH_TIMEOUT)
+                    .await?;
                 true
             } else {
                 false
@@ -94,5 +106,9 @@ pub async fn heal(fault: &FaultPlan, stack: &dyn Stack) -> Result<String, StackE
         stack.start(target).await?;
         done.push(format!("started {target}"));
     }
-    Ok(if done.is_empty() { "nothing to heal".into() } else { done.join(", ") })
+    Ok(if done.is_empty() {
+        "nothing to heal".into()
+    } else {
+        done.join(", ")
+    })
 }

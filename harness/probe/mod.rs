@@ -54,7 +54,11 @@ impl Prober {
     pub async fn check(&self) -> Result<(), String> {
         match (&self.plan.kind, &self.http) {
             (ProbeKind::Http { url, expect_status }, Some(client)) => {
-                let resp = client.get(url).send().await.map_err(|e| describe_reqwest(&e))?;
+                let resp = client
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| describe_reqwest(&e))?;
                 let status = resp.status().as_u16();
                 if status == *expect_status {
                     Ok(())
@@ -62,7 +66,12 @@ impl Prober {
                     Err(format!("status {status}, expected {expect_status}"))
                 }
             }
-            (ProbeKind::Tcp { address }, _) => match tokio::time::timeout(self.plan.timeout, tokio::net::TcpStream::connect(address)).await {
+            (ProbeKind::Tcp { address }, _) => match tokio::time::timeout(
+                self.plan.timeout,
+                tokio::net::TcpStream::connect(address),
+            )
+            .await
+            {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("connect timed out after {:?}", self.plan.timeout)),
@@ -90,7 +99,13 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 
 /// Polls `prober` every period until `stop`, recording each attempt in `history`
 /// and sending it to `tx`. Attempts never overlap: a slow one delays the next.
-pub async fn run_loop(index: usize, prober: Arc<Prober>, history: Arc<History>, tx: mpsc::UnboundedSender<Attempt>, stop: CancellationToken) {
+pub async fn run_loop(
+    index: usize,
+    prober: Arc<Prober>,
+    history: Arc<History>,
+    tx: mpsc::UnboundedSender<Attempt>,
+    stop: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(prober.plan.period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -109,7 +124,15 @@ pub async fn run_loop(index: usize, prober: Arc<Prober>, history: Arc<History>, 
             latency_ns,
             error: error.clone(),
         });
-        if tx.send(Attempt { probe: index, start_ns, ok: error.is_none(), error }).is_err() {
+        if tx
+            .send(Attempt {
+                probe: index,
+                start_ns,
+                ok: error.is_none(),
+                error,
+            })
+            .is_err()
+        {
             return;
         }
     }
@@ -131,9 +154,21 @@ impl ProbeSet {
         let tasks = probers
             .iter()
             .enumerate()
-            .map(|(i, p)| tokio::spawn(run_loop(i, Arc::clone(p), Arc::clone(history), tx.clone(), stop.clone())))
+            .map(|(i, p)| {
+                tokio::spawn(run_loop(
+                    i,
+                    Arc::clone(p),
+                    Arc::clone(history),
+                    tx.clone(),
+                    stop.clone(),
+                ))
+            })
             .collect();
-        ProbeSet { stop, tasks, attempts }
+        ProbeSet {
+            stop,
+            tasks,
+            attempts,
+        }
     }
 
     /// Stops every loop and waits for in-flight attempts to be recorded.

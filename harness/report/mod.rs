@@ -63,7 +63,11 @@ pub trait Reporter {
         Ok(())
     }
     /// Called once at the end with every finished trial.
-    fn run_finished(&mut self, _summary: &Summary, _trials: &[TrialReport]) -> Result<(), ReportError> {
+    fn run_finished(
+        &mut self,
+        _summary: &Summary,
+        _trials: &[TrialReport],
+    ) -> Result<(), ReportError> {
         Ok(())
     }
 }
@@ -90,7 +94,8 @@ fn fmt_ms(v: Option<f64>) -> String {
 }
 
 fn fmt_time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)).unwrap_or_default()
+    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .unwrap_or_default()
 }
 
 /// Writes `trials.csv`, flushing each row as its trial ends.
@@ -141,7 +146,9 @@ impl Reporter for CsvReporter {
             path: self.path.clone(),
             source,
         };
-        self.out.write_record(csv_row(trial)).map_err(|e| err(e.into()))?;
+        self.out
+            .write_record(csv_row(trial))
+            .map_err(|e| err(e.into()))?;
         self.out.flush().map_err(err)
     }
 }
@@ -153,7 +160,11 @@ pub struct JsonReporter {
 }
 
 impl Reporter for JsonReporter {
-    fn run_finished(&mut self, summary: &Summary, _trials: &[TrialReport]) -> Result<(), ReportError> {
+    fn run_finished(
+        &mut self,
+        summary: &Summary,
+        _trials: &[TrialReport],
+    ) -> Result<(), ReportError> {
         let text = serde_json::to_string_pretty(summary).map_err(|e| ReportError {
             path: self.path.clone(),
             source: e.into(),
@@ -172,16 +183,23 @@ pub struct ConsoleReporter<W: Write> {
 }
 
 impl<W: Write> Reporter for ConsoleReporter<W> {
-    fn run_finished(&mut self, summary: &Summary, trials: &[TrialReport]) -> Result<(), ReportError> {
-        self.out.write_all(render_console(summary, trials).as_bytes()).map_err(|source| ReportError {
-            path: PathBuf::from("<stdout>"),
-            source,
-        })
+    fn run_finished(
+        &mut self,
+        summary: &Summary,
+        trials: &[TrialReport],
+    ) -> Result<(), ReportError> {
+        self.out
+            .write_all(render_console(summary, trials).as_bytes())
+            .map_err(|source| ReportError {
+                path: PathBuf::from("<stdout>"),
+                source,
+            })
     }
 }
 
 fn ms_or_dash(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.1} ms")).unwrap_or_else(|| "—".into())
+    v.map(|x| format!("{x:.1} ms"))
+        .unwrap_or_else(|| "—".into())
 }
 
 /// The console summary: a trial table (up to 50 rows), the figures and the verdict.
@@ -190,7 +208,11 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "\nrebound · {} · run {}", s.scenario, s.run_id);
     if !trials.is_empty() && trials.len() <= 50 {
-        let _ = writeln!(o, "  {:>5}  {:<10} {:<8} {:>12} {:>12} {:>12}  {}", "trial", "fault", "outcome", "recovery", "lower", "downtime", "reason");
+        let _ = writeln!(
+            o,
+            "  {:>5}  {:<10} {:<8} {:>12} {:>12} {:>12}  reason",
+            "trial", "fault", "outcome", "recovery", "lower", "downtime"
+        );
         for t in trials {
             let _ = writeln!(
                 o,
@@ -205,7 +227,11 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
             );
         }
     }
-    let _ = writeln!(o, "  trials      {} of {} planned: {} pass, {} fail, {} unknown", v.trials, s.trials_planned, v.passed, v.failed, v.unknown);
+    let _ = writeln!(
+        o,
+        "  trials      {} of {} planned: {} pass, {} fail, {} unknown",
+        v.trials, s.trials_planned, v.passed, v.failed, v.unknown
+    );
     let r = &v.recovery;
     let _ = writeln!(
         o,
@@ -214,7 +240,11 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
         ms_or_dash(r.p95_ms),
         ms_or_dash(r.p99_ms),
         ms_or_dash(r.max_ms),
-        if r.not_recovered > 0 { format!(" ({} never recovered: counted as ∞)", r.not_recovered) } else { String::new() }
+        if r.not_recovered > 0 {
+            format!(" ({} never recovered: counted as ∞)", r.not_recovered)
+        } else {
+            String::new()
+        }
     );
     let sr = &v.success_rate;
     let pct = |x: f64| format!("{:.1}%", x * 100.0);
@@ -231,7 +261,10 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
         sr.decision.word()
     );
     if let Some(m) = sr.more_successes_to_pass {
-        let _ = writeln!(o, "              {m} more consecutive successful trials would prove the target");
+        let _ = writeln!(
+            o,
+            "              {m} more consecutive successful trials would prove the target"
+        );
     }
     for l in &v.limits {
         let _ = writeln!(
@@ -242,7 +275,9 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
             ms_or_dash(l.estimate_ms.filter(|x| x.is_finite())),
             s.confidence * 100.0,
             ms_or_dash(l.lower_ms.filter(|x| x.is_finite())),
-            l.upper_ms.filter(|x| x.is_finite()).map_or("unbounded: too few trials".into(), |x| format!("{x:.1} ms")),
+            l.upper_ms
+                .filter(|x| x.is_finite())
+                .map_or("unbounded: too few trials".into(), |x| format!("{x:.1} ms")),
             l.decision.word()
         );
     }
@@ -250,14 +285,22 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
         let _ = writeln!(o, "  stopped     {why}");
     }
     if s.interrupted {
-        let _ = writeln!(o, "  interrupted finished trials are kept; the verdict covers them only");
+        let _ = writeln!(
+            o,
+            "  interrupted finished trials are kept; the verdict covers them only"
+        );
     }
     let meaning = match s.verdict {
         Decision::Pass => "SLO met",
         Decision::Fail => "SLO violated",
         Decision::Inconclusive => "not enough evidence either way",
     };
-    let _ = writeln!(o, "  verdict     {} — {meaning} (exit {})", s.verdict.word(), s.exit_code);
+    let _ = writeln!(
+        o,
+        "  verdict     {} — {meaning} (exit {})",
+        s.verdict.word(),
+        s.exit_code
+    );
     let _ = writeln!(o, "  run dir     {}", s.run_dir.display());
     o
 }

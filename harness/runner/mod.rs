@@ -138,17 +138,28 @@ enum SteadyError {
 }
 
 fn new_run_id() -> String {
-    format!("{}-{:04x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u16>())
+    format!(
+        "{}-{:04x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u16>()
+    )
 }
 
 fn prepare_run_dir(plan: &Plan, opts: &RunOptions, run_id: &str) -> Result<PathBuf, RunError> {
-    let dir = opts.out.clone().unwrap_or_else(|| opts.reports_root.join(&plan.name).join(run_id));
-    let fail = |message: String| RunError::RunDir { path: dir.clone(), message };
+    let dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| opts.reports_root.join(&plan.name).join(run_id));
+    let fail = |message: String| RunError::RunDir {
+        path: dir.clone(),
+        message,
+    };
     if dir.join("history.jsonl").exists() {
         return Err(fail("already holds a run; choose another --out".into()));
     }
     std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-    std::fs::write(dir.join("scenario.toml"), &plan.source_text).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(dir.join("scenario.toml"), &plan.source_text)
+        .map_err(|e| fail(e.to_string()))?;
     if opts.out.is_none() {
         // `reports/<scenario>/latest` → newest run; best effort, a missing link is harmless.
         let link = opts.reports_root.join(&plan.name).join("latest");
@@ -253,7 +264,9 @@ impl Ctx {
             });
             match nemesis::inject(fault, self.stack.as_ref()).await {
                 Err(e) => {
-                    h.record(Event::FaultFail { error: e.to_string() });
+                    h.record(Event::FaultFail {
+                        error: e.to_string(),
+                    });
                 }
                 Ok((armed, detail)) => {
                     h.record(Event::FaultOk { detail });
@@ -297,7 +310,9 @@ impl Ctx {
                 None
             }
             Err(e) => {
-                h.record(Event::HealFail { error: e.to_string() });
+                h.record(Event::HealFail {
+                    error: e.to_string(),
+                });
                 Some(e.to_string())
             }
         };
@@ -306,7 +321,13 @@ impl Ctx {
     }
 
     /// The whole run after the stack object exists; teardown is the caller's.
-    async fn drive(&self, trials_planned: u32, seed: u64, csv: &mut CsvReporter, progress: &ProgressBar) -> Result<(Vec<TrialReport>, RunFacts), RunError> {
+    async fn drive(
+        &self,
+        trials_planned: u32,
+        seed: u64,
+        csv: &mut CsvReporter,
+        progress: &ProgressBar,
+    ) -> Result<(Vec<TrialReport>, RunFacts), RunError> {
         let mut facts = RunFacts {
             trials_planned,
             seed,
@@ -315,7 +336,9 @@ impl Ctx {
         let plan = &self.plan;
         if let Err(source) = self.stack.up().await {
             let hint = match &source {
-                StackError::Spawn { service, .. } => format!("\n  (log: {})", self.service_log(service).display()),
+                StackError::Spawn { service, .. } => {
+                    format!("\n  (log: {})", self.service_log(service).display())
+                }
                 _ => String::new(),
             };
             return Err(RunError::StackUp { source, hint });
@@ -352,7 +375,12 @@ impl Ctx {
                 FaultOrder::Random => &plan.faults[rng.random_range(0..plan.faults.len())],
             };
             let jitter_ns = u64::try_from(plan.run.jitter.as_nanos()).unwrap_or(u64::MAX);
-            let warm_up = plan.run.warm_up + Duration::from_nanos(if jitter_ns == 0 { 0 } else { rng.random_range(0..jitter_ns) });
+            let warm_up = plan.run.warm_up
+                + Duration::from_nanos(if jitter_ns == 0 {
+                    0
+                } else {
+                    rng.random_range(0..jitter_ns)
+                });
 
             self.history.begin_trial(i);
             self.history.record(Event::TrialStart {
@@ -384,7 +412,9 @@ impl Ctx {
                     break;
                 }
                 Err(SteadyError::Failed(detail)) => {
-                    facts.stopped_early = Some(format!("after trial {i}: the stack did not return to steady state: {detail}"));
+                    facts.stopped_early = Some(format!(
+                        "after trial {i}: the stack did not return to steady state: {detail}"
+                    ));
                     break;
                 }
             }
@@ -400,9 +430,15 @@ impl Ctx {
 }
 
 fn progress_message(last: &TrialReport, earlier: &[TrialReport]) -> String {
-    let ok = earlier.iter().chain(std::iter::once(last)).filter(|t| t.outcome == checker::Outcome::Pass).count();
+    let ok = earlier
+        .iter()
+        .chain(std::iter::once(last))
+        .filter(|t| t.outcome == checker::Outcome::Pass)
+        .count();
     let n = earlier.len() + 1;
-    let rec = last.recovery_ms.map_or("not recovered".into(), |ms| format!("{ms:.0} ms"));
+    let rec = last
+        .recovery_ms
+        .map_or("not recovered".into(), |ms| format!("{ms:.0} ms"));
     format!("last {rec} · {ok}/{n} ok")
 }
 
@@ -410,7 +446,10 @@ fn progress_message(last: &TrialReport, earlier: &[TrialReport]) -> String {
 fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             tracing::warn!("cannot install signal handlers; Ctrl-C will not heal faults");
             return;
         };
@@ -460,25 +499,38 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         .probes
         .iter()
         .map(|p| {
-            Prober::new(p.clone()).map(Arc::new).map_err(|e| RunError::Probe {
-                probe: p.name.clone(),
-                message: e.to_string(),
-            })
+            Prober::new(p.clone())
+                .map(Arc::new)
+                .map_err(|e| RunError::Probe {
+                    probe: p.name.clone(),
+                    message: e.to_string(),
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let scenario_dir = std::path::absolute(&plan.base_dir).unwrap_or_else(|_| plan.base_dir.clone());
+    let scenario_dir =
+        std::path::absolute(&plan.base_dir).unwrap_or_else(|_| plan.base_dir.clone());
     let expand = ExpandContext {
         rebound: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rebound")),
         run_dir: run_dir.clone(),
         scenario_dir,
     };
     let stack: Arc<dyn Stack> = match &plan.stack {
-        StackPlan::Process { services } => Arc::new(ProcessStack::new(services, &expand, Arc::clone(&history)).map_err(|source| RunError::StackUp { source, hint: String::new() })?),
+        StackPlan::Process { services } => Arc::new(
+            ProcessStack::new(services, &expand, Arc::clone(&history)).map_err(|source| {
+                RunError::StackUp {
+                    source,
+                    hint: String::new(),
+                }
+            })?,
+        ),
     };
     let cancel = CancellationToken::new();
     let signals = handle_signals(cancel.clone(), Arc::clone(&stack));
     let progress = if opts.progress {
-        ProgressBar::with_draw_target(Some(u64::from(trials_planned)), ProgressDrawTarget::stderr())
+        ProgressBar::with_draw_target(
+            Some(u64::from(trials_planned)),
+            ProgressDrawTarget::stderr(),
+        )
     } else {
         ProgressBar::hidden()
     };
@@ -535,7 +587,9 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
     facts.run_id = run_id;
     facts.interrupted |= cancel.is_cancelled();
     if let Err(e) = teardown {
-        facts.stopped_early.get_or_insert(format!("teardown failed: {e}"));
+        facts
+            .stopped_early
+            .get_or_insert(format!("teardown failed: {e}"));
     }
     history.record(Event::RunEnd {
         interrupted: facts.interrupted,
@@ -550,8 +604,15 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
     }
     .run_finished(&summary, &trials)?;
     if opts.print_summary {
-        ConsoleReporter { out: std::io::stdout() }.run_finished(&summary, &trials)?;
+        ConsoleReporter {
+            out: std::io::stdout(),
+        }
+        .run_finished(&summary, &trials)?;
     }
     let exit = analysis::exit_status(summary.verdict, &facts);
-    Ok(RunOutcome { summary, trials, exit })
+    Ok(RunOutcome {
+        summary,
+        trials,
+        exit,
+    })
 }

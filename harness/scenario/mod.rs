@@ -293,7 +293,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, ScenarioError> {
 }
 
 fn parse_raw(path: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
-    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, String::new(), &e))?;
+    let de =
+        toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, String::new(), &e))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         toml_error(path, text, key, e.inner())
@@ -303,7 +304,11 @@ fn parse_raw(path: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
 fn toml_error(path: &Path, text: &str, key: String, e: &toml::de::Error) -> ScenarioError {
     let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
     // serde_path_to_error reports "." for the root; an unknown key names itself in the message.
-    let key = if key.is_empty() || key == "." { key_at(text, line).unwrap_or_else(|| "(file)".into()) } else { key };
+    let key = if key.is_empty() || key == "." {
+        key_at(text, line).unwrap_or_else(|| "(file)".into())
+    } else {
+        key
+    };
     ScenarioError::Parse {
         path: path.to_path_buf(),
         line,
@@ -330,12 +335,15 @@ fn key_at(text: &str, line: usize) -> Option<String> {
 
 /// Finds the first line, at or after line `from`, on which `key = ...value...` is written.
 fn locate(text: &str, key: &str, value: Option<&str>, from: usize) -> Option<usize> {
-    text.lines().enumerate().skip(from.saturating_sub(1)).find_map(|(i, l)| {
-        let (k, v) = l.split_once('=')?;
-        let key_ok = k.trim().trim_matches('"') == key;
-        let value_ok = value.is_none_or(|want| v.contains(want));
-        (key_ok && value_ok).then_some(i + 1)
-    })
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find_map(|(i, l)| {
+            let (k, v) = l.split_once('=')?;
+            let key_ok = k.trim().trim_matches('"') == key;
+            let value_ok = value.is_none_or(|want| v.contains(want));
+            (key_ok && value_ok).then_some(i + 1)
+        })
 }
 
 /// Line of the n-th (0-based) occurrence of a table header like `[[fault]]`.
@@ -353,7 +361,12 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, key: impl Into<String>, line: Option<usize>, message: impl Into<String>) -> ScenarioError {
+    fn err(
+        &self,
+        key: impl Into<String>,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) -> ScenarioError {
         ScenarioError::Invalid {
             path: self.path.to_path_buf(),
             line,
@@ -363,7 +376,14 @@ impl Validator<'_> {
     }
 
     /// Error about `key = value` inside the n-th `header` table.
-    fn err_in(&self, header: &str, n: usize, key: &str, value: Option<&str>, message: impl Into<String>) -> ScenarioError {
+    fn err_in(
+        &self,
+        header: &str,
+        n: usize,
+        key: &str,
+        value: Option<&str>,
+        message: impl Into<String>,
+    ) -> ScenarioError {
         let start = header_line(self.text, header, n).unwrap_or(1);
         let line = locate(self.text, key, value, start).or(Some(start));
         let table = header.trim_matches(|c| c == '[' || c == ']');
@@ -382,7 +402,11 @@ fn check_placeholders(s: &str) -> Result<(), String> {
         if !PLACEHOLDERS.contains(&name) {
             return Err(format!(
                 "unknown placeholder `${{{name}}}`; known: {}",
-                PLACEHOLDERS.iter().map(|p| format!("${{{p}}}")).collect::<Vec<_>>().join(", ")
+                PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("${{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         rest = &after[end + 1..];
@@ -405,35 +429,61 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, ScenarioError> {
     let v = Validator { path, text };
     let name_ok = !raw.name.is_empty()
-        && raw.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !raw.name.starts_with('.');
     if !name_ok {
         return Err(v.err(
             "name",
             locate(text, "name", None, 1),
-            format!("`{}` is not a valid name: use letters, digits, `-`, `_`, `.`", raw.name),
+            format!(
+                "`{}` is not a valid name: use letters, digits, `-`, `_`, `.`",
+                raw.name
+            ),
         ));
     }
 
     let stack = match raw.stack {
         RawStack::Process { services } => {
             if services.is_empty() {
-                return Err(v.err("stack.service", header_line(text, "[stack]", 0), "at least one [[stack.service]] is required"));
+                return Err(v.err(
+                    "stack.service",
+                    header_line(text, "[stack]", 0),
+                    "at least one [[stack.service]] is required",
+                ));
             }
             let mut seen = HashSet::new();
             let mut plans = Vec::new();
             for (i, s) in services.into_iter().enumerate() {
                 if !seen.insert(s.name.clone()) {
-                    return Err(v.err_in("[[stack.service]]", i, "name", Some(&s.name), format!("duplicate service name `{}`", s.name)));
+                    return Err(v.err_in(
+                        "[[stack.service]]",
+                        i,
+                        "name",
+                        Some(&s.name),
+                        format!("duplicate service name `{}`", s.name),
+                    ));
                 }
                 if s.command.is_empty() || s.command[0].is_empty() {
-                    return Err(v.err_in("[[stack.service]]", i, "command", None, "command must name a program"));
+                    return Err(v.err_in(
+                        "[[stack.service]]",
+                        i,
+                        "command",
+                        None,
+                        "command must name a program",
+                    ));
                 }
                 for arg in s.command.iter().chain(s.env.values()) {
-                    check_placeholders(arg).map_err(|m| v.err_in("[[stack.service]]", i, "command", None, m))?;
+                    check_placeholders(arg)
+                        .map_err(|m| v.err_in("[[stack.service]]", i, "command", None, m))?;
                 }
                 let backoff = s.restart_backoff.unwrap_or(Duration::from_millis(100));
-                let max_backoff = s.restart_max_backoff.unwrap_or(Duration::from_secs(60)).max(backoff);
+                let max_backoff = s
+                    .restart_max_backoff
+                    .unwrap_or(Duration::from_secs(60))
+                    .max(backoff);
                 plans.push(ServicePlan {
                     name: s.name,
                     command: s.command,
@@ -457,8 +507,17 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
     for (i, f) in raw.faults.into_iter().enumerate() {
         let (target, kind) = match f {
             RawFault::Sigkill { target } => (target, FaultKind::Sigkill),
-            RawFault::Sigterm { target, grace } => (target, FaultKind::Sigterm { grace: grace.unwrap_or(DEFAULT_GRACE) }),
-            RawFault::StopFor { target, duration, grace } => (
+            RawFault::Sigterm { target, grace } => (
+                target,
+                FaultKind::Sigterm {
+                    grace: grace.unwrap_or(DEFAULT_GRACE),
+                },
+            ),
+            RawFault::StopFor {
+                target,
+                duration,
+                grace,
+            } => (
                 target,
                 FaultKind::StopFor {
                     duration,
@@ -473,12 +532,21 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 i,
                 "target",
                 Some(&format!("\"{target}\"")),
-                format!("unknown target `{target}`; services are: {}", services.join(", ")),
+                format!(
+                    "unknown target `{target}`; services are: {}",
+                    services.join(", ")
+                ),
             ));
         }
         if let FaultKind::StopFor { duration, .. } | FaultKind::PauseFor { duration } = &kind {
             if duration.is_zero() {
-                return Err(v.err_in("[[fault]]", i, "duration", None, "duration must be greater than 0"));
+                return Err(v.err_in(
+                    "[[fault]]",
+                    i,
+                    "duration",
+                    None,
+                    "duration must be greater than 0",
+                ));
             }
         }
         faults.push(FaultPlan { target, kind });
@@ -487,11 +555,19 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
     let r = raw.run;
     let default_period = r.probe_period.unwrap_or(Duration::from_millis(50));
     if default_period < MIN_PROBE_PERIOD {
-        return Err(v.err("run.probe-period", locate(text, "probe-period", None, 1), "probe period must be at least 5ms"));
+        return Err(v.err(
+            "run.probe-period",
+            locate(text, "probe-period", None, 1),
+            "probe period must be at least 5ms",
+        ));
     }
 
     if raw.probes.is_empty() {
-        return Err(v.err("probe", None, "at least one [[probe]] is required: rebound must be able to tell when the stack is up"));
+        return Err(v.err(
+            "probe",
+            None,
+            "at least one [[probe]] is required: rebound must be able to tell when the stack is up",
+        ));
     }
     let mut probes = Vec::new();
     let mut probe_names = HashSet::new();
@@ -504,18 +580,40 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 period,
                 timeout,
             } => {
-                let parsed = reqwest::Url::parse(&url)
-                    .map_err(|e| v.err_in("[[probe]]", i, "url", Some(&url), format!("`{url}` is not a URL: {e}")))?;
+                let parsed = reqwest::Url::parse(&url).map_err(|e| {
+                    v.err_in(
+                        "[[probe]]",
+                        i,
+                        "url",
+                        Some(&url),
+                        format!("`{url}` is not a URL: {e}"),
+                    )
+                })?;
                 if parsed.scheme() != "http" {
-                    return Err(v.err_in("[[probe]]", i, "url", Some(&url), "only plain http:// URLs are supported"));
+                    return Err(v.err_in(
+                        "[[probe]]",
+                        i,
+                        "url",
+                        Some(&url),
+                        "only plain http:// URLs are supported",
+                    ));
                 }
                 let status = expect_status.unwrap_or(200);
                 if !(100..=599).contains(&status) {
-                    return Err(v.err_in("[[probe]]", i, "expect-status", None, format!("{status} is not an HTTP status")));
+                    return Err(v.err_in(
+                        "[[probe]]",
+                        i,
+                        "expect-status",
+                        None,
+                        format!("{status} is not an HTTP status"),
+                    ));
                 }
                 (
                     name.unwrap_or_else(|| format!("http-{}", i + 1)),
-                    ProbeKind::Http { url, expect_status: status },
+                    ProbeKind::Http {
+                        url,
+                        expect_status: status,
+                    },
                     period,
                     timeout,
                 )
@@ -527,23 +625,57 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 timeout,
             } => {
                 let addr: SocketAddr = address.parse().map_err(|_| {
-                    v.err_in("[[probe]]", i, "address", Some(&address), format!("`{address}` is not an ip:port address"))
+                    v.err_in(
+                        "[[probe]]",
+                        i,
+                        "address",
+                        Some(&address),
+                        format!("`{address}` is not an ip:port address"),
+                    )
                 })?;
-                (name.unwrap_or_else(|| format!("tcp-{}", i + 1)), ProbeKind::Tcp { address: addr }, period, timeout)
+                (
+                    name.unwrap_or_else(|| format!("tcp-{}", i + 1)),
+                    ProbeKind::Tcp { address: addr },
+                    period,
+                    timeout,
+                )
             }
         };
         if !probe_names.insert(name.clone()) {
-            return Err(v.err_in("[[probe]]", i, "name", Some(&name), format!("duplicate probe name `{name}`")));
+            return Err(v.err_in(
+                "[[probe]]",
+                i,
+                "name",
+                Some(&name),
+                format!("duplicate probe name `{name}`"),
+            ));
         }
         let period = period.unwrap_or(default_period);
         if period < MIN_PROBE_PERIOD {
-            return Err(v.err_in("[[probe]]", i, "period", None, "probe period must be at least 5ms"));
+            return Err(v.err_in(
+                "[[probe]]",
+                i,
+                "period",
+                None,
+                "probe period must be at least 5ms",
+            ));
         }
         let timeout = timeout.unwrap_or(Duration::from_secs(1));
         if timeout.is_zero() {
-            return Err(v.err_in("[[probe]]", i, "timeout", None, "timeout must be greater than 0"));
+            return Err(v.err_in(
+                "[[probe]]",
+                i,
+                "timeout",
+                None,
+                "timeout must be greater than 0",
+            ));
         }
-        probes.push(ProbePlan { name, kind, period, timeout });
+        probes.push(ProbePlan {
+            name,
+            kind,
+            period,
+            timeout,
+        });
     }
 
     let s = raw.slo;
@@ -557,10 +689,18 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
     }
     let confidence = s.confidence.unwrap_or(0.95);
     if !(confidence > 0.0 && confidence < 1.0) {
-        return Err(v.err("slo.confidence", locate(text, "confidence", None, 1), format!("{confidence} must lie strictly between 0 and 1")));
+        return Err(v.err(
+            "slo.confidence",
+            locate(text, "confidence", None, 1),
+            format!("{confidence} must lie strictly between 0 and 1"),
+        ));
     }
     if s.recover_within.is_zero() {
-        return Err(v.err("slo.recover-within", locate(text, "recover-within", None, 1), "must be greater than 0"));
+        return Err(v.err(
+            "slo.recover-within",
+            locate(text, "recover-within", None, 1),
+            "must be greater than 0",
+        ));
     }
     let limits: Vec<(Quantile, Duration)> = [
         (Quantile::P50, s.p50),
@@ -575,11 +715,19 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
 
     let trials = r.trials.unwrap_or(20);
     if trials == 0 {
-        return Err(v.err("run.trials", locate(text, "trials", None, 1), "at least 1 trial is required"));
+        return Err(v.err(
+            "run.trials",
+            locate(text, "trials", None, 1),
+            "at least 1 trial is required",
+        ));
     }
     let stable_for = r.stable_for.unwrap_or(3);
     if stable_for == 0 {
-        return Err(v.err("run.stable-for", locate(text, "stable-for", None, 1), "must be at least 1"));
+        return Err(v.err(
+            "run.stable-for",
+            locate(text, "stable-for", None, 1),
+            "must be at least 1",
+        ));
     }
     let observe_for = r.observe_for.unwrap_or(s.recover_within * 2);
     if observe_for < s.recover_within {

@@ -1,0 +1,197 @@
+//! Unit tests of scenario parsing and validation.
+
+use super::*;
+use proptest::prelude::*;
+
+const VALID: &str = r#"
+name = "t"
+
+[stack]
+backend = "process"
+
+[[stack.service]]
+name = "app"
+command = ["${rebound}", "demo-app", "--data-dir", "${run_dir}/d"]
+restart = "on-failure"
+
+[[fault]]
+kind = "pause-for"
+target = "app"
+duration = "2s"
+
+[[probe]]
+kind = "tcp"
+address = "127.0.0.1:9"
+
+[slo]
+recover-within = "3s"
+p95 = "1s"
+
+[run]
+trials = 7
+"#;
+
+fn parse_str(text: &str) -> Result<Plan, ScenarioError> {
+    parse(Path::new("x.toml"), text)
+}
+
+#[test]
+fn a_valid_file_gets_every_default() {
+    let plan = parse_str(VALID).expect("valid");
+    assert_eq!(plan.run.trials, 7);
+    assert_eq!(plan.run.stable_for, 3);
+    assert_eq!(plan.run.observe_for, Duration::from_secs(6));
+    assert_eq!(plan.slo.success_rate, 0.99);
+    assert_eq!(
+        plan.slo.limits,
+        vec![(Quantile::P95, Duration::from_secs(1))]
+    );
+    assert_eq!(plan.probes[0].name, "tcp-1");
+    assert_eq!(plan.probes[0].period, Duration::from_millis(50));
+    assert_eq!(
+        plan.faults[0].kind,
+        FaultKind::PauseFor {
+            duration: Duration::from_secs(2)
+        }
+    );
+    let StackPlan::Process { services } = &plan.stack;
+    assert_eq!(services[0].restart, RestartPolicy::OnFailure);
+    assert_eq!(services[0].restart_backoff, Duration::from_millis(100));
+}
+
+#[test]
+fn shipped_scenarios_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("scenarios dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn unknown_key_names_the_key_and_its_line() {
+    let text = VALID.replace("trials = 7", "trials = 7\ntrialz = 3");
+    let err = parse_str(&text).expect_err("unknown key");
+    let msg = err.to_string();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("trialz"))
+        .expect("line")
+        + 1;
+    assert!(msg.contains(&format!("x.toml:{line}:")), "{msg}");
+    assert!(msg.contains("trialz"), "{msg}");
+}
+
+#[test]
+fn unknown_key_inside_a_fault_is_named() {
+    let text = VALID.replace("duration = \"2s\"", "duration = \"2s\"\ndurration = \"3s\"");
+    let msg = parse_str(&text).expect_err("unknown key").to_string();
+    assert!(msg.contains("durration"), "{msg}");
+}
+
+#[test]
+fn bad_duration_points_at_its_line() {
+    let text = VALID.replace("recover-within = \"3s\"", "recover-within = \"3 parsecs\"");
+    let msg = parse_str(&text).expect_err("bad duration").to_string();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("recover-within"))
+        .expect("line")
+        + 1;
+    assert!(msg.contains(&format!("x.toml:{line}:")), "{msg}");
+    assert!(msg.contains("slo.recover-within"), "{msg}");
+}
+
+#[test]
+fn unknown_target_lists_the_services_and_the_line() {
+    let text = VALID.replace("target = \"app\"", "target = \"db\"");
+    let err = parse_str(&text).expect_err("unknown target");
+    let line = text
+        .lines()
+        .position(|l| l.contains("target = \"db\""))
+        .expect("line")
+        + 1;
+    match &err {
+        ScenarioError::Invalid {
+            line: Some(l),
+            key,
+            message,
+            ..
+        } => {
+            assert_eq!(*l, line);
+            assert_eq!(key, "fault[1].target");
+            assert!(message.contains("services are: app"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn impossible_objectives_are_rejected() {
+    for (from, to) in [
+        (
+            "recover-within = \"3s\"",
+            "recover-within = \"3s\"\nsuccess-rate = 1.0",
+        ),
+        (
+            "recover-within = \"3s\"",
+            "recover-within = \"3s\"\nconfidence = 0",
+        ),
+        ("trials = 7", "trials = 0"),
+        ("trials = 7", "trials = 7\nprobe-period = \"1ms\""),
+        ("trials = 7", "trials = 7\nobserve-for = \"1s\""),
+    ] {
+        let text = VALID.replace(from, to);
+        assert!(
+            matches!(parse_str(&text), Err(ScenarioError::Invalid { .. })),
+            "{to}"
+        );
+    }
+}
+
+#[test]
+fn unknown_placeholder_is_rejected() {
+    let text = VALID.replace("${run_dir}/d", "${rundir}/d");
+    let msg = parse_str(&text).expect_err("placeholder").to_string();
+    assert!(
+        msg.contains("${rundir}") && msg.contains("${run_dir}"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_probe_is_rejected() {
+    let text = VALID.replace("[[probe]]\nkind = \"tcp\"\naddress = \"127.0.0.1:9\"\n", "");
+    let msg = parse_str(&text).expect_err("no probe").to_string();
+    assert!(msg.contains("[[probe]]"), "{msg}");
+}
+
+#[test]
+fn placeholders_expand() {
+    let vars = BTreeMap::from([
+        ("run_dir", "/r".to_string()),
+        ("rebound", "/bin/rebound".to_string()),
+    ]);
+    assert_eq!(expand("${run_dir}/d/${run_dir}", &vars), "/r/d//r");
+    assert_eq!(expand("${rebound}", &vars), "/bin/rebound");
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+        let _ = parse_str(&text);
+    }
+
+    #[test]
+    fn any_single_line_deletion_is_either_valid_or_a_clear_error(skip in 0usize..40) {
+        let text: String = VALID.lines().enumerate().filter(|(i, _)| *i != skip).map(|(_, l)| format!("{l}\n")).collect();
+        if let Err(e) = parse_str(&text) {
+            prop_assert!(e.to_string().starts_with("x.toml"), "{}", e);
+        }
+    }
+}

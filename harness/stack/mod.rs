@@ -117,7 +117,12 @@ pub trait Stack: Send + Sync {
     /// Resumes a frozen service (no-op if not paused).
     async fn unpause(&self, service: &str) -> Result<(), StackError>;
     /// Waits until the service's exit count exceeds `exits` (a process died).
-    async fn wait_exit(&self, service: &str, exits: u64, timeout: Duration) -> Result<(), StackError>;
+    async fn wait_exit(
+        &self,
+        service: &str,
+        exits: u64,
+        timeout: Duration,
+    ) -> Result<(), StackError>;
     /// Stops everything (resumes frozen processes first) and releases resources.
     async fn teardown(&self) -> Result<(), StackError>;
     /// Emergency: SIGKILL everything now, synchronously (second Ctrl-C).

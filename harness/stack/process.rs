@@ -112,7 +112,11 @@ impl Svc {
     }
 
     fn send(&self, sig: Signal) -> Result<(), StackError> {
-        let pid = self.state.borrow().pid.ok_or_else(|| StackError::NotRunning(self.name.clone()))?;
+        let pid = self
+            .state
+            .borrow()
+            .pid
+            .ok_or_else(|| StackError::NotRunning(self.name.clone()))?;
         match killpg(Pid::from_raw(pid), sig) {
             // The process died between the check and the signal: the effect is the same.
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
@@ -130,10 +134,14 @@ impl Svc {
             program: self.program.clone(),
             source,
         };
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).map_err(|source| StackError::Io {
-            what: format!("service `{}`: log file {}", self.name, self.log.display()),
-            source,
-        })?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|source| StackError::Io {
+                what: format!("service `{}`: log file {}", self.name, self.log.display()),
+                source,
+            })?;
         let log_err = log.try_clone().map_err(spawn_err)?;
         let child = Command::new(&self.program)
             .args(&self.args)
@@ -249,7 +257,9 @@ impl Svc {
                 pid: None,
                 code: None,
                 signal: None,
-                detail: Some(format!("restart policy {:?}, delay {delay:?}", self.policy).to_lowercase()),
+                detail: Some(
+                    format!("restart policy {:?}, delay {delay:?}", self.policy).to_lowercase(),
+                ),
             });
             self.sleep_unless_held(&mut rx, delay).await;
         }
@@ -273,7 +283,9 @@ impl Svc {
 
     async fn wait_exit(&self, exits: u64, timeout: Duration) -> Result<(), StackError> {
         let mut rx = self.state.subscribe();
-        let exited = tokio::time::timeout(timeout, rx.wait_for(|s| s.exits > exits)).await.is_ok();
+        let exited = tokio::time::timeout(timeout, rx.wait_for(|s| s.exits > exits))
+            .await
+            .is_ok();
         if exited {
             Ok(())
         } else {
@@ -307,27 +319,49 @@ impl Svc {
 
 impl ProcessStack {
     /// Prepares the services (placeholders expanded, log directory created); starts nothing.
-    pub fn new(services: &[ServicePlan], ctx: &ExpandContext, history: Arc<History>) -> Result<Self, StackError> {
+    pub fn new(
+        services: &[ServicePlan],
+        ctx: &ExpandContext,
+        history: Arc<History>,
+    ) -> Result<Self, StackError> {
         let vars = ctx.vars();
         let logs = ctx.run_dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(|source| StackError::Io {
             what: format!("creating {}", logs.display()),
             source,
         })?;
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { ctx.scenario_dir.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                ctx.scenario_dir.join(p)
+            }
+        };
         let services = services
             .iter()
             .map(|s| {
                 let argv: Vec<String> = s.command.iter().map(|a| expand(a, &vars)).collect();
                 // A relative program path with a slash is relative to the scenario file,
                 // like every other path in it; a bare name is looked up in PATH.
-                let program = if argv[0].contains('/') { resolve(Path::new(&argv[0])).display().to_string() } else { argv[0].clone() };
+                let program = if argv[0].contains('/') {
+                    resolve(Path::new(&argv[0])).display().to_string()
+                } else {
+                    argv[0].clone()
+                };
                 Arc::new(Svc {
                     name: s.name.clone(),
                     program,
                     args: argv[1..].to_vec(),
-                    env: s.env.iter().map(|(k, v)| (k.clone(), expand(v, &vars))).collect(),
-                    cwd: s.workdir.as_deref().map(|w| resolve(Path::new(&expand(&w.display().to_string(), &vars)))).unwrap_or_else(|| ctx.scenario_dir.clone()),
+                    env: s
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), expand(v, &vars)))
+                        .collect(),
+                    cwd: s
+                        .workdir
+                        .as_deref()
+                        .map(|w| resolve(Path::new(&expand(&w.display().to_string(), &vars))))
+                        .unwrap_or_else(|| ctx.scenario_dir.clone()),
                     log: logs.join(format!("{}.log", s.name)),
                     policy: s.restart,
                     backoff: s.restart_backoff,
@@ -346,7 +380,10 @@ impl ProcessStack {
     }
 
     fn svc(&self, name: &str) -> Result<&Arc<Svc>, StackError> {
-        self.services.iter().find(|s| s.name == name).ok_or_else(|| StackError::UnknownService(name.to_string()))
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| StackError::UnknownService(name.to_string()))
     }
 
     fn refuse_if_killed(&self) -> Result<(), StackError> {
@@ -366,7 +403,10 @@ impl ProcessStack {
 
     /// Process ids currently alive, by service (for tests and diagnostics).
     pub fn pids(&self) -> Vec<(String, i32)> {
-        self.services.iter().filter_map(|s| s.state.borrow().pid.map(|p| (s.name.clone(), p))).collect()
+        self.services
+            .iter()
+            .filter_map(|s| s.state.borrow().pid.map(|p| (s.name.clone(), p)))
+            .collect()
     }
 }
 
@@ -385,7 +425,10 @@ impl Stack for ProcessStack {
             svc.state.send_modify(|s| s.want_up = true);
             let child = svc.spawn(&self.history)?;
             let task = tokio::spawn(Arc::clone(svc).supervise(child, Arc::clone(&self.history)));
-            self.supervisors.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+            self.supervisors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(task);
         }
         self.history.record(Event::StackUp);
         Ok(())
@@ -428,7 +471,11 @@ impl Stack for ProcessStack {
         if svc.state.borrow().pid.is_some() {
             return Ok(());
         }
-        let waited = tokio::time::timeout(START_TIMEOUT, rx.wait_for(|s| s.starts > starts || s.spawn_failures > failures)).await;
+        let waited = tokio::time::timeout(
+            START_TIMEOUT,
+            rx.wait_for(|s| s.starts > starts || s.spawn_failures > failures),
+        )
+        .await;
         let s = svc.state.borrow().clone();
         match waited {
             Ok(_) if s.starts > starts => Ok(()),
@@ -481,7 +528,12 @@ impl Stack for ProcessStack {
         Ok(())
     }
 
-    async fn wait_exit(&self, service: &str, exits: u64, timeout: Duration) -> Result<(), StackError> {
+    async fn wait_exit(
+        &self,
+        service: &str,
+        exits: u64,
+        timeout: Duration,
+    ) -> Result<(), StackError> {
         self.svc(service)?.wait_exit(exits, timeout).await
     }
 
@@ -496,7 +548,12 @@ impl Stack for ProcessStack {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
-        for task in self.supervisors.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for task in self
+            .supervisors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
         first_error.map_or(Ok(()), Err)

@@ -24,7 +24,10 @@ use serde::{Deserialize, Serialize};
 
 /// Command-line flags of demo-app.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "demo-app", about = "rebound's demo service: HTTP with durable writes")]
+#[command(
+    name = "demo-app",
+    about = "rebound's demo service: HTTP with durable writes"
+)]
 pub struct Args {
     /// TCP port to listen on.
     #[arg(long, default_value_t = 8080)]
@@ -138,7 +141,10 @@ impl Store {
     fn insert(&self, item: Item) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(&item).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let mut guard = self.log.lock().map_err(|_| std::io::Error::other("store lock poisoned"))?;
+        let mut guard = self
+            .log
+            .lock()
+            .map_err(|_| std::io::Error::other("store lock poisoned"))?;
         guard.0.write_all(&line)?;
         guard.0.sync_data()?;
         guard.1.insert(item.id, item.value);
@@ -176,7 +182,10 @@ async fn create_item(
     let id = new
         .id
         .unwrap_or_else(|| store.next_id.fetch_add(1, Ordering::Relaxed).to_string());
-    let item = Item { id, value: new.value };
+    let item = Item {
+        id,
+        value: new.value,
+    };
     let stored = item.clone();
     // fsync is blocking: keep it off the async workers.
     tokio::task::spawn_blocking(move || store.insert(stored))
@@ -198,7 +207,10 @@ async fn read_item(
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -213,7 +225,10 @@ async fn shutdown_signal() {
 /// Runs demo-app until SIGTERM/SIGINT. Returns an error if start-up fails.
 pub async fn run(args: Args) -> Result<(), AppError> {
     let (store, boots) = Store::open(&args.data_dir)?;
-    if boots > 1 && args.fail_start_probability > 0.0 && rand::random::<f64>() < args.fail_start_probability {
+    if boots > 1
+        && args.fail_start_probability > 0.0
+        && rand::random::<f64>() < args.fail_start_probability
+    {
         return Err(AppError::InjectedStartFailure(args.fail_start_probability));
     }
     tokio::time::sleep(args.startup_delay).await;
@@ -263,11 +278,17 @@ mod tests {
         let (store, boots) = Store::open(&dir).expect("open");
         assert_eq!(boots, 1);
         store
-            .insert(Item { id: "a".into(), value: serde_json::json!(1) })
+            .insert(Item {
+                id: "a".into(),
+                value: serde_json::json!(1),
+            })
             .expect("insert");
         drop(store);
         // Simulate a crash in the middle of an append.
-        let mut f = OpenOptions::new().append(true).open(dir.join("items.log")).expect("log");
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join("items.log"))
+            .expect("log");
         f.write_all(b"{\"id\":\"b\",\"val").expect("torn write");
         let (store, boots) = Store::open(&dir).expect("reopen");
         assert_eq!(boots, 2);
@@ -284,7 +305,11 @@ mod tests {
     }
 
     fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("demo-app-test-{}-{}", std::process::id(), rand::random::<u64>()));
+        let dir = std::env::temp_dir().join(format!(
+            "demo-app-test-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         dir
     }

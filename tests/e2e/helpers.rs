@@ -1,0 +1,96 @@
+//! Shared helpers: run the binary, write scenarios, read run directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The rebound binary under test.
+pub fn rebound() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rebound"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// Runs rebound with args, returning its output.
+pub fn run(args: &[&str]) -> Output {
+    rebound().args(args).output().expect("rebound runs")
+}
+
+/// A port that was free a moment ago (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A demo-app process service table.
+pub fn demo_service(port: u16, extra: &[&str], restart: &str, backoff: &str) -> String {
+    let mut argv = vec![
+        "${rebound}".to_string(),
+        "demo-app".into(),
+        "--port".into(),
+        port.to_string(),
+        "--data-dir".into(),
+        "${run_dir}/data/app".into(),
+    ];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "[stack]\nbackend = \"process\"\n\n[[stack.service]]\nname = \"app\"\ncommand = [{}]\nrestart = \"{restart}\"\nrestart-backoff = \"{backoff}\"\nrestart-max-backoff = \"{backoff}\"\nstop-grace = \"3s\"\n",
+        argv.join(", ")
+    )
+}
+
+/// Writes a scenario file into `dir` and returns its path.
+pub fn write_scenario(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+/// Parsed trials.csv: header and rows.
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).expect("trials.csv");
+    let header = r
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.expect("row").iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+/// Column `name` of every row.
+pub fn column(header: &[String], rows: &[Vec<String>], name: &str) -> Vec<String> {
+    let i = header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name}"));
+    rows.iter().map(|r| r[i].clone()).collect()
+}
+
+/// summary.json as a JSON value.
+pub fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"))
+        .expect("json")
+}
+
+/// Text of a command's stdout and stderr.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// State letter of a process (R, S, T, Z…), None when it does not exist.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}

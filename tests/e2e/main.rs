@@ -1,0 +1,5 @@
+//! End-to-end tests: the real `rebound` binary against real processes (the bundled
+//! demo-app), checking exit codes, files, measurement accuracy and Ctrl-C safety.
+
+mod helpers;
+mod process_runs;

@@ -1,0 +1,272 @@
+//! Runs on the process backend: the quick start, accuracy, verdicts, errors, Ctrl-C.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+fn slo_and_run(extra_run: &str) -> String {
+    format!("[slo]\nsuccess-rate = 0.5\nrecover-within = \"5s\"\n\n[run]\nwarm-up = \"100ms\"\n{extra_run}\n")
+}
+
+#[test]
+fn quickstart_passes_and_check_repeats_its_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let o = run(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--trials",
+        "20",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (header, rows) = read_csv(&out.join("trials.csv"));
+    let want = "trial,outcome,fault,target,injected_at,recovered_at,recovery_ms,recovery_lower_ms,downtime_ms";
+    for col in want.split(',') {
+        assert!(
+            header.iter().any(|h| h == col),
+            "missing column {col} in {header:?}"
+        );
+    }
+    assert_eq!(rows.len(), 20);
+    assert!(column(&header, &rows, "outcome")
+        .iter()
+        .all(|o| o == "pass"));
+    for (rec, low) in column(&header, &rows, "recovery_ms").iter().zip(column(
+        &header,
+        &rows,
+        "recovery_lower_ms",
+    )) {
+        let (rec, low): (f64, f64) = (rec.parse().expect("ms"), low.parse().expect("ms"));
+        // demo-app sleeps 200 ms before listening: nothing can recover faster.
+        assert!(
+            rec >= 200.0 && low <= rec && rec - low <= 20.0 + 30.0,
+            "{rec} {low}"
+        );
+    }
+    assert!(out.join("history.jsonl").is_file());
+    let s = summary(&out);
+    assert_eq!(s["verdict"], "pass");
+    assert_eq!(s["details"]["passed"], 20);
+
+    let c = run(&["check", out.to_str().expect("utf8")]);
+    assert_eq!(c.status.code(), Some(0), "{}", text(&c));
+    let verdict_line = |t: &str| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with("verdict"))
+            .map(str::to_string)
+    };
+    assert_eq!(verdict_line(&text(&c)), verdict_line(&text(&o)));
+    let recovery_line = |t: &str| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with("recovery "))
+            .map(str::to_string)
+    };
+    assert_eq!(recovery_line(&text(&c)), recovery_line(&text(&o)));
+}
+
+#[test]
+fn sigkill_recovery_matches_the_known_startup_delay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"accuracy\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n[[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"10ms\"\n\n{}",
+        demo_service(port, &["--startup-delay", "300ms"], "always", "0s"),
+        slo_and_run("trials = 8\njitter = \"10ms\"")
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let out = dir.path().join("run");
+    let o = run(&[
+        "run",
+        path.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (header, rows) = read_csv(&out.join("trials.csv"));
+    assert_eq!(rows.len(), 8);
+    for r in column(&header, &rows, "recovery_ms") {
+        let excess = r.parse::<f64>().expect("ms") - 300.0;
+        assert!(
+            (0.0..=10.0 + 30.0).contains(&excess),
+            "recovery {r} ms is not within [300, 340] ms"
+        );
+    }
+}
+
+#[test]
+fn failing_restarts_with_policy_never_violate_the_slo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"failing\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n[[probe]]\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\n[slo]\nsuccess-rate = 0.99\nrecover-within = \"1s\"\n\n[run]\ntrials = 5\nwarm-up = \"100ms\"\n",
+        demo_service(port, &["--fail-start-probability", "1.0"], "never", "0s"),
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let out = dir.path().join("run");
+    let o = run(&[
+        "run",
+        path.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let s = summary(&out);
+    assert_eq!(s["verdict"], "fail");
+    assert_eq!(s["details"]["passed"], 0);
+    assert!(text(&o).contains("FAIL"), "{}", text(&o));
+}
+
+#[test]
+fn a_command_that_does_not_exist_exits_4_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = "name = \"missing\"\n[stack]\nbackend = \"process\"\n[[stack.service]]\nname = \"app\"\ncommand = [\"no-such-program-rebound-test\"]\n\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n[[probe]]\nkind = \"tcp\"\naddress = \"127.0.0.1:9\"\n\n[slo]\nrecover-within = \"1s\"\n";
+    let path = write_scenario(dir.path(), scenario);
+    let o = run(&[
+        "run",
+        path.to_str().expect("utf8"),
+        "--out",
+        dir.path().join("run").to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("no-such-program-rebound-test") && t.contains("No such file"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn an_unknown_key_exits_3_naming_the_key_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text_in = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/quickstart.toml"
+    ))
+    .expect("quickstart");
+    let bad = text_in.replace("stable-for = 3", "stable-for = 3\nstabel-for = 4");
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("stabel-for"))
+        .expect("line")
+        + 1;
+    let path = write_scenario(dir.path(), &bad);
+    for args in [
+        vec!["run", path.to_str().expect("utf8")],
+        vec!["validate", path.to_str().expect("utf8")],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        let t = text(&o);
+        assert!(
+            t.contains("stabel-for") && t.contains(&format!("scenario.toml:{line}:")),
+            "{t}"
+        );
+    }
+    let o = run(&["run", "--trials", "many"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "usage errors exit 3: {}",
+        text(&o)
+    );
+    let o = run(&["check", dir.path().to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("not a run directory"), "{}", text(&o));
+}
+
+#[test]
+fn list_shows_the_shipped_scenarios() {
+    let o = run(&["list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("quickstart"));
+}
+
+#[test]
+fn sigint_during_pause_heals_tears_down_and_keeps_finished_trials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"interrupt\"\n{}\n[[fault]]\nkind = \"pause-for\"\ntarget = \"app\"\nduration = \"4s\"\n\n[[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\ntimeout = \"200ms\"\n\n[slo]\nsuccess-rate = 0.5\nrecover-within = \"10s\"\n\n[run]\ntrials = 10\nwarm-up = \"100ms\"\n",
+        demo_service(port, &[], "always", "0s"),
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let out = dir.path().join("run");
+    let mut child = rebound()
+        .args([
+            "run",
+            path.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until trial 2 has paused the app (trial 1 is then finished).
+    let history = out.join("history.jsonl");
+    let started = Instant::now();
+    loop {
+        let paused_in_trial_2 = std::fs::File::open(&history).is_ok_and(|f| {
+            std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .any(|l| l.contains("\"trial\":2") && l.contains("\"fault-ok\""))
+        });
+        if paused_in_trial_2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "trial 2 never paused the app"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pids: Vec<u32> = std::io::BufReader::new(std::fs::File::open(&history).expect("history"))
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains("\"action\":\"started\""))
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(&l).ok()?["pid"]
+                .as_u64()
+                .map(|p| p as u32)
+        })
+        .collect();
+    assert!(!pids.is_empty());
+    assert!(
+        pids.iter().any(|p| proc_state(*p) == Some('T')),
+        "the app should be frozen now"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rebound did not exit after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    for pid in pids {
+        assert_eq!(proc_state(pid), None, "process {pid} survived the run");
+    }
+    let (_, rows) = read_csv(&out.join("trials.csv"));
+    assert_eq!(
+        rows.len(),
+        1,
+        "trial 1 finished and is kept; the interrupted trial 2 is not counted"
+    );
+    let s = summary(&out);
+    assert_eq!(s["interrupted"], true);
+    assert_eq!(s["exit_code"], 130);
+}
