@@ -45,6 +45,15 @@ enum Command {
         /// Never draw a progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// docker backend: leave the compose stack running after the run.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Build the demo images offline (runs docker/images/build.sh).
+    Images {
+        /// Rebuild even when the recipe did not change.
+        #[arg(long)]
+        force: bool,
     },
     /// Validate scenario files; prints one line per file.
     Validate {
@@ -110,16 +119,19 @@ fn main() -> ExitCode {
             out,
             seed,
             no_progress,
+            keep,
         } => cmd_run(
             scenario,
             RunOptions {
                 trials,
                 out,
                 seed,
+                keep,
                 progress: !no_progress,
                 ..RunOptions::default()
             },
         ),
+        Command::Images { force } => cmd_images(force),
         Command::Validate { files } => cmd_validate(&files),
         Command::List { dir } => cmd_list(&dir),
         Command::Check { run_dir } => cmd_check(&run_dir),
@@ -156,6 +168,32 @@ fn cmd_run(scenario: Option<PathBuf>, opts: RunOptions) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             exit(e.exit_status())
+        }
+    }
+}
+
+fn cmd_images(force: bool) -> ExitCode {
+    let script = Path::new("docker/images/build.sh");
+    if !script.is_file() {
+        eprintln!(
+            "error: {} not found; run from the repository root",
+            script.display()
+        );
+        return exit(ExitStatus::Invalid);
+    }
+    let mut cmd = std::process::Command::new(script);
+    if force {
+        cmd.arg("--force");
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("error: image build failed ({s})");
+            exit(ExitStatus::StackFailure)
+        }
+        Err(e) => {
+            eprintln!("error: cannot run {}: {e}", script.display());
+            exit(ExitStatus::StackFailure)
         }
     }
 }

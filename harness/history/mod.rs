@@ -47,6 +47,8 @@ pub enum Lifecycle {
     Paused,
     /// Resumed (SIGCONT).
     Resumed,
+    /// A health status change (the status is in `detail`).
+    Health,
 }
 
 /// Everything that can happen in a run.

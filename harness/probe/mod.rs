@@ -8,11 +8,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history::{Event, History};
 use crate::scenario::{ProbeKind, ProbePlan};
+use crate::stack::Stack;
 
 /// A ready-to-use probe.
 pub struct Prober {
     plan: ProbePlan,
     http: Option<reqwest::Client>,
+    stack: Arc<dyn Stack>,
 }
 
 /// One completed attempt, as sent to the runner.
@@ -30,7 +32,7 @@ pub struct Attempt {
 
 impl Prober {
     /// Builds the client a probe needs.
-    pub fn new(plan: ProbePlan) -> Result<Self, reqwest::Error> {
+    pub fn new(plan: ProbePlan, stack: Arc<dyn Stack>) -> Result<Self, reqwest::Error> {
         let http = match &plan.kind {
             ProbeKind::Http { .. } => Some(
                 reqwest::Client::builder()
@@ -40,9 +42,9 @@ impl Prober {
                     .no_proxy()
                     .build()?,
             ),
-            ProbeKind::Tcp { .. } => None,
+            _ => None,
         };
-        Ok(Prober { plan, http })
+        Ok(Prober { plan, http, stack })
     }
 
     /// The probe's name.
@@ -52,6 +54,13 @@ impl Prober {
 
     /// One attempt: Ok when the service answered as expected.
     pub async fn check(&self) -> Result<(), String> {
+        match tokio::time::timeout(self.plan.timeout, self.attempt()).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {:?}", self.plan.timeout)),
+        }
+    }
+
+    async fn attempt(&self) -> Result<(), String> {
         match (&self.plan.kind, &self.http) {
             (ProbeKind::Http { url, expect_status }, Some(client)) => {
                 let resp = client
@@ -77,6 +86,57 @@ impl Prober {
                 Err(_) => Err(format!("connect timed out after {:?}", self.plan.timeout)),
             },
             (ProbeKind::Http { .. }, None) => Err("http client missing".into()),
+            (ProbeKind::DockerHealth { service }, _) => match self
+                .stack
+                .health(service)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Some(h) if h == "healthy" => Ok(()),
+                Some(h) => Err(format!("health {h}")),
+                None => Err(format!("service `{service}` has no healthcheck")),
+            },
+            (ProbeKind::Exec { service, command }, _) => {
+                let out = self
+                    .stack
+                    .exec(service, command)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if out.code == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("exit code {}: {}", out.code, out.output.trim()))
+                }
+            }
+            (
+                ProbeKind::Postgres {
+                    address,
+                    user,
+                    dbname,
+                },
+                _,
+            ) => {
+                let mut cfg = tokio_postgres::Config::new();
+                cfg.host(address.ip().to_string())
+                    .port(address.port())
+                    .user(user)
+                    .dbname(dbname)
+                    .connect_timeout(self.plan.timeout)
+                    .application_name("rebound-probe");
+                let (client, conn) = cfg
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                let driver = tokio::spawn(conn);
+                let res = client
+                    .simple_query("SELECT 1")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("query: {e}"));
+                drop(client);
+                driver.abort();
+                res
+            }
         }
     }
 }

@@ -22,7 +22,8 @@ use crate::history::{Event, History, HistoryError};
 use crate::nemesis;
 use crate::probe::{ProbeSet, Prober};
 use crate::report::{ConsoleReporter, CsvReporter, JsonReporter, ReportError, Reporter, Summary};
-use crate::scenario::{FaultOrder, FaultPlan, Plan, StackPlan};
+use crate::scenario::{DockerSource, FaultOrder, FaultPlan, Plan, StackPlan};
+use crate::stack::docker;
 use crate::stack::process::{ExpandContext, ProcessStack};
 use crate::stack::{Stack, StackError};
 
@@ -41,6 +42,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Print the console summary to stdout.
     pub print_summary: bool,
+    /// docker backend: leave a compose stack rebound brought up running.
+    pub keep: bool,
 }
 
 impl Default for RunOptions {
@@ -52,6 +55,7 @@ impl Default for RunOptions {
             seed: None,
             progress: true,
             print_summary: true,
+            keep: false,
         }
     }
 }
@@ -135,6 +139,17 @@ struct Ctx {
 enum SteadyError {
     Cancelled,
     Failed(String),
+}
+
+/// `rebound-<scenario>-<run suffix>`, in the characters compose accepts.
+fn compose_project_name(scenario: &str, run_id: &str) -> String {
+    let clean: String = scenario
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let suffix = run_id.rsplit('-').next().unwrap_or("run");
+    format!("rebound-{clean}-{suffix}")
 }
 
 fn new_run_id() -> String {
@@ -495,18 +510,6 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         trials: trials_planned,
     });
     let mut csv = CsvReporter::create(&run_dir.join("trials.csv"))?;
-    let probers = plan
-        .probes
-        .iter()
-        .map(|p| {
-            Prober::new(p.clone())
-                .map(Arc::new)
-                .map_err(|e| RunError::Probe {
-                    probe: p.name.clone(),
-                    message: e.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let scenario_dir =
         std::path::absolute(&plan.base_dir).unwrap_or_else(|_| plan.base_dir.clone());
     let expand = ExpandContext {
@@ -514,16 +517,46 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         run_dir: run_dir.clone(),
         scenario_dir,
     };
-    let stack: Arc<dyn Stack> = match &plan.stack {
-        StackPlan::Process { services } => Arc::new(
-            ProcessStack::new(services, &expand, Arc::clone(&history)).map_err(|source| {
-                RunError::StackUp {
-                    source,
-                    hint: String::new(),
-                }
-            })?,
-        ),
+    let stack_err = |source| RunError::StackUp {
+        source,
+        hint: String::new(),
     };
+    let stack: Arc<dyn Stack> = match &plan.stack {
+        StackPlan::Process { services } => {
+            Arc::new(ProcessStack::new(services, &expand, Arc::clone(&history)).map_err(stack_err)?)
+        }
+        StackPlan::Docker { source, .. } => {
+            let (project, source) = match source {
+                DockerSource::Compose { file, project } => (
+                    project
+                        .clone()
+                        .unwrap_or_else(|| compose_project_name(&plan.name, &run_id)),
+                    docker::Source::Compose {
+                        file: file.clone(),
+                        keep: opts.keep,
+                    },
+                ),
+                DockerSource::Attach { project } => (project.clone(), docker::Source::Attach),
+            };
+            Arc::new(
+                docker::DockerStack::new(project, source, run_id.clone(), Arc::clone(&history))
+                    .await
+                    .map_err(stack_err)?,
+            )
+        }
+    };
+    let probers = plan
+        .probes
+        .iter()
+        .map(|p| {
+            Prober::new(p.clone(), Arc::clone(&stack))
+                .map(Arc::new)
+                .map_err(|e| RunError::Probe {
+                    probe: p.name.clone(),
+                    message: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let cancel = CancellationToken::new();
     let signals = handle_signals(cancel.clone(), Arc::clone(&stack));
     let progress = if opts.progress {

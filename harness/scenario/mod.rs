@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{FaultOrder, RestartPolicy};
+pub use raw::{DbRestartMode, FaultOrder, RestartPolicy};
 use raw::{RawFault, RawProbe, RawStack, ScenarioFile};
 
 /// A scenario that could not be read or is not valid.
@@ -86,15 +86,63 @@ pub enum StackPlan {
         /// Services in start order.
         services: Vec<ServicePlan>,
     },
+    /// A compose project on the local Docker Engine.
+    Docker {
+        /// Where the containers come from.
+        source: DockerSource,
+        /// Service names read from the compose file (None when attaching).
+        services: Option<Vec<String>>,
+    },
+}
+
+/// How the docker backend gets its stack.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DockerSource {
+    /// rebound brings the compose file up under its own project name.
+    Compose {
+        /// The compose file (resolved against the scenario directory).
+        file: PathBuf,
+        /// Project name (default `rebound-<scenario>-<run>`).
+        project: Option<String>,
+    },
+    /// An already running compose project.
+    Attach {
+        /// Its compose project name.
+        project: String,
+    },
 }
 
 impl StackPlan {
-    /// Names of all services, in start order.
-    pub fn service_names(&self) -> Vec<String> {
+    /// Names of all services, in start order (None when only the running stack knows).
+    pub fn service_names(&self) -> Option<Vec<String>> {
         match self {
-            StackPlan::Process { services } => services.iter().map(|s| s.name.clone()).collect(),
+            StackPlan::Process { services } => {
+                Some(services.iter().map(|s| s.name.clone()).collect())
+            }
+            StackPlan::Docker { services, .. } => services.clone(),
         }
     }
+
+    /// The backend's name as written in files.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            StackPlan::Process { .. } => "process",
+            StackPlan::Docker { .. } => "docker",
+        }
+    }
+}
+
+/// Service names of a compose file (the keys of its `services` mapping).
+pub fn compose_services(text: &str) -> Result<Vec<String>, String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let services = doc
+        .get("services")
+        .and_then(|s| s.as_mapping())
+        .ok_or("no `services` mapping")?;
+    Ok(services
+        .keys()
+        .filter_map(|k| k.as_str().map(String::from))
+        .collect())
 }
 
 /// One supervised process.
@@ -149,6 +197,28 @@ pub enum FaultKind {
         /// How long it stays frozen.
         duration: Duration,
     },
+    /// `docker restart` with a grace period.
+    Restart {
+        /// SIGTERM → SIGKILL grace.
+        grace: Duration,
+    },
+    /// Off every network for `duration`.
+    DisconnectFor {
+        /// How long it stays cut off.
+        duration: Duration,
+    },
+    /// `pg_ctl restart` inside the container.
+    DbRestart {
+        /// Shutdown mode.
+        mode: DbRestartMode,
+        /// Data directory.
+        pgdata: String,
+    },
+    /// An argv run in the target.
+    Exec {
+        /// argv.
+        command: Vec<String>,
+    },
 }
 
 impl FaultKind {
@@ -159,7 +229,22 @@ impl FaultKind {
             FaultKind::Sigterm { .. } => "sigterm",
             FaultKind::StopFor { .. } => "stop-for",
             FaultKind::PauseFor { .. } => "pause-for",
+            FaultKind::Restart { .. } => "restart",
+            FaultKind::DisconnectFor { .. } => "disconnect-for",
+            FaultKind::DbRestart { .. } => "db-restart",
+            FaultKind::Exec { .. } => "exec",
         }
+    }
+
+    /// Whether the process backend can inject it.
+    pub fn process_capable(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::Sigkill
+                | FaultKind::Sigterm { .. }
+                | FaultKind::StopFor { .. }
+                | FaultKind::PauseFor { .. }
+        )
     }
 }
 
@@ -191,6 +276,37 @@ pub enum ProbeKind {
         /// Address to connect to.
         address: SocketAddr,
     },
+    /// The container's healthcheck status must be `healthy`.
+    DockerHealth {
+        /// Service.
+        service: String,
+    },
+    /// An argv in a service must exit 0.
+    Exec {
+        /// Service.
+        service: String,
+        /// argv.
+        command: Vec<String>,
+    },
+    /// Fresh connection + `SELECT 1`.
+    Postgres {
+        /// Server address.
+        address: SocketAddr,
+        /// User.
+        user: String,
+        /// Database.
+        dbname: String,
+    },
+}
+
+impl ProbeKind {
+    /// The service a probe runs in, for the kinds that need the stack.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            ProbeKind::DockerHealth { service } | ProbeKind::Exec { service, .. } => Some(service),
+            _ => None,
+        }
+    }
 }
 
 /// A recovery-time quantile an SLO can limit.
@@ -497,8 +613,51 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
             }
             StackPlan::Process { services: plans }
         }
+        RawStack::Docker {
+            compose,
+            attach,
+            project,
+        } => {
+            let at = header_line(text, "[stack]", 0);
+            let source = match (compose, attach) {
+                (Some(file), None) => {
+                    let file = if file.is_absolute() { file } else { path.parent().unwrap_or(Path::new("")).join(file) };
+                    if let Some(p) = &project {
+                        if p.is_empty() || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+                            return Err(v.err("stack.project", locate(text, "project", None, 1), "compose project names use lower-case letters, digits, `-` and `_`"));
+                        }
+                    }
+                    DockerSource::Compose { file, project }
+                }
+                (None, Some(project)) => DockerSource::Attach { project },
+                _ => return Err(v.err("stack", at, "backend \"docker\" needs exactly one of `compose = \"file\"` or `attach = \"project\"`")),
+            };
+            let services = match &source {
+                DockerSource::Compose { file, .. } => {
+                    let line = locate(text, "compose", None, 1);
+                    let body = std::fs::read_to_string(file).map_err(|e| {
+                        v.err(
+                            "stack.compose",
+                            line,
+                            format!("cannot read {}: {e}", file.display()),
+                        )
+                    })?;
+                    Some(compose_services(&body).map_err(|e| {
+                        v.err(
+                            "stack.compose",
+                            line,
+                            format!("{}: not a compose file: {e}", file.display()),
+                        )
+                    })?)
+                }
+                DockerSource::Attach { .. } => None,
+            };
+            StackPlan::Docker { source, services }
+        }
     };
-    let services = stack.service_names();
+    let known = stack.service_names();
+    let check_service = |name: &str| known.as_ref().is_none_or(|k| k.iter().any(|s| s == name));
+    let services_list = known.clone().unwrap_or_default().join(", ");
 
     if raw.faults.is_empty() {
         return Err(v.err("fault", None, "at least one [[fault]] is required"));
@@ -525,20 +684,61 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 },
             ),
             RawFault::PauseFor { target, duration } => (target, FaultKind::PauseFor { duration }),
+            RawFault::Restart { target, grace } => (
+                target,
+                FaultKind::Restart {
+                    grace: grace.unwrap_or(DEFAULT_GRACE),
+                },
+            ),
+            RawFault::DisconnectFor { target, duration } => {
+                (target, FaultKind::DisconnectFor { duration })
+            }
+            RawFault::DbRestart {
+                target,
+                mode,
+                pgdata,
+            } => (
+                target,
+                FaultKind::DbRestart {
+                    mode: mode.unwrap_or_default(),
+                    pgdata: pgdata.unwrap_or_else(|| "/var/lib/postgresql/data".into()),
+                },
+            ),
+            RawFault::Exec { target, command } => {
+                if command.is_empty() {
+                    return Err(v.err_in(
+                        "[[fault]]",
+                        i,
+                        "command",
+                        None,
+                        "command must name a program",
+                    ));
+                }
+                (target, FaultKind::Exec { command })
+            }
         };
-        if !services.contains(&target) {
+        if matches!(stack, StackPlan::Process { .. }) && !kind.process_capable() {
+            return Err(v.err_in(
+                "[[fault]]",
+                i,
+                "kind",
+                Some(kind.name()),
+                format!("`{}` needs the docker backend", kind.name()),
+            ));
+        }
+        if !check_service(&target) {
             return Err(v.err_in(
                 "[[fault]]",
                 i,
                 "target",
                 Some(&format!("\"{target}\"")),
-                format!(
-                    "unknown target `{target}`; services are: {}",
-                    services.join(", ")
-                ),
+                format!("unknown target `{target}`; services are: {services_list}"),
             ));
         }
-        if let FaultKind::StopFor { duration, .. } | FaultKind::PauseFor { duration } = &kind {
+        if let FaultKind::StopFor { duration, .. }
+        | FaultKind::PauseFor { duration }
+        | FaultKind::DisconnectFor { duration } = &kind
+        {
             if duration.is_zero() {
                 return Err(v.err_in(
                     "[[fault]]",
@@ -640,7 +840,90 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                     timeout,
                 )
             }
+            RawProbe::DockerHealth {
+                name,
+                service,
+                period,
+                timeout,
+            } => (
+                name.unwrap_or_else(|| format!("docker-health-{}", i + 1)),
+                ProbeKind::DockerHealth { service },
+                period,
+                timeout,
+            ),
+            RawProbe::Exec {
+                name,
+                service,
+                command,
+                period,
+                timeout,
+            } => {
+                if command.is_empty() {
+                    return Err(v.err_in(
+                        "[[probe]]",
+                        i,
+                        "command",
+                        None,
+                        "command must name a program",
+                    ));
+                }
+                (
+                    name.unwrap_or_else(|| format!("exec-{}", i + 1)),
+                    ProbeKind::Exec { service, command },
+                    period,
+                    timeout,
+                )
+            }
+            RawProbe::Postgres {
+                name,
+                address,
+                user,
+                dbname,
+                period,
+                timeout,
+            } => {
+                let address = address.unwrap_or_else(|| "127.0.0.1:5432".into());
+                let addr: SocketAddr = address.parse().map_err(|_| {
+                    v.err_in(
+                        "[[probe]]",
+                        i,
+                        "address",
+                        Some(&address),
+                        format!("`{address}` is not an ip:port address"),
+                    )
+                })?;
+                (
+                    name.unwrap_or_else(|| format!("postgres-{}", i + 1)),
+                    ProbeKind::Postgres {
+                        address: addr,
+                        user: user.unwrap_or_else(|| "postgres".into()),
+                        dbname: dbname.unwrap_or_else(|| "postgres".into()),
+                    },
+                    period,
+                    timeout,
+                )
+            }
         };
+        if let Some(service) = kind.service() {
+            if matches!(stack, StackPlan::Process { .. }) {
+                return Err(v.err_in(
+                    "[[probe]]",
+                    i,
+                    "kind",
+                    None,
+                    "this probe kind needs the docker backend",
+                ));
+            }
+            if !check_service(service) {
+                return Err(v.err_in(
+                    "[[probe]]",
+                    i,
+                    "service",
+                    Some(service),
+                    format!("unknown service `{service}`; services are: {services_list}"),
+                ));
+            }
+        }
         if !probe_names.insert(name.clone()) {
             return Err(v.err_in(
                 "[[probe]]",

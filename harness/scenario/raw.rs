@@ -43,6 +43,15 @@ pub enum RawStack {
         #[serde(rename = "service")]
         services: Vec<RawService>,
     },
+    /// A compose project on the local Docker Engine.
+    Docker {
+        /// Compose file rebound brings up (and tears down unless `--keep`).
+        compose: Option<PathBuf>,
+        /// Name of an already running compose project to attach to (never torn down).
+        attach: Option<String>,
+        /// Project name for `compose` (default `rebound-<scenario>-<run>`).
+        project: Option<String>,
+    },
 }
 
 /// `[[stack.service]]` of the process backend.
@@ -113,7 +122,7 @@ pub enum RawFault {
         #[serde(default, with = "humantime_serde::option")]
         grace: Option<Duration>,
     },
-    /// Freeze the target (SIGSTOP) for `duration`, then resume it (SIGCONT).
+    /// Freeze the target (SIGSTOP / docker pause) for `duration`, then resume it.
     PauseFor {
         /// Service name.
         target: String,
@@ -121,6 +130,49 @@ pub enum RawFault {
         #[serde(with = "humantime_serde")]
         duration: Duration,
     },
+    /// docker: `docker restart` (SIGTERM, SIGKILL after `grace`, start).
+    Restart {
+        /// Service name.
+        target: String,
+        /// Time allowed between SIGTERM and SIGKILL (default 10s).
+        #[serde(default, with = "humantime_serde::option")]
+        grace: Option<Duration>,
+    },
+    /// docker: cut the target off every network for `duration`, then reconnect it.
+    DisconnectFor {
+        /// Service name.
+        target: String,
+        /// How long it stays cut off.
+        #[serde(with = "humantime_serde")]
+        duration: Duration,
+    },
+    /// docker: `pg_ctl restart -m fast|immediate` inside a PostgreSQL container.
+    DbRestart {
+        /// Service name.
+        target: String,
+        /// Shutdown mode: `fast` (default) or `immediate` (crash-like).
+        mode: Option<DbRestartMode>,
+        /// Data directory inside the container (default /var/lib/postgresql/data).
+        pgdata: Option<String>,
+    },
+    /// docker: run an argv inside the target; exit 0 is a successful injection.
+    Exec {
+        /// Service name.
+        target: String,
+        /// argv (no shell).
+        command: Vec<String>,
+    },
+}
+
+/// PostgreSQL shutdown modes for `db-restart`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DbRestartMode {
+    /// Disconnect clients, checkpoint, restart.
+    #[default]
+    Fast,
+    /// Abort without a checkpoint: crash recovery on start.
+    Immediate,
 }
 
 /// `[[probe]]`: how to tell that the stack is up.
@@ -135,6 +187,51 @@ pub enum RawProbe {
         url: String,
         /// Expected status code (default 200).
         expect_status: Option<u16>,
+        /// Poll period (default `[run] probe-period`).
+        #[serde(default, with = "humantime_serde::option")]
+        period: Option<Duration>,
+        /// Per-attempt timeout (default 1s).
+        #[serde(default, with = "humantime_serde::option")]
+        timeout: Option<Duration>,
+    },
+    /// docker: the container's own healthcheck must say `healthy`.
+    DockerHealth {
+        /// Name in reports (default `docker-health-<n>`).
+        name: Option<String>,
+        /// Service name.
+        service: String,
+        /// Poll period (default `[run] probe-period`).
+        #[serde(default, with = "humantime_serde::option")]
+        period: Option<Duration>,
+        /// Per-attempt timeout (default 1s).
+        #[serde(default, with = "humantime_serde::option")]
+        timeout: Option<Duration>,
+    },
+    /// docker: an argv run in a service must exit 0.
+    Exec {
+        /// Name in reports (default `exec-<n>`).
+        name: Option<String>,
+        /// Service name.
+        service: String,
+        /// argv (no shell).
+        command: Vec<String>,
+        /// Poll period (default `[run] probe-period`).
+        #[serde(default, with = "humantime_serde::option")]
+        period: Option<Duration>,
+        /// Per-attempt timeout (default 1s).
+        #[serde(default, with = "humantime_serde::option")]
+        timeout: Option<Duration>,
+    },
+    /// A fresh PostgreSQL connection must answer `SELECT 1`.
+    Postgres {
+        /// Name in reports (default `postgres-<n>`).
+        name: Option<String>,
+        /// `host:port` (an IP literal; default 127.0.0.1:5432).
+        address: Option<String>,
+        /// User (default postgres).
+        user: Option<String>,
+        /// Database (default postgres).
+        dbname: Option<String>,
         /// Poll period (default `[run] probe-period`).
         #[serde(default, with = "humantime_serde::option")]
         period: Option<Duration>,

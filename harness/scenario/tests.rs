@@ -54,7 +54,9 @@ fn a_valid_file_gets_every_default() {
             duration: Duration::from_secs(2)
         }
     );
-    let StackPlan::Process { services } = &plan.stack;
+    let StackPlan::Process { services } = &plan.stack else {
+        panic!("process backend expected")
+    };
     assert_eq!(services[0].restart, RestartPolicy::OnFailure);
     assert_eq!(services[0].restart_backoff, Duration::from_millis(100));
 }

@@ -4,6 +4,7 @@
 //! Primitives, not scenarios: fault logic lives in `nemesis`, timing in `runner`.
 //! A backend touches only the services of its own scenario.
 
+pub mod docker;
 pub mod process;
 
 use std::time::Duration;
@@ -66,6 +67,22 @@ pub enum StackError {
         /// How long it was awaited.
         after: Duration,
     },
+    /// A Docker Engine call or the compose tool failed.
+    #[error("{what}: {message}")]
+    Docker {
+        /// What was being done.
+        what: String,
+        /// The engine's or tool's message.
+        message: String,
+    },
+    /// The backend has no such primitive (scenario validation prevents this).
+    #[error("the {backend} backend cannot {op}")]
+    Unsupported {
+        /// Backend name.
+        backend: &'static str,
+        /// The operation.
+        op: &'static str,
+    },
     /// Preparing the stack failed (log directory, …).
     #[error("{what}: {source}")]
     Io {
@@ -93,6 +110,15 @@ pub struct ServiceStatus {
     pub last_code: Option<i32>,
     /// Terminating signal of the latest exit.
     pub last_signal: Option<i32>,
+}
+
+/// Result of a command run inside a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code.
+    pub code: i64,
+    /// stdout and stderr, interleaved.
+    pub output: String,
 }
 
 /// Operations the nemesis and the runner perform on a stack.
@@ -123,6 +149,45 @@ pub trait Stack: Send + Sync {
         exits: u64,
         timeout: Duration,
     ) -> Result<(), StackError>;
+    /// Restarts the service (graceful stop with `grace`, then start).
+    async fn restart(&self, _service: &str, _grace: Duration) -> Result<(), StackError> {
+        Err(StackError::Unsupported {
+            backend: "process",
+            op: "restart a container",
+        })
+    }
+    /// Cuts the service off its networks; returns them for [`Stack::connect`].
+    async fn disconnect(&self, _service: &str) -> Result<Vec<String>, StackError> {
+        Err(StackError::Unsupported {
+            backend: "process",
+            op: "disconnect a network",
+        })
+    }
+    /// Reconnects the service to networks.
+    async fn connect(&self, _service: &str, _networks: &[String]) -> Result<(), StackError> {
+        Err(StackError::Unsupported {
+            backend: "process",
+            op: "connect a network",
+        })
+    }
+    /// Reconnects the networks a fault cut the service off from; returns them.
+    async fn reconnect(&self, _service: &str) -> Result<Vec<String>, StackError> {
+        Ok(Vec::new())
+    }
+    /// Runs an argv inside the service.
+    async fn exec(&self, _service: &str, _argv: &[String]) -> Result<ExecOutput, StackError> {
+        Err(StackError::Unsupported {
+            backend: "process",
+            op: "exec in a service",
+        })
+    }
+    /// The backend's own health status of the service, if it has one.
+    async fn health(&self, _service: &str) -> Result<Option<String>, StackError> {
+        Err(StackError::Unsupported {
+            backend: "process",
+            op: "report health status",
+        })
+    }
     /// Stops everything (resumes frozen processes first) and releases resources.
     async fn teardown(&self) -> Result<(), StackError>;
     /// Emergency: SIGKILL everything now, synchronously (second Ctrl-C).

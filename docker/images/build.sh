@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds rebound's demo images without any container registry:
+#   1. a Debian base made with debootstrap (mirror read from this machine's apt
+#      sources) and imported with `docker import`;
+#   2. one image per service, `docker build` FROM that base, with no network step.
+# An image whose `rebound.recipe` label matches the current recipe is kept as is.
+# Usage: docker/images/build.sh [--force]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+force=${1:-}
+SUITE=bookworm
+BASE=rebound/base:$SUITE
+PACKAGES=postgresql-15,redis-server,nginx-light,busybox,procps,iproute2,ca-certificates
+
+log() { printf '[images] %s\n' "$*" >&2; }
+
+recipe_of() { # hash of everything an image is made from
+  cat "$here/build.sh" "$@" 2>/dev/null | sha256sum | cut -c1-16
+}
+
+current_recipe() { docker image inspect --format '{{ index .Config.Labels "rebound.recipe" }}' "$1" 2>/dev/null || true; }
+
+apt_mirror() {
+  local m=""
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    m=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [ -z "$m" ] && [ -f /etc/apt/sources.list ]; then
+    m=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^(http|https|file):/) { print $i; exit } }' /etc/apt/sources.list)
+  fi
+  [ -n "$m" ] || { echo "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list" >&2; exit 1; }
+  echo "$m"
+}
+
+build_base() {
+  local recipe; recipe=$(recipe_of)
+  if [ "$force" != "--force" ] && [ "$(current_recipe "$BASE")" = "$recipe" ]; then
+    log "$BASE is up to date"; return
+  fi
+  command -v debootstrap >/dev/null || { log "installing debootstrap"; DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >&2; }
+  local mirror rootfs; mirror=$(apt_mirror)
+  rootfs=$(mktemp -d /tmp/rebound-rootfs.XXXXXX)
+  trap 'rm -rf "$rootfs"' RETURN
+  log "debootstrap $SUITE ($PACKAGES) — a few minutes"
+  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$mirror" >&2
+  # Services are started by our own entrypoints, not by init scripts.
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  rm -rf "$rootfs"/var/lib/postgresql/15/main "$rootfs"/etc/postgresql/15/main
+  log "docker import $BASE"
+  tar -C "$rootfs" -c . | docker import --change "LABEL rebound.recipe=$recipe" - "$BASE" >&2
+}
+
+build_image() { # name, context dir
+  local name=$1 ctx=$2 tag="rebound/$1:latest" recipe
+  recipe=$( { docker image inspect --format '{{.Id}}' "$BASE"; find "$ctx" -type f | sort | xargs cat; cat "$here/build.sh"; } | sha256sum | cut -c1-16)
+  if [ "$force" != "--force" ] && [ "$(current_recipe "$tag")" = "$recipe" ]; then
+    log "$tag is up to date"; return
+  fi
+  log "docker build $tag"
+  docker build -q --label "rebound.recipe=$recipe" --build-arg "BASE=$BASE" -t "$tag" "$ctx" >&2
+}
+
+build_base
+for svc in postgres redis nginx; do
+  build_image "$svc" "$here/$svc"
+done
+# demo-app: the release binary (same Debian release as the base, so its glibc matches).
+log "cargo build --release -p demo-app"
+(cd "$root" && cargo build --release -q -p demo-app)
+ctx=$(mktemp -d /tmp/rebound-demo-app.XXXXXX)
+cp "$here/demo-app/Dockerfile" "$ctx/"
+cp "$root/target/release/demo-app" "$ctx/"
+build_image demo-app "$ctx"
+rm -rf "$ctx"
+log "done: $(docker images --format '{{.Repository}}:{{.Tag}}' 'rebound/*' | tr '\n' ' ')"

@@ -1,0 +1,702 @@
+//! The `docker` backend: a compose project on the local Docker Engine, driven
+//! through bollard. rebound either brings a compose file up under its own project
+//! name (and tears it down) or attaches to a running project (never torn down).
+//!
+//! Containers are found by the `com.docker.compose.project` / `.service` labels:
+//! nothing outside the scenario's project is ever touched. Docker events (start,
+//! die with exit code, pause, health_status) are recorded into the history with
+//! the daemon's nanosecond timestamps and keep the per-service state current.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::models::{
+    ExecConfig, NetworkConnectRequest, NetworkDisconnectRequest, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    EventsOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{ExecOutput, ServiceStatus, Sig, Stack, StackError};
+use crate::history::{Event, History, Lifecycle};
+
+const PROJECT_LABEL: &str = "com.docker.compose.project";
+const SERVICE_LABEL: &str = "com.docker.compose.service";
+
+/// Where the stack comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// rebound brings this compose file up under `project` and tears it down.
+    Compose {
+        /// The compose file.
+        file: PathBuf,
+        /// Keep the stack after the run (`--keep`).
+        keep: bool,
+    },
+    /// An already running compose project; never torn down.
+    Attach,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Ctr {
+    id: String,
+    running: bool,
+    paused: bool,
+    restarts_by_policy: bool,
+    starts: u64,
+    exits: u64,
+    last_code: Option<i32>,
+}
+
+/// A compose project on the local Docker Engine.
+pub struct DockerStack {
+    docker: Docker,
+    project: String,
+    source: Source,
+    run_id: String,
+    history: Arc<History>,
+    state: watch::Sender<BTreeMap<String, Ctr>>,
+    held: Mutex<HashSet<String>>,
+    disconnected: Mutex<HashMap<String, Vec<String>>>,
+    events: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> StackError {
+    let what = what.into();
+    move |e| StackError::Docker {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// Connects to the local engine and negotiates the API version (the engine here speaks 1.41).
+pub async fn connect() -> Result<Docker, StackError> {
+    let unreachable = |e: bollard::errors::Error| {
+        StackError::Docker {
+        what: "connecting to the Docker Engine (is dockerd running? is /var/run/docker.sock readable?)".into(),
+        message: e.to_string(),
+    }
+    };
+    let docker = Docker::connect_with_local_defaults().map_err(unreachable)?;
+    let docker = docker.negotiate_version().await.map_err(unreachable)?;
+    docker.ping().await.map_err(unreachable)?;
+    Ok(docker)
+}
+
+/// The compose command that exists here: `docker compose` (v2) or `docker-compose` (v1).
+fn compose_command() -> Result<Vec<String>, StackError> {
+    let works = |argv: &[&str]| {
+        std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works(&["docker", "compose", "version"]) {
+        Ok(vec!["docker".into(), "compose".into()])
+    } else if works(&["docker-compose", "version"]) {
+        Ok(vec!["docker-compose".into()])
+    } else {
+        Err(StackError::Docker {
+            what: "finding a compose tool".into(),
+            message: "neither `docker compose` nor `docker-compose` works on this machine".into(),
+        })
+    }
+}
+
+impl DockerStack {
+    /// Connects to the engine; starts nothing.
+    pub async fn new(
+        project: String,
+        source: Source,
+        run_id: String,
+        history: Arc<History>,
+    ) -> Result<Self, StackError> {
+        let docker = connect().await?;
+        Ok(DockerStack {
+            docker,
+            project,
+            source,
+            run_id,
+            history,
+            state: watch::Sender::new(BTreeMap::new()),
+            held: Mutex::new(HashSet::new()),
+            disconnected: Mutex::new(HashMap::new()),
+            events: Mutex::new(None),
+        })
+    }
+
+    /// The compose project name.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    async fn compose(&self, file: &PathBuf, args: &[&str]) -> Result<(), StackError> {
+        let cmd = compose_command()?;
+        let out = tokio::process::Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .args(["-p", &self.project, "-f"])
+            .arg(file)
+            .args(args)
+            .env("REBOUND_RUN", &self.run_id)
+            .output()
+            .await
+            .map_err(|e| StackError::Docker {
+                what: format!("running {}", cmd.join(" ")),
+                message: e.to_string(),
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(StackError::Docker {
+                what: format!(
+                    "{} -p {} -f {} {}",
+                    cmd.join(" "),
+                    self.project,
+                    file.display(),
+                    args.join(" ")
+                ),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    /// Finds the project's containers by label and reads their state.
+    async fn discover(&self) -> Result<(), StackError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{PROJECT_LABEL}={}", self.project)],
+        )]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(docker_err("listing containers"))?;
+        let mut found = BTreeMap::new();
+        for c in list {
+            let (Some(id), Some(labels)) = (c.id, c.labels) else {
+                continue;
+            };
+            // A label filter is exact, but check again: never touch another project.
+            if labels.get(PROJECT_LABEL) != Some(&self.project) {
+                continue;
+            }
+            let Some(service) = labels.get(SERVICE_LABEL).cloned() else {
+                continue;
+            };
+            let info = self
+                .docker
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .map_err(docker_err(format!("inspecting {service}")))?;
+            let st = info.state.unwrap_or_default();
+            let policy = info
+                .host_config
+                .and_then(|h| h.restart_policy)
+                .and_then(|p| p.name);
+            found.insert(
+                service,
+                Ctr {
+                    id,
+                    running: st.running.unwrap_or(false),
+                    paused: st.paused.unwrap_or(false),
+                    restarts_by_policy: matches!(
+                        policy,
+                        Some(
+                            RestartPolicyNameEnum::ALWAYS
+                                | RestartPolicyNameEnum::UNLESS_STOPPED
+                                | RestartPolicyNameEnum::ON_FAILURE
+                        )
+                    ),
+                    ..Ctr::default()
+                },
+            );
+        }
+        if found.is_empty() {
+            return Err(StackError::Docker {
+                what: format!(
+                    "finding the containers of compose project `{}`",
+                    self.project
+                ),
+                message: "no container carries that project label".into(),
+            });
+        }
+        self.state.send_replace(found);
+        Ok(())
+    }
+
+    fn start_events(&self) {
+        let docker = self.docker.clone();
+        let history = Arc::clone(&self.history);
+        let state = self.state.clone();
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{PROJECT_LABEL}={}", self.project)],
+            ),
+        ]);
+        let task = tokio::spawn(async move {
+            let mut stream = docker.events(Some(EventsOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }));
+            while let Some(Ok(ev)) = stream.next().await {
+                let action = ev.action.unwrap_or_default();
+                let attrs = ev.actor.and_then(|a| a.attributes).unwrap_or_default();
+                let Some(service) = attrs.get(SERVICE_LABEL).cloned() else {
+                    continue;
+                };
+                let code = attrs.get("exitCode").and_then(|c| c.parse::<i32>().ok());
+                let (lifecycle, detail) = match action.as_str() {
+                    "start" => (Lifecycle::Started, None),
+                    "die" => (Lifecycle::Exited, None),
+                    "pause" => (Lifecycle::Paused, None),
+                    "unpause" => (Lifecycle::Resumed, None),
+                    a if a.starts_with("health_status") => (
+                        Lifecycle::Health,
+                        Some(a.trim_start_matches("health_status:").trim().to_string()),
+                    ),
+                    _ => continue,
+                };
+                state.send_modify(|m| {
+                    if let Some(c) = m.get_mut(&service) {
+                        match lifecycle {
+                            Lifecycle::Started => {
+                                c.running = true;
+                                c.starts += 1;
+                            }
+                            Lifecycle::Exited => {
+                                c.running = false;
+                                c.paused = false;
+                                c.exits += 1;
+                                c.last_code = code;
+                            }
+                            Lifecycle::Paused => c.paused = true,
+                            Lifecycle::Resumed => c.paused = false,
+                            _ => {}
+                        }
+                    }
+                });
+                let daemon_ns = ev.time_nano.map(|t| format!("daemon_time_ns={t}"));
+                history.record(Event::Service {
+                    service,
+                    action: lifecycle,
+                    pid: None,
+                    code,
+                    signal: None,
+                    detail: match (detail, daemon_ns) {
+                        (Some(d), Some(t)) => Some(format!("{d} {t}")),
+                        (d, t) => d.or(t),
+                    },
+                });
+            }
+        });
+        *self.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    fn id(&self, service: &str) -> Result<String, StackError> {
+        self.state
+            .borrow()
+            .get(service)
+            .map(|c| c.id.clone())
+            .ok_or_else(|| StackError::UnknownService(service.to_string()))
+    }
+
+    fn secs(d: Duration) -> i32 {
+        i32::try_from(d.as_secs().max(1)).unwrap_or(i32::MAX)
+    }
+
+    /// Undoes what faults may have left: reconnects networks, resumes paused containers.
+    async fn heal_all(&self) -> Result<(), StackError> {
+        let cut: Vec<(String, Vec<String>)> = self
+            .disconnected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        let mut first = None;
+        for (service, nets) in cut {
+            if let Err(e) = self.connect(&service, &nets).await {
+                first.get_or_insert(e);
+            }
+        }
+        let paused: Vec<String> = self
+            .state
+            .borrow()
+            .iter()
+            .filter(|(_, c)| c.paused)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for service in paused {
+            if let Err(e) = self.unpause(&service).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+#[async_trait]
+impl Stack for DockerStack {
+    fn services(&self) -> Vec<String> {
+        self.state.borrow().keys().cloned().collect()
+    }
+
+    async fn up(&self) -> Result<(), StackError> {
+        if let Source::Compose { file, .. } = &self.source {
+            self.compose(file, &["up", "-d", "--no-build"]).await?;
+        }
+        self.discover().await?;
+        self.start_events();
+        self.history.record(Event::StackUp);
+        Ok(())
+    }
+
+    fn status(&self, service: &str) -> Result<ServiceStatus, StackError> {
+        let m = self.state.borrow();
+        let c = m
+            .get(service)
+            .ok_or_else(|| StackError::UnknownService(service.to_string()))?;
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(service);
+        Ok(ServiceStatus {
+            running: c.running,
+            paused: c.paused,
+            starts: c.starts,
+            exits: c.exits,
+            wanted: c.running || (c.restarts_by_policy && !held),
+            last_code: c.last_code,
+            last_signal: None,
+        })
+    }
+
+    async fn signal(&self, service: &str, sig: Sig) -> Result<(), StackError> {
+        let id = self.id(service)?;
+        if sig == Sig::Kill {
+            // `docker kill` marks the container as stopped by hand, so its restart
+            // policy would never apply. A crash is a SIGKILL the engine did not ask
+            // for: send it to the container's init process from the host.
+            let info = self
+                .docker
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .map_err(docker_err(format!("inspecting {service}")))?;
+            let pid = info
+                .state
+                .and_then(|s| s.pid)
+                .filter(|p| *p > 0)
+                .ok_or_else(|| StackError::NotRunning(service.to_string()))?;
+            let pid =
+                i32::try_from(pid).map_err(|_| StackError::NotRunning(service.to_string()))?;
+            return nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .map_err(|e| StackError::Signal {
+                service: service.to_string(),
+                signal: "SIGKILL".into(),
+                message: format!(
+                    "host pid {pid}: {e} (rebound must run on the engine's host, as root)"
+                ),
+            });
+        }
+        self.docker
+            .kill_container(
+                &id,
+                Some(KillContainerOptions {
+                    signal: "SIGTERM".into(),
+                }),
+            )
+            .await
+            .map_err(docker_err(format!("sending SIGTERM to {service}")))
+    }
+
+    fn hold(&self, service: &str) -> Result<(), StackError> {
+        self.id(service)?;
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(service.to_string());
+        Ok(())
+    }
+
+    async fn stop(&self, service: &str, grace: Duration) -> Result<(), StackError> {
+        let id = self.id(service)?;
+        self.hold(service)?;
+        self.docker
+            .stop_container(
+                &id,
+                Some(StopContainerOptions {
+                    t: Some(Self::secs(grace)),
+                    signal: None,
+                }),
+            )
+            .await
+            .map_err(docker_err(format!("stopping {service}")))
+    }
+
+    async fn start(&self, service: &str) -> Result<(), StackError> {
+        let id = self.id(service)?;
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(service);
+        match self
+            .docker
+            .start_container(&id, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            // 304: already started.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(docker_err(format!("starting {service}"))(e)),
+        }
+    }
+
+    async fn pause(&self, service: &str) -> Result<(), StackError> {
+        let id = self.id(service)?;
+        self.docker
+            .pause_container(&id)
+            .await
+            .map_err(docker_err(format!("pausing {service}")))?;
+        self.state.send_modify(|m| {
+            if let Some(c) = m.get_mut(service) {
+                c.paused = true;
+            }
+        });
+        Ok(())
+    }
+
+    async fn unpause(&self, service: &str) -> Result<(), StackError> {
+        let id = self.id(service)?;
+        let info = self
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+            .map_err(docker_err(format!("inspecting {service}")))?;
+        if !info.state.and_then(|s| s.paused).unwrap_or(false) {
+            return Ok(());
+        }
+        self.docker
+            .unpause_container(&id)
+            .await
+            .map_err(docker_err(format!("resuming {service}")))?;
+        self.state.send_modify(|m| {
+            if let Some(c) = m.get_mut(service) {
+                c.paused = false;
+            }
+        });
+        Ok(())
+    }
+
+    async fn wait_exit(
+        &self,
+        service: &str,
+        exits: u64,
+        timeout: Duration,
+    ) -> Result<(), StackError> {
+        let mut rx = self.state.subscribe();
+        let done = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|m| m.get(service).is_some_and(|c| c.exits > exits)),
+        )
+        .await
+        .is_ok();
+        if done {
+            Ok(())
+        } else {
+            Err(StackError::Timeout {
+                service: service.to_string(),
+                what: "container exit (die event)".into(),
+                after: timeout,
+            })
+        }
+    }
+
+    async fn restart(&self, service: &str, grace: Duration) -> Result<(), StackError> {
+        let id = self.id(service)?;
+        self.docker
+            .restart_container(
+                &id,
+                Some(RestartContainerOptions {
+                    t: Some(Self::secs(grace)),
+                    signal: None,
+                }),
+            )
+            .await
+            .map_err(docker_err(format!("restarting {service}")))
+    }
+
+    async fn disconnect(&self, service: &str) -> Result<Vec<String>, StackError> {
+        let id = self.id(service)?;
+        let info = self
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+            .map_err(docker_err(format!("inspecting {service}")))?;
+        let nets: Vec<String> = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .map(|n| n.into_keys().collect())
+            .unwrap_or_default();
+        for net in &nets {
+            self.docker
+                .disconnect_network(
+                    net,
+                    NetworkDisconnectRequest {
+                        container: id.clone(),
+                        force: Some(true),
+                    },
+                )
+                .await
+                .map_err(docker_err(format!("disconnecting {service} from {net}")))?;
+            self.disconnected
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(service.to_string())
+                .or_default()
+                .push(net.clone());
+        }
+        Ok(nets)
+    }
+
+    async fn connect(&self, service: &str, networks: &[String]) -> Result<(), StackError> {
+        let id = self.id(service)?;
+        for net in networks {
+            // Compose resolves services by their name on the network: keep it as an alias.
+            let endpoint = bollard::models::EndpointSettings {
+                aliases: Some(vec![service.to_string()]),
+                ..Default::default()
+            };
+            self.docker
+                .connect_network(
+                    net,
+                    NetworkConnectRequest {
+                        container: id.clone(),
+                        endpoint_config: Some(endpoint),
+                    },
+                )
+                .await
+                .map_err(docker_err(format!("reconnecting {service} to {net}")))?;
+        }
+        if let Some(left) = self
+            .disconnected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(service)
+        {
+            left.retain(|n| !networks.contains(n));
+        }
+        Ok(())
+    }
+
+    async fn reconnect(&self, service: &str) -> Result<Vec<String>, StackError> {
+        let nets = self
+            .disconnected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(service)
+            .unwrap_or_default();
+        if !nets.is_empty() {
+            self.connect(service, &nets).await?;
+        }
+        Ok(nets)
+    }
+
+    async fn exec(&self, service: &str, argv: &[String]) -> Result<ExecOutput, StackError> {
+        let id = self.id(service)?;
+        let what = format!("exec {argv:?} in {service}");
+        let exec = self
+            .docker
+            .create_exec(
+                &id,
+                ExecConfig {
+                    cmd: Some(argv.to_vec()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(docker_err(what.clone()))?;
+        let mut output = String::new();
+        if let bollard::exec::StartExecResults::Attached {
+            output: mut stream, ..
+        } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(docker_err(what.clone()))?
+        {
+            while let Some(Ok(chunk)) = stream.next().await {
+                output.push_str(&chunk.to_string());
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(docker_err(what))?
+            .exit_code
+            .unwrap_or(-1);
+        Ok(ExecOutput { code, output })
+    }
+
+    async fn health(&self, service: &str) -> Result<Option<String>, StackError> {
+        let id = self.id(service)?;
+        let info = self
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+            .map_err(docker_err(format!("inspecting {service}")))?;
+        Ok(info
+            .state
+            .and_then(|s| s.health)
+            .and_then(|h| h.status)
+            .map(|s| s.to_string()))
+    }
+
+    async fn teardown(&self) -> Result<(), StackError> {
+        let healed = self.heal_all().await;
+        if let Some(task) = self.events.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+        match &self.source {
+            Source::Compose { file, keep: false } => {
+                let down = self
+                    .compose(file, &["down", "-v", "--remove-orphans", "-t", "5"])
+                    .await;
+                healed.and(down)
+            }
+            _ => healed,
+        }
+    }
+
+    fn kill_now(&self) {
+        // Only a stack rebound brought up is killed; an attached one is left running.
+        if matches!(self.source, Source::Compose { .. }) {
+            let ids: Vec<String> = self.state.borrow().values().map(|c| c.id.clone()).collect();
+            let _ = std::process::Command::new("docker")
+                .arg("kill")
+                .args(ids)
+                .output();
+        }
+    }
+}
