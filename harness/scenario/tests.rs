@@ -197,3 +197,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn docker_only_faults_are_rejected_on_the_process_backend() {
+    let text = VALID.replace(
+        "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
+        "kind = \"disconnect-for\"\ntarget = \"app\"\nduration = \"2s\"",
+    );
+    let msg = parse_str(&text).expect_err("docker-only").to_string();
+    assert!(msg.contains("needs the docker backend"), "{msg}");
+}
+
+#[test]
+fn docker_targets_are_checked_against_the_compose_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  db: {image: x}\n  app: {image: y}\n",
+    )
+    .expect("compose");
+    let text = |target: &str| {
+        format!("name = \"d\"\n[stack]\nbackend = \"docker\"\ncompose = \"compose.yaml\"\n[[fault]]\nkind = \"db-restart\"\ntarget = \"{target}\"\n[[probe]]\nkind = \"docker-health\"\nservice = \"db\"\n[slo]\nrecover-within = \"5s\"\n")
+    };
+    let path = dir.path().join("s.toml");
+    let plan = parse(&path, &text("db")).expect("valid");
+    assert_eq!(
+        plan.stack.service_names(),
+        Some(vec!["db".to_string(), "app".to_string()])
+    );
+    let msg = parse(&path, &text("redis"))
+        .expect_err("unknown")
+        .to_string();
+    assert!(msg.contains("services are: db, app"), "{msg}");
+    let both = text("db").replace(
+        "compose = \"compose.yaml\"",
+        "compose = \"compose.yaml\"\nattach = \"p\"",
+    );
+    assert!(parse(&path, &both)
+        .expect_err("both")
+        .to_string()
+        .contains("exactly one"));
+}

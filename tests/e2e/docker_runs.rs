@@ -20,20 +20,34 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// Builds the demo images if any is missing (docker/images/build.sh is idempotent;
+/// the docker test group runs one test at a time, so builds never race).
 fn require_images() {
-    for image in [
+    let images = [
         "rebound/postgres:latest",
         "rebound/redis:latest",
         "rebound/nginx:latest",
         "rebound/demo-app:latest",
-    ] {
-        let ok = Command::new("docker")
+    ];
+    let missing = |image: &&str| {
+        !Command::new("docker")
             .args(["image", "inspect", image])
             .output()
-            .is_ok_and(|o| o.status.success());
+            .is_ok_and(|o| o.status.success())
+    };
+    if images.iter().any(missing) {
+        let status = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docker/images/build.sh"
+        ))
+        .status()
+        .expect("run build.sh");
+        assert!(status.success(), "docker/images/build.sh failed");
+    }
+    for image in &images {
         assert!(
-            ok,
-            "image {image} is missing: run docker/images/build.sh (or `rebound images`) first"
+            !missing(image),
+            "image {image} is still missing after docker/images/build.sh"
         );
     }
 }
