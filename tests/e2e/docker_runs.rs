@@ -191,17 +191,7 @@ fn interrupt_during_fault(scenario: &str) -> (Option<i32>, String, tempfile::Tem
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("SIGINT");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let code = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s.code();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rebound did not exit after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = wait_exit(&mut child, Duration::from_secs(60));
     let run_id = history_lines(&out)[0]["run_id"]
         .as_str()
         .expect("run id")

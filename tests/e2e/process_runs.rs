@@ -245,18 +245,8 @@ fn sigint_during_pause_heals_tears_down_and_keeps_finished_trials() {
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("SIGINT");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "rebound did not exit after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(130));
+    let code = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(code, Some(130));
     for pid in pids {
         assert_eq!(proc_state(pid), None, "process {pid} survived the run");
     }
