@@ -74,11 +74,7 @@ pub fn exit_status(decision: Decision, facts: &RunFacts) -> ExitStatus {
     } else if facts.stopped_early.is_some() && decision != Decision::Fail {
         ExitStatus::StackFailure
     } else {
-        match decision {
-            Decision::Pass => ExitStatus::SloMet,
-            Decision::Fail => ExitStatus::SloViolated,
-            Decision::Inconclusive => ExitStatus::Inconclusive,
-        }
+        decision.exit_status()
     }
 }
 

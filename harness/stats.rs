@@ -30,6 +30,16 @@ impl Decision {
         }
     }
 
+    /// The exit status a run with this decision ends with (0, 1 or 2).
+    pub fn exit_status(self) -> crate::exit::ExitStatus {
+        use crate::exit::ExitStatus;
+        match self {
+            Decision::Pass => ExitStatus::SloMet,
+            Decision::Fail => ExitStatus::SloViolated,
+            Decision::Inconclusive => ExitStatus::Inconclusive,
+        }
+    }
+
     /// Upper-case word for people.
     pub fn word(self) -> &'static str {
         match self {

@@ -71,11 +71,7 @@ pub struct Verdict {
 impl Verdict {
     /// Exit status for this verdict (0, 1 or 2).
     pub fn exit_status(&self) -> ExitStatus {
-        match self.decision {
-            Decision::Pass => ExitStatus::SloMet,
-            Decision::Fail => ExitStatus::SloViolated,
-            Decision::Inconclusive => ExitStatus::Inconclusive,
-        }
+        self.decision.exit_status()
     }
 }
 

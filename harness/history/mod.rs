@@ -163,6 +163,20 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// A service lifecycle event carrying no pid, exit code or signal.
+    pub fn service(service: &str, action: Lifecycle, detail: Option<String>) -> Self {
+        Event::Service {
+            service: service.to_string(),
+            action,
+            pid: None,
+            code: None,
+            signal: None,
+            detail,
+        }
+    }
+}
+
 /// Errors reading or writing a history.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {

@@ -71,6 +71,9 @@ pub enum RunError {
         /// What is wrong.
         message: String,
     },
+    /// A command-line value is not acceptable (exit 3).
+    #[error("{0}")]
+    Usage(String),
     /// History could not be written.
     #[error(transparent)]
     History(#[from] HistoryError),
@@ -110,7 +113,9 @@ impl RunError {
     /// The documented exit status for this error.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            RunError::RunDir { .. } | RunError::Probe { .. } => ExitStatus::Invalid,
+            RunError::RunDir { .. } | RunError::Probe { .. } | RunError::Usage(_) => {
+                ExitStatus::Invalid
+            }
             _ => ExitStatus::StackFailure,
         }
     }
@@ -495,10 +500,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
     let seed = opts.seed.or(plan.run.seed).unwrap_or_else(rand::random);
     let trials_planned = opts.trials.unwrap_or(plan.run.trials);
     if trials_planned == 0 {
-        return Err(RunError::RunDir {
-            path: PathBuf::new(),
-            message: "--trials must be at least 1".into(),
-        });
+        return Err(RunError::Usage("--trials must be at least 1".into()));
     }
     let run_id = new_run_id();
     let run_dir = prepare_run_dir(plan, opts, &run_id)?;

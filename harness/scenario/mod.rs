@@ -491,6 +491,19 @@ impl Validator<'_> {
         }
     }
 
+    /// Parses the `address` of the i-th probe.
+    fn probe_address(&self, i: usize, address: &str) -> Result<SocketAddr, ScenarioError> {
+        address.parse().map_err(|_| {
+            self.err_in(
+                "[[probe]]",
+                i,
+                "address",
+                Some(address),
+                format!("`{address}` is not an ip:port address"),
+            )
+        })
+    }
+
     /// Error about `key = value` inside the n-th `header` table.
     fn err_in(
         &self,
@@ -824,15 +837,7 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 period,
                 timeout,
             } => {
-                let addr: SocketAddr = address.parse().map_err(|_| {
-                    v.err_in(
-                        "[[probe]]",
-                        i,
-                        "address",
-                        Some(&address),
-                        format!("`{address}` is not an ip:port address"),
-                    )
-                })?;
+                let addr = v.probe_address(i, &address)?;
                 (
                     name.unwrap_or_else(|| format!("tcp-{}", i + 1)),
                     ProbeKind::Tcp { address: addr },
@@ -883,15 +888,7 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 timeout,
             } => {
                 let address = address.unwrap_or_else(|| "127.0.0.1:5432".into());
-                let addr: SocketAddr = address.parse().map_err(|_| {
-                    v.err_in(
-                        "[[probe]]",
-                        i,
-                        "address",
-                        Some(&address),
-                        format!("`{address}` is not an ip:port address"),
-                    )
-                })?;
+                let addr = v.probe_address(i, &address)?;
                 (
                     name.unwrap_or_else(|| format!("postgres-{}", i + 1)),
                     ProbeKind::Postgres {

@@ -67,6 +67,8 @@ pub struct DockerStack {
     held: Mutex<HashSet<String>>,
     disconnected: Mutex<HashMap<String, Vec<String>>>,
     events: Mutex<Option<JoinHandle<()>>>,
+    /// `docker compose` or `docker-compose`, found once (empty when attaching).
+    compose_cmd: Vec<String>,
 }
 
 fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> StackError {
@@ -120,6 +122,15 @@ impl DockerStack {
         history: Arc<History>,
     ) -> Result<Self, StackError> {
         let docker = connect().await?;
+        let compose_cmd = match source {
+            Source::Compose { .. } => tokio::task::spawn_blocking(compose_command)
+                .await
+                .map_err(|e| StackError::Docker {
+                    what: "finding a compose tool".into(),
+                    message: e.to_string(),
+                })??,
+            Source::Attach => Vec::new(),
+        };
         Ok(DockerStack {
             docker,
             project,
@@ -130,7 +141,17 @@ impl DockerStack {
             held: Mutex::new(HashSet::new()),
             disconnected: Mutex::new(HashMap::new()),
             events: Mutex::new(None),
+            compose_cmd,
         })
+    }
+
+    /// Records a pause state change at once (the engine's event follows later).
+    fn set_paused(&self, service: &str, paused: bool) {
+        self.state.send_modify(|m| {
+            if let Some(c) = m.get_mut(service) {
+                c.paused = paused;
+            }
+        });
     }
 
     /// The compose project name.
@@ -139,7 +160,7 @@ impl DockerStack {
     }
 
     async fn compose(&self, file: &PathBuf, args: &[&str]) -> Result<(), StackError> {
-        let cmd = compose_command()?;
+        let cmd = &self.compose_cmd;
         let out = tokio::process::Command::new(&cmd[0])
             .args(&cmd[1..])
             .args(["-p", &self.project, "-f"])
@@ -476,11 +497,7 @@ impl Stack for DockerStack {
             .pause_container(&id)
             .await
             .map_err(docker_err(format!("pausing {service}")))?;
-        self.state.send_modify(|m| {
-            if let Some(c) = m.get_mut(service) {
-                c.paused = true;
-            }
-        });
+        self.set_paused(service, true);
         Ok(())
     }
 
@@ -498,11 +515,7 @@ impl Stack for DockerStack {
             .unpause_container(&id)
             .await
             .map_err(docker_err(format!("resuming {service}")))?;
-        self.state.send_modify(|m| {
-            if let Some(c) = m.get_mut(service) {
-                c.paused = false;
-            }
-        });
+        self.set_paused(service, false);
         Ok(())
     }
 

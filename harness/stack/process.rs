@@ -192,14 +192,11 @@ impl Svc {
                                 s.spawn_failures += 1;
                                 s.last_spawn_error = Some(msg.clone());
                             });
-                            history.record(Event::Service {
-                                service: self.name.clone(),
-                                action: Lifecycle::SpawnFailed,
-                                pid: None,
-                                code: None,
-                                signal: None,
-                                detail: Some(msg),
-                            });
+                            history.record(Event::service(
+                                &self.name,
+                                Lifecycle::SpawnFailed,
+                                Some(msg),
+                            ));
                             if self.policy == RestartPolicy::Never {
                                 self.state.send_modify(|s| s.want_up = false);
                             } else {
@@ -251,16 +248,13 @@ impl Svc {
             }
             let delay = self.delay(failures_in_row);
             failures_in_row = failures_in_row.saturating_add(1);
-            history.record(Event::Service {
-                service: self.name.clone(),
-                action: Lifecycle::RestartScheduled,
-                pid: None,
-                code: None,
-                signal: None,
-                detail: Some(
-                    format!("restart policy {:?}, delay {delay:?}", self.policy).to_lowercase(),
-                ),
-            });
+            let detail =
+                format!("restart policy {:?}, delay {delay:?}", self.policy).to_lowercase();
+            history.record(Event::service(
+                &self.name,
+                Lifecycle::RestartScheduled,
+                Some(detail),
+            ));
             self.sleep_unless_held(&mut rx, delay).await;
         }
     }
@@ -307,7 +301,10 @@ impl Svc {
         if !running {
             return Ok(());
         }
-        self.send(Signal::SIGTERM)?;
+        // Exited between the check and the signal: already stopped.
+        if let Err(StackError::NotRunning(_)) = self.send(Signal::SIGTERM) {
+            return Ok(());
+        }
         self.send(Signal::SIGCONT)?;
         if self.wait_exit(exits, grace).await.is_ok() {
             return Ok(());
@@ -495,14 +492,8 @@ impl Stack for ProcessStack {
         let svc = self.svc(service)?;
         svc.send(Signal::SIGSTOP)?;
         svc.state.send_modify(|s| s.paused = true);
-        self.history.record(Event::Service {
-            service: service.to_string(),
-            action: Lifecycle::Paused,
-            pid: svc.state.borrow().pid.and_then(|p| u32::try_from(p).ok()),
-            code: None,
-            signal: None,
-            detail: None,
-        });
+        self.history
+            .record(Event::service(service, Lifecycle::Paused, None));
         Ok(())
     }
 
@@ -517,14 +508,8 @@ impl Stack for ProcessStack {
         }
         svc.send(Signal::SIGCONT)?;
         svc.state.send_modify(|s| s.paused = false);
-        self.history.record(Event::Service {
-            service: service.to_string(),
-            action: Lifecycle::Resumed,
-            pid: svc.state.borrow().pid.and_then(|p| u32::try_from(p).ok()),
-            code: None,
-            signal: None,
-            detail: None,
-        });
+        self.history
+            .record(Event::service(service, Lifecycle::Resumed, None));
         Ok(())
     }
 

@@ -101,14 +101,11 @@ fn docker_sigkill_restarts_the_app_and_never_touches_a_decoy() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run");
-    let o = run(&[
-        "run",
-        "scenarios/docker-app-sigkill.toml",
-        "--trials",
-        "3",
-        "--out",
-        out.to_str().expect("utf8"),
-    ]);
+    let o = run_scenario(
+        std::path::Path::new("scenarios/docker-app-sigkill.toml"),
+        &out,
+        &["--trials", "3"],
+    );
     let decoy_state = docker(&[
         "inspect",
         "-f",

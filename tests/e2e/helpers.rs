@@ -15,6 +15,18 @@ pub fn run(args: &[&str]) -> Output {
     rebound().args(args).output().expect("rebound runs")
 }
 
+/// `rebound run SCENARIO --out OUT EXTRA…`.
+pub fn run_scenario(scenario: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        scenario.to_str().expect("utf8 path"),
+        "--out",
+        out.to_str().expect("utf8 path"),
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
 /// A port that was free a moment ago (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

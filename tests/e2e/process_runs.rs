@@ -1,6 +1,7 @@
 //! Runs on the process backend: the quick start, accuracy, verdicts, errors, Ctrl-C.
 
 use std::io::BufRead;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -13,14 +14,11 @@ fn slo_and_run(extra_run: &str) -> String {
 fn quickstart_passes_and_check_repeats_its_verdict() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run");
-    let o = run(&[
-        "run",
-        "scenarios/quickstart.toml",
-        "--trials",
-        "20",
-        "--out",
-        out.to_str().expect("utf8"),
-    ]);
+    let o = run_scenario(
+        Path::new("scenarios/quickstart.toml"),
+        &out,
+        &["--trials", "20"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let (header, rows) = read_csv(&out.join("trials.csv"));
     let want = "trial,outcome,fault,target,injected_at,recovered_at,recovery_ms,recovery_lower_ms,downtime_ms";
@@ -78,12 +76,7 @@ fn sigkill_recovery_matches_the_known_startup_delay() {
     );
     let path = write_scenario(dir.path(), &scenario);
     let out = dir.path().join("run");
-    let o = run(&[
-        "run",
-        path.to_str().expect("utf8"),
-        "--out",
-        out.to_str().expect("utf8"),
-    ]);
+    let o = run_scenario(&path, &out, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let (header, rows) = read_csv(&out.join("trials.csv"));
     assert_eq!(rows.len(), 8);
@@ -106,12 +99,7 @@ fn failing_restarts_with_policy_never_violate_the_slo() {
     );
     let path = write_scenario(dir.path(), &scenario);
     let out = dir.path().join("run");
-    let o = run(&[
-        "run",
-        path.to_str().expect("utf8"),
-        "--out",
-        out.to_str().expect("utf8"),
-    ]);
+    let o = run_scenario(&path, &out, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let s = summary(&out);
     assert_eq!(s["verdict"], "fail");

@@ -179,9 +179,16 @@ async fn create_item(
     State(store): State<Arc<Store>>,
     Json(new): Json<NewItem>,
 ) -> Result<(StatusCode, Json<Item>), (StatusCode, String)> {
-    let id = new
-        .id
-        .unwrap_or_else(|| store.next_id.fetch_add(1, Ordering::Relaxed).to_string());
+    // A generated id never lands on an item a client stored under the same name.
+    let id = match new.id {
+        Some(id) => id,
+        None => loop {
+            let candidate = store.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+            if store.get(&candidate).is_none() {
+                break candidate;
+            }
+        },
+    };
     let item = Item {
         id,
         value: new.value,
