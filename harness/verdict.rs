@@ -187,6 +187,7 @@ mod tests {
             probes_ok: 0,
             probes_failed: 0,
             restarts: 0,
+            services: Vec::new(),
         }
     }
 

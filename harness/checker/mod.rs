@@ -164,6 +164,91 @@ pub struct TrialReport {
     pub probes_failed: u64,
     /// Processes started during the trial (restarts by policy or by rebound).
     pub restarts: u64,
+    /// What each service went through after the fault (`services.csv`).
+    pub services: Vec<ServiceTimeline>,
+}
+
+/// One service's lifecycle in a trial, in ms after `t_inject` (negative: before it,
+/// e.g. a death the engine reported before its kill call returned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceTimeline {
+    /// Service name.
+    pub service: String,
+    /// First exit after the fault was invoked.
+    pub died_ms: Option<f64>,
+    /// Its exit code (128 + signal for a death by signal).
+    pub exit_code: Option<i32>,
+    /// First start after that exit.
+    pub started_ms: Option<f64>,
+    /// First `healthy` status after that start.
+    pub healthy_ms: Option<f64>,
+    /// Starts during the trial.
+    pub starts: u64,
+}
+
+/// Per-service timelines of a trial, relative to `inject` (the fault-ok record).
+/// Backend timestamps (the Docker daemon's) are preferred over arrival times.
+pub fn service_timelines(records: &[Record], inject: &Record) -> Vec<ServiceTimeline> {
+    let invoked = records
+        .iter()
+        .position(|r| matches!(r.event, Event::FaultInvoke { .. }))
+        .unwrap_or(0);
+    let mut out: Vec<ServiceTimeline> = Vec::new();
+    for r in &records[invoked..] {
+        let Event::Service {
+            service,
+            action,
+            code,
+            signal,
+            detail,
+            daemon_time_ns,
+            ..
+        } = &r.event
+        else {
+            continue;
+        };
+        let at = daemon_time_ns.map_or(r.time, DateTime::<Utc>::from_timestamp_nanos);
+        let ms = (at - inject.time)
+            .num_microseconds()
+            .map_or(f64::NAN, |us| us as f64 / 1e3);
+        let idx = match out.iter().position(|t| &t.service == service) {
+            Some(i) => i,
+            None => {
+                out.push(ServiceTimeline {
+                    service: service.clone(),
+                    died_ms: None,
+                    exit_code: None,
+                    started_ms: None,
+                    healthy_ms: None,
+                    starts: 0,
+                });
+                out.len() - 1
+            }
+        };
+        let t = &mut out[idx];
+        match action {
+            Lifecycle::Exited if t.died_ms.is_none() => {
+                t.died_ms = Some(ms);
+                // A death by signal reads as 128 + signal, as shells and Docker report it.
+                t.exit_code = code.or(signal.map(|s| 128 + s));
+            }
+            Lifecycle::Started => {
+                t.starts += 1;
+                if t.started_ms.is_none() {
+                    t.started_ms = Some(ms);
+                }
+            }
+            Lifecycle::Health
+                if t.healthy_ms.is_none()
+                    && detail.as_deref() == Some("healthy")
+                    && (t.starts > 0 || t.died_ms.is_none()) =>
+            {
+                t.healthy_ms = Some(ms);
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Inputs of [`check_trial`] that do not come from the history.
@@ -210,6 +295,7 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
         downtime_ms: None,
         probes_ok: 0,
         probes_failed: 0,
+        services: Vec::new(),
         restarts: records
             .iter()
             .filter(|r| {
@@ -239,6 +325,7 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
     };
     let t_inject = inject.elapsed_ns;
     report.injected_at = Some(inject.time);
+    report.services = service_timelines(records, inject);
     // The observation window closes when heal begins (or at the last record).
     let window_end = records
         .iter()

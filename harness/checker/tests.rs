@@ -246,3 +246,75 @@ fn tracker_replays_attempts_seen_before_the_gate_was_known() {
         })
     );
 }
+
+#[test]
+fn service_timelines_prefer_the_daemon_clock_and_follow_die_start_healthy() {
+    let mut b = Builder::new();
+    b.push(
+        0,
+        Event::FaultInvoke {
+            fault: "sigkill".into(),
+            target: "app".into(),
+        },
+    );
+    let base = b.records[0].time;
+    let daemon = |ms: i64| (base + chrono::Duration::milliseconds(ms)).timestamp_nanos_opt();
+    // The engine saw the death 30 ms before its kill call returned at 100 ms.
+    b.push(
+        95,
+        Event::Service {
+            service: "app".into(),
+            action: Lifecycle::Exited,
+            pid: None,
+            code: Some(137),
+            signal: None,
+            detail: None,
+            daemon_time_ns: daemon(70),
+        },
+    );
+    b.push(
+        100,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.push(150, Event::service("app", Lifecycle::Started, None));
+    b.push(
+        400,
+        Event::service("app", Lifecycle::Health, Some("healthy".into())),
+    );
+    b.push(
+        410,
+        Event::Service {
+            service: "db".into(),
+            action: Lifecycle::Exited,
+            pid: None,
+            code: None,
+            signal: Some(9),
+            detail: None,
+            daemon_time_ns: None,
+        },
+    );
+    let inject = b
+        .records
+        .iter()
+        .find(|r| matches!(r.event, Event::FaultOk { .. }))
+        .expect("inject")
+        .clone();
+    let t = service_timelines(&b.records, &inject);
+    assert_eq!(t.len(), 2);
+    assert_eq!(
+        (
+            t[0].died_ms,
+            t[0].exit_code,
+            t[0].started_ms,
+            t[0].healthy_ms,
+            t[0].starts
+        ),
+        (Some(-30.0), Some(137), Some(50.0), Some(300.0), 1)
+    );
+    assert_eq!(
+        (t[1].service.as_str(), t[1].exit_code, t[1].started_ms),
+        ("db", Some(137), None)
+    );
+}

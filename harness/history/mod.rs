@@ -144,9 +144,12 @@ pub enum Event {
         /// Terminating signal.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signal: Option<i32>,
-        /// Free text (restart delay, spawn error, …).
+        /// Free text (restart delay, spawn error, health status, …).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// When the backend itself saw it (Docker: the daemon's wall clock, ns since the epoch).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        daemon_time_ns: Option<i64>,
     },
     /// A trial ended.
     TrialEnd {
@@ -173,6 +176,7 @@ impl Event {
             code: None,
             signal: None,
             detail,
+            daemon_time_ns: None,
         }
     }
 }

@@ -153,6 +153,63 @@ impl Reporter for CsvReporter {
     }
 }
 
+/// Column names of `services.csv`: one row per service that did something in a trial.
+pub const SERVICES_CSV_HEADER: [&str; 7] = [
+    "trial",
+    "service",
+    "died_ms",
+    "exit_code",
+    "started_ms",
+    "healthy_ms",
+    "starts",
+];
+
+/// Writes `services.csv`, flushing each trial's rows as it ends.
+pub struct ServicesCsvReporter {
+    path: PathBuf,
+    out: csv::Writer<File>,
+}
+
+impl ServicesCsvReporter {
+    /// Creates the file and writes the header.
+    pub fn create(path: &Path) -> Result<Self, ReportError> {
+        let err = |source| ReportError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut out = csv::Writer::from_writer(File::create(path).map_err(err)?);
+        out.write_record(SERVICES_CSV_HEADER)
+            .map_err(|e| err(e.into()))?;
+        out.flush().map_err(err)?;
+        Ok(ServicesCsvReporter {
+            path: path.to_path_buf(),
+            out,
+        })
+    }
+}
+
+impl Reporter for ServicesCsvReporter {
+    fn trial_finished(&mut self, trial: &TrialReport) -> Result<(), ReportError> {
+        let err = |source| ReportError {
+            path: self.path.clone(),
+            source,
+        };
+        for s in &trial.services {
+            let row = [
+                trial.trial.to_string(),
+                s.service.clone(),
+                fmt_ms(s.died_ms),
+                s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                fmt_ms(s.started_ms),
+                fmt_ms(s.healthy_ms),
+                s.starts.to_string(),
+            ];
+            self.out.write_record(row).map_err(|e| err(e.into()))?;
+        }
+        self.out.flush().map_err(err)
+    }
+}
+
 /// Writes `summary.json` at the end of the run.
 pub struct JsonReporter {
     /// Output path.

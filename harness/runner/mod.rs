@@ -21,7 +21,9 @@ use crate::exit::ExitStatus;
 use crate::history::{Event, History, HistoryError};
 use crate::nemesis;
 use crate::probe::{ProbeSet, Prober};
-use crate::report::{ConsoleReporter, CsvReporter, JsonReporter, ReportError, Reporter, Summary};
+use crate::report::{
+    ConsoleReporter, CsvReporter, JsonReporter, ReportError, Reporter, ServicesCsvReporter, Summary,
+};
 use crate::scenario::{DockerSource, FaultOrder, FaultPlan, Plan, StackPlan};
 use crate::stack::docker;
 use crate::stack::process::{ExpandContext, ProcessStack};
@@ -345,7 +347,7 @@ impl Ctx {
         &self,
         trials_planned: u32,
         seed: u64,
-        csv: &mut CsvReporter,
+        reporters: &mut [Box<dyn Reporter + Send>],
         progress: &ProgressBar,
     ) -> Result<(Vec<TrialReport>, RunFacts), RunError> {
         let mut facts = RunFacts {
@@ -415,7 +417,9 @@ impl Ctx {
                 break;
             }
             let report = checker::check_trial(i, &records, &cfg);
-            csv.trial_finished(&report)?;
+            for r in reporters.iter_mut() {
+                r.trial_finished(&report)?;
+            }
             progress.inc(1);
             progress.set_message(progress_message(&report, &reports));
             tracing::info!(trial = i, outcome = report.outcome.word(), recovery_ms = ?report.recovery_ms, "{}", report.reason);
@@ -511,7 +515,11 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         seed,
         trials: trials_planned,
     });
-    let mut csv = CsvReporter::create(&run_dir.join("trials.csv"))?;
+    // Per-trial outputs, each flushed as its trial ends.
+    let mut reporters: Vec<Box<dyn Reporter + Send>> = vec![
+        Box::new(CsvReporter::create(&run_dir.join("trials.csv"))?),
+        Box::new(ServicesCsvReporter::create(&run_dir.join("services.csv"))?),
+    ];
     let scenario_dir =
         std::path::absolute(&plan.base_dir).unwrap_or_else(|_| plan.base_dir.clone());
     let expand = ExpandContext {
@@ -590,8 +598,10 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         let ctx = Arc::clone(&ctx);
         let progress = progress.clone();
         tokio::spawn(async move {
-            let res = ctx.drive(trials_planned, seed, &mut csv, &progress).await;
-            (res, csv)
+            let res = ctx
+                .drive(trials_planned, seed, &mut reporters, &progress)
+                .await;
+            (res, reporters)
         })
     };
     let joined = body.await;
@@ -599,7 +609,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
     let teardown = stack.teardown().await;
     signals.abort();
 
-    let (result, _csv) = match joined {
+    let (result, _reporters) = match joined {
         Ok(pair) => pair,
         Err(e) => {
             history.record(Event::RunEnd {

@@ -310,17 +310,14 @@ impl DockerStack {
                         }
                     }
                 });
-                let daemon_ns = ev.time_nano.map(|t| format!("daemon_time_ns={t}"));
                 history.record(Event::Service {
                     service,
                     action: lifecycle,
                     pid: None,
                     code,
                     signal: None,
-                    detail: match (detail, daemon_ns) {
-                        (Some(d), Some(t)) => Some(format!("{d} {t}")),
-                        (d, t) => d.or(t),
-                    },
+                    detail,
+                    daemon_time_ns: ev.time_nano,
                 });
             }
         });

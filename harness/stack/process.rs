@@ -168,6 +168,7 @@ impl Svc {
             code: None,
             signal: None,
             detail: None,
+            daemon_time_ns: None,
         });
         Ok(child)
     }
@@ -229,6 +230,7 @@ impl Svc {
                 code,
                 signal,
                 detail: status.as_ref().err().map(|e| format!("wait failed: {e}")),
+                daemon_time_ns: None,
             });
             if !self.state.borrow().want_up {
                 continue; // Held by rebound: it decides when to start again.
