@@ -229,3 +229,222 @@ fn docker_sigint_during_disconnect_leaves_the_app_connected() {
     assert_eq!(code, Some(130));
     assert_eq!(nets, "1", "the app must be back on its network");
 }
+
+/// Trials of one --keep run against the demo stack: (run id, rows of trials.csv, history).
+struct KeptRun {
+    run_id: String,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    history: Vec<serde_json::Value>,
+    code: Option<i32>,
+    output: String,
+    _dir: tempfile::TempDir,
+}
+
+impl KeptRun {
+    fn start(scenario_text: &str) -> Self {
+        require_images();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_scenario(dir.path(), scenario_text);
+        let out = dir.path().join("run");
+        let o = run_scenario(&path, &out, &["--keep"]);
+        let (header, rows) = read_csv(&out.join("trials.csv"));
+        let history = history_lines(&out);
+        let run_id = history[0]["run_id"].as_str().expect("run id").to_string();
+        KeptRun {
+            run_id,
+            header,
+            rows,
+            history,
+            code: o.status.code(),
+            output: text(&o),
+            _dir: dir,
+        }
+    }
+
+    fn container(&self, service: &str) -> String {
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=rebound.run={}", self.run_id),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+    }
+
+    fn events(&self, trial: u64, service: &str, action: &str) -> Vec<&serde_json::Value> {
+        self.history
+            .iter()
+            .filter(|r| r["trial"] == trial && r["service"] == service && r["action"] == action)
+            .collect()
+    }
+}
+
+impl Drop for KeptRun {
+    fn drop(&mut self) {
+        remove_run(&self.run_id);
+    }
+}
+
+const COMPOSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/demo/compose.yaml");
+
+fn demo_probes() -> String {
+    "[[probe]]\nname = \"web\"\nkind = \"http\"\nurl = \"http://127.0.0.1:18090/healthz\"\nperiod = \"50ms\"\ntimeout = \"500ms\"\n\n\
+     [[probe]]\nname = \"db\"\nkind = \"postgres\"\naddress = \"127.0.0.1:15432\"\nperiod = \"50ms\"\ntimeout = \"500ms\"\n\n\
+     [[probe]]\nname = \"redis\"\nkind = \"exec\"\nservice = \"redis\"\ncommand = [\"redis-cli\", \"ping\"]\nperiod = \"100ms\"\n"
+        .to_string()
+}
+
+#[test]
+fn docker_every_fault_kind_really_happens_and_the_stack_heals() {
+    let faults = [
+        ("sigkill", "app", ""),
+        ("sigterm", "app", "grace = \"5s\""),
+        ("restart", "app", "grace = \"5s\""),
+        ("stop-for", "redis", "duration = \"2s\"\ngrace = \"5s\""),
+        ("pause-for", "app", "duration = \"1s\""),
+        ("disconnect-for", "app", "duration = \"1s\""),
+        ("db-restart", "db", "mode = \"fast\""),
+        ("db-restart", "db", "mode = \"immediate\""),
+        (
+            "exec",
+            "db",
+            "command = [\"touch\", \"/tmp/rebound-exec-marker\"]",
+        ),
+    ];
+    let mut text_in = format!(
+        "name = \"every-fault\"\n[stack]\nbackend = \"docker\"\ncompose = \"{COMPOSE}\"\n\n"
+    );
+    for (kind, target, extra) in faults {
+        text_in += &format!("[[fault]]\nkind = \"{kind}\"\ntarget = \"{target}\"\n{extra}\n\n");
+    }
+    text_in += &demo_probes();
+    text_in += &format!("\n[slo]\nsuccess-rate = 0.5\nrecover-within = \"20s\"\n\n[run]\ntrials = {}\nwarm-up = \"300ms\"\nstartup-timeout = \"120s\"\n", faults.len());
+    let run = KeptRun::start(&text_in);
+    assert!(matches!(run.code, Some(0 | 2)), "{}", run.output);
+    assert_eq!(run.rows.len(), faults.len(), "{}", run.output);
+    let outcome = column(&run.header, &run.rows, "outcome");
+    let failed: Vec<u64> = column(&run.header, &run.rows, "probes_failed")
+        .iter()
+        .map(|x| x.parse().expect("count"))
+        .collect();
+    for (i, (kind, target, _)) in faults.iter().enumerate() {
+        let t = i as u64 + 1;
+        assert_eq!(
+            outcome[i], "pass",
+            "trial {t} ({kind}) did not recover: {}",
+            run.output
+        );
+        let exited = run.events(t, target, "exited");
+        let started = run.events(t, target, "started");
+        match *kind {
+            "sigkill" => assert!(
+                exited.iter().any(|e| e["code"] == 137) && !started.is_empty(),
+                "{kind}: no crash and restart"
+            ),
+            "sigterm" => assert!(
+                exited.iter().any(|e| e["code"] != 137) && !started.is_empty(),
+                "{kind}: no graceful exit and start"
+            ),
+            "restart" | "stop-for" => assert!(
+                !exited.is_empty() && !started.is_empty(),
+                "{kind}: no die/start"
+            ),
+            "pause-for" => assert!(
+                !run.events(t, target, "paused").is_empty()
+                    && !run.events(t, target, "resumed").is_empty(),
+                "{kind}: no pause/unpause"
+            ),
+            "disconnect-for" | "db-restart" => {
+                assert!(failed[i] > 0, "{kind}: the probes never saw the fault")
+            }
+            _ => {}
+        }
+        if *kind == "stop-for" {
+            let gap = started[0]["daemon_time_ns"].as_i64().expect("ns")
+                - exited[0]["daemon_time_ns"].as_i64().expect("ns");
+            assert!(gap >= 2_000_000_000, "redis was down only {gap} ns");
+        }
+    }
+    // exec really ran; postgres really restarted twice (plus its first start).
+    let db = run.container("db");
+    docker(&["exec", &db, "test", "-f", "/tmp/rebound-exec-marker"]);
+    let logs = Command::new("docker")
+        .args(["logs", &db])
+        .output()
+        .expect("logs");
+    let ready = String::from_utf8_lossy(&logs.stderr)
+        .matches("database system is ready to accept connections")
+        .count();
+    assert!(ready >= 3, "postgres was ready {ready} times");
+    // Healed: every container runs, none paused, the app is on its network.
+    let states = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=rebound.run={}", run.run_id),
+        "--format",
+        "{{.State}}",
+    ]);
+    assert!(states.lines().all(|s| s == "running"), "{states}");
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{len .NetworkSettings.Networks}}",
+            &run.container("app")
+        ]),
+        "1"
+    );
+}
+
+#[test]
+fn docker_db_restart_recovery_agrees_with_postgres_ready_log_line() {
+    let scenario = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/docker-db-restart.toml"
+    ))
+    .expect("scenario");
+    let scenario = scenario.replace(
+        "compose = \"../docker/demo/compose.yaml\"",
+        &format!("compose = \"{COMPOSE}\""),
+    );
+    let run = KeptRun::start(&scenario);
+    assert!(matches!(run.code, Some(0 | 2)), "{}", run.output);
+    let logs = Command::new("docker")
+        .args(["logs", &run.container("db")])
+        .output()
+        .expect("logs");
+    // "2026-11-22 00:40:01.123 UTC [57] LOG:  database system is ready to accept connections"
+    let ready: Vec<chrono::DateTime<chrono::Utc>> = String::from_utf8_lossy(&logs.stderr)
+        .lines()
+        .filter(|l| l.contains("database system is ready to accept connections"))
+        .filter_map(|l| {
+            chrono::NaiveDateTime::parse_from_str(l.get(..23)?, "%Y-%m-%d %H:%M:%S%.3f").ok()
+        })
+        .map(|t| t.and_utc())
+        .collect();
+    assert_eq!(run.rows.len(), 6, "{}", run.output);
+    let injected = column(&run.header, &run.rows, "injected_at");
+    let recovered = column(&run.header, &run.rows, "recovered_at");
+    let period_ms = 20;
+    for (inj, rec) in injected.iter().zip(&recovered) {
+        let inj: chrono::DateTime<chrono::Utc> = inj.parse().expect("injected_at");
+        let rec: chrono::DateTime<chrono::Utc> = rec.parse().expect("recovered_at");
+        let line = ready
+            .iter()
+            .find(|t| **t > inj)
+            .unwrap_or_else(|| panic!("no ready line after {inj}: {ready:?}"));
+        let late_ms = (rec - *line).num_microseconds().expect("us") as f64 / 1e3;
+        // The log has millisecond resolution (truncated): allow 1 ms before the line.
+        assert!(
+            late_ms >= -1.0,
+            "recovered_at {rec} is before postgres was ready at {line}"
+        );
+        assert!(
+            late_ms <= f64::from(period_ms) + 50.0,
+            "recovered_at {rec} is {late_ms} ms after the ready line {line}"
+        );
+    }
+}
