@@ -11,11 +11,35 @@ use crate::stack::{Sig, Stack, StackError};
 /// How long a killed process may take to be reaped before the fault counts as unconfirmed.
 const DEATH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Name of the file `disk-fill` creates (and heal removes) in the filled directory.
+pub const DISK_FILL_FILE: &str = ".rebound-disk-fill";
+
 /// What `inject` observed, needed by `effect`.
 #[derive(Debug, Clone)]
 pub struct Armed {
     exits_before: u64,
     networks: Vec<String>,
+}
+
+/// Runs an argv in the target and turns a non-zero exit into an error.
+async fn exec_ok(stack: &dyn Stack, target: &str, argv: &[String]) -> Result<String, StackError> {
+    let out = stack.exec(target, argv).await?;
+    if out.code == 0 {
+        Ok(out.output)
+    } else {
+        Err(StackError::Docker {
+            what: format!("`{}` in {target}", argv.join(" ")),
+            message: format!("exit code {}: {}", out.code, out.output.trim()),
+        })
+    }
+}
+
+fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+fn fill_file(dir: &str) -> String {
+    format!("{}/{DISK_FILL_FILE}", dir.trim_end_matches('/'))
 }
 
 /// Performs the fault's instantaneous action; its success is `t_inject`.
@@ -32,6 +56,10 @@ pub async fn inject(fault: &FaultPlan, stack: &dyn Stack) -> Result<(Armed, Stri
             stack.hold(target)?;
             stack.signal(target, Sig::Term).await?;
             format!("SIGTERM sent to {target} (SIGKILL after {grace:?})")
+        }
+        FaultKind::Signal { signal } => {
+            stack.signal(target, Sig::Other(*signal)).await?;
+            format!("{} sent to {target}", signal.as_str())
         }
         FaultKind::StopFor { duration, grace } => {
             stack.stop(target, *grace).await?;
@@ -51,14 +79,23 @@ pub async fn inject(fault: &FaultPlan, stack: &dyn Stack) -> Result<(Armed, Stri
             format!("{target} cut off {networks:?} for {duration:?}")
         }
         FaultKind::Exec { command } => {
-            let out = stack.exec(target, command).await?;
-            if out.code != 0 {
-                return Err(StackError::Docker {
-                    what: format!("exec {command:?} in {target}"),
-                    message: format!("exit code {}: {}", out.code, out.output.trim()),
-                });
-            }
+            exec_ok(stack, target, command).await?;
             format!("exec {command:?} in {target}: exit 0")
+        }
+        FaultKind::Http {
+            url,
+            method,
+            body,
+            expect_status,
+            timeout,
+        } => http_call(url, method, body.as_deref(), *expect_status, *timeout).await?,
+        FaultKind::DiskFill {
+            path,
+            leave_bytes,
+            duration,
+        } => {
+            let (filled, free) = fill_disk(stack, target, path, *leave_bytes).await?;
+            format!("filled {filled} bytes under {path} in {target}, {free} left free, for {duration:?}")
         }
     };
     Ok((
@@ -68,6 +105,101 @@ pub async fn inject(fault: &FaultPlan, stack: &dyn Stack) -> Result<(Armed, Stri
         },
         detail,
     ))
+}
+
+async fn free_bytes(stack: &dyn Stack, target: &str, path: &str) -> Result<u64, StackError> {
+    let df = exec_ok(stack, target, &argv(&["df", "-B1", "--output=avail", path])).await?;
+    df.lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+        .ok_or_else(|| StackError::Docker {
+            what: format!("reading free space of {path} in {target}"),
+            message: format!("unexpected df output: {}", df.trim()),
+        })
+}
+
+/// Grows one filler file with `fallocate` until at most `leave` bytes are free.
+/// The service keeps writing meanwhile, so a request for all free space can fail:
+/// halve it and measure again, a bounded number of times.
+async fn fill_disk(
+    stack: &dyn Stack,
+    target: &str,
+    path: &str,
+    leave: u64,
+) -> Result<(u64, u64), StackError> {
+    const ATTEMPTS: usize = 16;
+    let file = fill_file(path);
+    let mut filled: u64 = 0;
+    let mut last_error = None;
+    for _ in 0..ATTEMPTS {
+        let free = free_bytes(stack, target, path).await?;
+        let mut want = free.saturating_sub(leave);
+        if want < 4096 {
+            return Ok((filled, free));
+        }
+        while want >= 4096 {
+            let cmd = argv(&[
+                "fallocate",
+                "-o",
+                &filled.to_string(),
+                "-l",
+                &want.to_string(),
+                &file,
+            ]);
+            match exec_ok(stack, target, &cmd).await {
+                Ok(_) => {
+                    filled += want;
+                    break;
+                }
+                Err(e) => {
+                    last_error = Some(e);
+                    want /= 2;
+                }
+            }
+        }
+    }
+    let free = free_bytes(stack, target, path).await?;
+    if free.saturating_sub(leave) < 4096 * 1024 {
+        return Ok((filled, free));
+    }
+    Err(last_error.unwrap_or_else(|| StackError::Docker {
+        what: format!("filling {path} in {target}"),
+        message: format!("{free} bytes still free after {ATTEMPTS} attempts"),
+    }))
+}
+
+async fn http_call(
+    url: &str,
+    method: &str,
+    body: Option<&str>,
+    expect: Option<u16>,
+    timeout: Duration,
+) -> Result<String, StackError> {
+    let fail = |message: String| StackError::Docker {
+        what: format!("{method} {url}"),
+        message,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+        .map_err(|e| fail(e.to_string()))?;
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    let mut req = client.request(method.clone(), url);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.map_err(|e| fail(e.to_string()))?;
+    let status = resp.status();
+    let ok = expect.map_or(status.is_success(), |e| status.as_u16() == e);
+    if ok {
+        Ok(format!("{method} {url} → {}", status.as_u16()))
+    } else {
+        let text = resp.text().await.unwrap_or_default();
+        Err(fail(format!("status {status}: {}", text.trim())))
+    }
 }
 
 /// Waits for the fault to take effect (the target died) or lifts a timed fault
@@ -129,22 +261,25 @@ pub async fn effect(
             Ok(format!("{target} reconnected after {duration:?}"))
         }
         FaultKind::DbRestart { mode, pgdata } => {
-            let argv: Vec<String> = ["pg_ctl", "stop", "-D", pgdata, "-m", mode_name(*mode), "-w"]
-                .map(String::from)
-                .to_vec();
-            let out = stack.exec(target, &argv).await?;
-            if out.code != 0 {
-                return Err(StackError::Docker {
-                    what: format!("{} in {target}", argv.join(" ")),
-                    message: format!("exit code {}: {}", out.code, out.output.trim()),
-                });
+            let mut cmd = argv(&["pg_ctl", "stop", "-m", mode_name(*mode), "-w"]);
+            // Without -D, pg_ctl uses the container's $PGDATA.
+            if let Some(dir) = pgdata {
+                cmd.extend(argv(&["-D", dir]));
             }
+            exec_ok(stack, target, &cmd).await?;
             Ok(format!(
                 "postgres stopped ({}) in {target}; its supervisor starts it again",
                 mode_name(*mode)
             ))
         }
-        FaultKind::Exec { .. } => Ok("command finished".into()),
+        FaultKind::DiskFill { path, duration, .. } => {
+            tokio::time::sleep(*duration).await;
+            exec_ok(stack, target, &argv(&["rm", "-f", &fill_file(path)])).await?;
+            Ok(format!("freed {path} in {target} after {duration:?}"))
+        }
+        FaultKind::Exec { .. } | FaultKind::Signal { .. } | FaultKind::Http { .. } => {
+            Ok("delivered".into())
+        }
     }
 }
 
@@ -155,8 +290,9 @@ fn mode_name(mode: DbRestartMode) -> &'static str {
     }
 }
 
-/// Restores the target whatever state the trial left it in: resumes it if frozen,
-/// starts it if it is down and its restart policy did not bring it back.
+/// Restores the target whatever state the trial left it in: reconnects cut
+/// networks, resumes it if frozen, frees a filled disk, starts it if it is down and
+/// its restart policy did not bring it back.
 pub async fn heal(fault: &FaultPlan, stack: &dyn Stack) -> Result<String, StackError> {
     let target = fault.target.as_str();
     let status = stack.status(target)?;
@@ -172,6 +308,10 @@ pub async fn heal(fault: &FaultPlan, stack: &dyn Stack) -> Result<String, StackE
     if !stack.status(target)?.running {
         stack.start(target).await?;
         done.push(format!("started {target}"));
+    }
+    if let FaultKind::DiskFill { path, .. } = &fault.kind {
+        exec_ok(stack, target, &argv(&["rm", "-f", &fill_file(path)])).await?;
+        done.push(format!("removed {}", fill_file(path)));
     }
     Ok(if done.is_empty() {
         "nothing to heal".into()

@@ -537,12 +537,18 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         }
         StackPlan::Docker { source, .. } => {
             let (project, source) = match source {
-                DockerSource::Compose { file, project } => (
+                DockerSource::Compose {
+                    file,
+                    overrides,
+                    project,
+                } => (
                     project
                         .clone()
                         .unwrap_or_else(|| compose_project_name(&plan.name, &run_id)),
                     docker::Source::Compose {
-                        file: file.clone(),
+                        files: std::iter::once(file.clone())
+                            .chain(overrides.iter().cloned())
+                            .collect(),
                         keep: opts.keep,
                     },
                 ),

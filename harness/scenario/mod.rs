@@ -102,6 +102,8 @@ pub enum DockerSource {
     Compose {
         /// The compose file (resolved against the scenario directory).
         file: PathBuf,
+        /// Files merged over it, in order.
+        overrides: Vec<PathBuf>,
         /// Project name (default `rebound-<scenario>-<run>`).
         project: Option<String>,
     },
@@ -135,10 +137,13 @@ impl StackPlan {
 /// Service names of a compose file (the keys of its `services` mapping).
 pub fn compose_services(text: &str) -> Result<Vec<String>, String> {
     let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-    let services = doc
-        .get("services")
-        .and_then(|s| s.as_mapping())
-        .ok_or("no `services` mapping")?;
+    if !doc.is_mapping() {
+        return Err("not a YAML mapping".into());
+    }
+    // An override file may define only volumes or networks.
+    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
+        return Ok(Vec::new());
+    };
     Ok(services
         .keys()
         .filter_map(|k| k.as_str().map(String::from))
@@ -207,12 +212,39 @@ pub enum FaultKind {
         /// How long it stays cut off.
         duration: Duration,
     },
-    /// `pg_ctl restart` inside the container.
+    /// `pg_ctl stop` inside the container (its supervisor starts postgres again).
     DbRestart {
         /// Shutdown mode.
         mode: DbRestartMode,
-        /// Data directory.
-        pgdata: String,
+        /// Data directory (None: the container's $PGDATA).
+        pgdata: Option<String>,
+    },
+    /// Any signal.
+    Signal {
+        /// The signal.
+        signal: nix::sys::signal::Signal,
+    },
+    /// An HTTP call.
+    Http {
+        /// URL.
+        url: String,
+        /// Method.
+        method: String,
+        /// JSON body.
+        body: Option<String>,
+        /// Expected status (None: any 2xx).
+        expect_status: Option<u16>,
+        /// Request timeout.
+        timeout: Duration,
+    },
+    /// Filesystem filled for a while.
+    DiskFill {
+        /// Directory on the filesystem to fill.
+        path: String,
+        /// Bytes left free.
+        leave_bytes: u64,
+        /// How long.
+        duration: Duration,
     },
     /// An argv run in the target.
     Exec {
@@ -233,17 +265,21 @@ impl FaultKind {
             FaultKind::DisconnectFor { .. } => "disconnect-for",
             FaultKind::DbRestart { .. } => "db-restart",
             FaultKind::Exec { .. } => "exec",
+            FaultKind::Signal { .. } => "signal",
+            FaultKind::Http { .. } => "http",
+            FaultKind::DiskFill { .. } => "disk-fill",
         }
     }
 
     /// Whether the process backend can inject it.
     pub fn process_capable(&self) -> bool {
-        matches!(
+        !matches!(
             self,
-            FaultKind::Sigkill
-                | FaultKind::Sigterm { .. }
-                | FaultKind::StopFor { .. }
-                | FaultKind::PauseFor { .. }
+            FaultKind::Restart { .. }
+                | FaultKind::DisconnectFor { .. }
+                | FaultKind::DbRestart { .. }
+                | FaultKind::Exec { .. }
+                | FaultKind::DiskFill { .. }
         )
     }
 }
@@ -628,40 +664,66 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
         }
         RawStack::Docker {
             compose,
+            compose_overrides,
             attach,
             project,
         } => {
             let at = header_line(text, "[stack]", 0);
+            let resolve = |f: PathBuf| {
+                if f.is_absolute() {
+                    f
+                } else {
+                    path.parent().unwrap_or(Path::new("")).join(f)
+                }
+            };
             let source = match (compose, attach) {
                 (Some(file), None) => {
-                    let file = if file.is_absolute() { file } else { path.parent().unwrap_or(Path::new("")).join(file) };
                     if let Some(p) = &project {
                         if p.is_empty() || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
                             return Err(v.err("stack.project", locate(text, "project", None, 1), "compose project names use lower-case letters, digits, `-` and `_`"));
                         }
                     }
-                    DockerSource::Compose { file, project }
+                    DockerSource::Compose {
+                        file: resolve(file),
+                        overrides: compose_overrides.into_iter().map(resolve).collect(),
+                        project,
+                    }
                 }
-                (None, Some(project)) => DockerSource::Attach { project },
+                (None, Some(project)) if compose_overrides.is_empty() => DockerSource::Attach { project },
+                (None, Some(_)) => return Err(v.err("stack.compose-overrides", locate(text, "compose-overrides", None, 1), "overrides apply to `compose`, not to `attach`")),
                 _ => return Err(v.err("stack", at, "backend \"docker\" needs exactly one of `compose = \"file\"` or `attach = \"project\"`")),
             };
             let services = match &source {
-                DockerSource::Compose { file, .. } => {
-                    let line = locate(text, "compose", None, 1);
-                    let body = std::fs::read_to_string(file).map_err(|e| {
-                        v.err(
-                            "stack.compose",
-                            line,
-                            format!("cannot read {}: {e}", file.display()),
-                        )
-                    })?;
-                    Some(compose_services(&body).map_err(|e| {
-                        v.err(
-                            "stack.compose",
-                            line,
-                            format!("{}: not a compose file: {e}", file.display()),
-                        )
-                    })?)
+                DockerSource::Compose {
+                    file, overrides, ..
+                } => {
+                    // Services of the merged project: the union over every file.
+                    let mut names: Vec<String> = Vec::new();
+                    for (key, f) in std::iter::once(("compose", file))
+                        .chain(overrides.iter().map(|o| ("compose-overrides", o)))
+                    {
+                        let line = locate(text, key, None, 1);
+                        let body = std::fs::read_to_string(f).map_err(|e| {
+                            v.err(
+                                format!("stack.{key}"),
+                                line,
+                                format!("cannot read {}: {e}", f.display()),
+                            )
+                        })?;
+                        let found = compose_services(&body).map_err(|e| {
+                            v.err(
+                                format!("stack.{key}"),
+                                line,
+                                format!("{}: not a compose file: {e}", f.display()),
+                            )
+                        })?;
+                        for n in found {
+                            if !names.contains(&n) {
+                                names.push(n);
+                            }
+                        }
+                    }
+                    Some(names)
                 }
                 DockerSource::Attach { .. } => None,
             };
@@ -714,7 +776,7 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 target,
                 FaultKind::DbRestart {
                     mode: mode.unwrap_or_default(),
-                    pgdata: pgdata.unwrap_or_else(|| "/var/lib/postgresql/data".into()),
+                    pgdata,
                 },
             ),
             RawFault::Exec { target, command } => {
@@ -728,6 +790,95 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                     ));
                 }
                 (target, FaultKind::Exec { command })
+            }
+            RawFault::Signal { target, signal } => {
+                let upper = signal.to_ascii_uppercase();
+                let name = if upper.starts_with("SIG") {
+                    upper
+                } else {
+                    format!("SIG{upper}")
+                };
+                let parsed: nix::sys::signal::Signal = name.parse().map_err(|_| {
+                    v.err_in(
+                        "[[fault]]",
+                        i,
+                        "signal",
+                        Some(&signal),
+                        format!("`{signal}` is not a signal name (e.g. SIGHUP, SIGUSR1)"),
+                    )
+                })?;
+                (target, FaultKind::Signal { signal: parsed })
+            }
+            RawFault::Http {
+                target,
+                url,
+                method,
+                body,
+                expect_status,
+                timeout,
+            } => {
+                let parsed = reqwest::Url::parse(&url).map_err(|e| {
+                    v.err_in(
+                        "[[fault]]",
+                        i,
+                        "url",
+                        Some(&url),
+                        format!("`{url}` is not a URL: {e}"),
+                    )
+                })?;
+                if parsed.scheme() != "http" {
+                    return Err(v.err_in(
+                        "[[fault]]",
+                        i,
+                        "url",
+                        Some(&url),
+                        "only plain http:// URLs are supported",
+                    ));
+                }
+                let method = method.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
+                if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
+                    return Err(v.err_in(
+                        "[[fault]]",
+                        i,
+                        "method",
+                        None,
+                        format!("`{method}` is not an HTTP method"),
+                    ));
+                }
+                (
+                    target,
+                    FaultKind::Http {
+                        url,
+                        method,
+                        body,
+                        expect_status,
+                        timeout: timeout.unwrap_or(Duration::from_secs(30)),
+                    },
+                )
+            }
+            RawFault::DiskFill {
+                target,
+                path: fill_path,
+                leave_bytes,
+                duration,
+            } => {
+                if !fill_path.starts_with('/') {
+                    return Err(v.err_in(
+                        "[[fault]]",
+                        i,
+                        "path",
+                        Some(&fill_path),
+                        "path must be absolute inside the container",
+                    ));
+                }
+                (
+                    target,
+                    FaultKind::DiskFill {
+                        path: fill_path,
+                        leave_bytes: leave_bytes.unwrap_or(0),
+                        duration,
+                    },
+                )
             }
         };
         if matches!(stack, StackPlan::Process { .. }) && !kind.process_capable() {
@@ -750,7 +901,8 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
         }
         if let FaultKind::StopFor { duration, .. }
         | FaultKind::PauseFor { duration }
-        | FaultKind::DisconnectFor { duration } = &kind
+        | FaultKind::DisconnectFor { duration }
+        | FaultKind::DiskFill { duration, .. } = &kind
         {
             if duration.is_zero() {
                 return Err(v.err_in(

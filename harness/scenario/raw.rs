@@ -35,7 +35,12 @@ pub struct ScenarioFile {
 
 /// `[stack]`: which backend runs the services.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "backend", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    tag = "backend",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    deny_unknown_fields
+)]
 pub enum RawStack {
     /// Local commands supervised by rebound.
     Process {
@@ -49,6 +54,9 @@ pub enum RawStack {
         compose: Option<PathBuf>,
         /// Name of an already running compose project to attach to (never torn down).
         attach: Option<String>,
+        /// Extra compose files merged over `compose` (`-f` in order), e.g. a small disk.
+        #[serde(default)]
+        compose_overrides: Vec<PathBuf>,
         /// Project name for `compose` (default `rebound-<scenario>-<run>`).
         project: Option<String>,
     },
@@ -96,7 +104,12 @@ pub enum RestartPolicy {
 
 /// `[[fault]]`: one fault kind and its parameters.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    deny_unknown_fields
+)]
 pub enum RawFault {
     /// SIGKILL the target; its restart policy brings it back.
     Sigkill {
@@ -152,8 +165,45 @@ pub enum RawFault {
         target: String,
         /// Shutdown mode: `fast` (default) or `immediate` (crash-like).
         mode: Option<DbRestartMode>,
-        /// Data directory inside the container (default /var/lib/postgresql/data).
+        /// Data directory inside the container (default: the container's $PGDATA).
         pgdata: Option<String>,
+    },
+    /// Deliver any signal (e.g. SIGHUP for a config reload) to the target.
+    Signal {
+        /// Service name.
+        target: String,
+        /// Signal name, e.g. `SIGHUP`.
+        signal: String,
+    },
+    /// Call an HTTP endpoint (e.g. one that triggers a restore); the expected status
+    /// is a successful injection.
+    Http {
+        /// The service the endpoint belongs to (for reports and heal).
+        target: String,
+        /// Plain-HTTP URL.
+        url: String,
+        /// Method (default POST).
+        method: Option<String>,
+        /// Request body (sent as application/json).
+        body: Option<String>,
+        /// Expected status (default: any 2xx).
+        expect_status: Option<u16>,
+        /// Request timeout (default 30s).
+        #[serde(default, with = "humantime_serde::option")]
+        timeout: Option<Duration>,
+    },
+    /// docker: fill the filesystem holding `path` in the target until `leave-bytes`
+    /// remain, for `duration`; the filler file is removed on heal.
+    DiskFill {
+        /// Service name.
+        target: String,
+        /// A directory inside the container, on the filesystem to fill.
+        path: String,
+        /// Bytes left free (default 0).
+        leave_bytes: Option<u64>,
+        /// How long the disk stays full.
+        #[serde(with = "humantime_serde")]
+        duration: Duration,
     },
     /// docker: run an argv inside the target; exit 0 is a successful injection.
     Exec {
@@ -177,7 +227,12 @@ pub enum DbRestartMode {
 
 /// `[[probe]]`: how to tell that the stack is up.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    deny_unknown_fields
+)]
 pub enum RawProbe {
     /// HTTP GET that must answer with `expect-status`.
     Http {

@@ -238,3 +238,24 @@ fn docker_targets_are_checked_against_the_compose_file() {
         .to_string()
         .contains("exactly one"));
 }
+
+#[test]
+fn multi_word_keys_inside_tagged_tables_are_kebab_case() {
+    let text = VALID.replace(
+        "kind = \"tcp\"\naddress = \"127.0.0.1:9\"",
+        "kind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nexpect-status = 204",
+    );
+    let plan = parse_str(&text).expect("expect-status is accepted");
+    assert!(matches!(
+        plan.probes[0].kind,
+        ProbeKind::Http {
+            expect_status: 204,
+            ..
+        }
+    ));
+    let snake = text.replace("expect-status", "expect_status");
+    assert!(
+        parse_str(&snake).is_err(),
+        "snake_case keys are not part of the format"
+    );
+}

@@ -36,8 +36,8 @@ const SERVICE_LABEL: &str = "com.docker.compose.service";
 pub enum Source {
     /// rebound brings this compose file up under `project` and tears it down.
     Compose {
-        /// The compose file.
-        file: PathBuf,
+        /// The compose file and its overrides, merged in order.
+        files: Vec<PathBuf>,
         /// Keep the stack after the run (`--keep`).
         keep: bool,
     },
@@ -159,31 +159,29 @@ impl DockerStack {
         &self.project
     }
 
-    async fn compose(&self, file: &PathBuf, args: &[&str]) -> Result<(), StackError> {
+    async fn compose(&self, files: &[PathBuf], args: &[&str]) -> Result<(), StackError> {
         let cmd = &self.compose_cmd;
+        let mut argv: Vec<String> = cmd[1..].to_vec();
+        argv.extend(["-p".to_string(), self.project.clone()]);
+        for f in files {
+            argv.extend(["-f".to_string(), f.display().to_string()]);
+        }
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let what = format!("{} {}", cmd[0], argv.join(" "));
         let out = tokio::process::Command::new(&cmd[0])
-            .args(&cmd[1..])
-            .args(["-p", &self.project, "-f"])
-            .arg(file)
-            .args(args)
+            .args(&argv)
             .env("REBOUND_RUN", &self.run_id)
             .output()
             .await
             .map_err(|e| StackError::Docker {
-                what: format!("running {}", cmd.join(" ")),
+                what: what.clone(),
                 message: e.to_string(),
             })?;
         if out.status.success() {
             Ok(())
         } else {
             Err(StackError::Docker {
-                what: format!(
-                    "{} -p {} -f {} {}",
-                    cmd.join(" "),
-                    self.project,
-                    file.display(),
-                    args.join(" ")
-                ),
+                what,
                 message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             })
         }
@@ -373,8 +371,8 @@ impl Stack for DockerStack {
     }
 
     async fn up(&self) -> Result<(), StackError> {
-        if let Source::Compose { file, .. } = &self.source {
-            self.compose(file, &["up", "-d", "--no-build"]).await?;
+        if let Source::Compose { files, .. } = &self.source {
+            self.compose(files, &["up", "-d", "--no-build"]).await?;
         }
         self.discover().await?;
         self.start_events();
@@ -433,15 +431,19 @@ impl Stack for DockerStack {
                 ),
             });
         }
+        let name = match sig {
+            Sig::Other(s) => s.as_str(),
+            _ => "SIGTERM",
+        };
         self.docker
             .kill_container(
                 &id,
                 Some(KillContainerOptions {
-                    signal: "SIGTERM".into(),
+                    signal: name.into(),
                 }),
             )
             .await
-            .map_err(docker_err(format!("sending SIGTERM to {service}")))
+            .map_err(docker_err(format!("sending {name} to {service}")))
     }
 
     fn hold(&self, service: &str) -> Result<(), StackError> {
@@ -689,9 +691,9 @@ impl Stack for DockerStack {
             task.abort();
         }
         match &self.source {
-            Source::Compose { file, keep: false } => {
+            Source::Compose { files, keep: false } => {
                 let down = self
-                    .compose(file, &["down", "-v", "--remove-orphans", "-t", "5"])
+                    .compose(files, &["down", "-v", "--remove-orphans", "-t", "5"])
                     .await;
                 healed.and(down)
             }

@@ -14,10 +14,12 @@ use async_trait::async_trait;
 /// Signals the nemesis can send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sig {
-    /// SIGKILL.
+    /// SIGKILL (a crash: the restart policy applies).
     Kill,
     /// SIGTERM.
     Term,
+    /// Any other signal, delivered as is.
+    Other(nix::sys::signal::Signal),
 }
 
 /// Failures of stack primitives.

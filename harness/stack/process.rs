@@ -441,6 +441,7 @@ impl Stack for ProcessStack {
         let svc = self.svc(service)?;
         match sig {
             Sig::Kill => svc.send(Signal::SIGKILL),
+            Sig::Other(s) => svc.send(s),
             Sig::Term => {
                 svc.send(Signal::SIGTERM)?;
                 // A frozen process only acts on SIGTERM once resumed.

@@ -214,6 +214,46 @@ fn docker_sigint_during_pause_leaves_no_container_paused() {
 }
 
 #[test]
+fn docker_sigint_during_disk_fill_frees_the_disk() {
+    let (code, run_id, _dir) = interrupt_during_fault("scenarios/docker-db-disk-full.toml");
+    let db = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=rebound.run={run_id}"),
+        "--filter",
+        "label=com.docker.compose.service=db",
+    ]);
+    let filler = Command::new("docker")
+        .args([
+            "exec",
+            &db,
+            "test",
+            "-e",
+            "/var/lib/postgresql/data/.rebound-disk-fill",
+        ])
+        .status()
+        .expect("exec");
+    let free = docker(&[
+        "exec",
+        &db,
+        "df",
+        "-B1",
+        "--output=avail",
+        "/var/lib/postgresql/data",
+    ]);
+    remove_run(&run_id);
+    assert_eq!(code, Some(130));
+    assert!(!filler.success(), "the filler file survived Ctrl-C");
+    let free: u64 = free
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df");
+    assert!(free > 32 << 20, "only {free} bytes free after heal");
+}
+
+#[test]
 fn docker_sigint_during_disconnect_leaves_the_app_connected() {
     let (code, run_id, _dir) = interrupt_during_fault("scenarios/docker-app-disconnect.toml");
     let app = docker(&[

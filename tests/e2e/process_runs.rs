@@ -248,3 +248,32 @@ fn sigint_during_pause_heals_tears_down_and_keeps_finished_trials() {
     assert_eq!(s["interrupted"], true);
     assert_eq!(s["exit_code"], 130);
 }
+
+#[test]
+fn signal_and_http_faults_really_happen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"signal-http\"\n{}\n[[fault]]\nkind = \"signal\"\ntarget = \"app\"\nsignal = \"HUP\"\n\n\
+         [[fault]]\nkind = \"http\"\ntarget = \"app\"\nurl = \"http://127.0.0.1:{port}/items\"\nbody = '{{\"id\": \"from-fault\", \"value\": 7}}'\nexpect-status = 201\n\n\
+         [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"10ms\"\n\n{}",
+        demo_service(port, &[], "always", "0s"),
+        slo_and_run("trials = 2")
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let out = dir.path().join("run");
+    let o = run_scenario(&path, &out, &[]);
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    let history = std::fs::read_to_string(out.join("history.jsonl")).expect("history");
+    let died_of_sighup = history.lines().any(|l| {
+        l.contains("\"trial\":1")
+            && l.contains("\"action\":\"exited\"")
+            && l.contains("\"signal\":1")
+    });
+    assert!(died_of_sighup, "SIGHUP did not reach demo-app");
+    let items = std::fs::read_to_string(out.join("data/app/items.log")).expect("items.log");
+    assert!(
+        items.contains("\"from-fault\""),
+        "the http fault's write is not stored: {items}"
+    );
+}

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Initialises the cluster on first start (trust auth: a disposable test database),
-# then supervises postgres: when postgres stops on its own (`pg_ctl stop`, as the
+# Initialises the cluster on first start (trust auth: a disposable test database) in
+# $PGDATA, a subdirectory of the volume so that any filesystem mounted there, even a
+# fresh tmpfs, works; then supervises postgres: when postgres stops on its own (`pg_ctl stop`, as the
 # db-restart fault does) it is started again; SIGTERM/SIGINT stop it for good.
 # Extra arguments go to postgres (e.g. -c synchronous_commit=off).
 set -e
