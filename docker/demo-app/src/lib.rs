@@ -1,7 +1,9 @@
 //! demo-app: the system under test that rebound ships — an HTTP service with durable writes.
 //!
-//! Endpoints: `GET /healthz` (200 once ready), `POST /items` (append + fsync, then
-//! 201 with the item id), `GET /items/{id}`. Start-up can be delayed
+//! Endpoints: `GET /healthz` (200 once listening), `GET /readyz` (200 when its
+//! database answers), `POST /items` (durable write, then 201 with the item id),
+//! `GET /items/{id}`. Items live in an fsynced file (default) or in PostgreSQL
+//! (`--postgres`), read through a Redis cache when `--redis` is given. Start-up can be delayed
 //! (`--startup-delay`) and can fail on purpose (`--fail-start-probability`): they are
 //! the ground truth rebound's accuracy and verdict tests measure against. On SIGTERM
 //! the service stops accepting, finishes in-flight requests and exits 0.
@@ -11,7 +13,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
+
+pub mod cache;
+pub mod pg;
+
+use cache::RedisCache;
+use pg::PgStore;
 
 /// Command-line flags of demo-app.
 #[derive(Debug, Clone, Parser)]
@@ -45,6 +52,12 @@ pub struct Args {
     /// start in a fresh data directory always succeeds, so the stack can come up.
     #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
     pub fail_start_probability: f64,
+    /// Store items in PostgreSQL (libpq keywords: "host=db user=postgres dbname=postgres").
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Read items through a Redis cache at host:port.
+    #[arg(long)]
+    pub redis: Option<String>,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -75,6 +88,9 @@ pub enum AppError {
         /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// The database could not be reached or prepared at start-up.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     /// Start-up failed on purpose (`--fail-start-probability`).
     #[error("start-up failure injected (--fail-start-probability {0})")]
     InjectedStartFailure(f64),
@@ -101,7 +117,6 @@ struct NewItem {
 /// Append-only, fsynced item log with an in-memory index.
 struct Store {
     log: Mutex<(File, HashMap<String, serde_json::Value>)>,
-    next_id: AtomicU64,
 }
 
 impl Store {
@@ -128,11 +143,9 @@ impl Store {
             .open(&path)
             .map_err(data_err(&path))?;
         let boots = bump_boot_count(dir).map_err(data_err(dir))?;
-        let next = index.len() as u64 + 1;
         Ok((
             Store {
                 log: Mutex::new((file, index)),
-                next_id: AtomicU64::new(next),
             },
             boots,
         ))
@@ -167,49 +180,124 @@ fn bump_boot_count(dir: &Path) -> std::io::Result<u64> {
     Ok(previous + 1)
 }
 
-fn router(store: Arc<Store>) -> Router {
+/// Everything a request handler needs.
+struct AppState {
+    files: Store,
+    pg: Option<PgStore>,
+    cache: Option<RedisCache>,
+}
+
+type Failure = (StatusCode, String);
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// How long an item stays in the cache.
+const CACHE_TTL_SECS: u64 = 60;
+
+impl AppState {
+    async fn insert(self: &Arc<Self>, item: Item) -> Result<(), Failure> {
+        match &self.pg {
+            Some(pg) => pg.insert(&item.id, &item.value).await.map_err(internal)?,
+            None => {
+                // fsync is blocking: keep it off the async workers.
+                let me = Arc::clone(self);
+                let stored = item.clone();
+                tokio::task::spawn_blocking(move || me.files.insert(stored))
+                    .await
+                    .map_err(internal)?
+                    .map_err(internal)?;
+            }
+        }
+        self.cache_put(&item).await;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<serde_json::Value>, Failure> {
+        let key = format!("item:{id}");
+        if let Some(cache) = &self.cache {
+            // A cache that is down costs a miss, never the request.
+            match cache.get(&key).await {
+                Ok(Some(bytes)) => {
+                    if let Ok(v) = serde_json::from_slice(&bytes) {
+                        return Ok(Some(v));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("demo-app: cache miss ({e})"),
+            }
+        }
+        let value = match &self.pg {
+            Some(pg) => pg.get(id).await.map_err(internal)?,
+            None => self.files.get(id),
+        };
+        if let Some(v) = &value {
+            self.cache_put(&Item {
+                id: id.to_string(),
+                value: v.clone(),
+            })
+            .await;
+        }
+        Ok(value)
+    }
+
+    async fn cache_put(&self, item: &Item) {
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache
+                .set(
+                    &format!("item:{}", item.id),
+                    item.value.to_string().as_bytes(),
+                    CACHE_TTL_SECS,
+                )
+                .await
+            {
+                eprintln!("demo-app: cache write skipped ({e})");
+            }
+        }
+    }
+}
+
+fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
         .route("/items", post(create_item))
         .route("/items/{id}", get(read_item))
-        .with_state(store)
+        .with_state(state)
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Result<&'static str, Failure> {
+    if let Some(pg) = &state.pg {
+        pg.ping().await.map_err(internal)?;
+    }
+    Ok("ready\n")
 }
 
 async fn create_item(
-    State(store): State<Arc<Store>>,
+    State(state): State<Arc<AppState>>,
     Json(new): Json<NewItem>,
-) -> Result<(StatusCode, Json<Item>), (StatusCode, String)> {
-    // A generated id never lands on an item a client stored under the same name.
-    let id = match new.id {
-        Some(id) => id,
-        None => loop {
-            let candidate = store.next_id.fetch_add(1, Ordering::Relaxed).to_string();
-            if store.get(&candidate).is_none() {
-                break candidate;
-            }
-        },
-    };
+) -> Result<(StatusCode, Json<Item>), Failure> {
+    // Generated ids are random: they never land on an id a client chose.
+    let id = new
+        .id
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
     let item = Item {
         id,
         value: new.value,
     };
-    let stored = item.clone();
-    // fsync is blocking: keep it off the async workers.
-    tokio::task::spawn_blocking(move || store.insert(stored))
-        .await
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    state.insert(item.clone()).await?;
     Ok((StatusCode::CREATED, Json(item)))
 }
 
 async fn read_item(
-    State(store): State<Arc<Store>>,
+    State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
-) -> Result<Json<Item>, StatusCode> {
-    store
-        .get(&id)
-        .map(|value| Json(Item { id, value }))
-        .ok_or(StatusCode::NOT_FOUND)
+) -> Result<Json<Item>, Failure> {
+    match state.get(&id).await? {
+        Some(value) => Ok(Json(Item { id, value })),
+        None => Err((StatusCode::NOT_FOUND, format!("no item {id}\n"))),
+    }
 }
 
 async fn shutdown_signal() {
@@ -239,12 +327,26 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         return Err(AppError::InjectedStartFailure(args.fail_start_probability));
     }
     tokio::time::sleep(args.startup_delay).await;
+    let pg = match &args.postgres {
+        Some(conn) => {
+            let pg = PgStore::new(conn)?;
+            // The database may still be starting: wait for it rather than crash-loop.
+            pg.migrate(Duration::from_secs(30)).await?;
+            Some(pg)
+        }
+        None => None,
+    };
+    let state = AppState {
+        files: store,
+        pg,
+        cache: args.redis.clone().map(RedisCache::new),
+    };
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| AppError::Bind { addr, source })?;
     eprintln!("demo-app: listening on {addr} (boot {boots})");
-    axum::serve(listener, router(Arc::new(store)))
+    axum::serve(listener, router(Arc::new(state)))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|source| AppError::Bind { addr, source })?;
