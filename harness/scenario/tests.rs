@@ -259,3 +259,32 @@ fn multi_word_keys_inside_tagged_tables_are_kebab_case() {
         "snake_case keys are not part of the format"
     );
 }
+
+#[test]
+fn readme_lists_every_shipped_scenario_and_exit_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    assert!(
+        readme.contains("cargo nextest run --workspace"),
+        "README must give the test command"
+    );
+    for code in ["| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 130 |"] {
+        assert!(
+            readme.contains(code),
+            "exit code row {code} missing from README"
+        );
+    }
+    for entry in std::fs::read_dir(root.join("scenarios")).expect("scenarios") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .to_string();
+        if name.ends_with(".toml") {
+            assert!(
+                readme.contains(&name),
+                "README does not mention scenarios/{name}"
+            );
+        }
+    }
+}

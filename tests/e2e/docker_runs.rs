@@ -545,3 +545,95 @@ fn docker_demo_app_keeps_items_in_postgres_across_a_db_restart_and_caches_in_red
     ]);
     assert_eq!(cached, "{\"n\":1}", "the item is not in the cache");
 }
+
+#[test]
+fn docker_disk_fill_makes_writes_fail_until_freed() {
+    let scenario = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/docker-db-disk-full.toml"
+    ))
+    .expect("scenario");
+    let scenario = scenario
+        .replace(
+            "compose = \"../docker/demo/compose.yaml\"",
+            &format!("compose = \"{COMPOSE}\""),
+        )
+        .replace(
+            "\"../docker/demo/small-disk.yaml\"",
+            concat!(
+                "\"",
+                env!("CARGO_MANIFEST_DIR"),
+                "/docker/demo/small-disk.yaml\""
+            ),
+        )
+        .replace("trials = 3", "trials = 1");
+    let run = KeptRun::start(&scenario);
+    assert!(matches!(run.code, Some(0 | 2)), "{}", run.output);
+    assert_eq!(
+        column(&run.header, &run.rows, "outcome"),
+        ["pass"],
+        "{}",
+        run.output
+    );
+    let failed: u64 = column(&run.header, &run.rows, "probes_failed")[0]
+        .parse()
+        .expect("count");
+    assert!(failed > 0, "no INSERT failed while the disk was full");
+    let no_space = run.history.iter().any(|r| {
+        r["type"] == "probe"
+            && r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("No space left on device"))
+    });
+    assert!(no_space, "the failures were not ENOSPC");
+    let recovery: f64 = column(&run.header, &run.rows, "recovery_ms")[0]
+        .parse()
+        .expect("ms");
+    assert!(
+        recovery >= 5000.0,
+        "recovered in {recovery} ms, before the 5 s fill ended"
+    );
+}
+
+#[test]
+fn docker_attach_uses_a_running_project_and_leaves_it_running() {
+    require_images();
+    let project = format!("rebound-attach-{}", std::process::id());
+    let run_label = format!("attach-test-{}", std::process::id());
+    let compose = |args: &[&str]| {
+        let o = Command::new("docker-compose")
+            .args(["-p", &project, "-f", COMPOSE])
+            .args(args)
+            .env("REBOUND_RUN", &run_label)
+            .output()
+            .expect("docker-compose");
+        assert!(
+            o.status.success(),
+            "docker-compose {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    compose(&["up", "-d"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = format!(
+        "name = \"attach\"\n[stack]\nbackend = \"docker\"\nattach = \"{project}\"\n\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[probe]]\nkind = \"docker-health\"\nservice = \"app\"\nperiod = \"100ms\"\n\n[slo]\nsuccess-rate = 0.5\nrecover-within = \"20s\"\n\n[run]\ntrials = 1\nwarm-up = \"300ms\"\nstartup-timeout = \"120s\"\n"
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let o = run_scenario(&path, &dir.path().join("run"), &[]);
+    let states = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--format",
+        "{{.State}}",
+    ]);
+    compose(&["down", "-v", "-t", "2"]);
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    assert_eq!(states.lines().count(), 4, "{states}");
+    assert!(
+        states.lines().all(|s| s == "running"),
+        "an attached stack must be left running: {states}"
+    );
+}
