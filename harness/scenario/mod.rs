@@ -527,6 +527,29 @@ impl Validator<'_> {
         }
     }
 
+    /// Checks the `url` of the i-th `table` entry: a plain-HTTP URL.
+    fn http_url(&self, table: &str, i: usize, url: &str) -> Result<(), ScenarioError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            self.err_in(
+                table,
+                i,
+                "url",
+                Some(url),
+                format!("`{url}` is not a URL: {e}"),
+            )
+        })?;
+        if parsed.scheme() != "http" {
+            return Err(self.err_in(
+                table,
+                i,
+                "url",
+                Some(url),
+                "only plain http:// URLs are supported",
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses the `address` of the i-th probe.
     fn probe_address(&self, i: usize, address: &str) -> Result<SocketAddr, ScenarioError> {
         address.parse().map_err(|_| {
@@ -817,24 +840,7 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 expect_status,
                 timeout,
             } => {
-                let parsed = reqwest::Url::parse(&url).map_err(|e| {
-                    v.err_in(
-                        "[[fault]]",
-                        i,
-                        "url",
-                        Some(&url),
-                        format!("`{url}` is not a URL: {e}"),
-                    )
-                })?;
-                if parsed.scheme() != "http" {
-                    return Err(v.err_in(
-                        "[[fault]]",
-                        i,
-                        "url",
-                        Some(&url),
-                        "only plain http:// URLs are supported",
-                    ));
-                }
+                v.http_url("[[fault]]", i, &url)?;
                 let method = method.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
                 if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
                     return Err(v.err_in(
@@ -945,24 +951,7 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 period,
                 timeout,
             } => {
-                let parsed = reqwest::Url::parse(&url).map_err(|e| {
-                    v.err_in(
-                        "[[probe]]",
-                        i,
-                        "url",
-                        Some(&url),
-                        format!("`{url}` is not a URL: {e}"),
-                    )
-                })?;
-                if parsed.scheme() != "http" {
-                    return Err(v.err_in(
-                        "[[probe]]",
-                        i,
-                        "url",
-                        Some(&url),
-                        "only plain http:// URLs are supported",
-                    ));
-                }
+                v.http_url("[[probe]]", i, &url)?;
                 let status = expect_status.unwrap_or(200);
                 if !(100..=599).contains(&status) {
                     return Err(v.err_in(
