@@ -62,6 +62,13 @@ pub fn check_config(plan: &Plan) -> CheckConfig {
         probes: plan.probes.iter().map(|p| p.name.clone()).collect(),
         stable_for: plan.run.stable_for,
         recover_within_ms: plan.slo.recover_within.as_secs_f64() * 1e3,
+        write_workloads: plan
+            .workloads
+            .iter()
+            .filter(|w| w.kind.writes())
+            .map(|w| w.name.clone())
+            .collect(),
+        max_lost_writes: plan.slo.max_lost_writes,
     }
 }
 

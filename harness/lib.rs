@@ -19,3 +19,4 @@ pub mod scenario;
 pub mod stack;
 pub mod stats;
 pub mod verdict;
+pub mod workload;

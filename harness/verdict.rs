@@ -64,6 +64,10 @@ pub struct Verdict {
     pub recovery: RecoveryStats,
     /// Quantile limit decisions.
     pub limits: Vec<LimitDecision>,
+    /// Acknowledged writes lost, over all trials.
+    pub lost_acked_writes: u64,
+    /// Trials that lost at least one acknowledged write.
+    pub trials_with_loss: u64,
     /// Merged decision.
     pub decision: Decision,
 }
@@ -125,6 +129,11 @@ pub fn decide(trials: &[TrialReport], slo: &Slo) -> Verdict {
         .iter()
         .fold(success_rate.decision, |d, l| d.merge(l.decision));
     Verdict {
+        lost_acked_writes: trials.iter().map(|t| t.clients.lost_acked_writes).sum(),
+        trials_with_loss: trials
+            .iter()
+            .filter(|t| t.clients.lost_acked_writes > 0)
+            .count() as u64,
         trials: n,
         passed,
         failed,
@@ -188,6 +197,7 @@ mod tests {
             probes_failed: 0,
             restarts: 0,
             services: Vec::new(),
+            clients: Default::default(),
         }
     }
 
@@ -197,6 +207,7 @@ mod tests {
             confidence: 0.95,
             recover_within: Duration::from_secs(5),
             limits,
+            max_lost_writes: 0,
         }
     }
 

@@ -166,6 +166,126 @@ pub struct TrialReport {
     pub restarts: u64,
     /// What each service went through after the fault (`services.csv`).
     pub services: Vec<ServiceTimeline>,
+    /// What the clients saw (all zeros without workloads).
+    pub clients: ClientFigures,
+}
+
+/// Client-side figures of a trial, from the workloads' operations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientFigures {
+    /// Acknowledged operations.
+    pub ops_ok: u64,
+    /// Operations certainly not applied.
+    pub ops_failed: u64,
+    /// Indeterminate operations (never counted as lost nor as kept).
+    pub ops_info: u64,
+    /// From the first failed or indeterminate operation's start to the last one's end.
+    pub client_error_window_ms: Option<f64>,
+    /// First acknowledged operation after the last error, after `t_inject`.
+    pub client_recovered_ms: Option<f64>,
+    /// Acknowledged writes the read-back did not find.
+    pub lost_acked_writes: u64,
+    /// Their ids.
+    pub lost_ids: Vec<String>,
+    /// Acknowledged writes that could not be read back (their fate is unknown).
+    pub unverifiable_writes: u64,
+    /// Latency of acknowledged operations started between the fault and recovery.
+    pub latency_during_p50_ms: Option<f64>,
+    /// 99th percentile of the same.
+    pub latency_during_p99_ms: Option<f64>,
+    /// Latency of acknowledged operations started after recovery.
+    pub latency_after_p50_ms: Option<f64>,
+    /// 99th percentile of the same.
+    pub latency_after_p99_ms: Option<f64>,
+}
+
+/// Computes the client figures; `inject_ns` / `recovered_ns` split latencies.
+pub fn client_figures(
+    records: &[Record],
+    write_workloads: &[String],
+    inject_ns: Option<u64>,
+    recovered_ns: Option<u64>,
+) -> ClientFigures {
+    use crate::history::OpResult;
+    let mut f = ClientFigures::default();
+    let mut acked = std::collections::HashSet::new();
+    let mut errors: Vec<(u64, u64)> = Vec::new();
+    let mut oks: Vec<(u64, u64)> = Vec::new();
+    for r in records {
+        match &r.event {
+            Event::OpComplete {
+                workload,
+                id,
+                result,
+                start_ns,
+                latency_ns,
+                ..
+            } => match result {
+                OpResult::Ok => {
+                    f.ops_ok += 1;
+                    oks.push((*start_ns, *latency_ns));
+                    if write_workloads.contains(workload) {
+                        acked.insert(id.clone());
+                    }
+                }
+                OpResult::Fail => {
+                    f.ops_failed += 1;
+                    errors.push((*start_ns, *latency_ns));
+                }
+                OpResult::Info => {
+                    f.ops_info += 1;
+                    errors.push((*start_ns, *latency_ns));
+                }
+            },
+            Event::Verify {
+                missing,
+                unverifiable,
+                ..
+            } => {
+                // Only acknowledged ids are read back; filter anyway so that the
+                // figure means exactly "acknowledged and missing".
+                f.lost_ids
+                    .extend(missing.iter().filter(|id| acked.contains(*id)).cloned());
+                f.unverifiable_writes += unverifiable;
+            }
+            _ => {}
+        }
+    }
+    f.lost_ids.sort();
+    f.lost_acked_writes = f.lost_ids.len() as u64;
+    if let (Some(first), Some(last)) = (
+        errors.iter().map(|e| e.0).min(),
+        errors.iter().map(|e| e.0 + e.1).max(),
+    ) {
+        f.client_error_window_ms = Some(ms(last - first));
+        let last_error_start = errors.iter().map(|e| e.0).max().unwrap_or(first);
+        if let Some(t0) = inject_ns {
+            f.client_recovered_ms = oks
+                .iter()
+                .map(|o| o.0)
+                .filter(|s| *s > last_error_start)
+                .min()
+                .map(|s| ms(s.saturating_sub(t0)));
+        }
+    }
+    let pct = |mut v: Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        crate::stats::quantile(&v, q)
+    };
+    if let Some(t0) = inject_ns {
+        let cut = recovered_ns.unwrap_or(u64::MAX);
+        let during: Vec<f64> = oks
+            .iter()
+            .filter(|o| o.0 >= t0 && o.0 < cut)
+            .map(|o| ms(o.1))
+            .collect();
+        let after: Vec<f64> = oks.iter().filter(|o| o.0 >= cut).map(|o| ms(o.1)).collect();
+        f.latency_during_p50_ms = pct(during.clone(), 0.5);
+        f.latency_during_p99_ms = pct(during, 0.99);
+        f.latency_after_p50_ms = pct(after.clone(), 0.5);
+        f.latency_after_p99_ms = pct(after, 0.99);
+    }
+    f
 }
 
 /// One service's lifecycle in a trial, in ms after `t_inject` (negative: before it,
@@ -260,6 +380,10 @@ pub struct CheckConfig {
     pub stable_for: u32,
     /// Per-trial recovery deadline (the SLO's `recover-within`).
     pub recover_within_ms: f64,
+    /// Names of the workloads whose acknowledged writes must survive.
+    pub write_workloads: Vec<String>,
+    /// Acknowledged writes a trial may lose (the SLO's `max-lost-writes`).
+    pub max_lost_writes: u64,
 }
 
 fn ms(ns: u64) -> f64 {
@@ -271,8 +395,63 @@ fn wall(anchor: &Record, at_ns: u64) -> DateTime<Utc> {
     anchor.time + chrono::Duration::nanoseconds(delta)
 }
 
-/// Computes a trial's outcome and figures from its records alone.
+/// Computes a trial's outcome and figures from its records alone: recovery first,
+/// then what the clients saw and whether acknowledged writes survived.
 pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialReport {
+    let mut report = check_recovery(trial, records, cfg);
+    let inject_ns = records
+        .iter()
+        .find(|r| matches!(r.event, Event::FaultOk { .. }))
+        .map(|r| r.elapsed_ns);
+    let recovered_ns = match (inject_ns, report.recovery_ms) {
+        (Some(t0), Some(rec)) => Some(t0 + (rec * 1e6).round() as u64),
+        _ => None,
+    };
+    let clients = client_figures(records, &cfg.write_workloads, inject_ns, recovered_ns);
+    let verified: Vec<&String> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Verify { workload, .. } => Some(workload),
+            _ => None,
+        })
+        .collect();
+    let unverified = cfg.write_workloads.iter().any(|w| !verified.contains(&w));
+    if clients.lost_acked_writes > cfg.max_lost_writes {
+        let shown: Vec<&str> = clients
+            .lost_ids
+            .iter()
+            .take(10)
+            .map(String::as_str)
+            .collect();
+        let more = if clients.lost_ids.len() > shown.len() {
+            format!(" and {} more", clients.lost_ids.len() - shown.len())
+        } else {
+            String::new()
+        };
+        report.outcome = Outcome::Fail;
+        report.reason = format!(
+            "lost {} acknowledged write(s): {}{more}; {}",
+            clients.lost_acked_writes,
+            shown.join(", "),
+            report.reason
+        );
+    } else if report.outcome == Outcome::Pass && (clients.unverifiable_writes > 0 || unverified) {
+        report.outcome = Outcome::Unknown;
+        report.reason = format!(
+            "{}; but {} acknowledged write(s) could not be read back",
+            report.reason,
+            if unverified {
+                "the".to_string()
+            } else {
+                clients.unverifiable_writes.to_string()
+            }
+        );
+    }
+    report.clients = clients;
+    report
+}
+
+fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialReport {
     let (fault, target) = records
         .iter()
         .find_map(|r| match &r.event {
@@ -296,6 +475,7 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
         probes_ok: 0,
         probes_failed: 0,
         services: Vec::new(),
+        clients: ClientFigures::default(),
         restarts: records
             .iter()
             .filter(|r| {

@@ -58,6 +58,8 @@ fn cfg(probes: &[&str], stable_for: u32) -> CheckConfig {
         probes: probes.iter().map(|s| s.to_string()).collect(),
         stable_for,
         recover_within_ms: 1000.0,
+        write_workloads: Vec::new(),
+        max_lost_writes: 0,
     }
 }
 
@@ -317,4 +319,132 @@ fn service_timelines_prefer_the_daemon_clock_and_follow_die_start_healthy() {
         (t[1].service.as_str(), t[1].exit_code, t[1].started_ms),
         ("db", Some(137), None)
     );
+}
+
+fn op(b: &mut Builder, at: u64, id: &str, result: crate::history::OpResult) {
+    b.push(
+        at,
+        Event::OpInvoke {
+            workload: "w".into(),
+            id: id.into(),
+        },
+    );
+    b.push(
+        at + 5,
+        Event::OpComplete {
+            workload: "w".into(),
+            id: id.into(),
+            result,
+            start_ns: at * MS,
+            latency_ns: 5 * MS,
+            error: None,
+        },
+    );
+}
+
+fn write_cfg() -> CheckConfig {
+    CheckConfig {
+        write_workloads: vec!["w".into()],
+        ..cfg(&["h"], 1)
+    }
+}
+
+fn recovered_trial() -> Builder {
+    let mut b = Builder::new();
+    b.push(
+        0,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.push(
+        0,
+        Event::FaultEnd {
+            detail: String::new(),
+        },
+    );
+    b.probe("h", 10, true);
+    b
+}
+
+#[test]
+fn a_timed_out_write_missing_afterwards_is_never_counted_as_lost() {
+    use crate::history::OpResult;
+    let mut b = recovered_trial();
+    op(&mut b, 20, "acked", OpResult::Ok);
+    op(&mut b, 30, "timed-out", OpResult::Info);
+    op(&mut b, 40, "refused", OpResult::Fail);
+    // The read-back only checks acknowledged ids; even if it reported others, they must not count.
+    b.push(
+        100,
+        Event::Verify {
+            workload: "w".into(),
+            checked: 1,
+            missing: vec!["timed-out".into()],
+            unverifiable: 0,
+            error: None,
+        },
+    );
+    let r = check_trial(1, &b.records, &write_cfg());
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+    assert_eq!(
+        (r.clients.ops_ok, r.clients.ops_info, r.clients.ops_failed),
+        (1, 1, 1)
+    );
+    assert_eq!(r.clients.lost_acked_writes, 0);
+    assert_eq!(
+        r.clients.client_error_window_ms,
+        Some(15.0),
+        "from the first error's start (30) to the last one's end (45)"
+    );
+}
+
+#[test]
+fn an_acknowledged_write_missing_afterwards_fails_the_trial_with_its_id() {
+    use crate::history::OpResult;
+    let mut b = recovered_trial();
+    op(&mut b, 20, "kept", OpResult::Ok);
+    op(&mut b, 30, "gone", OpResult::Ok);
+    b.push(
+        100,
+        Event::Verify {
+            workload: "w".into(),
+            checked: 2,
+            missing: vec!["gone".into()],
+            unverifiable: 0,
+            error: None,
+        },
+    );
+    let r = check_trial(1, &b.records, &write_cfg());
+    assert_eq!(r.outcome, Outcome::Fail);
+    assert_eq!(r.clients.lost_ids, vec!["gone".to_string()]);
+    assert!(r.reason.contains("gone"), "{}", r.reason);
+    // One lost write allowed by the SLO: the trial passes and still reports it.
+    let lenient = CheckConfig {
+        max_lost_writes: 1,
+        ..write_cfg()
+    };
+    let r = check_trial(1, &b.records, &lenient);
+    assert_eq!((r.outcome, r.clients.lost_acked_writes), (Outcome::Pass, 1));
+}
+
+#[test]
+fn writes_that_could_not_be_read_back_make_the_trial_unknown() {
+    use crate::history::OpResult;
+    let mut b = recovered_trial();
+    op(&mut b, 20, "a", OpResult::Ok);
+    let r = check_trial(1, &b.records, &write_cfg());
+    assert_eq!(r.outcome, Outcome::Unknown, "no verify record at all");
+    b.push(
+        100,
+        Event::Verify {
+            workload: "w".into(),
+            checked: 1,
+            missing: vec![],
+            unverifiable: 1,
+            error: Some("boom".into()),
+        },
+    );
+    let r = check_trial(1, &b.records, &write_cfg());
+    assert_eq!(r.outcome, Outcome::Unknown);
 }

@@ -51,6 +51,18 @@ pub enum Lifecycle {
     Health,
 }
 
+/// Outcome of a client operation, as Jepsen classifies it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OpResult {
+    /// Acknowledged by the service.
+    Ok,
+    /// Certainly not applied (refused before or by the service).
+    Fail,
+    /// Indeterminate: may or may not have been applied (e.g. a timeout after sending).
+    Info,
+}
+
 /// Everything that can happen in a run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -150,6 +162,43 @@ pub enum Event {
         /// When the backend itself saw it (Docker: the daemon's wall clock, ns since the epoch).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         daemon_time_ns: Option<i64>,
+    },
+    /// A client operation is about to be sent.
+    OpInvoke {
+        /// Workload name.
+        workload: String,
+        /// The operation's unique id.
+        id: String,
+    },
+    /// A client operation completed.
+    OpComplete {
+        /// Workload name.
+        workload: String,
+        /// The operation's id.
+        id: String,
+        /// ok (acknowledged), fail (certainly not applied) or info (indeterminate).
+        result: OpResult,
+        /// Monotonic nanoseconds when it was sent.
+        start_ns: u64,
+        /// How long it took.
+        latency_ns: u64,
+        /// Why it failed or is indeterminate.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The acknowledged writes of a workload were read back after the trial.
+    Verify {
+        /// Workload name.
+        workload: String,
+        /// Ids read back.
+        checked: u64,
+        /// Ids the store does not have.
+        missing: Vec<String>,
+        /// Ids that could not be read (the read itself failed).
+        unverifiable: u64,
+        /// The first read error, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// A trial ended.
     TrialEnd {

@@ -73,7 +73,7 @@ pub trait Reporter {
 }
 
 /// Column names of `trials.csv`, with units.
-pub const CSV_HEADER: [&str; 13] = [
+pub const CSV_HEADER: [&str; 25] = [
     "trial",
     "outcome",
     "reason",
@@ -87,6 +87,18 @@ pub const CSV_HEADER: [&str; 13] = [
     "probes_ok",
     "probes_failed",
     "restarts",
+    "ops_ok",
+    "ops_failed",
+    "ops_info",
+    "client_error_window_ms",
+    "client_recovered_ms",
+    "lost_acked_writes",
+    "unverifiable_writes",
+    "latency_during_p50_ms",
+    "latency_during_p99_ms",
+    "latency_after_p50_ms",
+    "latency_after_p99_ms",
+    "lost_ids",
 ];
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -122,7 +134,8 @@ impl CsvReporter {
 }
 
 /// The CSV cells of one trial, in [`CSV_HEADER`] order.
-pub fn csv_row(t: &TrialReport) -> [String; 13] {
+pub fn csv_row(t: &TrialReport) -> [String; 25] {
+    let c = &t.clients;
     [
         t.trial.to_string(),
         t.outcome.word().to_string(),
@@ -137,6 +150,18 @@ pub fn csv_row(t: &TrialReport) -> [String; 13] {
         t.probes_ok.to_string(),
         t.probes_failed.to_string(),
         t.restarts.to_string(),
+        c.ops_ok.to_string(),
+        c.ops_failed.to_string(),
+        c.ops_info.to_string(),
+        fmt_ms(c.client_error_window_ms),
+        fmt_ms(c.client_recovered_ms),
+        c.lost_acked_writes.to_string(),
+        c.unverifiable_writes.to_string(),
+        fmt_ms(c.latency_during_p50_ms),
+        fmt_ms(c.latency_during_p99_ms),
+        fmt_ms(c.latency_after_p50_ms),
+        fmt_ms(c.latency_after_p99_ms),
+        c.lost_ids.join(" "),
     ]
 }
 
@@ -336,6 +361,13 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
                 .filter(|x| x.is_finite())
                 .map_or("unbounded: too few trials".into(), |x| format!("{x:.1} ms")),
             l.decision.word()
+        );
+    }
+    if v.lost_acked_writes > 0 {
+        let _ = writeln!(
+            o,
+            "  data        {} acknowledged write(s) lost in {} trial(s) — ids in trials.csv (lost_ids)",
+            v.lost_acked_writes, v.trials_with_loss
         );
     }
     if let Some(why) = &s.stopped_early {

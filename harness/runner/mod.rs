@@ -28,6 +28,7 @@ use crate::scenario::{DockerSource, FaultOrder, FaultPlan, Plan, StackPlan};
 use crate::stack::docker;
 use crate::stack::process::{ExpandContext, ProcessStack};
 use crate::stack::{Stack, StackError};
+use crate::workload::{self, WorkloadSet};
 
 /// Command-line choices that override the scenario.
 #[derive(Debug, Clone)]
@@ -141,6 +142,15 @@ struct Ctx {
     probers: Vec<Arc<Prober>>,
     cancel: CancellationToken,
     run_dir: PathBuf,
+    /// Short run tag that makes workload operation ids unique across runs.
+    run_tag: String,
+}
+
+/// How a trial ended, as far as the run loop cares.
+struct TrialRun {
+    interrupted: bool,
+    heal_error: Option<String>,
+    steady_error: Option<String>,
 }
 
 enum SteadyError {
@@ -269,9 +279,14 @@ impl Ctx {
     }
 
     /// One trial, from warm-up to heal. Returns (interrupted, heal error).
-    async fn trial(&self, fault: &FaultPlan, warm_up: Duration) -> (bool, Option<String>) {
+    async fn trial(&self, number: u32, fault: &FaultPlan, warm_up: Duration) -> TrialRun {
         let h = &self.history;
         let mut probes = ProbeSet::start(&self.probers, h);
+        let workloads = WorkloadSet::start(
+            &self.plan.workloads,
+            h,
+            &format!("{}-t{number}", self.run_tag),
+        );
         let mut tracker = RecoveryTracker::new(self.probers.len(), self.plan.run.stable_for);
         let mut interrupted = false;
 
@@ -339,7 +354,25 @@ impl Ctx {
             }
         };
         probes.stop().await;
-        (interrupted, heal_error)
+        // Back to steady state with the clients still running, then read back every
+        // acknowledged write: a restart that lost data is a failed restart.
+        let mut steady_error = None;
+        if !interrupted && heal_error.is_none() {
+            match self.wait_steady(self.plan.run.heal_timeout).await {
+                Ok(_) => {}
+                Err(SteadyError::Cancelled) => interrupted = true,
+                Err(SteadyError::Failed(detail)) => steady_error = Some(detail),
+            }
+        }
+        let acked = workloads.stop().await;
+        if !interrupted && steady_error.is_none() {
+            workload::verify(&self.plan.workloads, &acked, h).await;
+        }
+        TrialRun {
+            interrupted,
+            heal_error,
+            steady_error,
+        }
     }
 
     /// The whole run after the stack object exists; teardown is the caller's.
@@ -409,7 +442,11 @@ impl Ctx {
                 fault: fault.kind.name().into(),
                 target: fault.target.clone(),
             });
-            let (interrupted, heal_error) = self.trial(fault, warm_up).await;
+            let TrialRun {
+                interrupted,
+                heal_error,
+                steady_error,
+            } = self.trial(i, fault, warm_up).await;
             self.history.record(Event::TrialEnd { interrupted });
             let records = self.history.end_trial();
             if interrupted {
@@ -429,18 +466,11 @@ impl Ctx {
                 facts.stopped_early = Some(format!("after trial {i}: heal failed: {e}"));
                 break;
             }
-            match self.wait_steady(plan.run.heal_timeout).await {
-                Ok(_) => {}
-                Err(SteadyError::Cancelled) => {
-                    facts.interrupted = true;
-                    break;
-                }
-                Err(SteadyError::Failed(detail)) => {
-                    facts.stopped_early = Some(format!(
-                        "after trial {i}: the stack did not return to steady state: {detail}"
-                    ));
-                    break;
-                }
+            if let Some(detail) = steady_error {
+                facts.stopped_early = Some(format!(
+                    "after trial {i}: the stack did not return to steady state: {detail}"
+                ));
+                break;
             }
             if i < trials_planned && !plan.run.settle.is_zero() {
                 tokio::select! {
@@ -597,6 +627,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         probers,
         cancel: cancel.clone(),
         run_dir: run_dir.clone(),
+        run_tag: run_id.rsplit('-').next().unwrap_or("run").to_string(),
     });
     // The trial loop runs in its own task so that a panic in it still reaches the
     // heal-all teardown below.

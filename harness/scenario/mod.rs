@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use raw::{DbRestartMode, FaultOrder, RestartPolicy};
-use raw::{RawFault, RawProbe, RawStack, ScenarioFile};
+use raw::{RawFault, RawProbe, RawStack, RawWorkload, ScenarioFile};
 
 /// A scenario that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +72,8 @@ pub struct Plan {
     pub faults: Vec<FaultPlan>,
     /// Probes, at least one.
     pub probes: Vec<ProbePlan>,
+    /// Client traffic during every trial.
+    pub workloads: Vec<WorkloadPlan>,
     /// The objective.
     pub slo: Slo,
     /// Trial mechanics.
@@ -345,6 +347,60 @@ impl ProbeKind {
     }
 }
 
+/// One validated workload.
+#[derive(Debug, Clone)]
+pub struct WorkloadPlan {
+    /// Unique name.
+    pub name: String,
+    /// What it does.
+    pub kind: WorkloadKind,
+    /// Operations per second.
+    pub rate: f64,
+    /// Operations in flight at most.
+    pub concurrency: usize,
+    /// Per-operation timeout.
+    pub timeout: Duration,
+    /// Operations per trial at most.
+    pub max_ops: u64,
+}
+
+/// Workload kinds.
+#[derive(Debug, Clone)]
+pub enum WorkloadKind {
+    /// HTTP POST writes, read back through `read_url`.
+    HttpWrites {
+        /// Write endpoint.
+        url: String,
+        /// Read endpoint with `{id}`.
+        read_url: String,
+    },
+    /// PostgreSQL INSERTs.
+    PostgresInserts {
+        /// Server.
+        address: SocketAddr,
+        /// User.
+        user: String,
+        /// Database.
+        dbname: String,
+        /// Table.
+        table: String,
+    },
+    /// HTTP GETs.
+    Reads {
+        /// URL.
+        url: String,
+        /// Expected status.
+        expect_status: u16,
+    },
+}
+
+impl WorkloadKind {
+    /// Whether its operations are writes that must survive (and are read back).
+    pub fn writes(&self) -> bool {
+        !matches!(self, WorkloadKind::Reads { .. })
+    }
+}
+
 /// A recovery-time quantile an SLO can limit.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -396,6 +452,8 @@ pub struct Slo {
     pub recover_within: Duration,
     /// Limits on recovery quantiles.
     pub limits: Vec<(Quantile, Duration)>,
+    /// Acknowledged writes a trial may lose.
+    pub max_lost_writes: u64,
 }
 
 /// Validated trial mechanics.
@@ -612,6 +670,168 @@ pub fn expand(s: &str, vars: &BTreeMap<&str, String>) -> String {
 }
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+/// Largest accepted workload rate (operations per second) and concurrency.
+const MAX_RATE: f64 = 10_000.0;
+const MAX_CONCURRENCY: usize = 256;
+
+fn validate_workloads(
+    v: &Validator<'_>,
+    raw: Vec<RawWorkload>,
+) -> Result<Vec<WorkloadPlan>, ScenarioError> {
+    let mut out: Vec<WorkloadPlan> = Vec::new();
+    for (i, w) in raw.into_iter().enumerate() {
+        let (name, kind, rate, concurrency, timeout, max_ops) = match w {
+            RawWorkload::HttpWrites {
+                name,
+                url,
+                read_url,
+                rate,
+                concurrency,
+                timeout,
+                max_ops,
+            } => {
+                v.http_url("[[workload]]", i, &url)?;
+                if !read_url.contains("{id}") {
+                    return Err(v.err_in(
+                        "[[workload]]",
+                        i,
+                        "read-url",
+                        None,
+                        "read-url must contain `{id}`",
+                    ));
+                }
+                v.http_url("[[workload]]", i, &read_url.replace("{id}", "x"))?;
+                (
+                    name.unwrap_or_else(|| format!("writes-{}", i + 1)),
+                    WorkloadKind::HttpWrites { url, read_url },
+                    rate,
+                    concurrency,
+                    timeout,
+                    max_ops,
+                )
+            }
+            RawWorkload::PostgresInserts {
+                name,
+                address,
+                user,
+                dbname,
+                table,
+                rate,
+                concurrency,
+                timeout,
+                max_ops,
+            } => {
+                let address = address.unwrap_or_else(|| "127.0.0.1:5432".into());
+                let address = address.parse().map_err(|_| {
+                    v.err_in(
+                        "[[workload]]",
+                        i,
+                        "address",
+                        Some(&address),
+                        format!("`{address}` is not an ip:port address"),
+                    )
+                })?;
+                let table = table.unwrap_or_else(|| "rebound_writes".into());
+                if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(v.err_in(
+                        "[[workload]]",
+                        i,
+                        "table",
+                        Some(&table),
+                        "table names use letters, digits and `_`",
+                    ));
+                }
+                (
+                    name.unwrap_or_else(|| format!("inserts-{}", i + 1)),
+                    WorkloadKind::PostgresInserts {
+                        address,
+                        user: user.unwrap_or_else(|| "postgres".into()),
+                        dbname: dbname.unwrap_or_else(|| "postgres".into()),
+                        table,
+                    },
+                    rate,
+                    concurrency,
+                    timeout,
+                    max_ops,
+                )
+            }
+            RawWorkload::Reads {
+                name,
+                url,
+                expect_status,
+                rate,
+                concurrency,
+                timeout,
+                max_ops,
+            } => {
+                v.http_url("[[workload]]", i, &url)?;
+                (
+                    name.unwrap_or_else(|| format!("reads-{}", i + 1)),
+                    WorkloadKind::Reads {
+                        url,
+                        expect_status: expect_status.unwrap_or(200),
+                    },
+                    rate,
+                    concurrency,
+                    timeout,
+                    max_ops,
+                )
+            }
+        };
+        let rate = rate.unwrap_or(20.0);
+        if !(rate > 0.0 && rate <= MAX_RATE) {
+            return Err(v.err_in(
+                "[[workload]]",
+                i,
+                "rate",
+                None,
+                format!("rate must be in (0, {MAX_RATE}] operations per second"),
+            ));
+        }
+        let concurrency = concurrency.unwrap_or(4);
+        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+            return Err(v.err_in(
+                "[[workload]]",
+                i,
+                "concurrency",
+                None,
+                format!("concurrency must be in 1..={MAX_CONCURRENCY}"),
+            ));
+        }
+        let max_ops = max_ops.unwrap_or(10_000);
+        if max_ops == 0 {
+            return Err(v.err_in(
+                "[[workload]]",
+                i,
+                "max-ops",
+                None,
+                "max-ops must be at least 1",
+            ));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(v.err_in(
+                "[[workload]]",
+                i,
+                "name",
+                Some(&name),
+                format!("duplicate workload name `{name}`"),
+            ));
+        }
+        out.push(WorkloadPlan {
+            name,
+            kind,
+            rate,
+            concurrency,
+            timeout: timeout
+                .unwrap_or(Duration::from_secs(1))
+                .max(Duration::from_millis(1)),
+            max_ops,
+        });
+    }
+    Ok(out)
+}
 
 /// Turns a raw file into a [`Plan`], checking every reference and range.
 pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, ScenarioError> {
@@ -1099,6 +1319,8 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
         });
     }
 
+    let workloads = validate_workloads(&v, raw.workloads)?;
+
     let s = raw.slo;
     let success_rate = s.success_rate.unwrap_or(0.99);
     if !(success_rate > 0.0 && success_rate < 1.0) {
@@ -1168,11 +1390,13 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
         stack,
         faults,
         probes,
+        workloads,
         slo: Slo {
             success_rate,
             confidence,
             recover_within: s.recover_within,
             limits,
+            max_lost_writes: s.max_lost_writes.unwrap_or(0),
         },
         run: RunPlan {
             trials,

@@ -56,6 +56,7 @@ pub fn demo_service(port: u16, extra: &[&str], restart: &str, backoff: &str) -> 
 
 /// Writes a scenario file into `dir` and returns its path.
 pub fn write_scenario(dir: &Path, text: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("scenario dir");
     let path = dir.join("scenario.toml");
     std::fs::write(&path, text).expect("write scenario");
     path

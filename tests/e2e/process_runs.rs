@@ -277,3 +277,88 @@ fn signal_and_http_faults_really_happen() {
         "the http fault's write is not stored: {items}"
     );
 }
+
+fn writes_scenario(port: u16, unsafe_mode: bool) -> String {
+    let extra: &[&str] = if unsafe_mode {
+        &["--ack-before-fsync"]
+    } else {
+        &[]
+    };
+    format!(
+        "name = \"writes\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"20ms\"\n\n\
+         [[workload]]\nkind = \"http-writes\"\nurl = \"http://127.0.0.1:{port}/items\"\nread-url = \"http://127.0.0.1:{port}/items/{{id}}\"\nrate = 100\nconcurrency = 4\n\n\
+         [slo]\nsuccess-rate = 0.99\nrecover-within = \"5s\"\n\n[run]\ntrials = 5\nwarm-up = \"500ms\"\n",
+        demo_service(port, extra, "always", "50ms"),
+    )
+}
+
+#[test]
+fn unsafe_acks_lose_writes_on_sigkill_and_safe_mode_loses_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+
+    let unsafe_out = dir.path().join("unsafe");
+    let o = run_scenario(
+        &write_scenario(&dir.path().join("u"), &writes_scenario(port, true)),
+        &unsafe_out,
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "lost writes must violate the SLO: {}",
+        text(&o)
+    );
+    let (header, rows) = read_csv(&unsafe_out.join("trials.csv"));
+    let lost: Vec<u64> = column(&header, &rows, "lost_acked_writes")
+        .iter()
+        .map(|x| x.parse().expect("count"))
+        .collect();
+    assert!(
+        lost.iter().any(|n| *n > 0),
+        "unsafe mode lost nothing: {lost:?}"
+    );
+    let ids = column(&header, &rows, "lost_ids");
+    for (n, ids) in lost.iter().zip(&ids) {
+        assert_eq!(
+            ids.split_whitespace().count() as u64,
+            *n,
+            "every lost write is listed by id"
+        );
+    }
+    let data_line = |t: &str| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with("data "))
+            .map(str::to_string)
+    };
+    assert!(data_line(&text(&o)).is_some(), "{}", text(&o));
+    // Offline re-check recomputes the same loss from history.jsonl.
+    let c = run(&["check", unsafe_out.to_str().expect("utf8")]);
+    assert_eq!(c.status.code(), Some(1), "{}", text(&c));
+    assert_eq!(data_line(&text(&c)), data_line(&text(&o)));
+
+    let safe_out = dir.path().join("safe");
+    let o = run_scenario(
+        &write_scenario(&dir.path().join("s"), &writes_scenario(port, false)),
+        &safe_out,
+        &[],
+    );
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    let (header, rows) = read_csv(&safe_out.join("trials.csv"));
+    assert_eq!(rows.len(), 5);
+    assert!(
+        column(&header, &rows, "lost_acked_writes")
+            .iter()
+            .all(|x| x == "0"),
+        "safe mode lost writes"
+    );
+    let acked: u64 = column(&header, &rows, "ops_ok")
+        .iter()
+        .map(|x| x.parse::<u64>().expect("count"))
+        .sum();
+    assert!(
+        acked > 100,
+        "the check must have read back real writes, got {acked}"
+    );
+}

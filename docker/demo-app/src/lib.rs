@@ -58,6 +58,11 @@ pub struct Args {
     /// Read items through a Redis cache at host:port.
     #[arg(long)]
     pub redis: Option<String>,
+    /// UNSAFE, for proving rebound catches data loss: acknowledge file-store writes
+    /// before they are written; a background flush writes them every 250 ms, so a
+    /// SIGKILL loses the writes acknowledged since the last flush.
+    #[arg(long)]
+    pub ack_before_fsync: bool,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -117,7 +122,12 @@ struct NewItem {
 /// Append-only, fsynced item log with an in-memory index.
 struct Store {
     log: Mutex<(File, HashMap<String, serde_json::Value>)>,
+    /// Acknowledged lines not yet written (`--ack-before-fsync` only).
+    pending: Mutex<Vec<u8>>,
 }
+
+/// Period of the background flush in `--ack-before-fsync` mode.
+const UNSAFE_FLUSH_PERIOD: Duration = Duration::from_millis(250);
 
 impl Store {
     fn open(dir: &Path) -> Result<(Self, u64), AppError> {
@@ -146,6 +156,7 @@ impl Store {
         Ok((
             Store {
                 log: Mutex::new((file, index)),
+                pending: Mutex::new(Vec::new()),
             },
             boots,
         ))
@@ -162,6 +173,41 @@ impl Store {
         guard.0.sync_data()?;
         guard.1.insert(item.id, item.value);
         Ok(())
+    }
+
+    /// Acknowledges before anything reaches the disk (unsafe mode).
+    fn insert_unsafe(&self, item: Item) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(&item).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.pending
+            .lock()
+            .map_err(|_| std::io::Error::other("store lock poisoned"))?
+            .extend(line);
+        self.log
+            .lock()
+            .map_err(|_| std::io::Error::other("store lock poisoned"))?
+            .1
+            .insert(item.id, item.value);
+        Ok(())
+    }
+
+    /// Writes and fsyncs what unsafe mode acknowledged so far.
+    fn flush_pending(&self) -> std::io::Result<()> {
+        let batch = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .map_err(|_| std::io::Error::other("store lock poisoned"))?,
+        );
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut guard = self
+            .log
+            .lock()
+            .map_err(|_| std::io::Error::other("store lock poisoned"))?;
+        guard.0.write_all(&batch)?;
+        guard.0.sync_data()
     }
 
     fn get(&self, id: &str) -> Option<serde_json::Value> {
@@ -183,6 +229,7 @@ fn bump_boot_count(dir: &Path) -> std::io::Result<u64> {
 /// Everything a request handler needs.
 struct AppState {
     files: Store,
+    ack_before_fsync: bool,
     pg: Option<PgStore>,
     cache: Option<RedisCache>,
 }
@@ -204,10 +251,16 @@ impl AppState {
                 // fsync is blocking: keep it off the async workers.
                 let me = Arc::clone(self);
                 let stored = item.clone();
-                tokio::task::spawn_blocking(move || me.files.insert(stored))
-                    .await
-                    .map_err(internal)?
-                    .map_err(internal)?;
+                tokio::task::spawn_blocking(move || {
+                    if me.ack_before_fsync {
+                        me.files.insert_unsafe(stored)
+                    } else {
+                        me.files.insert(stored)
+                    }
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
             }
         }
         self.cache_put(&item).await;
@@ -338,6 +391,7 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     };
     let state = AppState {
         files: store,
+        ack_before_fsync: args.ack_before_fsync,
         pg,
         cache: args.redis.clone().map(RedisCache::new),
     };
@@ -346,10 +400,36 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         .await
         .map_err(|source| AppError::Bind { addr, source })?;
     eprintln!("demo-app: listening on {addr} (boot {boots})");
-    axum::serve(listener, router(Arc::new(state)))
+    let state = Arc::new(state);
+    if state.ack_before_fsync {
+        eprintln!(
+            "demo-app: UNSAFE: acknowledging writes before they are durable (--ack-before-fsync)"
+        );
+        let flusher = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(UNSAFE_FLUSH_PERIOD).await;
+                let s = Arc::clone(&flusher);
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || s.files.flush_pending()).await
+                {
+                    eprintln!("demo-app: flush failed: {e}");
+                }
+            }
+        });
+    }
+    axum::serve(listener, router(Arc::clone(&state)))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|source| AppError::Bind { addr, source })?;
+    // A graceful stop keeps what unsafe mode acknowledged.
+    state
+        .files
+        .flush_pending()
+        .map_err(|source| AppError::Data {
+            path: args.data_dir.clone(),
+            source,
+        })?;
     eprintln!("demo-app: shut down gracefully");
     Ok(())
 }
