@@ -203,11 +203,12 @@ fn cmd_validate(files: &[PathBuf]) -> ExitCode {
     for f in files {
         match scenario::load(f) {
             Ok(plan) => println!(
-                "ok: {} ({}: {} fault(s), {} probe(s), {} trials)",
+                "ok: {} ({}: {} fault(s), {} probe(s), {} workload(s), {} trials)",
                 f.display(),
                 plan.name,
                 plan.faults.len(),
                 plan.probes.len(),
+                plan.workloads.len(),
                 plan.run.trials
             ),
             Err(e) => {
