@@ -4,7 +4,9 @@
 //! Definitions (DESIGN.md): `t_inject` is the fault's `fault-ok` record; only probe
 //! attempts started after `fault-end` (the effect confirmed) count toward recovery;
 //! the stack has recovered when every probe has `stable_for` consecutive successes,
-//! and `recovered_at` is the first success of the latest such streak.
+//! and `recovered_at` is when the first attempt of the latest such streak completed
+//! (the moment the service is known to be up: an attempt that began just before the
+//! service was ready can still succeed, so its start would be too early).
 //! `recovery_lower` is the later of `fault-end` and the last failed attempt before
 //! `recovered_at`: the true recovery lies between the two.
 
@@ -42,7 +44,7 @@ impl Outcome {
 pub struct RecoveryTracker {
     stable_for: u32,
     gate_ns: Option<u64>,
-    pending: Vec<(usize, u64, bool)>,
+    pending: Vec<(usize, u64, u64, bool)>,
     probes: Vec<ProbeTrack>,
     recovered: Option<Recovery>,
 }
@@ -82,15 +84,15 @@ impl RecoveryTracker {
             return;
         }
         self.gate_ns = Some(gate_ns);
-        for (p, start, ok) in std::mem::take(&mut self.pending) {
-            self.observe(p, start, ok);
+        for (p, start, end, ok) in std::mem::take(&mut self.pending) {
+            self.observe(p, start, end, ok);
         }
     }
 
-    /// Feeds one probe attempt (per probe, in start order).
-    pub fn observe(&mut self, probe: usize, start_ns: u64, ok: bool) {
+    /// Feeds one probe attempt (per probe, in start order), with its start and end.
+    pub fn observe(&mut self, probe: usize, start_ns: u64, end_ns: u64, ok: bool) {
         let Some(gate) = self.gate_ns else {
-            self.pending.push((probe, start_ns, ok));
+            self.pending.push((probe, start_ns, end_ns, ok));
             return;
         };
         if start_ns < gate || self.recovered.is_some() {
@@ -100,8 +102,10 @@ impl RecoveryTracker {
             return;
         };
         if ok {
+            // The service is known up when the attempt succeeded, not when it began:
+            // an attempt started just before the service was ready can still succeed.
             if track.streak_len == 0 {
-                track.streak_start = Some(start_ns);
+                track.streak_start = Some(end_ns);
             }
             track.streak_len += 1;
         } else {
@@ -513,23 +517,24 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
         .or(records.last())
         .map_or(t_inject, |r| r.elapsed_ns);
 
-    let attempts: Vec<(usize, u64, bool)> = records
+    let attempts: Vec<(usize, u64, u64, bool)> = records
         .iter()
         .filter_map(|r| match &r.event {
             Event::Probe {
                 probe,
                 ok,
                 start_ns,
+                latency_ns,
                 ..
             } if *start_ns >= t_inject && *start_ns < window_end => cfg
                 .probes
                 .iter()
                 .position(|p| p == probe)
-                .map(|i| (i, *start_ns, *ok)),
+                .map(|i| (i, *start_ns, *start_ns + *latency_ns, *ok)),
             _ => None,
         })
         .collect();
-    report.probes_ok = attempts.iter().filter(|a| a.2).count() as u64;
+    report.probes_ok = attempts.iter().filter(|a| a.3).count() as u64;
     report.probes_failed = attempts.len() as u64 - report.probes_ok;
     report.downtime_ms = Some(ms(downtime_ns(&attempts, cfg.probes.len(), window_end)));
 
@@ -542,8 +547,8 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
     };
     let mut tracker = RecoveryTracker::new(cfg.probes.len(), cfg.stable_for);
     tracker.set_gate(gate.elapsed_ns);
-    for &(p, start, ok) in &attempts {
-        tracker.observe(p, start, ok);
+    for &(p, start, end, ok) in &attempts {
+        tracker.observe(p, start, end, ok);
     }
     if !attempts.iter().any(|a| a.1 >= gate.elapsed_ns) {
         report.reason = "no probe attempt after the fault".into();
@@ -580,13 +585,13 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
 
 /// Time during which at least one probe's latest attempt had failed, from the first
 /// attempt to `end`. Attempts are `(probe, start_ns, ok)` in record order.
-fn downtime_ns(attempts: &[(usize, u64, bool)], probes: usize, end: u64) -> u64 {
+fn downtime_ns(attempts: &[(usize, u64, u64, bool)], probes: usize, end: u64) -> u64 {
     let mut sorted = attempts.to_vec();
     sorted.sort_by_key(|a| a.1);
     let mut failing = vec![false; probes];
     let mut down_since: Option<u64> = None;
     let mut total = 0;
-    for (p, start, ok) in sorted {
+    for (p, start, _, ok) in sorted {
         failing[p] = !ok;
         let down = failing.iter().any(|f| *f);
         match (down, down_since) {

@@ -89,7 +89,11 @@ fn recovery_clock_starts_at_inject_ok_and_stops_at_first_success_of_the_streak()
     b.push(230, Event::HealInvoke);
     let r = check_trial(1, &b.records, &cfg(&["h"], 3));
     assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
-    assert_eq!(r.recovery_ms, Some(80.0));
+    assert_eq!(
+        r.recovery_ms,
+        Some(81.0),
+        "the first success of the streak completed at 181"
+    );
     assert_eq!(r.recovery_lower_ms, Some(60.0));
     assert_eq!(
         r.downtime_ms,
@@ -100,7 +104,7 @@ fn recovery_clock_starts_at_inject_ok_and_stops_at_first_success_of_the_streak()
     let recovered = r.recovered_at.expect("recovered_at");
     assert_eq!(
         (recovered - r.injected_at.expect("injected")).num_milliseconds(),
-        80
+        81
     );
 }
 
@@ -130,7 +134,7 @@ fn a_broken_streak_restarts_the_count() {
         b.probe("h", t, ok);
     }
     let r = check_trial(1, &b.records, &cfg(&["h"], 3));
-    assert_eq!(r.recovery_ms, Some(40.0));
+    assert_eq!(r.recovery_ms, Some(41.0));
     assert_eq!(r.recovery_lower_ms, Some(30.0));
 }
 
@@ -156,7 +160,7 @@ fn the_stack_is_up_only_when_every_probe_is() {
         b.probe("b", t, ok);
     }
     let r = check_trial(1, &b.records, &cfg(&["a", "b"], 2));
-    assert_eq!(r.recovery_ms, Some(35.0));
+    assert_eq!(r.recovery_ms, Some(36.0));
     assert_eq!(r.recovery_lower_ms, Some(25.0));
 }
 
@@ -229,21 +233,21 @@ fn slow_recovery_fails_the_deadline_but_keeps_its_figure() {
     b.probe("h", 1500, true);
     let r = check_trial(1, &b.records, &cfg(&["h"], 1));
     assert_eq!(r.outcome, Outcome::Fail);
-    assert_eq!(r.recovery_ms, Some(1500.0));
+    assert_eq!(r.recovery_ms, Some(1501.0));
 }
 
 #[test]
 fn tracker_replays_attempts_seen_before_the_gate_was_known() {
     let mut t = RecoveryTracker::new(1, 2);
-    t.observe(0, 5, true); // before the gate: dropped on replay
-    t.observe(0, 12, true);
-    t.observe(0, 14, true);
+    t.observe(0, 5, 6, true); // before the gate: dropped on replay
+    t.observe(0, 12, 13, true);
+    t.observe(0, 14, 15, true);
     assert_eq!(t.recovered(), None, "no gate yet");
     t.set_gate(10);
     assert_eq!(
         t.recovered(),
         Some(Recovery {
-            at_ns: 12,
+            at_ns: 13,
             lower_ns: 10
         })
     );

@@ -24,6 +24,8 @@ pub struct Attempt {
     pub probe: usize,
     /// Monotonic start time (run nanoseconds).
     pub start_ns: u64,
+    /// Monotonic end time.
+    pub end_ns: u64,
     /// Success.
     pub ok: bool,
     /// Why it failed.
@@ -188,6 +190,7 @@ pub async fn run_loop(
             .send(Attempt {
                 probe: index,
                 start_ns,
+                end_ns: start_ns + latency_ns,
                 ok: error.is_none(),
                 error,
             })
