@@ -403,47 +403,47 @@ impl Stack for DockerStack {
 
     async fn signal(&self, service: &str, sig: Sig) -> Result<(), StackError> {
         let id = self.id(service)?;
-        if sig == Sig::Kill {
-            // `docker kill` marks the container as stopped by hand, so its restart
-            // policy would never apply. A crash is a SIGKILL the engine did not ask
-            // for: send it to the container's init process from the host.
-            let info = self
-                .docker
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-                .map_err(docker_err(format!("inspecting {service}")))?;
-            let pid = info
-                .state
-                .and_then(|s| s.pid)
-                .filter(|p| *p > 0)
-                .ok_or_else(|| StackError::NotRunning(service.to_string()))?;
-            let pid =
-                i32::try_from(pid).map_err(|_| StackError::NotRunning(service.to_string()))?;
-            return nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            )
-            .map_err(|e| StackError::Signal {
+        let signal = match sig {
+            // Graceful stop (sigterm fault, after `hold`): the engine's own kill, which
+            // also tells Docker not to restart the container.
+            Sig::Term => {
+                return self
+                    .docker
+                    .kill_container(
+                        &id,
+                        Some(KillContainerOptions {
+                            signal: "SIGTERM".into(),
+                        }),
+                    )
+                    .await
+                    .map_err(docker_err(format!("sending SIGTERM to {service}")));
+            }
+            Sig::Kill => nix::sys::signal::Signal::SIGKILL,
+            Sig::Other(s) => s,
+        };
+        // `docker kill` marks the container as stopped by hand, so its restart policy
+        // would never apply. A crash, or a signal the service gets from outside, is
+        // one the engine did not ask for: send it to the container's init from the host.
+        let info = self
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+            .map_err(docker_err(format!("inspecting {service}")))?;
+        let pid = info
+            .state
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+            .ok_or_else(|| StackError::NotRunning(service.to_string()))?;
+        let pid = i32::try_from(pid).map_err(|_| StackError::NotRunning(service.to_string()))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(|e| {
+            StackError::Signal {
                 service: service.to_string(),
-                signal: "SIGKILL".into(),
+                signal: signal.as_str().into(),
                 message: format!(
                     "host pid {pid}: {e} (rebound must run on the engine's host, as root)"
                 ),
-            });
-        }
-        let name = match sig {
-            Sig::Other(s) => s.as_str(),
-            _ => "SIGTERM",
-        };
-        self.docker
-            .kill_container(
-                &id,
-                Some(KillContainerOptions {
-                    signal: name.into(),
-                }),
-            )
-            .await
-            .map_err(docker_err(format!("sending {name} to {service}")))
+            }
+        })
     }
 
     fn hold(&self, service: &str) -> Result<(), StackError> {

@@ -352,6 +352,12 @@ fn docker_every_fault_kind_really_happens_and_the_stack_heals() {
             "db",
             "command = [\"touch\", \"/tmp/rebound-exec-marker\"]",
         ),
+        ("signal", "app", "signal = \"SIGHUP\""),
+        (
+            "http",
+            "app",
+            "url = \"http://127.0.0.1:18090/items\"\nbody = '{\"id\": \"from-http-fault\"}'\nexpect-status = 201",
+        ),
     ];
     let mut text_in = format!(
         "name = \"every-fault\"\n[stack]\nbackend = \"docker\"\ncompose = \"{COMPOSE}\"\n\n"
@@ -379,6 +385,11 @@ fn docker_every_fault_kind_really_happens_and_the_stack_heals() {
         let exited = run.events(t, target, "exited");
         let started = run.events(t, target, "started");
         match *kind {
+            // SIGHUP (1) ends demo-app (no handler): the container exits with 128 + 1.
+            "signal" => assert!(
+                exited.iter().any(|e| e["code"] == 129),
+                "{kind}: demo-app did not die of SIGHUP"
+            ),
             "sigkill" => assert!(
                 exited.iter().any(|e| e["code"] == 137) && !started.is_empty(),
                 "{kind}: no crash and restart"
@@ -407,6 +418,19 @@ fn docker_every_fault_kind_really_happens_and_the_stack_heals() {
             assert!(gap >= 2_000_000_000, "redis was down only {gap} ns");
         }
     }
+    // The http fault's write went through nginx and the app into PostgreSQL.
+    let stored = docker(&[
+        "exec",
+        &run.container("db"),
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-qAtc",
+        "SELECT count(*) FROM items WHERE id = 'from-http-fault'",
+    ]);
+    assert_eq!(stored, "1", "the http fault did not reach the store");
     // exec really ran; postgres really restarted twice (plus its first start).
     let db = run.container("db");
     docker(&["exec", &db, "test", "-f", "/tmp/rebound-exec-marker"]);
@@ -635,5 +659,56 @@ fn docker_attach_uses_a_running_project_and_leaves_it_running() {
     assert!(
         states.lines().all(|s| s == "running"),
         "an attached stack must be left running: {states}"
+    );
+}
+
+#[test]
+fn docker_bulk_load_across_a_db_restart_loses_no_acknowledged_row() {
+    let scenario = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/docker-db-restart-bulk-load.toml"
+    ))
+    .expect("scenario");
+    let scenario = scenario
+        .replace(
+            "compose = \"../docker/demo/compose.yaml\"",
+            &format!("compose = \"{COMPOSE}\""),
+        )
+        .replace("trials = 5", "trials = 2");
+    let run = KeptRun::start(&scenario);
+    assert!(matches!(run.code, Some(0 | 2)), "{}", run.output);
+    let col = |name: &str| column(&run.header, &run.rows, name);
+    assert_eq!(col("outcome"), ["pass", "pass"], "{}", run.output);
+    assert_eq!(col("lost_acked_writes"), ["0", "0"]);
+    for (ok, window) in col("ops_ok").iter().zip(col("client_error_window_ms")) {
+        assert!(
+            ok.parse::<u64>().expect("count") > 100,
+            "too few acknowledged inserts: {ok}"
+        );
+        assert!(
+            !window.is_empty(),
+            "the restart must be visible to the client as errors"
+        );
+    }
+    assert!(col("client_recovered_ms").iter().all(|x| !x.is_empty()));
+    // Every acknowledged row is really in the table.
+    let acked: u64 = col("ops_ok")
+        .iter()
+        .map(|x| x.parse::<u64>().expect("count"))
+        .sum();
+    let rows = docker(&[
+        "exec",
+        &run.container("db"),
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-qAtc",
+        "SELECT count(*) FROM bulk_load",
+    ]);
+    assert!(
+        rows.parse::<u64>().expect("count") >= acked,
+        "{rows} rows for {acked} acknowledged inserts"
     );
 }
