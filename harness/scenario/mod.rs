@@ -608,11 +608,30 @@ impl Validator<'_> {
         Ok(())
     }
 
-    /// Parses the `address` of the i-th probe.
-    fn probe_address(&self, i: usize, address: &str) -> Result<SocketAddr, ScenarioError> {
+    /// Load goes only to this machine (loopback) — the stack's published ports — never
+    /// to another host by mistake.
+    fn loopback_url(&self, i: usize, key: &str, url: &str) -> Result<(), ScenarioError> {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            Ok(())
+        } else {
+            Err(self.err_in("[[workload]]", i, key, Some(url), format!("workloads send load only to loopback (127.0.0.1, ::1, localhost), not to `{host}`")))
+        }
+    }
+
+    /// Parses the `address` of the i-th `table` entry.
+    fn address(&self, table: &str, i: usize, address: &str) -> Result<SocketAddr, ScenarioError> {
         address.parse().map_err(|_| {
             self.err_in(
-                "[[probe]]",
+                table,
                 i,
                 "address",
                 Some(address),
@@ -692,6 +711,8 @@ fn validate_workloads(
                 max_ops,
             } => {
                 v.http_url("[[workload]]", i, &url)?;
+                v.loopback_url(i, "url", &url)?;
+                v.loopback_url(i, "read-url", &read_url)?;
                 if !read_url.contains("{id}") {
                     return Err(v.err_in(
                         "[[workload]]",
@@ -723,15 +744,16 @@ fn validate_workloads(
                 max_ops,
             } => {
                 let address = address.unwrap_or_else(|| "127.0.0.1:5432".into());
-                let address = address.parse().map_err(|_| {
-                    v.err_in(
+                let address = v.address("[[workload]]", i, &address)?;
+                if !address.ip().is_loopback() {
+                    return Err(v.err_in(
                         "[[workload]]",
                         i,
                         "address",
-                        Some(&address),
-                        format!("`{address}` is not an ip:port address"),
-                    )
-                })?;
+                        None,
+                        "workloads send load only to loopback addresses",
+                    ));
+                }
                 let table = table.unwrap_or_else(|| "rebound_writes".into());
                 if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 {
@@ -767,6 +789,7 @@ fn validate_workloads(
                 max_ops,
             } => {
                 v.http_url("[[workload]]", i, &url)?;
+                v.loopback_url(i, "url", &url)?;
                 (
                     name.unwrap_or_else(|| format!("reads-{}", i + 1)),
                     WorkloadKind::Reads {
@@ -1198,7 +1221,7 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 period,
                 timeout,
             } => {
-                let addr = v.probe_address(i, &address)?;
+                let addr = v.address("[[probe]]", i, &address)?;
                 (
                     name.unwrap_or_else(|| format!("tcp-{}", i + 1)),
                     ProbeKind::Tcp { address: addr },
@@ -1249,7 +1272,7 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 timeout,
             } => {
                 let address = address.unwrap_or_else(|| "127.0.0.1:5432".into());
-                let addr = v.probe_address(i, &address)?;
+                let addr = v.address("[[probe]]", i, &address)?;
                 (
                     name.unwrap_or_else(|| format!("postgres-{}", i + 1)),
                     ProbeKind::Postgres {

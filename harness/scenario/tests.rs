@@ -288,3 +288,21 @@ fn readme_lists_every_shipped_scenario_and_exit_code() {
         }
     }
 }
+
+#[test]
+fn workloads_send_load_only_to_loopback() {
+    let with = |w: &str| VALID.replace("[slo]", &format!("{w}\n[slo]"));
+    let ok = with("[[workload]]\nkind = \"http-writes\"\nurl = \"http://127.0.0.1:8/items\"\nread-url = \"http://localhost:8/items/{id}\"");
+    let plan = parse_str(&ok).expect("loopback is fine");
+    assert_eq!(plan.workloads[0].name, "writes-1");
+    assert!(plan.workloads[0].kind.writes());
+    for bad in [
+        "[[workload]]\nkind = \"reads\"\nurl = \"http://10.0.0.8/\"",
+        "[[workload]]\nkind = \"postgres-inserts\"\naddress = \"192.168.1.2:5432\"",
+        "[[workload]]\nkind = \"http-writes\"\nurl = \"http://127.0.0.1:8/items\"\nread-url = \"http://127.0.0.1:8/items\"",
+        "[[workload]]\nkind = \"reads\"\nurl = \"http://127.0.0.1/\"\nrate = 0",
+    ] {
+        let err = parse_str(&with(bad)).expect_err(bad).to_string();
+        assert!(err.contains("workload[1]"), "{err}");
+    }
+}
