@@ -72,6 +72,11 @@ enum Command {
         /// A run directory written by `rebound run`.
         run_dir: PathBuf,
     },
+    /// Re-render every report of a run directory from history.jsonl (no stack needed).
+    Report {
+        /// A run directory written by `rebound run`.
+        run_dir: PathBuf,
+    },
     /// Run the bundled demo service (the quick start's system under test).
     #[command(hide = true)]
     DemoApp(demo_app::Args),
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
         Command::Validate { files } => cmd_validate(&files),
         Command::List { dir } => cmd_list(&dir),
         Command::Check { run_dir } => cmd_check(&run_dir),
+        Command::Report { run_dir } => cmd_report(&run_dir),
         Command::DemoApp(_) => unreachable!("handled above"),
     }
 }
@@ -247,6 +253,22 @@ fn cmd_list(dir: &Path) -> ExitCode {
         }
     }
     exit(status)
+}
+
+fn cmd_report(run_dir: &Path) -> ExitCode {
+    let (summary, trials) = match rebound::analysis::reanalyse(run_dir) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit(ExitStatus::Invalid);
+        }
+    };
+    if let Err(e) = rebound::report::rewrite_all(run_dir, &summary, &trials) {
+        eprintln!("error: {e}");
+        return exit(ExitStatus::Invalid);
+    }
+    print!("{}", render_console(&summary, &trials));
+    exit(summary.details.exit_status())
 }
 
 fn cmd_check(run_dir: &Path) -> ExitCode {

@@ -198,6 +198,7 @@ mod tests {
             restarts: 0,
             services: Vec::new(),
             clients: Default::default(),
+            trial_ms: None,
         }
     }
 

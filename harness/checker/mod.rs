@@ -168,6 +168,8 @@ pub struct TrialReport {
     pub probes_failed: u64,
     /// Processes started during the trial (restarts by policy or by rebound).
     pub restarts: u64,
+    /// How long the whole trial took (first to last record).
+    pub trial_ms: Option<f64>,
     /// What each service went through after the fault (`services.csv`).
     pub services: Vec<ServiceTimeline>,
     /// What the clients saw (all zeros without workloads).
@@ -480,6 +482,10 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
         probes_failed: 0,
         services: Vec::new(),
         clients: ClientFigures::default(),
+        trial_ms: match (records.first(), records.last()) {
+            (Some(a), Some(b)) => Some(ms(b.elapsed_ns.saturating_sub(a.elapsed_ns))),
+            _ => None,
+        },
         restarts: records
             .iter()
             .filter(|r| {

@@ -11,6 +11,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod junit;
+pub mod markdown;
+
+pub use junit::JunitReporter;
+pub use markdown::MarkdownReporter;
+
 use crate::checker::TrialReport;
 use crate::stats::Decision;
 use crate::verdict::Verdict;
@@ -52,8 +58,50 @@ pub struct Summary {
     pub recover_within_ms: f64,
     /// Statistics and decisions.
     pub details: Verdict,
-    /// Where the run directory is.
+    /// Where the run directory is (printed, not stored: a run directory can move).
+    #[serde(skip)]
     pub run_dir: PathBuf,
+}
+
+/// Reporters that write a row as each trial ends (`trials.csv`, `services.csv`).
+pub fn trial_reporters(run_dir: &Path) -> Result<Vec<Box<dyn Reporter + Send>>, ReportError> {
+    Ok(vec![
+        Box::new(CsvReporter::create(&run_dir.join("trials.csv"))?),
+        Box::new(ServicesCsvReporter::create(&run_dir.join("services.csv"))?),
+    ])
+}
+
+/// Reporters that write once the run is decided (`summary.json`, `junit.xml`, `summary.md`).
+pub fn final_reporters(run_dir: &Path) -> Vec<Box<dyn Reporter + Send>> {
+    vec![
+        Box::new(JsonReporter {
+            path: run_dir.join("summary.json"),
+        }),
+        Box::new(JunitReporter {
+            path: run_dir.join("junit.xml"),
+        }),
+        Box::new(MarkdownReporter {
+            path: run_dir.join("summary.md"),
+        }),
+    ]
+}
+
+/// Rewrites every file output of a run from its summary and trials (`rebound report`).
+pub fn rewrite_all(
+    run_dir: &Path,
+    summary: &Summary,
+    trials: &[TrialReport],
+) -> Result<(), ReportError> {
+    for mut r in trial_reporters(run_dir)?
+        .into_iter()
+        .chain(final_reporters(run_dir))
+    {
+        for t in trials {
+            r.trial_finished(t)?;
+        }
+        r.run_finished(summary, trials)?;
+    }
+    Ok(())
 }
 
 /// One output of a run. Adding an output is adding one implementation.

@@ -21,9 +21,7 @@ use crate::exit::ExitStatus;
 use crate::history::{Event, History, HistoryError};
 use crate::nemesis;
 use crate::probe::{ProbeSet, Prober};
-use crate::report::{
-    ConsoleReporter, CsvReporter, JsonReporter, ReportError, Reporter, ServicesCsvReporter, Summary,
-};
+use crate::report::{self, ConsoleReporter, ReportError, Reporter, Summary};
 use crate::scenario::{DockerSource, FaultOrder, FaultPlan, Plan, StackPlan};
 use crate::stack::docker;
 use crate::stack::process::{ExpandContext, ProcessStack};
@@ -546,10 +544,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         trials: trials_planned,
     });
     // Per-trial outputs, each flushed as its trial ends.
-    let mut reporters: Vec<Box<dyn Reporter + Send>> = vec![
-        Box::new(CsvReporter::create(&run_dir.join("trials.csv"))?),
-        Box::new(ServicesCsvReporter::create(&run_dir.join("services.csv"))?),
-    ];
+    let mut reporters = report::trial_reporters(&run_dir)?;
     let scenario_dir =
         std::path::absolute(&plan.base_dir).unwrap_or_else(|_| plan.base_dir.clone());
     let expand = ExpandContext {
@@ -681,10 +676,9 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         return Err(e.into());
     }
     let summary = analysis::summarize(plan, &facts, &trials, &run_dir);
-    JsonReporter {
-        path: run_dir.join("summary.json"),
+    for mut r in report::final_reporters(&run_dir) {
+        r.run_finished(&summary, &trials)?;
     }
-    .run_finished(&summary, &trials)?;
     if opts.print_summary {
         ConsoleReporter {
             out: std::io::stdout(),

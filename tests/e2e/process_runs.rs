@@ -362,3 +362,48 @@ fn unsafe_acks_lose_writes_on_sigkill_and_safe_mode_loses_none() {
         "the check must have read back real writes, got {acked}"
     );
 }
+
+#[test]
+fn report_recreates_every_output_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"rerender\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"20ms\"\n\n\
+         [[workload]]\nkind = \"http-writes\"\nurl = \"http://127.0.0.1:{port}/items\"\nread-url = \"http://127.0.0.1:{port}/items/{{id}}\"\nrate = 50\n\n\
+         [slo]\nsuccess-rate = 0.5\nrecover-within = \"5s\"\np50 = \"2s\"\n\n[run]\ntrials = 3\nwarm-up = \"200ms\"\n",
+        demo_service(port, &[], "always", "0s"),
+    );
+    let out = dir.path().join("run");
+    let o = run_scenario(&write_scenario(dir.path(), &scenario), &out, &[]);
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    let files = [
+        "trials.csv",
+        "services.csv",
+        "summary.json",
+        "junit.xml",
+        "summary.md",
+    ];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")))
+        .collect();
+    for f in files {
+        std::fs::remove_file(out.join(f)).expect("remove");
+    }
+    let r = run(&["report", out.to_str().expect("utf8")]);
+    assert_eq!(r.status.code(), o.status.code(), "{}", text(&r));
+    for (f, old) in files.iter().zip(before) {
+        let new = std::fs::read(out.join(f)).unwrap_or_else(|e| panic!("{f} not re-rendered: {e}"));
+        assert!(new == old, "{f} differs after `rebound report`");
+    }
+    let junit = std::fs::read_to_string(out.join("junit.xml")).expect("junit");
+    assert_eq!(
+        junit.matches("<testcase ").count(),
+        3 + 2,
+        "3 trials + success rate + p50 limit: {junit}"
+    );
+    assert!(std::fs::read_to_string(out.join("summary.md"))
+        .expect("md")
+        .contains("success rate"));
+}
