@@ -24,6 +24,8 @@ pub struct RunFacts {
     pub interrupted: bool,
     /// Why the run stopped before its planned trials.
     pub stopped_early: Option<String>,
+    /// Sequential mode (`--until-decided`).
+    pub sequential: bool,
 }
 
 impl RunFacts {
@@ -36,11 +38,13 @@ impl RunFacts {
                     run_id,
                     seed,
                     trials,
+                    sequential,
                     ..
                 } => {
                     facts.run_id.clone_from(run_id);
                     facts.seed = *seed;
                     facts.trials_planned = *trials;
+                    facts.sequential = *sequential;
                 }
                 Event::RunEnd {
                     interrupted,
@@ -87,7 +91,7 @@ pub fn exit_status(decision: Decision, facts: &RunFacts) -> ExitStatus {
 
 /// Decides the verdict over finished trials and builds the summary.
 pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialReport], run_dir: &Path) -> Summary {
-    let details = verdict::decide(trials, &plan.slo);
+    let details = verdict::decide_with(trials, &plan.slo, facts.sequential);
     let exit = exit_status(details.decision, facts);
     Summary {
         scenario: plan.name.clone(),
@@ -98,6 +102,7 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialReport], run_dir:
         exit_code: exit.code(),
         interrupted: facts.interrupted,
         stopped_early: facts.stopped_early.clone(),
+        sequential: facts.sequential,
         target_success_rate: plan.slo.success_rate,
         confidence: plan.slo.confidence,
         recover_within_ms: plan.slo.recover_within.as_secs_f64() * 1e3,

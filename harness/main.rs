@@ -48,6 +48,12 @@ enum Command {
         /// docker backend: leave the compose stack running after the run.
         #[arg(long)]
         keep: bool,
+        /// Stop as soon as the success-rate verdict is PASS or FAIL (sequential rule).
+        #[arg(long)]
+        until_decided: bool,
+        /// With --until-decided: the most trials to run (default: the scenario's trials).
+        #[arg(long, requires = "until_decided")]
+        max_trials: Option<u32>,
     },
     /// Build the demo images offline (runs docker/images/build.sh).
     Images {
@@ -125,10 +131,13 @@ fn main() -> ExitCode {
             seed,
             no_progress,
             keep,
+            until_decided,
+            max_trials,
         } => cmd_run(
             scenario,
             RunOptions {
-                trials,
+                trials: max_trials.or(trials),
+                until_decided,
                 out,
                 seed,
                 keep,

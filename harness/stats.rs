@@ -168,6 +168,45 @@ pub fn successes_needed(k: u64, n: u64, target: f64, c: f64) -> Option<u64> {
     Some(hi)
 }
 
+/// Error budget of look `n` (from 1) in sequential mode: α·6/(π²n²). The budgets of
+/// all looks sum to α, so by the union bound the chance that *any* look decides
+/// wrongly stays below α, however many looks a run takes (optional stopping is safe).
+pub fn sequential_alpha(alpha: f64, look: u64) -> f64 {
+    alpha * 6.0 / (std::f64::consts::PI.powi(2) * (look.max(1) as f64).powi(2))
+}
+
+/// Sequential decision after look `n`: [`decide_rate`] at confidence 1 − α_n.
+/// `confidence` in the result stays the nominal one.
+pub fn decide_rate_sequential(k: u64, n: u64, target: f64, c: f64) -> RateDecision {
+    let look_c = |n: u64| 1.0 - sequential_alpha(1.0 - c, n);
+    let mut d = decide_rate(k, n, target, look_c(n));
+    d.confidence = c;
+    d.more_successes_to_pass = (d.decision == Decision::Inconclusive)
+        .then(|| {
+            // Bounds at later looks are stricter: search the first clean run that passes.
+            let passes = |m: u64| rate_lower_bound(k + m, n + m, look_c(n + m)) >= target;
+            let mut hi = 1u64;
+            while !passes(hi) {
+                if hi >= 1_000_000 {
+                    return None;
+                }
+                hi *= 2;
+            }
+            let mut lo = hi / 2 + 1;
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if passes(mid) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            Some(hi)
+        })
+        .flatten();
+    d
+}
+
 /// Nearest-rank quantile of sorted data: the ⌈q·n⌉-th smallest (q = 1 is the max).
 pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -261,6 +300,86 @@ mod tests {
         assert_eq!(quantile_bound_ranks(59, 0.95, 0.95).1, Some(59));
         // The median of 20 is bounded by the 15th order statistic.
         assert_eq!(quantile_bound_ranks(20, 0.5, 0.95), (Some(6), Some(15)));
+    }
+
+    #[test]
+    fn sequential_budgets_sum_to_alpha() {
+        let total: f64 = (1..200_000).map(|n| sequential_alpha(0.05, n)).sum();
+        assert!((total - 0.05).abs() < 1e-5, "{total}");
+    }
+
+    /// Simulated runs whose true success rate equals the target: the sequential rule
+    /// may declare PASS in at most 1 − confidence of them (union bound), whatever
+    /// the stopping time.
+    #[test]
+    fn sequential_rule_keeps_false_pass_rate_below_alpha_at_the_boundary() {
+        use rand::{Rng, SeedableRng};
+        let (target, c, max_n) = (0.9, 0.95, 300u64);
+        // Decisions depend on (k, n) only: tabulate them once.
+        let table: Vec<Vec<Decision>> = (1..=max_n)
+            .map(|n| {
+                (0..=n)
+                    .map(|k| decide_rate_sequential(k, n, target, c).decision)
+                    .collect()
+            })
+            .collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let runs = 4000;
+        let mut false_pass = 0;
+        for _ in 0..runs {
+            let mut k = 0;
+            for n in 1..=max_n {
+                k += u64::from(rng.random_bool(target));
+                match table[(n - 1) as usize][k as usize] {
+                    Decision::Pass => {
+                        false_pass += 1;
+                        break;
+                    }
+                    Decision::Fail => break,
+                    Decision::Inconclusive => {}
+                }
+            }
+        }
+        let rate = f64::from(false_pass) / f64::from(runs);
+        assert!(rate <= 1.0 - c, "false PASS rate {rate}");
+        // The naive rule (fixed-n bounds re-checked after every trial) is not safe:
+        // it passes far more often, which is why sequential mode needs its own rule.
+        let mut naive = 0;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let naive_table: Vec<Vec<bool>> = (1..=max_n)
+            .map(|n| {
+                (0..=n)
+                    .map(|k| rate_lower_bound(k, n, c) >= target)
+                    .collect()
+            })
+            .collect();
+        for _ in 0..runs {
+            let mut k = 0;
+            for n in 1..=max_n {
+                k += u64::from(rng.random_bool(target));
+                if naive_table[(n - 1) as usize][k as usize] {
+                    naive += 1;
+                    break;
+                }
+            }
+        }
+        assert!(
+            naive > false_pass,
+            "naive {naive} vs sequential {false_pass}"
+        );
+    }
+
+    #[test]
+    fn a_clearly_good_stack_is_decided_early() {
+        let n = (1..=2000u64)
+            .find(|&n| decide_rate_sequential(n, n, 0.9, 0.95).decision == Decision::Pass)
+            .expect("decides");
+        // The price of looking after every trial: 125 clean trials instead of the
+        // 29 a fixed-size run needs — still far fewer than a fixed 300-trial budget.
+        assert_eq!(n, 125, "clean trials needed to prove 90% sequentially");
+        assert_eq!(successes_needed(0, 0, 0.9, 0.95), Some(29));
+        let d = decide_rate_sequential(10, 10, 0.9, 0.95);
+        assert_eq!(d.more_successes_to_pass, Some(n - 10));
     }
 
     proptest! {

@@ -95,8 +95,14 @@ fn finite(x: Option<f64>) -> Option<f64> {
     x.filter(|v| v.is_finite())
 }
 
-/// Decides the SLO over the given trials.
+/// Decides the SLO over the given trials, as a fixed-size run.
 pub fn decide(trials: &[TrialReport], slo: &Slo) -> Verdict {
+    decide_with(trials, slo, false)
+}
+
+/// Decides the SLO; `sequential` when the run could stop as soon as it was decided
+/// (`--until-decided`), which needs the stricter sequential bounds.
+pub fn decide_with(trials: &[TrialReport], slo: &Slo, sequential: bool) -> Verdict {
     let count = |o: Outcome| trials.iter().filter(|t| t.outcome == o).count() as u64;
     let (passed, failed, unknown) = (
         count(Outcome::Pass),
@@ -104,7 +110,11 @@ pub fn decide(trials: &[TrialReport], slo: &Slo) -> Verdict {
         count(Outcome::Unknown),
     );
     let n = trials.len() as u64;
-    let success_rate = stats::decide_rate(passed, n, slo.success_rate, slo.confidence);
+    let success_rate = if sequential {
+        stats::decide_rate_sequential(passed, n, slo.success_rate, slo.confidence)
+    } else {
+        stats::decide_rate(passed, n, slo.success_rate, slo.confidence)
+    };
 
     let sample = recovery_sample(trials);
     let recovered: Vec<f64> = sample.iter().copied().filter(|v| v.is_finite()).collect();

@@ -75,8 +75,11 @@ pub enum Event {
         run_id: String,
         /// Seed of the schedule.
         seed: u64,
-        /// Trials planned.
+        /// Trials planned (the maximum in sequential mode).
         trials: u32,
+        /// Sequential mode: stop as soon as the success rate is decided.
+        #[serde(default)]
+        sequential: bool,
     },
     /// Every service was started.
     StackUp,

@@ -50,6 +50,9 @@ pub struct Summary {
     pub interrupted: bool,
     /// Why the run stopped before its planned trials, if it did.
     pub stopped_early: Option<String>,
+    /// Sequential mode: the run stopped once the success rate was decided.
+    #[serde(default)]
+    pub sequential: bool,
     /// Required success rate.
     pub target_success_rate: f64,
     /// Confidence of the decisions.
@@ -416,6 +419,14 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
             o,
             "  data        {} acknowledged write(s) lost in {} trial(s) — ids in trials.csv (lost_ids)",
             v.lost_acked_writes, v.trials_with_loss
+        );
+    }
+    if s.sequential && !s.interrupted && s.stopped_early.is_none() {
+        let saved = u64::from(s.trials_planned).saturating_sub(v.trials);
+        let _ = writeln!(
+            o,
+            "  sequential  decided after {} of at most {} trials ({saved} saved; bounds at 1 − α·6/(π²n²))",
+            v.trials, s.trials_planned
         );
     }
     if let Some(why) = &s.stopped_early {

@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub print_summary: bool,
     /// docker backend: leave a compose stack rebound brought up running.
     pub keep: bool,
+    /// Stop as soon as the success-rate verdict is PASS or FAIL (sequential rule);
+    /// `trials` is then the maximum.
+    pub until_decided: bool,
 }
 
 impl Default for RunOptions {
@@ -57,6 +60,7 @@ impl Default for RunOptions {
             progress: true,
             print_summary: true,
             keep: false,
+            until_decided: false,
         }
     }
 }
@@ -142,6 +146,8 @@ struct Ctx {
     run_dir: PathBuf,
     /// Short run tag that makes workload operation ids unique across runs.
     run_tag: String,
+    /// Sequential mode: stop once the success rate is decided.
+    sequential: bool,
 }
 
 /// How a trial ended, as far as the run loop cares.
@@ -464,6 +470,26 @@ impl Ctx {
                 facts.stopped_early = Some(format!("after trial {i}: heal failed: {e}"));
                 break;
             }
+            if self.sequential {
+                let passed = reports
+                    .iter()
+                    .filter(|t| t.outcome == checker::Outcome::Pass)
+                    .count() as u64;
+                let d = crate::stats::decide_rate_sequential(
+                    passed,
+                    reports.len() as u64,
+                    plan.slo.success_rate,
+                    plan.slo.confidence,
+                );
+                if d.decision != crate::stats::Decision::Inconclusive {
+                    tracing::info!(
+                        trials = i,
+                        decision = d.decision.word(),
+                        "sequential rule decided"
+                    );
+                    break;
+                }
+            }
             if let Some(detail) = steady_error {
                 facts.stopped_early = Some(format!(
                     "after trial {i}: the stack did not return to steady state: {detail}"
@@ -542,6 +568,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         run_id: run_id.clone(),
         seed,
         trials: trials_planned,
+        sequential: opts.until_decided,
     });
     // Per-trial outputs, each flushed as its trial ends.
     let mut reporters = report::trial_reporters(&run_dir)?;
@@ -623,6 +650,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         cancel: cancel.clone(),
         run_dir: run_dir.clone(),
         run_tag: run_id.rsplit('-').next().unwrap_or("run").to_string(),
+        sequential: opts.until_decided,
     });
     // The trial loop runs in its own task so that a panic in it still reaches the
     // heal-all teardown below.
@@ -668,6 +696,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
             .stopped_early
             .get_or_insert(format!("teardown failed: {e}"));
     }
+    facts.sequential = opts.until_decided;
     history.record(Event::RunEnd {
         interrupted: facts.interrupted,
         stopped_early: facts.stopped_early.clone(),

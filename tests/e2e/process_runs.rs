@@ -407,3 +407,37 @@ fn report_recreates_every_output_byte_for_byte() {
         .expect("md")
         .contains("success rate"));
 }
+
+#[test]
+fn until_decided_stops_as_soon_as_the_sequential_rule_decides() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"sequential\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"10ms\"\n\n\
+         [slo]\nsuccess-rate = 0.5\nrecover-within = \"5s\"\n\n[run]\nwarm-up = \"50ms\"\nstable-for = 2\n",
+        demo_service(port, &[], "always", "0s"),
+    );
+    let out = dir.path().join("run");
+    let o = run_scenario(
+        &write_scenario(dir.path(), &scenario),
+        &out,
+        &["--until-decided", "--max-trials", "40"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (_, rows) = read_csv(&out.join("trials.csv"));
+    // With α_n = 0.05·6/(π²n²), n clean trials prove 50% once α_n^(1/n) ≥ 0.5: n = 13.
+    assert_eq!(rows.len(), 13, "{}", text(&o));
+    assert!(
+        text(&o).contains("decided after 13 of at most 40 trials (27 saved"),
+        "{}",
+        text(&o)
+    );
+    let c = run(&["check", out.to_str().expect("utf8")]);
+    assert_eq!(
+        c.status.code(),
+        Some(0),
+        "the offline check applies the same sequential rule: {}",
+        text(&c)
+    );
+}
