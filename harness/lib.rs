@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod checker;
+pub mod compare;
 pub mod exit;
 pub mod history;
 pub mod nemesis;

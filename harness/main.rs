@@ -54,6 +54,22 @@ enum Command {
         /// With --until-decided: the most trials to run (default: the scenario's trials).
         #[arg(long, requires = "until_decided")]
         max_trials: Option<u32>,
+        /// Compare with this baseline run directory afterwards; exit 1 on a regression.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Store this run as reports/baselines/NAME.
+        #[arg(long, value_name = "NAME")]
+        save_baseline: Option<String>,
+    },
+    /// Compare a run with a baseline: Improved / Regressed / No change per figure.
+    Compare {
+        /// The baseline run directory.
+        baseline: PathBuf,
+        /// The run directory to judge.
+        run_dir: PathBuf,
+        /// Relative change of recovery figures treated as noise.
+        #[arg(long, default_value_t = 0.05)]
+        noise: f64,
     },
     /// Build the demo images offline (runs docker/images/build.sh).
     Images {
@@ -133,8 +149,12 @@ fn main() -> ExitCode {
             keep,
             until_decided,
             max_trials,
+            baseline,
+            save_baseline,
         } => cmd_run(
             scenario,
+            baseline.as_deref(),
+            save_baseline.as_deref(),
             RunOptions {
                 trials: max_trials.or(trials),
                 until_decided,
@@ -150,11 +170,104 @@ fn main() -> ExitCode {
         Command::List { dir } => cmd_list(&dir),
         Command::Check { run_dir } => cmd_check(&run_dir),
         Command::Report { run_dir } => cmd_report(&run_dir),
+        Command::Compare {
+            baseline,
+            run_dir,
+            noise,
+        } => cmd_compare(&baseline, &run_dir, noise),
         Command::DemoApp(_) => unreachable!("handled above"),
     }
 }
 
-fn cmd_run(scenario: Option<PathBuf>, opts: RunOptions) -> ExitCode {
+fn compare_config(noise: f64) -> Option<rebound::compare::CompareConfig> {
+    (noise.is_finite() && noise >= 0.0).then(|| rebound::compare::CompareConfig {
+        noise,
+        ..Default::default()
+    })
+}
+
+fn cmd_compare(baseline: &Path, run_dir: &Path, noise: f64) -> ExitCode {
+    let Some(cfg) = compare_config(noise) else {
+        eprintln!("error: --noise must be a non-negative number, got {noise}");
+        return exit(ExitStatus::Invalid);
+    };
+    let load = |dir: &Path| {
+        rebound::analysis::reanalyse(dir)
+            .map_err(|e| eprintln!("error: {e}"))
+            .ok()
+    };
+    let (Some((bs, bt)), Some((rs, rt))) = (load(baseline), load(run_dir)) else {
+        return exit(ExitStatus::Invalid);
+    };
+    if bs.scenario != rs.scenario {
+        eprintln!(
+            "warning: comparing scenario `{}` with `{}`",
+            bs.scenario, rs.scenario
+        );
+    }
+    let c = rebound::compare::compare(&bt, &rt, &cfg);
+    print!(
+        "{}",
+        rebound::compare::render(
+            &c,
+            &format!("{} ({} trials)", bs.run_id, bt.len()),
+            &format!("{} ({} trials)", rs.run_id, rt.len())
+        )
+    );
+    if c.regressed {
+        exit(ExitStatus::SloViolated)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Copies the files that describe a run (not logs or service data) to `reports/baselines/NAME`.
+fn save_baseline(run_dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let dest = Path::new("reports/baselines").join(name);
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest)?;
+    }
+    std::fs::create_dir_all(&dest)?;
+    for f in [
+        "scenario.toml",
+        "history.jsonl",
+        "trials.csv",
+        "services.csv",
+        "summary.json",
+        "junit.xml",
+        "summary.md",
+    ] {
+        std::fs::copy(run_dir.join(f), dest.join(f))?;
+    }
+    Ok(dest)
+}
+
+fn cmd_run(
+    scenario: Option<PathBuf>,
+    baseline: Option<&Path>,
+    save_as: Option<&str>,
+    opts: RunOptions,
+) -> ExitCode {
+    if let Some(name) = save_as {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || name.starts_with('.')
+        {
+            eprintln!("error: --save-baseline `{name}`: use letters, digits, `-`, `_`, `.`");
+            return exit(ExitStatus::Invalid);
+        }
+    }
+    // Check the baseline before spending a run on it.
+    let baseline_trials = match baseline.map(rebound::analysis::reanalyse) {
+        None => None,
+        Some(Ok((s, t))) => Some((s.run_id, t)),
+        Some(Err(e)) => {
+            eprintln!("error: baseline: {e}");
+            return exit(ExitStatus::Invalid);
+        }
+    };
     let path = scenario.unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO));
     if !path.exists() && path == Path::new(DEFAULT_SCENARIO) {
         eprintln!("error: no scenario given and {DEFAULT_SCENARIO} does not exist here; run from the repository root or pass a scenario file");
@@ -179,7 +292,32 @@ fn cmd_run(scenario: Option<PathBuf>, opts: RunOptions) -> ExitCode {
         }
     };
     match runtime.block_on(runner::run(&plan, &opts)) {
-        Ok(outcome) => exit(outcome.exit),
+        Ok(outcome) => {
+            if let Some(name) = save_as {
+                match save_baseline(&outcome.summary.run_dir, name) {
+                    Ok(dest) => eprintln!("baseline saved: {}", dest.display()),
+                    Err(e) => {
+                        eprintln!("error: saving baseline `{name}`: {e}");
+                        return exit(ExitStatus::Invalid);
+                    }
+                }
+            }
+            if let Some((label, trials)) = baseline_trials {
+                let c = rebound::compare::compare(
+                    &trials,
+                    &outcome.trials,
+                    &rebound::compare::CompareConfig::default(),
+                );
+                print!(
+                    "{}",
+                    rebound::compare::render(&c, &label, &outcome.summary.run_id)
+                );
+                if c.regressed && outcome.exit != ExitStatus::Interrupted {
+                    return exit(ExitStatus::SloViolated);
+                }
+            }
+            exit(outcome.exit)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             exit(e.exit_status())

@@ -441,3 +441,50 @@ fn until_decided_stops_as_soon_as_the_sequential_rule_decides() {
         text(&c)
     );
 }
+
+#[test]
+fn compare_says_no_change_for_a_a_and_regressed_for_a_twice_slower_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = |delay: &str| {
+        format!(
+            "name = \"compare\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+             [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"10ms\"\n\n\
+             [slo]\nsuccess-rate = 0.5\nrecover-within = \"5s\"\n\n[run]\ntrials = 12\nwarm-up = \"100ms\"\n",
+            demo_service(port, &["--startup-delay", delay], "always", "0s"),
+        )
+    };
+    let runs: Vec<std::path::PathBuf> = [("a1", "200ms"), ("a2", "200ms"), ("slow", "400ms")]
+        .iter()
+        .map(|(name, delay)| {
+            let out = dir.path().join(name);
+            let o = run_scenario(
+                &write_scenario(&dir.path().join(format!("s-{name}")), &scenario(delay)),
+                &out,
+                &[],
+            );
+            assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+            out
+        })
+        .collect();
+    let s = |p: &std::path::PathBuf| p.to_str().expect("utf8").to_string();
+    let aa = run(&["compare", &s(&runs[0]), &s(&runs[1])]);
+    assert_eq!(aa.status.code(), Some(0), "{}", text(&aa));
+    let aa_text = text(&aa);
+    assert_eq!(aa_text.matches("No change").count(), 3, "{aa_text}");
+    let slow = run(&["compare", &s(&runs[0]), &s(&runs[2])]);
+    assert_eq!(slow.status.code(), Some(1), "{}", text(&slow));
+    let line = text(&slow)
+        .lines()
+        .find(|l| l.contains("median recovery"))
+        .map(str::to_string)
+        .expect("median line");
+    assert!(line.contains("Regressed"), "{line}");
+    // The same gate inline: run --baseline exits 1 on the regression.
+    let inline = run_scenario(
+        &write_scenario(&dir.path().join("s-inline"), &scenario("400ms")),
+        &dir.path().join("inline"),
+        &["--baseline", &s(&runs[0])],
+    );
+    assert_eq!(inline.status.code(), Some(1), "{}", text(&inline));
+}
