@@ -12,6 +12,7 @@ pub mod checker;
 pub mod compare;
 pub mod exit;
 pub mod history;
+pub mod merge;
 pub mod nemesis;
 pub mod probe;
 pub mod report;

@@ -60,6 +60,18 @@ enum Command {
         /// Store this run as reports/baselines/NAME.
         #[arg(long, value_name = "NAME")]
         save_baseline: Option<String>,
+        /// Run only shard i of n of the trials (e.g. 2/4); merge shards with `rebound merge`.
+        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+        shard: Option<(u32, u32)>,
+    },
+    /// Merge runs of one scenario (e.g. shards) into one run directory and verdict.
+    Merge {
+        /// Run directories to merge.
+        #[arg(required = true, num_args = 2..)]
+        run_dirs: Vec<PathBuf>,
+        /// Output run directory.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Compare a run with a baseline: Improved / Regressed / No change per figure.
     Compare {
@@ -151,6 +163,7 @@ fn main() -> ExitCode {
             max_trials,
             baseline,
             save_baseline,
+            shard,
         } => cmd_run(
             scenario,
             baseline.as_deref(),
@@ -158,6 +171,7 @@ fn main() -> ExitCode {
             RunOptions {
                 trials: max_trials.or(trials),
                 until_decided,
+                shard,
                 out,
                 seed,
                 keep,
@@ -175,8 +189,30 @@ fn main() -> ExitCode {
             run_dir,
             noise,
         } => cmd_compare(&baseline, &run_dir, noise),
+        Command::Merge { run_dirs, out } => match rebound::merge::merge(&run_dirs, &out) {
+            Ok((summary, trials)) => {
+                print!("{}", render_console(&summary, &trials));
+                exit(summary.details.exit_status())
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit(ExitStatus::Invalid)
+            }
+        },
         Command::DemoApp(_) => unreachable!("handled above"),
     }
+}
+
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 2/4")?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| "I is not a number")?,
+        n.trim().parse().map_err(|_| "N is not a number")?,
+    );
+    if i == 0 || n == 0 || i > n {
+        return Err(format!("{i}/{n}: need 1 ≤ I ≤ N"));
+    }
+    Ok((i, n))
 }
 
 fn compare_config(noise: f64) -> Option<rebound::compare::CompareConfig> {

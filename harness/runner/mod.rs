@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// Stop as soon as the success-rate verdict is PASS or FAIL (sequential rule);
     /// `trials` is then the maximum.
     pub until_decided: bool,
+    /// Run only shard `(i, n)` of the trials (merge the shards with `rebound merge`).
+    pub shard: Option<(u32, u32)>,
 }
 
 impl Default for RunOptions {
@@ -61,6 +63,7 @@ impl Default for RunOptions {
             print_summary: true,
             keep: false,
             until_decided: false,
+            shard: None,
         }
     }
 }
@@ -148,6 +151,8 @@ struct Ctx {
     run_tag: String,
     /// Sequential mode: stop once the success rate is decided.
     sequential: bool,
+    /// This run's shard `(i, n)`, 1-based; `(1, 1)` when not sharded.
+    shard: (u32, u32),
 }
 
 /// How a trial ended, as far as the run loop cares.
@@ -430,7 +435,13 @@ impl Ctx {
                 break;
             }
             let fault = match plan.run.order {
-                FaultOrder::RoundRobin => &plan.faults[(i as usize - 1) % plan.faults.len()],
+                // Shard i/n runs the global trials i, i + n, i + 2n, …: together the
+                // shards cycle through the faults exactly as one run would.
+                FaultOrder::RoundRobin => {
+                    let (index, count) = self.shard;
+                    let global = (i as usize - 1) * count as usize + index as usize;
+                    &plan.faults[(global - 1) % plan.faults.len()]
+                }
                 FaultOrder::Random => &plan.faults[rng.random_range(0..plan.faults.len())],
             };
             let jitter_ns = u64::try_from(plan.run.jitter.as_nanos()).unwrap_or(u64::MAX);
@@ -555,8 +566,21 @@ fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::ta
 
 /// Runs a validated plan end to end and writes its run directory.
 pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError> {
-    let seed = opts.seed.or(plan.run.seed).unwrap_or_else(rand::random);
-    let trials_planned = opts.trials.unwrap_or(plan.run.trials);
+    let (shard_index, shard_count) = opts.shard.unwrap_or((1, 1));
+    if shard_index == 0 || shard_index > shard_count {
+        return Err(RunError::Usage(format!(
+            "--shard {shard_index}/{shard_count}: use i/n with 1 ≤ i ≤ n"
+        )));
+    }
+    // Each shard gets its own schedule seed, so jitter and random order differ.
+    let seed = opts
+        .seed
+        .or(plan.run.seed)
+        .unwrap_or_else(rand::random)
+        .wrapping_add(u64::from(shard_index - 1));
+    let total = opts.trials.unwrap_or(plan.run.trials);
+    // Shard i of n takes every n-th trial starting at i.
+    let trials_planned = total / shard_count + u32::from(shard_index <= total % shard_count);
     if trials_planned == 0 {
         return Err(RunError::Usage("--trials must be at least 1".into()));
     }
@@ -651,6 +675,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         run_dir: run_dir.clone(),
         run_tag: run_id.rsplit('-').next().unwrap_or("run").to_string(),
         sequential: opts.until_decided,
+        shard: opts.shard.unwrap_or((1, 1)),
     });
     // The trial loop runs in its own task so that a panic in it still reaches the
     // heal-all teardown below.

@@ -488,3 +488,63 @@ fn compare_says_no_change_for_a_a_and_regressed_for_a_twice_slower_start() {
     );
     assert_eq!(inline.status.code(), Some(1), "{}", text(&inline));
 }
+
+#[test]
+fn shards_cover_the_schedule_and_merge_into_one_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"sharded\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n[[fault]]\nkind = \"sigterm\"\ntarget = \"app\"\n\n\
+         [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"10ms\"\n\n\
+         [slo]\nsuccess-rate = 0.5\nrecover-within = \"5s\"\n\n[run]\ntrials = 7\nwarm-up = \"50ms\"\n",
+        demo_service(port, &[], "always", "0s"),
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let shards: Vec<std::path::PathBuf> = ["1/2", "2/2"]
+        .iter()
+        .enumerate()
+        .map(|(i, shard)| {
+            let out = dir.path().join(format!("shard{i}"));
+            let o = run_scenario(&path, &out, &["--shard", shard]);
+            assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+            out
+        })
+        .collect();
+    let faults = |d: &std::path::Path| {
+        let (h, rows) = read_csv(&d.join("trials.csv"));
+        column(&h, &rows, "fault")
+    };
+    // 7 trials over 2 shards: global trials 1,3,5,7 and 2,4,6 of the round-robin.
+    assert_eq!(faults(&shards[0]), ["sigkill"; 4]);
+    assert_eq!(faults(&shards[1]), ["sigterm"; 3]);
+    let merged = dir.path().join("merged");
+    let m = run(&[
+        "merge",
+        shards[0].to_str().expect("utf8"),
+        shards[1].to_str().expect("utf8"),
+        "--out",
+        merged.to_str().expect("utf8"),
+    ]);
+    assert!(matches!(m.status.code(), Some(0 | 2)), "{}", text(&m));
+    let (h, rows) = read_csv(&merged.join("trials.csv"));
+    assert_eq!(
+        column(&h, &rows, "trial"),
+        ["1", "2", "3", "4", "5", "6", "7"]
+    );
+    assert_eq!(summary(&merged)["details"]["trials"], 7);
+    // The merged directory is a run like any other.
+    let c = run(&["check", merged.to_str().expect("utf8")]);
+    assert_eq!(c.status.code(), m.status.code(), "{}", text(&c));
+    let again = run(&[
+        "merge",
+        shards[0].to_str().expect("utf8"),
+        shards[1].to_str().expect("utf8"),
+        "--out",
+        merged.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "merging into an existing run must be refused"
+    );
+}
