@@ -141,7 +141,7 @@ pub fn reanalyse(run_dir: &Path) -> Result<(Summary, Vec<TrialReport>), Analysis
             });
         }
     }
-    let plan = scenario::load(&run_dir.join("scenario.toml"))?;
+    let plan = scenario::load_recorded(&run_dir.join("scenario.toml"))?;
     let records = history::load(&run_dir.join("history.jsonl"))?;
     let facts = RunFacts::from_records(&records);
     let cfg = check_config(&plan);

@@ -66,7 +66,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Summary, Vec<TrialReport>)
                 .into());
             }
         }
-        let plan = scenario::load(&dir.join("scenario.toml")).map_err(AnalysisError::from)?;
+        let plan =
+            scenario::load_recorded(&dir.join("scenario.toml")).map_err(AnalysisError::from)?;
         let records = history::load(&dir.join("history.jsonl")).map_err(AnalysisError::from)?;
         runs.push((dir, plan, records));
     }

@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod charts;
+pub mod html;
 pub mod junit;
 pub mod markdown;
 
+pub use html::HtmlReporter;
 pub use junit::JunitReporter;
 pub use markdown::MarkdownReporter;
 
@@ -85,6 +88,9 @@ pub fn final_reporters(run_dir: &Path) -> Vec<Box<dyn Reporter + Send>> {
         }),
         Box::new(MarkdownReporter {
             path: run_dir.join("summary.md"),
+        }),
+        Box::new(HtmlReporter {
+            run_dir: run_dir.to_path_buf(),
         }),
     ]
 }

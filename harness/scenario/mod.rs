@@ -502,6 +502,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, ScenarioError> {
     validate(raw, path, text)
 }
 
+/// Reads the scenario copy of a run directory (`RUN_DIR/scenario.toml`) for offline
+/// analysis: files it refers to (the compose file) are not needed and not read.
+pub fn load_recorded(path: &Path) -> Result<Plan, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let raw = parse_raw(path, &text)?;
+    validate_as(raw, path, &text, true)
+}
+
 fn parse_raw(path: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
     let de =
         toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, String::new(), &e))?;
@@ -568,6 +579,8 @@ fn header_line(text: &str, header: &str, n: usize) -> Option<usize> {
 struct Validator<'a> {
     path: &'a Path,
     text: &'a str,
+    /// A run directory's copy: referenced files may not exist next to it.
+    recorded: bool,
 }
 
 impl Validator<'_> {
@@ -858,7 +871,20 @@ fn validate_workloads(
 
 /// Turns a raw file into a [`Plan`], checking every reference and range.
 pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, ScenarioError> {
-    let v = Validator { path, text };
+    validate_as(raw, path, text, false)
+}
+
+fn validate_as(
+    raw: ScenarioFile,
+    path: &Path,
+    text: &str,
+    recorded: bool,
+) -> Result<Plan, ScenarioError> {
+    let v = Validator {
+        path,
+        text,
+        recorded,
+    };
     let name_ok = !raw.name.is_empty()
         && raw
             .name
@@ -960,6 +986,7 @@ pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, Scen
                 _ => return Err(v.err("stack", at, "backend \"docker\" needs exactly one of `compose = \"file\"` or `attach = \"project\"`")),
             };
             let services = match &source {
+                DockerSource::Compose { .. } if v.recorded => None,
                 DockerSource::Compose {
                     file, overrides, ..
                 } => {

@@ -302,6 +302,10 @@ impl KeptRun {
         }
     }
 
+    fn out(&self) -> std::path::PathBuf {
+        self._dir.path().join("run")
+    }
+
     fn container(&self, service: &str) -> String {
         docker(&[
             "ps",
@@ -691,6 +695,9 @@ fn docker_bulk_load_across_a_db_restart_loses_no_acknowledged_row() {
         );
     }
     assert!(col("client_recovered_ms").iter().all(|x| !x.is_empty()));
+    // A docker run directory re-checks offline, without the compose file next to it.
+    let check = crate::helpers::run(&["check", run.out().to_str().expect("utf8")]);
+    assert_eq!(check.status.code(), run.code, "{}", text(&check));
     // Every acknowledged row is really in the table.
     let acked: u64 = col("ops_ok")
         .iter()

@@ -383,6 +383,11 @@ fn report_recreates_every_output_byte_for_byte() {
         "summary.json",
         "junit.xml",
         "summary.md",
+        "report.html",
+        "charts/recovery-ecdf.svg",
+        "charts/recovery-histogram.svg",
+        "charts/recovery-by-trial.svg",
+        "charts/success-rate.svg",
     ];
     let before: Vec<Vec<u8>> = files
         .iter()
@@ -406,6 +411,17 @@ fn report_recreates_every_output_byte_for_byte() {
     assert!(std::fs::read_to_string(out.join("summary.md"))
         .expect("md")
         .contains("success rate"));
+    // report.html is self-contained: every chart inline, nothing loaded from elsewhere.
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    assert_eq!(html.matches("<svg").count(), 4, "four inline charts");
+    assert!(
+        !html.contains("src=") && !html.contains("<link"),
+        "report.html must not load external assets"
+    );
+    assert!(
+        html.contains("recovery time (ms)"),
+        "axis labels carry units"
+    );
 }
 
 #[test]

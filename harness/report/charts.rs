@@ -1,0 +1,329 @@
+//! Charts of a run as SVG (plotters' SVG backend: text stays text, no font files are
+//! needed): recovery-time ECDF with the deadline and p50/p95/p99 marked, histogram,
+//! recovery by trial index (drift), success rate with its confidence band as trials
+//! accumulate. Deterministic: the same trials give the same bytes.
+
+use plotters::prelude::*;
+
+use crate::checker::{Outcome, TrialReport};
+use crate::stats;
+
+/// Chart size in pixels (the HTML report shows them at this size).
+const SIZE: (u32, u32) = (760, 380);
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const RED: RGBColor = RGBColor(214, 39, 40);
+const GREY: RGBColor = RGBColor(120, 120, 120);
+
+/// One rendered chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    /// File stem under `charts/`.
+    pub name: &'static str,
+    /// Title shown above it.
+    pub title: &'static str,
+    /// The SVG document.
+    pub svg: String,
+}
+
+fn recoveries(trials: &[TrialReport]) -> Vec<f64> {
+    let mut v: Vec<f64> = trials
+        .iter()
+        .filter_map(|t| t.recovery_ms)
+        .filter(|x| x.is_finite())
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn draw(err: impl std::fmt::Display) -> String {
+    format!("chart error: {err}")
+}
+
+/// Upper end of a recovery-time axis: the deadline is shown when it is within 3× the
+/// slowest recovery; far beyond it, it would squash every observation into a corner.
+fn x_max(values: &[f64], deadline_ms: f64) -> f64 {
+    let slowest = values.iter().copied().fold(0.0, f64::max);
+    if slowest == 0.0 || deadline_ms <= slowest * 3.0 {
+        deadline_ms.max(slowest) * 1.05
+    } else {
+        slowest * 1.3
+    }
+}
+
+fn deadline_label(deadline_ms: f64, top: f64) -> String {
+    if deadline_ms <= top {
+        format!("deadline {deadline_ms:.0} ms")
+    } else {
+        format!("deadline {deadline_ms:.0} ms (beyond the axis)")
+    }
+}
+
+fn ecdf(trials: &[TrialReport], deadline_ms: f64) -> Result<String, String> {
+    let v = recoveries(trials);
+    let n = trials
+        .iter()
+        .filter(|t| t.outcome != Outcome::Unknown)
+        .count()
+        .max(1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(draw)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0f64..x_max(&v, deadline_ms), 0f64..1.02f64)
+            .map_err(draw)?;
+        chart
+            .configure_mesh()
+            .x_desc("recovery time (ms)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_desc("fraction of trials recovered")
+            .axis_desc_style(("sans-serif", 16))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(draw)?;
+        // Trials that never recovered keep the curve below 1: the fraction is over all decided trials.
+        let mut points = vec![(0.0, 0.0)];
+        for (i, x) in v.iter().enumerate() {
+            points.push((*x, i as f64 / n));
+            points.push((*x, (i + 1) as f64 / n));
+        }
+        if !v.is_empty() {
+            points.push((x_max(&v, deadline_ms), (v.len() as f64) / n));
+        }
+        chart
+            .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
+            .map_err(draw)?
+            .label("ECDF")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+        chart
+            // Beyond the axis it is drawn on the right edge, and the legend says so.
+            .draw_series(LineSeries::new(
+                vec![
+                    (deadline_ms.min(x_max(&v, deadline_ms)), 0.0),
+                    (deadline_ms.min(x_max(&v, deadline_ms)), 1.02),
+                ],
+                RED.stroke_width(2),
+            ))
+            .map_err(draw)?
+            .label(deadline_label(deadline_ms, x_max(&v, deadline_ms)))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
+        // Labels at different heights so that close quantiles stay readable.
+        for (label, q, y) in [("p50", 0.5, 0.08), ("p95", 0.95, 0.18), ("p99", 0.99, 0.28)] {
+            if let Some(x) = stats::quantile(&v, q) {
+                chart
+                    .draw_series(LineSeries::new(
+                        vec![(x, 0.0), (x, 1.02)],
+                        GREY.stroke_width(1),
+                    ))
+                    .map_err(draw)?;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        format!(" {label}"),
+                        (x, y),
+                        ("sans-serif", 14).into_font(),
+                    )))
+                    .map_err(draw)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(draw)?;
+        root.present().map_err(draw)?;
+    }
+    Ok(svg)
+}
+
+fn histogram(trials: &[TrialReport], deadline_ms: f64) -> Result<String, String> {
+    let v = recoveries(trials);
+    let top = x_max(&v, deadline_ms);
+    let bins = 30usize;
+    let width = top / bins as f64;
+    let mut counts = vec![0u32; bins];
+    for x in &v {
+        counts[((x / width) as usize).min(bins - 1)] += 1;
+    }
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(draw)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(
+                0f64..top,
+                0u32..counts.iter().copied().max().unwrap_or(1) + 1,
+            )
+            .map_err(draw)?;
+        chart
+            .configure_mesh()
+            .x_desc("recovery time (ms)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_desc("trials")
+            .axis_desc_style(("sans-serif", 16))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(draw)?;
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, c)| {
+                let x0 = i as f64 * width;
+                Rectangle::new([(x0, 0), (x0 + width * 0.95, *c)], BLUE.filled())
+            }))
+            .map_err(draw)?;
+        root.present().map_err(draw)?;
+    }
+    Ok(svg)
+}
+
+fn by_trial(trials: &[TrialReport], deadline_ms: f64) -> Result<String, String> {
+    let v = recoveries(trials);
+    let n = trials.iter().map(|t| t.trial).max().unwrap_or(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(draw)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0u32..n + 1, 0f64..x_max(&v, deadline_ms))
+            .map_err(draw)?;
+        chart
+            .configure_mesh()
+            .x_desc("trial")
+            .y_desc("recovery time (ms)")
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .axis_desc_style(("sans-serif", 16))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(draw)?;
+        if deadline_ms <= x_max(&v, deadline_ms) {
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(0, deadline_ms), (n + 1, deadline_ms)],
+                    RED.stroke_width(2),
+                ))
+                .map_err(draw)?;
+        }
+        chart
+            .draw_series(trials.iter().filter_map(|t| {
+                let color = if t.outcome == Outcome::Pass {
+                    BLUE
+                } else {
+                    RED
+                };
+                t.recovery_ms
+                    .map(|r| Circle::new((t.trial, r), 4, color.filled()))
+            }))
+            .map_err(draw)?;
+        root.present().map_err(draw)?;
+    }
+    Ok(svg)
+}
+
+fn success_band(trials: &[TrialReport], target: f64, confidence: f64) -> Result<String, String> {
+    let mut passed = 0u64;
+    let mut lo = Vec::new();
+    let mut hi = Vec::new();
+    let mut obs = Vec::new();
+    for (i, t) in trials.iter().enumerate() {
+        passed += u64::from(t.outcome == Outcome::Pass);
+        let n = i as u64 + 1;
+        let x = n as u32;
+        lo.push((x, stats::rate_lower_bound(passed, n, confidence)));
+        hi.push((x, stats::rate_upper_bound(passed, n, confidence)));
+        obs.push((x, passed as f64 / n as f64));
+    }
+    let n = trials.len().max(1) as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(draw)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0u32..n + 1, 0f64..1.02f64)
+            .map_err(draw)?;
+        chart
+            .configure_mesh()
+            .x_desc("trials so far")
+            .y_desc("success rate")
+            .axis_desc_style(("sans-serif", 16))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(draw)?;
+        let band: Vec<(u32, f64)> = lo.iter().copied().chain(hi.iter().rev().copied()).collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.2).filled())))
+            .map_err(draw)?;
+        chart
+            .draw_series(LineSeries::new(obs, BLUE.stroke_width(2)))
+            .map_err(draw)?
+            .label(format!(
+                "observed, with one-sided {:.0}% bounds",
+                confidence * 100.0
+            ))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0, target), (n + 1, target)],
+                RED.stroke_width(2),
+            ))
+            .map_err(draw)?
+            .label(format!("target {:.1}%", target * 100.0))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(draw)?;
+        root.present().map_err(draw)?;
+    }
+    Ok(svg)
+}
+
+/// Every chart of a run. A chart that cannot be drawn is replaced by its error text.
+pub fn render_all(
+    trials: &[TrialReport],
+    deadline_ms: f64,
+    target: f64,
+    confidence: f64,
+) -> Vec<Chart> {
+    let or_error = |r: Result<String, String>| {
+        r.unwrap_or_else(|e| format!("<svg xmlns=\"http://www.w3.org/2000/svg\"><text x=\"10\" y=\"20\">{e}</text></svg>"))
+    };
+    vec![
+        Chart {
+            name: "recovery-ecdf",
+            title: "Recovery time, cumulative",
+            svg: or_error(ecdf(trials, deadline_ms)),
+        },
+        Chart {
+            name: "recovery-histogram",
+            title: "Recovery time, histogram",
+            svg: or_error(histogram(trials, deadline_ms)),
+        },
+        Chart {
+            name: "recovery-by-trial",
+            title: "Recovery time by trial (drift; red: failed)",
+            svg: or_error(by_trial(trials, deadline_ms)),
+        },
+        Chart {
+            name: "success-rate",
+            title: "Success rate as trials accumulate",
+            svg: or_error(success_band(trials, target, confidence)),
+        },
+    ]
+}

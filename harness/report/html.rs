@@ -1,0 +1,151 @@
+//! `report.html`: one self-contained file (charts inline as SVG, styles inline, no
+//! external assets) that a person can open from a CI artifact; the charts are also
+//! written to `charts/*.svg`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use super::charts::{self, Chart};
+use super::{ReportError, Reporter, Summary};
+use crate::checker::TrialReport;
+use crate::stats::Decision;
+
+/// Writes `report.html` and `charts/*.svg` at the end of the run.
+pub struct HtmlReporter {
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+/// Escapes text for HTML.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite())
+        .map_or_else(|| "—".into(), |x| format!("{x:.1} ms"))
+}
+
+/// The report page.
+pub fn render(s: &Summary, trials: &[TrialReport], charts: &[Chart]) -> String {
+    let v = &s.details;
+    let (color, meaning) = match s.verdict {
+        Decision::Pass => ("#1a7f37", "SLO met"),
+        Decision::Fail => ("#cf222e", "SLO violated"),
+        Decision::Inconclusive => ("#9a6700", "not enough evidence either way"),
+    };
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>rebound · {name}</title>\n<style>\
+body{{font-family:sans-serif;margin:24px;max-width:1000px;color:#1f2328}}h1{{font-size:22px}}\
+.badge{{display:inline-block;padding:4px 10px;border-radius:6px;color:#fff;background:{color};font-weight:bold}}\
+table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #d0d7de;padding:4px 8px;text-align:left;font-size:14px}}\
+th{{background:#f6f8fa}}.fail{{color:#cf222e}}.unknown{{color:#9a6700}}figure{{margin:16px 0}}figcaption{{font-weight:bold;margin-bottom:4px}}\
+</style></head><body>\n<h1>rebound · {name}</h1>\n<p><span class=\"badge\">{word}</span> {meaning} · exit {code} · run <code>{run}</code> · seed {seed}</p>\n",
+        name = escape(&s.scenario),
+        word = s.verdict.word(),
+        code = s.exit_code,
+        run = escape(&s.run_id),
+        seed = s.seed,
+    );
+    let sr = &v.success_rate;
+    let _ = write!(
+        o,
+        "<table><tr><th>objective</th><th>result</th><th>decision</th></tr>\n<tr><td>success rate ≥ {:.2}% ({:.0}% confidence)</td><td>{}/{} = {:.1}%, bounds [{:.1}%, {:.1}%]{}</td><td>{}</td></tr>\n",
+        sr.target * 100.0,
+        s.confidence * 100.0,
+        sr.successes,
+        sr.trials,
+        sr.observed * 100.0,
+        sr.lower * 100.0,
+        sr.upper * 100.0,
+        sr.more_successes_to_pass.map(|m| format!("; {m} more clean trials would prove it")).unwrap_or_default(),
+        sr.decision.word()
+    );
+    for l in &v.limits {
+        let _ = writeln!(
+            o,
+            "<tr><td>{} recovery ≤ {:.0} ms</td><td>estimate {}, bounds [{}, {}]</td><td>{}</td></tr>",
+            l.quantile.label(),
+            l.limit_ms,
+            ms(l.estimate_ms),
+            ms(l.lower_ms),
+            ms(l.upper_ms),
+            l.decision.word()
+        );
+    }
+    let r = &v.recovery;
+    let _ = write!(
+        o,
+        "</table>\n<p>{} trials: {} pass, {} fail, {} unknown. Recovery p50 {} · p95 {} · p99 {} · max {}{}.{}</p>\n",
+        v.trials,
+        v.passed,
+        v.failed,
+        v.unknown,
+        ms(r.p50_ms),
+        ms(r.p95_ms),
+        ms(r.p99_ms),
+        ms(r.max_ms),
+        if r.not_recovered > 0 { format!(" · {} never recovered", r.not_recovered) } else { String::new() },
+        if v.lost_acked_writes > 0 { format!(" <strong class=\"fail\">{} acknowledged write(s) lost.</strong>", v.lost_acked_writes) } else { String::new() }
+    );
+    for c in charts {
+        let _ = write!(
+            o,
+            "<figure><figcaption>{}</figcaption>\n{}\n</figure>\n",
+            escape(c.title),
+            c.svg
+        );
+    }
+    o.push_str("<h2>Trials</h2>\n<table><tr><th>trial</th><th>fault</th><th>outcome</th><th>recovery</th><th>lower bound</th><th>downtime</th><th>ops ok / failed / info</th><th>lost</th><th>reason</th></tr>\n");
+    for t in trials {
+        let c = &t.clients;
+        let _ = writeln!(
+            o,
+            "<tr class=\"{}\"><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td><td>{}</td><td>{}</td></tr>",
+            t.outcome.word(),
+            t.trial,
+            escape(&t.fault),
+            escape(&t.target),
+            t.outcome.word(),
+            ms(t.recovery_ms),
+            ms(t.recovery_lower_ms),
+            ms(t.downtime_ms),
+            c.ops_ok,
+            c.ops_failed,
+            c.ops_info,
+            c.lost_acked_writes,
+            escape(&t.reason)
+        );
+    }
+    o.push_str("</table>\n</body></html>\n");
+    o
+}
+
+impl Reporter for HtmlReporter {
+    fn run_finished(
+        &mut self,
+        summary: &Summary,
+        trials: &[TrialReport],
+    ) -> Result<(), ReportError> {
+        let charts = charts::render_all(
+            trials,
+            summary.recover_within_ms,
+            summary.target_success_rate,
+            summary.confidence,
+        );
+        let dir = self.run_dir.join("charts");
+        let err = |path: PathBuf| move |source| ReportError { path, source };
+        std::fs::create_dir_all(&dir).map_err(err(dir.clone()))?;
+        for c in &charts {
+            let path = dir.join(format!("{}.svg", c.name));
+            std::fs::write(&path, &c.svg).map_err(err(path.clone()))?;
+        }
+        let path = self.run_dir.join("report.html");
+        std::fs::write(&path, render(summary, trials, &charts)).map_err(err(path.clone()))
+    }
+}
