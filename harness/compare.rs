@@ -271,6 +271,7 @@ mod tests {
                 probes_failed: 0,
                 restarts: 0,
                 trial_ms: None,
+                timeline: Default::default(),
                 services: Vec::new(),
                 clients: Default::default(),
             })

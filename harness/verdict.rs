@@ -209,6 +209,7 @@ mod tests {
             services: Vec::new(),
             clients: Default::default(),
             trial_ms: None,
+            timeline: Default::default(),
         }
     }
 

@@ -174,6 +174,89 @@ pub struct TrialReport {
     pub services: Vec<ServiceTimeline>,
     /// What the clients saw (all zeros without workloads).
     pub clients: ClientFigures,
+    /// What happened when, for the timeline chart (ms after `t_inject`).
+    #[serde(skip)]
+    pub timeline: Timeline,
+}
+
+/// Kinds of marks on a trial's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// A probe attempt succeeded.
+    ProbeOk,
+    /// A probe attempt failed.
+    ProbeFail,
+    /// A service process/container died.
+    Died,
+    /// A service started.
+    Started,
+    /// A service became healthy.
+    Healthy,
+    /// A client operation failed or was indeterminate.
+    ClientError,
+    /// A client operation was acknowledged.
+    ClientOk,
+}
+
+/// A trial's events on lanes (probes, services, clients), in ms after `t_inject`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Timeline {
+    /// `(ms, lane, mark)`.
+    pub marks: Vec<(f64, String, Mark)>,
+    /// When the fault's effect ended (the recovery gate), ms after `t_inject`.
+    pub fault_end_ms: Option<f64>,
+}
+
+/// Builds the timeline of a trial.
+pub fn timeline(records: &[Record], inject: &Record) -> Timeline {
+    let t0 = inject.elapsed_ns as i64;
+    let rel = |ns: u64| (ns as i64 - t0) as f64 / 1e6;
+    let mut t = Timeline::default();
+    for r in records {
+        match &r.event {
+            Event::Probe {
+                probe,
+                ok,
+                start_ns,
+                ..
+            } => t.marks.push((
+                rel(*start_ns),
+                format!("probe {probe}"),
+                if *ok { Mark::ProbeOk } else { Mark::ProbeFail },
+            )),
+            Event::Service {
+                service, action, ..
+            } => {
+                let mark = match action {
+                    Lifecycle::Exited => Mark::Died,
+                    Lifecycle::Started => Mark::Started,
+                    Lifecycle::Health if matches!(&r.event, Event::Service { detail: Some(d), .. } if d == "healthy") => {
+                        Mark::Healthy
+                    }
+                    _ => continue,
+                };
+                t.marks
+                    .push((rel(r.elapsed_ns), format!("service {service}"), mark));
+            }
+            Event::OpComplete {
+                workload,
+                result,
+                start_ns,
+                ..
+            } => {
+                let mark = if *result == crate::history::OpResult::Ok {
+                    Mark::ClientOk
+                } else {
+                    Mark::ClientError
+                };
+                t.marks
+                    .push((rel(*start_ns), format!("client {workload}"), mark));
+            }
+            Event::FaultEnd { .. } => t.fault_end_ms = Some(rel(r.elapsed_ns)),
+            _ => {}
+        }
+    }
+    t
 }
 
 /// Client-side figures of a trial, from the workloads' operations.
@@ -482,6 +565,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
         probes_failed: 0,
         services: Vec::new(),
         clients: ClientFigures::default(),
+        timeline: Timeline::default(),
         trial_ms: match (records.first(), records.last()) {
             (Some(a), Some(b)) => Some(ms(b.elapsed_ns.saturating_sub(a.elapsed_ns))),
             _ => None,
@@ -516,6 +600,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
     let t_inject = inject.elapsed_ns;
     report.injected_at = Some(inject.time);
     report.services = service_timelines(records, inject);
+    report.timeline = timeline(records, inject);
     // The observation window closes when heal begins (or at the last record).
     let window_end = records
         .iter()

@@ -294,6 +294,116 @@ fn success_band(trials: &[TrialReport], target: f64, confidence: f64) -> Result<
     Ok(svg)
 }
 
+const GREEN: RGBColor = RGBColor(44, 160, 44);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+
+/// The trial worth looking at: the first that did not pass, else the slowest.
+fn featured(trials: &[TrialReport]) -> Option<&TrialReport> {
+    trials
+        .iter()
+        .find(|t| t.outcome != Outcome::Pass)
+        .or_else(|| {
+            trials
+                .iter()
+                .filter(|t| t.recovery_ms.is_some())
+                .max_by(|a, b| {
+                    a.recovery_ms
+                        .unwrap_or(0.0)
+                        .total_cmp(&b.recovery_ms.unwrap_or(0.0))
+                })
+        })
+}
+
+fn timeline(trial: &TrialReport) -> Result<String, String> {
+    use crate::checker::Mark;
+    let tl = &trial.timeline;
+    let mut lanes: Vec<&str> = Vec::new();
+    for (_, lane, _) in &tl.marks {
+        if !lanes.contains(&lane.as_str()) {
+            lanes.push(lane);
+        }
+    }
+    // A little warm-up context before the fault, all of the observation after it.
+    let left = tl.marks.iter().map(|m| m.0).fold(0.0, f64::min).max(-300.0);
+    let right = tl
+        .marks
+        .iter()
+        .map(|m| m.0)
+        .fold(trial.recovery_ms.unwrap_or(0.0), f64::max)
+        * 1.05
+        + 10.0;
+    let rows = lanes.len().max(1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, 120 + 36 * lanes.len() as u32))
+            .into_drawing_area();
+        root.fill(&WHITE).map_err(draw)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(44)
+            .y_label_area_size(150)
+            .build_cartesian_2d(left..right, -0.5f64..rows - 0.5)
+            .map_err(draw)?;
+        let names: Vec<String> = lanes.iter().map(|s| s.to_string()).collect();
+        chart
+            .configure_mesh()
+            .x_desc("ms after the fault was injected")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_labels(lanes.len() * 2 + 1)
+            .y_label_formatter(&|y| {
+                let i = y.round();
+                if (y - i).abs() < 0.01 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .axis_desc_style(("sans-serif", 16))
+            .label_style(("sans-serif", 14))
+            .disable_y_mesh()
+            .draw()
+            .map_err(draw)?;
+        if let Some(end) = tl.fault_end_ms {
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, -0.5), (end.max(1.0), rows - 0.5)],
+                    RED.mix(0.12).filled(),
+                )))
+                .map_err(draw)?;
+        }
+        if let Some(r) = trial.recovery_ms {
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(r, -0.5), (r, rows - 0.5)],
+                    GREEN.stroke_width(2),
+                ))
+                .map_err(draw)?;
+        }
+        let y_of = |lane: &str| lanes.iter().position(|l| *l == lane).unwrap_or(0) as f64;
+        chart
+            .draw_series(tl.marks.iter().filter(|m| m.0 >= left && m.0 <= right).map(
+                |(x, lane, mark)| {
+                    let y = y_of(lane);
+                    let style = match mark {
+                        Mark::ProbeOk | Mark::ClientOk | Mark::Healthy => GREEN.filled(),
+                        Mark::ProbeFail | Mark::Died => RED.filled(),
+                        Mark::ClientError => ORANGE.filled(),
+                        Mark::Started => BLUE.filled(),
+                    };
+                    let size = if matches!(mark, Mark::Died | Mark::Started | Mark::Healthy) {
+                        7
+                    } else {
+                        3
+                    };
+                    Circle::new((*x, y), size, style)
+                },
+            ))
+            .map_err(draw)?;
+        root.present().map_err(draw)?;
+    }
+    Ok(svg)
+}
+
 /// Every chart of a run. A chart that cannot be drawn is replaced by its error text.
 pub fn render_all(
     trials: &[TrialReport],
@@ -324,6 +434,11 @@ pub fn render_all(
             name: "success-rate",
             title: "Success rate as trials accumulate",
             svg: or_error(success_band(trials, target, confidence)),
+        },
+        Chart {
+            name: "timeline",
+            title: "Timeline of the first failed, else the slowest, trial (shaded: fault; green line: recovered; red: failure or death; blue: start; orange: client error)",
+            svg: featured(trials).map_or_else(|| or_error(Err("no trial".into())), |t| or_error(timeline(t))),
         },
     ]
 }

@@ -388,6 +388,7 @@ fn report_recreates_every_output_byte_for_byte() {
         "charts/recovery-histogram.svg",
         "charts/recovery-by-trial.svg",
         "charts/success-rate.svg",
+        "charts/timeline.svg",
     ];
     let before: Vec<Vec<u8>> = files
         .iter()
@@ -413,7 +414,7 @@ fn report_recreates_every_output_byte_for_byte() {
         .contains("success rate"));
     // report.html is self-contained: every chart inline, nothing loaded from elsewhere.
     let html = std::fs::read_to_string(out.join("report.html")).expect("html");
-    assert_eq!(html.matches("<svg").count(), 4, "four inline charts");
+    assert_eq!(html.matches("<svg").count(), 5, "five inline charts");
     assert!(
         !html.contains("src=") && !html.contains("<link"),
         "report.html must not load external assets"
