@@ -3,6 +3,7 @@
 //! recovery by trial index (drift), success rate with its confidence band as trials
 //! accumulate. Deterministic: the same trials give the same bytes.
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::checker::{Outcome, TrialReport};
@@ -58,90 +59,94 @@ fn deadline_label(deadline_ms: f64, top: f64) -> String {
     }
 }
 
-fn ecdf(trials: &[TrialReport], deadline_ms: f64) -> Result<String, String> {
+fn ecdf<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    trials: &[TrialReport],
+    deadline_ms: f64,
+) -> Result<(), String> {
     let v = recoveries(trials);
     let n = trials
         .iter()
         .filter(|t| t.outcome != Outcome::Unknown)
         .count()
         .max(1) as f64;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(draw)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..x_max(&v, deadline_ms), 0f64..1.02f64)
-            .map_err(draw)?;
-        chart
-            .configure_mesh()
-            .x_desc("recovery time (ms)")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_desc("fraction of trials recovered")
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(draw)?;
-        // Trials that never recovered keep the curve below 1: the fraction is over all decided trials.
-        let mut points = vec![(0.0, 0.0)];
-        for (i, x) in v.iter().enumerate() {
-            points.push((*x, i as f64 / n));
-            points.push((*x, (i + 1) as f64 / n));
-        }
-        if !v.is_empty() {
-            points.push((x_max(&v, deadline_ms), (v.len() as f64) / n));
-        }
-        chart
-            .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
-            .map_err(draw)?
-            .label("ECDF")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
-        chart
-            // Beyond the axis it is drawn on the right edge, and the legend says so.
-            .draw_series(LineSeries::new(
-                vec![
-                    (deadline_ms.min(x_max(&v, deadline_ms)), 0.0),
-                    (deadline_ms.min(x_max(&v, deadline_ms)), 1.02),
-                ],
-                RED.stroke_width(2),
-            ))
-            .map_err(draw)?
-            .label(deadline_label(deadline_ms, x_max(&v, deadline_ms)))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
-        // Labels at different heights so that close quantiles stay readable.
-        for (label, q, y) in [("p50", 0.5, 0.08), ("p95", 0.95, 0.18), ("p99", 0.99, 0.28)] {
-            if let Some(x) = stats::quantile(&v, q) {
-                chart
-                    .draw_series(LineSeries::new(
-                        vec![(x, 0.0), (x, 1.02)],
-                        GREY.stroke_width(1),
-                    ))
-                    .map_err(draw)?;
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        format!(" {label}"),
-                        (x, y),
-                        ("sans-serif", 14).into_font(),
-                    )))
-                    .map_err(draw)?;
-            }
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(draw)?;
-        root.present().map_err(draw)?;
+    root.fill(&WHITE).map_err(draw)?;
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..x_max(&v, deadline_ms), 0f64..1.02f64)
+        .map_err(draw)?;
+    chart
+        .configure_mesh()
+        .x_desc("recovery time (ms)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc("fraction of trials recovered")
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(draw)?;
+    // Trials that never recovered keep the curve below 1: the fraction is over all decided trials.
+    let mut points = vec![(0.0, 0.0)];
+    for (i, x) in v.iter().enumerate() {
+        points.push((*x, i as f64 / n));
+        points.push((*x, (i + 1) as f64 / n));
     }
-    Ok(svg)
+    if !v.is_empty() {
+        points.push((x_max(&v, deadline_ms), (v.len() as f64) / n));
+    }
+    chart
+        .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
+        .map_err(draw)?
+        .label("ECDF")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+    chart
+        // Beyond the axis it is drawn on the right edge, and the legend says so.
+        .draw_series(LineSeries::new(
+            vec![
+                (deadline_ms.min(x_max(&v, deadline_ms)), 0.0),
+                (deadline_ms.min(x_max(&v, deadline_ms)), 1.02),
+            ],
+            RED.stroke_width(2),
+        ))
+        .map_err(draw)?
+        .label(deadline_label(deadline_ms, x_max(&v, deadline_ms)))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
+    // Labels at different heights so that close quantiles stay readable.
+    for (label, q, y) in [("p50", 0.5, 0.08), ("p95", 0.95, 0.18), ("p99", 0.99, 0.28)] {
+        if let Some(x) = stats::quantile(&v, q) {
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(x, 0.0), (x, 1.02)],
+                    GREY.stroke_width(1),
+                ))
+                .map_err(draw)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!(" {label}"),
+                    (x, y),
+                    ("sans-serif", 14).into_font(),
+                )))
+                .map_err(draw)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(draw)?;
+    root.present().map_err(draw)?;
+    Ok(())
 }
 
-fn histogram(trials: &[TrialReport], deadline_ms: f64) -> Result<String, String> {
+fn histogram<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    trials: &[TrialReport],
+    deadline_ms: f64,
+) -> Result<(), String> {
     let v = recoveries(trials);
     let top = x_max(&v, deadline_ms);
     let bins = 30usize;
@@ -150,86 +155,87 @@ fn histogram(trials: &[TrialReport], deadline_ms: f64) -> Result<String, String>
     for x in &v {
         counts[((x / width) as usize).min(bins - 1)] += 1;
     }
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(draw)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(
-                0f64..top,
-                0u32..counts.iter().copied().max().unwrap_or(1) + 1,
-            )
-            .map_err(draw)?;
-        chart
-            .configure_mesh()
-            .x_desc("recovery time (ms)")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_desc("trials")
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(draw)?;
-        chart
-            .draw_series(counts.iter().enumerate().map(|(i, c)| {
-                let x0 = i as f64 * width;
-                Rectangle::new([(x0, 0), (x0 + width * 0.95, *c)], BLUE.filled())
-            }))
-            .map_err(draw)?;
-        root.present().map_err(draw)?;
-    }
-    Ok(svg)
+    root.fill(&WHITE).map_err(draw)?;
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(
+            0f64..top,
+            0u32..counts.iter().copied().max().unwrap_or(1) + 1,
+        )
+        .map_err(draw)?;
+    chart
+        .configure_mesh()
+        .x_desc("recovery time (ms)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc("trials")
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(draw)?;
+    chart
+        .draw_series(counts.iter().enumerate().map(|(i, c)| {
+            let x0 = i as f64 * width;
+            Rectangle::new([(x0, 0), (x0 + width * 0.95, *c)], BLUE.filled())
+        }))
+        .map_err(draw)?;
+    root.present().map_err(draw)?;
+    Ok(())
 }
 
-fn by_trial(trials: &[TrialReport], deadline_ms: f64) -> Result<String, String> {
+fn by_trial<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    trials: &[TrialReport],
+    deadline_ms: f64,
+) -> Result<(), String> {
     let v = recoveries(trials);
     let n = trials.iter().map(|t| t.trial).max().unwrap_or(1);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(draw)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0u32..n + 1, 0f64..x_max(&v, deadline_ms))
-            .map_err(draw)?;
+    root.fill(&WHITE).map_err(draw)?;
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0u32..n + 1, 0f64..x_max(&v, deadline_ms))
+        .map_err(draw)?;
+    chart
+        .configure_mesh()
+        .x_desc("trial")
+        .y_desc("recovery time (ms)")
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(draw)?;
+    if deadline_ms <= x_max(&v, deadline_ms) {
         chart
-            .configure_mesh()
-            .x_desc("trial")
-            .y_desc("recovery time (ms)")
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 14))
-            .draw()
+            .draw_series(LineSeries::new(
+                vec![(0, deadline_ms), (n + 1, deadline_ms)],
+                RED.stroke_width(2),
+            ))
             .map_err(draw)?;
-        if deadline_ms <= x_max(&v, deadline_ms) {
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(0, deadline_ms), (n + 1, deadline_ms)],
-                    RED.stroke_width(2),
-                ))
-                .map_err(draw)?;
-        }
-        chart
-            .draw_series(trials.iter().filter_map(|t| {
-                let color = if t.outcome == Outcome::Pass {
-                    BLUE
-                } else {
-                    RED
-                };
-                t.recovery_ms
-                    .map(|r| Circle::new((t.trial, r), 4, color.filled()))
-            }))
-            .map_err(draw)?;
-        root.present().map_err(draw)?;
     }
-    Ok(svg)
+    chart
+        .draw_series(trials.iter().filter_map(|t| {
+            let color = if t.outcome == Outcome::Pass {
+                BLUE
+            } else {
+                RED
+            };
+            t.recovery_ms
+                .map(|r| Circle::new((t.trial, r), 4, color.filled()))
+        }))
+        .map_err(draw)?;
+    root.present().map_err(draw)?;
+    Ok(())
 }
 
-fn success_band(trials: &[TrialReport], target: f64, confidence: f64) -> Result<String, String> {
+fn success_band<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    trials: &[TrialReport],
+    target: f64,
+    confidence: f64,
+) -> Result<(), String> {
     let mut passed = 0u64;
     let mut lo = Vec::new();
     let mut hi = Vec::new();
@@ -243,55 +249,51 @@ fn success_band(trials: &[TrialReport], target: f64, confidence: f64) -> Result<
         obs.push((x, passed as f64 / n as f64));
     }
     let n = trials.len().max(1) as u32;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(draw)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0u32..n + 1, 0f64..1.02f64)
-            .map_err(draw)?;
-        chart
-            .configure_mesh()
-            .x_desc("trials so far")
-            .y_desc("success rate")
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(draw)?;
-        let band: Vec<(u32, f64)> = lo.iter().copied().chain(hi.iter().rev().copied()).collect();
-        chart
-            .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.2).filled())))
-            .map_err(draw)?;
-        chart
-            .draw_series(LineSeries::new(obs, BLUE.stroke_width(2)))
-            .map_err(draw)?
-            .label(format!(
-                "observed, with one-sided {:.0}% bounds",
-                confidence * 100.0
-            ))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
-        chart
-            .draw_series(LineSeries::new(
-                vec![(0, target), (n + 1, target)],
-                RED.stroke_width(2),
-            ))
-            .map_err(draw)?
-            .label(format!("target {:.1}%", target * 100.0))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(draw)?;
-        root.present().map_err(draw)?;
-    }
-    Ok(svg)
+    root.fill(&WHITE).map_err(draw)?;
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0u32..n + 1, 0f64..1.02f64)
+        .map_err(draw)?;
+    chart
+        .configure_mesh()
+        .x_desc("trials so far")
+        .y_desc("success rate")
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(draw)?;
+    let band: Vec<(u32, f64)> = lo.iter().copied().chain(hi.iter().rev().copied()).collect();
+    chart
+        .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.2).filled())))
+        .map_err(draw)?;
+    chart
+        .draw_series(LineSeries::new(obs, BLUE.stroke_width(2)))
+        .map_err(draw)?
+        .label(format!(
+            "observed, with one-sided {:.0}% bounds",
+            confidence * 100.0
+        ))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+    chart
+        .draw_series(LineSeries::new(
+            vec![(0, target), (n + 1, target)],
+            RED.stroke_width(2),
+        ))
+        .map_err(draw)?
+        .label(format!("target {:.1}%", target * 100.0))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(draw)?;
+    root.present().map_err(draw)?;
+    Ok(())
 }
 
 const GREEN: RGBColor = RGBColor(44, 160, 44);
@@ -314,7 +316,10 @@ fn featured(trials: &[TrialReport]) -> Option<&TrialReport> {
         })
 }
 
-fn timeline(trial: &TrialReport) -> Result<String, String> {
+fn timeline<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    trial: &TrialReport,
+) -> Result<(), String> {
     use crate::checker::Mark;
     let tl = &trial.timeline;
     let mut lanes: Vec<&str> = Vec::new();
@@ -333,112 +338,215 @@ fn timeline(trial: &TrialReport) -> Result<String, String> {
         * 1.05
         + 10.0;
     let rows = lanes.len().max(1) as f64;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (SIZE.0, 120 + 36 * lanes.len() as u32))
-            .into_drawing_area();
-        root.fill(&WHITE).map_err(draw)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(150)
-            .build_cartesian_2d(left..right, -0.5f64..rows - 0.5)
-            .map_err(draw)?;
-        let names: Vec<String> = lanes.iter().map(|s| s.to_string()).collect();
+    root.fill(&WHITE).map_err(draw)?;
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(150)
+        .build_cartesian_2d(left..right, -0.5f64..rows - 0.5)
+        .map_err(draw)?;
+    let names: Vec<String> = lanes.iter().map(|s| s.to_string()).collect();
+    chart
+        .configure_mesh()
+        .x_desc("ms after the fault was injected")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_labels(lanes.len() * 2 + 1)
+        .y_label_formatter(&|y| {
+            let i = y.round();
+            if (y - i).abs() < 0.01 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 14))
+        .disable_y_mesh()
+        .draw()
+        .map_err(draw)?;
+    if let Some(end) = tl.fault_end_ms {
         chart
-            .configure_mesh()
-            .x_desc("ms after the fault was injected")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_labels(lanes.len() * 2 + 1)
-            .y_label_formatter(&|y| {
-                let i = y.round();
-                if (y - i).abs() < 0.01 && i >= 0.0 {
-                    names.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .axis_desc_style(("sans-serif", 16))
-            .label_style(("sans-serif", 14))
-            .disable_y_mesh()
-            .draw()
+            .draw_series(std::iter::once(Rectangle::new(
+                [(0.0, -0.5), (end.max(1.0), rows - 0.5)],
+                RED.mix(0.12).filled(),
+            )))
             .map_err(draw)?;
-        if let Some(end) = tl.fault_end_ms {
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(0.0, -0.5), (end.max(1.0), rows - 0.5)],
-                    RED.mix(0.12).filled(),
-                )))
-                .map_err(draw)?;
-        }
-        if let Some(r) = trial.recovery_ms {
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(r, -0.5), (r, rows - 0.5)],
-                    GREEN.stroke_width(2),
-                ))
-                .map_err(draw)?;
-        }
-        let y_of = |lane: &str| lanes.iter().position(|l| *l == lane).unwrap_or(0) as f64;
+    }
+    if let Some(r) = trial.recovery_ms {
         chart
-            .draw_series(tl.marks.iter().filter(|m| m.0 >= left && m.0 <= right).map(
-                |(x, lane, mark)| {
-                    let y = y_of(lane);
-                    let style = match mark {
-                        Mark::ProbeOk | Mark::ClientOk | Mark::Healthy => GREEN.filled(),
-                        Mark::ProbeFail | Mark::Died => RED.filled(),
-                        Mark::ClientError => ORANGE.filled(),
-                        Mark::Started => BLUE.filled(),
-                    };
-                    let size = if matches!(mark, Mark::Died | Mark::Started | Mark::Healthy) {
-                        7
-                    } else {
-                        3
-                    };
-                    Circle::new((*x, y), size, style)
-                },
+            .draw_series(LineSeries::new(
+                vec![(r, -0.5), (r, rows - 0.5)],
+                GREEN.stroke_width(2),
             ))
             .map_err(draw)?;
-        root.present().map_err(draw)?;
     }
-    Ok(svg)
+    let y_of = |lane: &str| lanes.iter().position(|l| *l == lane).unwrap_or(0) as f64;
+    chart
+        .draw_series(tl.marks.iter().filter(|m| m.0 >= left && m.0 <= right).map(
+            |(x, lane, mark)| {
+                let y = y_of(lane);
+                let style = match mark {
+                    Mark::ProbeOk | Mark::ClientOk | Mark::Healthy => GREEN.filled(),
+                    Mark::ProbeFail | Mark::Died => RED.filled(),
+                    Mark::ClientError => ORANGE.filled(),
+                    Mark::Started => BLUE.filled(),
+                };
+                let size = if matches!(mark, Mark::Died | Mark::Started | Mark::Healthy) {
+                    7
+                } else {
+                    3
+                };
+                Circle::new((*x, y), size, style)
+            },
+        ))
+        .map_err(draw)?;
+    root.present().map_err(draw)?;
+    Ok(())
 }
 
-/// Every chart of a run. A chart that cannot be drawn is replaced by its error text.
+/// Registers the embedded font once: text is measured (and drawn in PNGs) with
+/// DejaVu Sans from the binary, never with a system font.
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+}
+
+/// The charts, in page order.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Ecdf,
+    Histogram,
+    ByTrial,
+    SuccessRate,
+    Timeline,
+}
+
+impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::Ecdf,
+        Kind::Histogram,
+        Kind::ByTrial,
+        Kind::SuccessRate,
+        Kind::Timeline,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ecdf => "recovery-ecdf",
+            Kind::Histogram => "recovery-histogram",
+            Kind::ByTrial => "recovery-by-trial",
+            Kind::SuccessRate => "success-rate",
+            Kind::Timeline => "timeline",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Kind::Ecdf => "Recovery time, cumulative",
+            Kind::Histogram => "Recovery time, histogram",
+            Kind::ByTrial => "Recovery time by trial (drift; red: failed)",
+            Kind::SuccessRate => "Success rate as trials accumulate",
+            Kind::Timeline => "Timeline of the first failed, else the slowest, trial (shaded: fault; green line: recovered; red: failure or death; blue: start; orange: client error)",
+        }
+    }
+}
+
+/// What the charts are drawn from.
+struct Inputs<'a> {
+    trials: &'a [TrialReport],
+    deadline_ms: f64,
+    target: f64,
+    confidence: f64,
+}
+
+impl Inputs<'_> {
+    fn size(&self, kind: Kind) -> (u32, u32) {
+        match (kind, featured(self.trials)) {
+            (Kind::Timeline, Some(t)) => {
+                let mut lanes: Vec<&str> = t.timeline.marks.iter().map(|m| m.1.as_str()).collect();
+                lanes.sort_unstable();
+                lanes.dedup();
+                (SIZE.0, 120 + 36 * lanes.len() as u32)
+            }
+            _ => SIZE,
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        kind: Kind,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), String> {
+        match kind {
+            Kind::Ecdf => ecdf(root, self.trials, self.deadline_ms),
+            Kind::Histogram => histogram(root, self.trials, self.deadline_ms),
+            Kind::ByTrial => by_trial(root, self.trials, self.deadline_ms),
+            Kind::SuccessRate => success_band(root, self.trials, self.target, self.confidence),
+            Kind::Timeline => match featured(self.trials) {
+                Some(t) => timeline(root, t),
+                None => Err("no trial to show".into()),
+            },
+        }
+    }
+}
+
+/// Every chart of a run as SVG. A chart that cannot be drawn is replaced by its error text.
 pub fn render_all(
     trials: &[TrialReport],
     deadline_ms: f64,
     target: f64,
     confidence: f64,
 ) -> Vec<Chart> {
-    let or_error = |r: Result<String, String>| {
-        r.unwrap_or_else(|e| format!("<svg xmlns=\"http://www.w3.org/2000/svg\"><text x=\"10\" y=\"20\">{e}</text></svg>"))
+    register_font();
+    let inputs = Inputs {
+        trials,
+        deadline_ms,
+        target,
+        confidence,
     };
-    vec![
-        Chart {
-            name: "recovery-ecdf",
-            title: "Recovery time, cumulative",
-            svg: or_error(ecdf(trials, deadline_ms)),
-        },
-        Chart {
-            name: "recovery-histogram",
-            title: "Recovery time, histogram",
-            svg: or_error(histogram(trials, deadline_ms)),
-        },
-        Chart {
-            name: "recovery-by-trial",
-            title: "Recovery time by trial (drift; red: failed)",
-            svg: or_error(by_trial(trials, deadline_ms)),
-        },
-        Chart {
-            name: "success-rate",
-            title: "Success rate as trials accumulate",
-            svg: or_error(success_band(trials, target, confidence)),
-        },
-        Chart {
-            name: "timeline",
-            title: "Timeline of the first failed, else the slowest, trial (shaded: fault; green line: recovered; red: failure or death; blue: start; orange: client error)",
-            svg: featured(trials).map_or_else(|| or_error(Err("no trial".into())), |t| or_error(timeline(t))),
-        },
-    ]
+    Kind::ALL
+        .iter()
+        .map(|&kind| {
+            let mut svg = String::new();
+            let drawn = {
+                let root = SVGBackend::with_string(&mut svg, inputs.size(kind)).into_drawing_area();
+                inputs.draw(kind, &root)
+            };
+            if let Err(e) = drawn {
+                svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"40\"><text x=\"10\" y=\"20\">{e}</text></svg>", SIZE.0);
+            }
+            Chart { name: kind.name(), title: kind.title(), svg }
+        })
+        .collect()
+}
+
+/// Writes every chart as PNG into `dir` (`<name>.png`), text in the embedded font.
+pub fn write_pngs(
+    dir: &std::path::Path,
+    trials: &[TrialReport],
+    deadline_ms: f64,
+    target: f64,
+    confidence: f64,
+) -> Result<(), String> {
+    register_font();
+    let inputs = Inputs {
+        trials,
+        deadline_ms,
+        target,
+        confidence,
+    };
+    for kind in Kind::ALL {
+        let path = dir.join(format!("{}.png", kind.name()));
+        let root = BitMapBackend::new(&path, inputs.size(kind)).into_drawing_area();
+        inputs
+            .draw(kind, &root)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
 }

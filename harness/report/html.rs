@@ -145,6 +145,17 @@ impl Reporter for HtmlReporter {
             let path = dir.join(format!("{}.svg", c.name));
             std::fs::write(&path, &c.svg).map_err(err(path.clone()))?;
         }
+        charts::write_pngs(
+            &dir,
+            trials,
+            summary.recover_within_ms,
+            summary.target_success_rate,
+            summary.confidence,
+        )
+        .map_err(|e| ReportError {
+            path: dir.clone(),
+            source: std::io::Error::other(e),
+        })?;
         let path = self.run_dir.join("report.html");
         std::fs::write(&path, render(summary, trials, &charts)).map_err(err(path.clone()))
     }

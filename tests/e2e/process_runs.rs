@@ -389,6 +389,8 @@ fn report_recreates_every_output_byte_for_byte() {
         "charts/recovery-by-trial.svg",
         "charts/success-rate.svg",
         "charts/timeline.svg",
+        "charts/recovery-ecdf.png",
+        "charts/timeline.png",
     ];
     let before: Vec<Vec<u8>> = files
         .iter()
