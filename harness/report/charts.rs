@@ -3,6 +3,7 @@
 //! recovery by trial index (drift), success rate with its confidence band as trials
 //! accumulate. Deterministic: the same trials give the same bytes.
 
+use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -34,6 +35,51 @@ fn recoveries(trials: &[TrialReport]) -> Vec<f64> {
         .collect();
     v.sort_by(f64::total_cmp);
     v
+}
+
+/// A chart over the coordinates that the given ranges describe.
+type Frame<'a, DB, X, Y> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// A white canvas with the axes' label areas; `y_labels` is the room for y tick labels.
+fn frame<'a, DB: DrawingBackend, X: AsRangedCoord, Y: AsRangedCoord>(
+    root: &'a DrawingArea<DB, Shift>,
+    y_labels: u32,
+    x: X,
+    y: Y,
+) -> Result<Frame<'a, DB, X, Y>, String> {
+    root.fill(&WHITE).map_err(draw)?;
+    ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(y_labels)
+        .build_cartesian_2d(x, y)
+        .map_err(draw)
+}
+
+/// The legend box, in one style for every chart.
+fn legend<
+    'a,
+    DB: DrawingBackend + 'a,
+    X: Ranged<ValueType = XV>,
+    XV,
+    Y: Ranged<ValueType = YV>,
+    YV,
+>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(position)
+        .draw()
+        .map_err(draw)
 }
 
 fn draw(err: impl std::fmt::Display) -> String {
@@ -70,13 +116,7 @@ fn ecdf<DB: DrawingBackend>(
         .filter(|t| t.outcome != Outcome::Unknown)
         .count()
         .max(1) as f64;
-    root.fill(&WHITE).map_err(draw)?;
-    let mut chart = ChartBuilder::on(root)
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..x_max(&v, deadline_ms), 0f64..1.02f64)
-        .map_err(draw)?;
+    let mut chart = frame(root, 56, 0f64..x_max(&v, deadline_ms), 0f64..1.02f64)?;
     chart
         .configure_mesh()
         .x_desc("recovery time (ms)")
@@ -130,14 +170,7 @@ fn ecdf<DB: DrawingBackend>(
                 .map_err(draw)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(draw)?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(draw)?;
     Ok(())
 }
@@ -155,16 +188,12 @@ fn histogram<DB: DrawingBackend>(
     for x in &v {
         counts[((x / width) as usize).min(bins - 1)] += 1;
     }
-    root.fill(&WHITE).map_err(draw)?;
-    let mut chart = ChartBuilder::on(root)
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(
-            0f64..top,
-            0u32..counts.iter().copied().max().unwrap_or(1) + 1,
-        )
-        .map_err(draw)?;
+    let mut chart = frame(
+        root,
+        56,
+        0f64..top,
+        0u32..counts.iter().copied().max().unwrap_or(1) + 1,
+    )?;
     chart
         .configure_mesh()
         .x_desc("recovery time (ms)")
@@ -191,13 +220,7 @@ fn by_trial<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let v = recoveries(trials);
     let n = trials.iter().map(|t| t.trial).max().unwrap_or(1);
-    root.fill(&WHITE).map_err(draw)?;
-    let mut chart = ChartBuilder::on(root)
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0u32..n + 1, 0f64..x_max(&v, deadline_ms))
-        .map_err(draw)?;
+    let mut chart = frame(root, 56, 0u32..n + 1, 0f64..x_max(&v, deadline_ms))?;
     chart
         .configure_mesh()
         .x_desc("trial")
@@ -249,13 +272,7 @@ fn success_band<DB: DrawingBackend>(
         obs.push((x, passed as f64 / n as f64));
     }
     let n = trials.len().max(1) as u32;
-    root.fill(&WHITE).map_err(draw)?;
-    let mut chart = ChartBuilder::on(root)
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0u32..n + 1, 0f64..1.02f64)
-        .map_err(draw)?;
+    let mut chart = frame(root, 56, 0u32..n + 1, 0f64..1.02f64)?;
     chart
         .configure_mesh()
         .x_desc("trials so far")
@@ -284,14 +301,7 @@ fn success_band<DB: DrawingBackend>(
         .map_err(draw)?
         .label(format!("target {:.1}%", target * 100.0))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(draw)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(draw)?;
     Ok(())
 }
@@ -338,13 +348,7 @@ fn timeline<DB: DrawingBackend>(
         * 1.05
         + 10.0;
     let rows = lanes.len().max(1) as f64;
-    root.fill(&WHITE).map_err(draw)?;
-    let mut chart = ChartBuilder::on(root)
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(150)
-        .build_cartesian_2d(left..right, -0.5f64..rows - 0.5)
-        .map_err(draw)?;
+    let mut chart = frame(root, 150, left..right, -0.5f64..rows - 0.5)?;
     let names: Vec<String> = lanes.iter().map(|s| s.to_string()).collect();
     chart
         .configure_mesh()
