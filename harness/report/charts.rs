@@ -547,10 +547,38 @@ pub fn write_pngs(
     };
     for kind in Kind::ALL {
         let path = dir.join(format!("{}.png", kind.name()));
-        let root = BitMapBackend::new(&path, inputs.size(kind)).into_drawing_area();
-        inputs
-            .draw(kind, &root)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let drawn = {
+            let root = BitMapBackend::new(&path, inputs.size(kind)).into_drawing_area();
+            inputs.draw(kind, &root)
+        };
+        // A chart without data (a run interrupted before its first trial) says so
+        // instead of failing the whole report.
+        if let Err(why) = drawn {
+            let root = BitMapBackend::new(&path, (SIZE.0, 40)).into_drawing_area();
+            root.fill(&WHITE).map_err(draw)?;
+            root.draw(&Text::new(why, (10, 12), ("sans-serif", 16).into_font()))
+                .map_err(draw)?;
+            root.present()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_without_trials_still_renders_every_chart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let charts = render_all(&[], 1000.0, 0.9, 0.95);
+        assert_eq!(charts.len(), Kind::ALL.len());
+        assert!(charts.iter().all(|c| c.svg.starts_with("<svg")));
+        write_pngs(dir.path(), &[], 1000.0, 0.9, 0.95).expect("pngs");
+        for kind in Kind::ALL {
+            let png = std::fs::read(dir.path().join(format!("{}.png", kind.name()))).expect("png");
+            assert_eq!(&png[..4], b"\x89PNG");
+        }
+    }
 }
