@@ -38,9 +38,11 @@ fn quickstart_passes_and_check_repeats_its_verdict() {
         "recovery_lower_ms",
     )) {
         let (rec, low): (f64, f64) = (rec.parse().expect("ms"), low.parse().expect("ms"));
-        // demo-app sleeps 200 ms before listening: nothing can recover faster.
+        // demo-app sleeps 200 ms before listening: nothing can recover faster. The
+        // bracket [lower, recovery] spans one probe period plus the successful
+        // attempt's own latency (recovered_at is when it completed).
         assert!(
-            rec >= 200.0 && low <= rec && rec - low <= 20.0 + 30.0,
+            rec >= 200.0 && low <= rec && rec - low <= 20.0 + 60.0,
             "{rec} {low}"
         );
     }
