@@ -426,8 +426,12 @@ fn cmd_list(dir: &Path) -> ExitCode {
     for f in files {
         match scenario::load(&f) {
             Ok(plan) => {
-                let first = plan.description.lines().next().unwrap_or("");
-                println!("{:<28} {:<40} {first}", plan.name, f.display());
+                // A field story says best what the scenario is for; else the description.
+                let about = plan
+                    .story
+                    .as_deref()
+                    .unwrap_or_else(|| plan.description.lines().next().unwrap_or(""));
+                println!("{:<28} {:<44} {about}", plan.name, f.display());
             }
             Err(e) => {
                 println!("{:<28} {:<40} INVALID: {e}", "?", f.display());

@@ -11,12 +11,12 @@ root=$(cd "$here/../.." && pwd)
 force=${1:-}
 SUITE=bookworm
 BASE=rebound/base:$SUITE
-PACKAGES=postgresql-15,redis-server,nginx-light,busybox,procps,iproute2,ca-certificates
+PACKAGES=postgresql-15,redis-server,nginx-light,busybox,procps,iproute2,ca-certificates,sqlite3,nats-server,openjdk-17-jre-headless,libzookeeper-java
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
-recipe_of() { # hash of everything an image is made from
-  cat "$here/build.sh" "$@" 2>/dev/null | sha256sum | cut -c1-16
+base_recipe() { # the base changes only with its suite, package list and steps below
+  printf '%s\n' "$SUITE" "$PACKAGES" "base-steps-v2" | sha256sum | cut -c1-16
 }
 
 current_recipe() { docker image inspect --format '{{ index .Config.Labels "rebound.recipe" }}' "$1" 2>/dev/null || true; }
@@ -34,7 +34,7 @@ apt_mirror() {
 }
 
 build_base() {
-  local recipe; recipe=$(recipe_of)
+  local recipe; recipe=$(base_recipe)
   if [ "$force" != "--force" ] && [ "$(current_recipe "$BASE")" = "$recipe" ]; then
     log "$BASE is up to date"; return
   fi
@@ -62,7 +62,7 @@ build_image() { # name, context dir
 }
 
 build_base
-for svc in postgres redis nginx; do
+for svc in postgres redis nginx zookeeper nats; do
   build_image "$svc" "$here/$svc"
 done
 # demo-app: the release binary (same Debian release as the base, so its glibc matches).

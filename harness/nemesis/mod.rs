@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::scenario::{DbRestartMode, FaultKind, FaultPlan};
+use crate::scenario::{DbRestartMode, FaultKind, FaultPlan, StackRestartMode, ALL_SERVICES};
 use crate::stack::{Sig, Stack, StackError};
 
 /// How long a killed process may take to be reaped before the fault counts as unconfirmed.
@@ -45,7 +45,11 @@ fn fill_file(dir: &str) -> String {
 /// Performs the fault's instantaneous action; its success is `t_inject`.
 pub async fn inject(fault: &FaultPlan, stack: &dyn Stack) -> Result<(Armed, String), StackError> {
     let target = fault.target.as_str();
-    let exits_before = stack.status(target)?.exits;
+    let exits_before = if target == ALL_SERVICES {
+        0
+    } else {
+        stack.status(target)?.exits
+    };
     let mut networks = Vec::new();
     let detail = match &fault.kind {
         FaultKind::Sigkill => {
@@ -82,13 +86,13 @@ pub async fn inject(fault: &FaultPlan, stack: &dyn Stack) -> Result<(Armed, Stri
             exec_ok(stack, target, command).await?;
             format!("exec {command:?} in {target}: exit 0")
         }
-        FaultKind::Http {
-            url,
-            method,
-            body,
-            expect_status,
-            timeout,
-        } => http_call(url, method, body.as_deref(), *expect_status, *timeout).await?,
+        // The request is t_inject; its response (in `effect`) opens the recovery gate,
+        // so an endpoint that blocks service while it works (a restore) is measured.
+        FaultKind::Http { url, method, .. } => format!("{method} {url}"),
+        FaultKind::StackRestart { mode, grace } => format!(
+            "restart every service ({}, grace {grace:?})",
+            stack_mode_name(*mode)
+        ),
         FaultKind::DiskFill {
             path,
             leave_bytes,
@@ -168,11 +172,14 @@ async fn fill_disk(
     }))
 }
 
+/// Longest part of a response body quoted in a fault's detail.
+const BODY_QUOTE: usize = 400;
+
 async fn http_call(
     url: &str,
     method: &str,
     body: Option<&str>,
-    expect: Option<u16>,
+    (expect, expect_body): (Option<u16>, Option<&str>),
     timeout: Duration,
 ) -> Result<String, StackError> {
     let fail = |message: String| StackError::Docker {
@@ -193,13 +200,20 @@ async fn http_call(
     }
     let resp = req.send().await.map_err(|e| fail(e.to_string()))?;
     let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let quoted: String = text.trim().chars().take(BODY_QUOTE).collect();
     let ok = expect.map_or(status.is_success(), |e| status.as_u16() == e);
-    if ok {
-        Ok(format!("{method} {url} → {}", status.as_u16()))
-    } else {
-        let text = resp.text().await.unwrap_or_default();
-        Err(fail(format!("status {status}: {}", text.trim())))
+    if !ok {
+        return Err(fail(format!("status {status}: {quoted}")));
     }
+    if let Some(want) = expect_body {
+        if !text.contains(want) {
+            return Err(fail(format!(
+                "status {status}, but the body does not contain `{want}`: {quoted}"
+            )));
+        }
+    }
+    Ok(format!("{method} {url} → {}: {quoted}", status.as_u16()))
 }
 
 /// Waits for the fault to take effect (the target died) or lifts a timed fault
@@ -277,9 +291,33 @@ pub async fn effect(
             exec_ok(stack, target, &argv(&["rm", "-f", &fill_file(path)])).await?;
             Ok(format!("freed {path} in {target} after {duration:?}"))
         }
-        FaultKind::Exec { .. } | FaultKind::Signal { .. } | FaultKind::Http { .. } => {
-            Ok("delivered".into())
+        FaultKind::StackRestart { mode, grace } => stack.restart_all(*mode, *grace).await,
+        FaultKind::Http {
+            url,
+            method,
+            body,
+            expect_status,
+            expect_body,
+            timeout,
+        } => {
+            http_call(
+                url,
+                method,
+                body.as_deref(),
+                (*expect_status, expect_body.as_deref()),
+                *timeout,
+            )
+            .await
         }
+        FaultKind::Exec { .. } | FaultKind::Signal { .. } => Ok("delivered".into()),
+    }
+}
+
+fn stack_mode_name(mode: StackRestartMode) -> &'static str {
+    match mode {
+        StackRestartMode::Parallel => "parallel",
+        StackRestartMode::Ordered => "ordered",
+        StackRestartMode::DownUp => "down-up",
     }
 }
 
@@ -295,6 +333,14 @@ fn mode_name(mode: DbRestartMode) -> &'static str {
 /// its restart policy did not bring it back.
 pub async fn heal(fault: &FaultPlan, stack: &dyn Stack) -> Result<String, StackError> {
     let target = fault.target.as_str();
+    if target == ALL_SERVICES {
+        let started = stack.ensure_up().await?;
+        return Ok(if started.is_empty() {
+            "every service is up".into()
+        } else {
+            format!("started {}", started.join(", "))
+        });
+    }
     let status = stack.status(target)?;
     let mut done = Vec::new();
     let nets = stack.reconnect(target).await?;

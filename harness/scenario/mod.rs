@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{DbRestartMode, FaultOrder, RestartPolicy};
+pub use raw::{DbRestartMode, FaultOrder, RestartPolicy, StackRestartMode};
 use raw::{RawFault, RawProbe, RawStack, RawWorkload, ScenarioFile};
 
 /// A scenario that could not be read or is not valid.
@@ -60,6 +60,8 @@ pub struct Plan {
     pub name: String,
     /// What the scenario tests.
     pub description: String,
+    /// The field report it reproduces, if any.
+    pub story: Option<String>,
     /// Where the file was read from.
     pub source_path: PathBuf,
     /// The exact file text (copied into every run directory).
@@ -236,8 +238,17 @@ pub enum FaultKind {
         body: Option<String>,
         /// Expected status (None: any 2xx).
         expect_status: Option<u16>,
+        /// Text the body must contain.
+        expect_body: Option<String>,
         /// Request timeout.
         timeout: Duration,
+    },
+    /// Every service restarted (target [`ALL_SERVICES`]).
+    StackRestart {
+        /// How.
+        mode: StackRestartMode,
+        /// SIGTERM → SIGKILL grace per container.
+        grace: Duration,
     },
     /// Filesystem filled for a while.
     DiskFill {
@@ -270,6 +281,7 @@ impl FaultKind {
             FaultKind::Signal { .. } => "signal",
             FaultKind::Http { .. } => "http",
             FaultKind::DiskFill { .. } => "disk-fill",
+            FaultKind::StackRestart { .. } => "stack-restart",
         }
     }
 
@@ -282,6 +294,7 @@ impl FaultKind {
                 | FaultKind::DbRestart { .. }
                 | FaultKind::Exec { .. }
                 | FaultKind::DiskFill { .. }
+                | FaultKind::StackRestart { .. }
         )
     }
 }
@@ -373,6 +386,8 @@ pub enum WorkloadKind {
         url: String,
         /// Read endpoint with `{id}`.
         read_url: String,
+        /// How long missing ids are re-read before they count as lost.
+        verify_within: Duration,
     },
     /// PostgreSQL INSERTs.
     PostgresInserts {
@@ -486,6 +501,10 @@ pub const PLACEHOLDERS: &[&str] = &["rebound", "run_dir", "scenario_dir"];
 
 /// Smallest probe period accepted.
 pub const MIN_PROBE_PERIOD: Duration = Duration::from_millis(5);
+
+/// Target of faults that act on every service (`stack-restart`); not a valid
+/// compose service name, so it never collides with one.
+pub const ALL_SERVICES: &str = "*";
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
@@ -718,6 +737,7 @@ fn validate_workloads(
                 name,
                 url,
                 read_url,
+                verify_within,
                 rate,
                 concurrency,
                 timeout,
@@ -738,7 +758,11 @@ fn validate_workloads(
                 v.http_url("[[workload]]", i, &read_url.replace("{id}", "x"))?;
                 (
                     name.unwrap_or_else(|| format!("writes-{}", i + 1)),
-                    WorkloadKind::HttpWrites { url, read_url },
+                    WorkloadKind::HttpWrites {
+                        url,
+                        read_url,
+                        verify_within: verify_within.unwrap_or_default(),
+                    },
                     rate,
                     concurrency,
                     timeout,
@@ -1108,6 +1132,7 @@ fn validate_as(
                 method,
                 body,
                 expect_status,
+                expect_body,
                 timeout,
             } => {
                 v.http_url("[[fault]]", i, &url)?;
@@ -1128,7 +1153,34 @@ fn validate_as(
                         method,
                         body,
                         expect_status,
+                        expect_body,
                         timeout: timeout.unwrap_or(Duration::from_secs(30)),
+                    },
+                )
+            }
+            RawFault::StackRestart { mode, grace } => {
+                let mode = mode.unwrap_or_default();
+                let attached = matches!(
+                    stack,
+                    StackPlan::Docker {
+                        source: DockerSource::Attach { .. },
+                        ..
+                    }
+                );
+                if attached && mode != StackRestartMode::Parallel {
+                    return Err(v.err_in(
+                        "[[fault]]",
+                        i,
+                        "mode",
+                        None,
+                        "modes `ordered` and `down-up` run compose and need `compose = …`; an attached project supports `parallel` only",
+                    ));
+                }
+                (
+                    ALL_SERVICES.to_string(),
+                    FaultKind::StackRestart {
+                        mode,
+                        grace: grace.unwrap_or(DEFAULT_GRACE),
                     },
                 )
             }
@@ -1166,7 +1218,7 @@ fn validate_as(
                 format!("`{}` needs the docker backend", kind.name()),
             ));
         }
-        if !check_service(&target) {
+        if target != ALL_SERVICES && !check_service(&target) {
             return Err(v.err_in(
                 "[[fault]]",
                 i,
@@ -1434,6 +1486,7 @@ fn validate_as(
     Ok(Plan {
         name: raw.name,
         description: raw.description.trim().to_string(),
+        story: raw.story.map(|s| s.trim().to_string()),
         source_path: path.to_path_buf(),
         source_text: text.to_string(),
         base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),

@@ -18,6 +18,8 @@ pub struct ScenarioFile {
     /// What story the scenario tests and why.
     #[serde(default)]
     pub description: String,
+    /// The field report this scenario reproduces (e.g. "seed 002 — …"); `rebound list` shows it.
+    pub story: Option<String>,
     /// The stack under test.
     pub stack: RawStack,
     /// Faults, injected one per trial (round-robin or random, see `[run] order`).
@@ -191,9 +193,19 @@ pub enum RawFault {
         body: Option<String>,
         /// Expected status (default: any 2xx).
         expect_status: Option<u16>,
+        /// Text the response body must contain (default: anything).
+        expect_body: Option<String>,
         /// Request timeout (default 30s).
         #[serde(default, with = "humantime_serde::option")]
         timeout: Option<Duration>,
+    },
+    /// docker: restart every service of the stack (no `target`), see [`StackRestartMode`].
+    StackRestart {
+        /// How (default `parallel`).
+        mode: Option<StackRestartMode>,
+        /// SIGTERM → SIGKILL grace per container (default 10s).
+        #[serde(default, with = "humantime_serde::option")]
+        grace: Option<Duration>,
     },
     /// docker: fill the filesystem holding `path` in the target until `leave-bytes`
     /// remain, for `duration`; the filler file is removed on heal.
@@ -215,6 +227,20 @@ pub enum RawFault {
         /// argv (no shell).
         command: Vec<String>,
     },
+}
+
+/// How `stack-restart` restarts every service of the stack.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StackRestartMode {
+    /// Every container restarted at once, in no order (what `docker compose restart` does).
+    #[default]
+    Parallel,
+    /// `compose stop` (reverse dependency order), then `compose up -d` (dependency
+    /// order, waiting for `service_healthy` conditions).
+    Ordered,
+    /// `compose down` (containers and network removed, volumes kept), then `compose up -d`.
+    DownUp,
 }
 
 /// PostgreSQL shutdown modes for `db-restart`.
@@ -331,6 +357,10 @@ pub enum RawWorkload {
         url: String,
         /// Read endpoint with `{id}`, e.g. `http://127.0.0.1:8080/items/{id}`.
         read_url: String,
+        /// Re-read missing ids for up to this long (default 0s): for pipelines where
+        /// a write becomes visible at `read-url` asynchronously (a queue and a worker).
+        #[serde(default, with = "humantime_serde::option")]
+        verify_within: Option<Duration>,
         /// Operations per second (default 20).
         rate: Option<f64>,
         /// Operations in flight at most (default 4).

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::{ExecOutput, ServiceStatus, Sig, Stack, StackError};
 use crate::history::{Event, History, Lifecycle};
+use crate::scenario::StackRestartMode;
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
 const SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -554,6 +555,75 @@ impl Stack for DockerStack {
             )
             .await
             .map_err(docker_err(format!("restarting {service}")))
+    }
+
+    async fn restart_all(
+        &self,
+        mode: StackRestartMode,
+        grace: Duration,
+    ) -> Result<String, StackError> {
+        let t = Self::secs(grace).to_string();
+        match (mode, &self.source) {
+            (StackRestartMode::Parallel, _) => {
+                let targets: Vec<(String, String)> = self
+                    .state
+                    .borrow()
+                    .iter()
+                    .map(|(s, c)| (s.clone(), c.id.clone()))
+                    .collect();
+                let n = targets.len();
+                let results = futures_util::future::join_all(targets.into_iter().map(
+                    |(service, id)| async move {
+                        self.docker
+                            .restart_container(
+                                &id,
+                                Some(RestartContainerOptions {
+                                    t: Some(Self::secs(grace)),
+                                    signal: None,
+                                }),
+                            )
+                            .await
+                            .map_err(docker_err(format!("restarting {service}")))
+                    },
+                ))
+                .await;
+                results.into_iter().collect::<Result<Vec<()>, _>>()?;
+                Ok(format!("{n} containers restarted at once"))
+            }
+            (StackRestartMode::Ordered, Source::Compose { files, .. }) => {
+                self.compose(files, &["stop", "-t", &t]).await?;
+                self.compose(files, &["up", "-d", "--no-build"]).await?;
+                Ok("compose stop, then compose up -d (dependency order, health conditions)".into())
+            }
+            (StackRestartMode::DownUp, Source::Compose { files, .. }) => {
+                self.compose(files, &["down", "--remove-orphans", "-t", &t])
+                    .await?;
+                self.compose(files, &["up", "-d", "--no-build"]).await?;
+                self.discover().await?;
+                Ok("compose down (volumes kept), then compose up -d".into())
+            }
+            (_, Source::Attach) => Err(StackError::Unsupported {
+                backend: "docker (attached project)",
+                op: "run compose stop/down on a project rebound did not bring up",
+            }),
+        }
+    }
+
+    async fn ensure_up(&self) -> Result<Vec<String>, StackError> {
+        let Source::Compose { files, .. } = &self.source else {
+            return Ok(Vec::new());
+        };
+        let down: Vec<String> = self
+            .state
+            .borrow()
+            .iter()
+            .filter(|(_, c)| !c.running)
+            .map(|(s, _)| s.clone())
+            .collect();
+        // `compose up -d` is idempotent: it creates what is missing and starts what is stopped.
+        self.compose(files, &["up", "-d", "--no-build"]).await?;
+        self.discover().await?;
+        Ok(down)
     }
 
     async fn disconnect(&self, service: &str) -> Result<Vec<String>, StackError> {

@@ -158,6 +158,22 @@ pub trait Stack: Send + Sync {
             op: "restart a container",
         })
     }
+    /// Restarts every service of the stack (`stack-restart`); returns what was done.
+    async fn restart_all(
+        &self,
+        _mode: crate::scenario::StackRestartMode,
+        _grace: Duration,
+    ) -> Result<String, StackError> {
+        Err(StackError::Unsupported {
+            backend: "process",
+            op: "restart the whole stack",
+        })
+    }
+    /// Brings back whatever a failed `stack-restart` left missing or stopped;
+    /// returns the services it started.
+    async fn ensure_up(&self) -> Result<Vec<String>, StackError> {
+        Ok(Vec::new())
+    }
     /// Cuts the service off its networks; returns them for [`Stack::connect`].
     async fn disconnect(&self, _service: &str) -> Result<Vec<String>, StackError> {
         Err(StackError::Unsupported {

@@ -296,7 +296,24 @@ pub async fn verify(plans: &[WorkloadPlan], acked: &[Vec<String>], history: &His
     for (plan, ids) in plans.iter().zip(acked) {
         let (missing, unverifiable, error) = match &plan.kind {
             WorkloadKind::Reads { .. } => continue,
-            WorkloadKind::HttpWrites { read_url, .. } => verify_http(plan, read_url, ids).await,
+            WorkloadKind::HttpWrites {
+                read_url,
+                verify_within,
+                ..
+            } => {
+                // Asynchronous pipelines: re-read what is missing until the deadline.
+                let deadline = tokio::time::Instant::now() + *verify_within;
+                let (mut missing, mut unverifiable, mut error) =
+                    verify_http(plan, read_url, ids).await;
+                while !missing.is_empty() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let (m, u, e) = verify_http(plan, read_url, &missing).await;
+                    missing = m;
+                    unverifiable += u;
+                    error = error.or(e);
+                }
+                (missing, unverifiable, error)
+            }
             WorkloadKind::PostgresInserts {
                 address,
                 user,
@@ -423,6 +440,7 @@ mod tests {
             kind: WorkloadKind::HttpWrites {
                 url: format!("http://127.0.0.1:{port}/items"),
                 read_url: format!("http://127.0.0.1:{port}/items/{{id}}"),
+                verify_within: Duration::ZERO,
             },
             rate: 1000.0,
             concurrency: 2,

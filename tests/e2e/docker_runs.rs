@@ -22,11 +22,13 @@ fn docker(args: &[&str]) -> String {
 
 /// Builds the demo images if any is missing (docker/images/build.sh is idempotent;
 /// the docker test group runs one test at a time, so builds never race).
-fn require_images() {
+pub(crate) fn require_images() {
     let images = [
         "rebound/postgres:latest",
         "rebound/redis:latest",
         "rebound/nginx:latest",
+        "rebound/zookeeper:latest",
+        "rebound/nats:latest",
         "rebound/demo-app:latest",
     ];
     let missing = |image: &&str| {
@@ -52,7 +54,7 @@ fn require_images() {
     }
 }
 
-fn history_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
+pub(crate) fn history_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
     let Ok(f) = std::fs::File::open(dir.join("history.jsonl")) else {
         return Vec::new();
     };

@@ -4,3 +4,4 @@
 mod docker_runs;
 mod helpers;
 mod process_runs;
+mod stories;

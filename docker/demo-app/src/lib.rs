@@ -23,11 +23,18 @@ use axum::{Json, Router};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+pub mod broker;
 pub mod cache;
+pub mod deps;
 pub mod pg;
+pub mod sqlite;
+pub mod zk;
 
+use broker::Broker;
 use cache::RedisCache;
 use pg::PgStore;
+use sqlite::SqliteStore;
+use zk::Registration;
 
 /// Command-line flags of demo-app.
 #[derive(Debug, Clone, Parser)]
@@ -63,6 +70,43 @@ pub struct Args {
     /// SIGKILL loses the writes acknowledged since the last flush.
     #[arg(long)]
     pub ack_before_fsync: bool,
+    /// Store items in SQLite (`<data-dir>/items.db`), with `POST /admin/backup` and a
+    /// hot-swap `POST /admin/restore` that needs no restart.
+    #[arg(long, conflicts_with = "postgres")]
+    pub sqlite: bool,
+    /// With --sqlite: write the backup `latest` this often (e.g. "2s").
+    #[arg(long, value_parser = humantime::parse_duration, requires = "sqlite")]
+    pub backup_every: Option<Duration>,
+    /// With --sqlite: fill an empty database with this many items at start-up.
+    #[arg(long, default_value_t = 0, requires = "sqlite")]
+    pub seed_items: u64,
+    /// Publish every stored item to NATS JetStream at this URL; a write is
+    /// acknowledged only after the broker stored the message.
+    #[arg(long)]
+    pub publish: Option<String>,
+    /// Worker mode: consume items from NATS JetStream at this URL (durable
+    /// consumer) and store them; `GET /items/{id}` then shows processed items.
+    #[arg(long, conflicts_with = "publish")]
+    pub consume: Option<String>,
+    /// ZooKeeper servers (host:port[,host:port]) to register with.
+    #[arg(long, requires = "register")]
+    pub zookeeper: Option<String>,
+    /// Ephemeral znode this instance registers (e.g. /workers/1); not ready until it owns it.
+    #[arg(long, requires = "zookeeper")]
+    pub register: Option<String>,
+    /// ZooKeeper session timeout to ask for (the server bounds it by its tick time).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "6s")]
+    pub zk_session_timeout: Duration,
+    /// Read a secret from this URL at start-up; exit 1 if it cannot be read.
+    #[arg(long)]
+    pub secret_from: Option<String>,
+    /// Serve a secret at `GET /secrets/NAME` (NAME=VALUE; repeatable).
+    #[arg(long = "secret", value_parser = deps::parse_secret)]
+    pub secrets: Vec<(String, String)>,
+    /// An upstream `/readyz` depends on: `http://…` answering 2xx or
+    /// `tcp://host:port` accepting (repeatable).
+    #[arg(long = "require")]
+    pub requires: Vec<String>,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -96,6 +140,12 @@ pub enum AppError {
     /// The database could not be reached or prepared at start-up.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The SQLite store could not be opened.
+    #[error("sqlite store: {0}")]
+    Sqlite(#[from] sqlite::SqliteError),
+    /// The secret named by `--secret-from` could not be read.
+    #[error("cannot read secret: {0}")]
+    Secret(String),
     /// Start-up failed on purpose (`--fail-start-probability`).
     #[error("start-up failure injected (--fail-start-probability {0})")]
     InjectedStartFailure(f64),
@@ -231,7 +281,15 @@ struct AppState {
     files: Store,
     ack_before_fsync: bool,
     pg: Option<PgStore>,
+    sqlite: Option<SqliteStore>,
     cache: Option<RedisCache>,
+    /// Where stored items are published (`--publish`) or consumed from (`--consume`).
+    broker: Option<Broker>,
+    /// Publish on insert (app) rather than consume (worker).
+    publishes: bool,
+    zk: Option<Arc<Registration>>,
+    secrets: HashMap<String, String>,
+    requires: Vec<String>,
 }
 
 type Failure = (StatusCode, String);
@@ -245,6 +303,33 @@ const CACHE_TTL_SECS: u64 = 60;
 
 impl AppState {
     async fn insert(self: &Arc<Self>, item: Item) -> Result<(), Failure> {
+        self.store(item.clone()).await?;
+        if self.publishes {
+            if let Some(b) = &self.broker {
+                let payload = serde_json::to_vec(&item).map_err(internal)?;
+                b.publish(payload).await.map_err(internal)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores durably in whichever store is configured (no publishing).
+    async fn store(self: &Arc<Self>, item: Item) -> Result<(), Failure> {
+        if self.sqlite.is_some() {
+            let me = Arc::clone(self);
+            let stored = item.clone();
+            tokio::task::spawn_blocking(move || {
+                let Some(db) = &me.sqlite else {
+                    return Ok(());
+                };
+                db.insert(&stored.id, &stored.value.to_string())
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+            self.cache_put(&item).await;
+            return Ok(());
+        }
         match &self.pg {
             Some(pg) => pg.insert(&item.id, &item.value).await.map_err(internal)?,
             None => {
@@ -267,7 +352,7 @@ impl AppState {
         Ok(())
     }
 
-    async fn get(&self, id: &str) -> Result<Option<serde_json::Value>, Failure> {
+    async fn get(self: &Arc<Self>, id: &str) -> Result<Option<serde_json::Value>, Failure> {
         let key = format!("item:{id}");
         if let Some(cache) = &self.cache {
             // A cache that is down costs a miss, never the request.
@@ -281,9 +366,22 @@ impl AppState {
                 Err(e) => eprintln!("demo-app: cache miss ({e})"),
             }
         }
-        let value = match &self.pg {
-            Some(pg) => pg.get(id).await.map_err(internal)?,
-            None => self.files.get(id),
+        let value = if self.sqlite.is_some() {
+            let me = Arc::clone(self);
+            let key = id.to_string();
+            let text = tokio::task::spawn_blocking(move || match &me.sqlite {
+                Some(db) => db.get(&key),
+                None => Ok(None),
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+            text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
+        } else {
+            match &self.pg {
+                Some(pg) => pg.get(id).await.map_err(internal)?,
+                None => self.files.get(id),
+            }
         };
         if let Some(v) = &value {
             self.cache_put(&Item {
@@ -317,6 +415,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(ready))
         .route("/items", post(create_item))
         .route("/items/{id}", get(read_item))
+        .route("/admin/backup", post(backup))
+        .route("/admin/restore", post(restore))
+        .route("/admin/digest", get(digest))
+        .route("/secrets/{name}", get(secret))
         .with_state(state)
 }
 
@@ -324,7 +426,111 @@ async fn ready(State(state): State<Arc<AppState>>) -> Result<&'static str, Failu
     if let Some(pg) = &state.pg {
         pg.ping().await.map_err(internal)?;
     }
+    if state.sqlite.is_some() {
+        sqlite_call(Arc::clone(&state), |db| db.ping())
+            .await
+            .map(drop)
+            .map_err(|(s, j)| (s, j.0.to_string()))?;
+    }
+    if let Some(zk) = &state.zk {
+        if !zk.is_registered() {
+            return Err(internal(zk.status()));
+        }
+    }
+    if let Some(b) = &state.broker {
+        b.ping().await.map_err(internal)?;
+    }
+    for r in &state.requires {
+        deps::check(r).await.map_err(internal)?;
+    }
     Ok("ready\n")
+}
+
+async fn secret(
+    State(state): State<Arc<AppState>>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<String, Failure> {
+    state
+        .secrets
+        .get(&name)
+        .cloned()
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no secret {name}\n")))
+}
+
+/// Body of the admin endpoints.
+#[derive(Debug, Deserialize, Default)]
+struct BackupName {
+    #[serde(alias = "name")]
+    backup: Option<String>,
+}
+
+fn sqlite_failure(e: sqlite::SqliteError) -> (StatusCode, Json<serde_json::Value>) {
+    use sqlite::SqliteError as E;
+    let status = match &e {
+        E::BadName(_) => StatusCode::BAD_REQUEST,
+        E::NoBackup(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let rolled_back = matches!(e, E::RolledBack { .. });
+    (
+        status,
+        Json(serde_json::json!({
+            "restored": false,
+            "rolled_back": rolled_back,
+            "error": e.to_string(),
+        })),
+    )
+}
+
+type JsonResult = Result<Json<serde_json::Value>, (StatusCode, Json<serde_json::Value>)>;
+
+async fn sqlite_call<T: Serialize + Send + 'static>(
+    state: Arc<AppState>,
+    f: impl FnOnce(&SqliteStore) -> Result<T, sqlite::SqliteError> + Send + 'static,
+) -> JsonResult {
+    let out = tokio::task::spawn_blocking(move || match &state.sqlite {
+        Some(db) => f(db).map_err(sqlite_failure),
+        None => Err((
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "this instance has no SQLite store (--sqlite)"})),
+        )),
+    })
+    .await
+    .map_err(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+    })??;
+    serde_json::to_value(out).map(Json).map_err(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+    })
+}
+
+async fn backup(State(state): State<Arc<AppState>>, body: Option<Json<BackupName>>) -> JsonResult {
+    let name = body
+        .and_then(|b| b.0.backup)
+        .unwrap_or_else(|| "manual".into());
+    sqlite_call(state, move |db| db.backup(&name)).await
+}
+
+async fn restore(State(state): State<Arc<AppState>>, body: Option<Json<BackupName>>) -> JsonResult {
+    let name = body
+        .and_then(|b| b.0.backup)
+        .unwrap_or_else(|| "latest".into());
+    let res = sqlite_call(state, move |db| db.restore(&name)).await;
+    match &res {
+        Ok(r) => eprintln!("demo-app: restore: {}", r.0),
+        Err((_, e)) => eprintln!("demo-app: restore: {}", e.0),
+    }
+    res
+}
+
+async fn digest(State(state): State<Arc<AppState>>) -> JsonResult {
+    sqlite_call(state, |db| db.digest()).await
 }
 
 async fn create_item(
@@ -380,6 +586,36 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         return Err(AppError::InjectedStartFailure(args.fail_start_probability));
     }
     tokio::time::sleep(args.startup_delay).await;
+    if let Some(url) = &args.secret_from {
+        // The Vault pattern: no secret, no start (the restart policy retries).
+        let secret = deps::fetch_secret(url).await.map_err(AppError::Secret)?;
+        eprintln!("demo-app: read secret from {url} ({} bytes)", secret.len());
+    }
+    let sqlite = if args.sqlite {
+        let db = SqliteStore::open(&args.data_dir)?;
+        let seeded = db.seed(args.seed_items)?;
+        if seeded > 0 {
+            eprintln!("demo-app: seeded {seeded} items");
+        }
+        Some(db)
+    } else {
+        None
+    };
+    let zk = match (&args.zookeeper, &args.register) {
+        (Some(servers), Some(path)) => {
+            let reg = Arc::new(Registration::default());
+            let id = format!("{}:{}", args.bind, args.port);
+            tokio::spawn(zk::register(
+                servers.clone(),
+                path.clone(),
+                id,
+                args.zk_session_timeout,
+                Arc::clone(&reg),
+            ));
+            Some(reg)
+        }
+        _ => None,
+    };
     let pg = match &args.postgres {
         Some(conn) => {
             let pg = PgStore::new(conn)?;
@@ -393,7 +629,17 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         files: store,
         ack_before_fsync: args.ack_before_fsync,
         pg,
+        sqlite,
         cache: args.redis.clone().map(RedisCache::new),
+        broker: args
+            .publish
+            .clone()
+            .or_else(|| args.consume.clone())
+            .map(Broker::new),
+        publishes: args.publish.is_some(),
+        zk,
+        secrets: args.secrets.iter().cloned().collect(),
+        requires: args.requires.clone(),
     };
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -401,6 +647,44 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         .map_err(|source| AppError::Bind { addr, source })?;
     eprintln!("demo-app: listening on {addr} (boot {boots})");
     let state = Arc::new(state);
+    if args.consume.is_some() {
+        let worker = Arc::clone(&state);
+        tokio::spawn(async move {
+            // A registered worker only: the znode says who does the work.
+            if let Some(zk) = &worker.zk {
+                while !zk.is_registered() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            let Some(broker) = &worker.broker else { return };
+            broker
+                .consume(|payload| {
+                    let w = Arc::clone(&worker);
+                    async move {
+                        let item: Item =
+                            serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+                        w.store(item).await.map_err(|(_, e)| e)
+                    }
+                })
+                .await;
+        });
+    }
+    if let Some(every) = args.backup_every {
+        let b = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let s = Arc::clone(&b);
+                let res = tokio::task::spawn_blocking(move || {
+                    s.sqlite.as_ref().map(|db| db.backup("latest"))
+                })
+                .await;
+                if let Ok(Some(Err(e))) = res {
+                    eprintln!("demo-app: periodic backup failed: {e}");
+                }
+            }
+        });
+    }
     if state.ack_before_fsync {
         eprintln!(
             "demo-app: UNSAFE: acknowledging writes before they are durable (--ack-before-fsync)"
@@ -430,6 +714,9 @@ pub async fn run(args: Args) -> Result<(), AppError> {
             path: args.data_dir.clone(),
             source,
         })?;
+    if let Some(zk) = &state.zk {
+        zk.close().await;
+    }
     eprintln!("demo-app: shut down gracefully");
     Ok(())
 }
