@@ -84,7 +84,8 @@ impl Broker {
         let js = tokio::time::timeout(Duration::from_secs(2), self.context())
             .await
             .map_err(|_| "broker: not connected yet".to_string())??;
-        tokio::time::timeout(Duration::from_secs(2), js.query_account())
+        // A round trip to the server (PING/PONG), not just the local connection state.
+        tokio::time::timeout(Duration::from_secs(2), js.client().flush())
             .await
             .map_err(|_| "broker: no answer within 2s".to_string())?
             .map_err(|e| format!("broker: {e}"))?;
