@@ -349,13 +349,13 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
     if !trials.is_empty() && trials.len() <= 50 {
         let _ = writeln!(
             o,
-            "  {:>5}  {:<10} {:<8} {:>12} {:>12} {:>12}  reason",
+            "  {:>5}  {:<14} {:<8} {:>12} {:>12} {:>12}  reason",
             "trial", "fault", "outcome", "recovery", "lower", "downtime"
         );
         for t in trials {
             let _ = writeln!(
                 o,
-                "  {:>5}  {:<10} {:<8} {:>12} {:>12} {:>12}  {}",
+                "  {:>5}  {:<14} {:<8} {:>12} {:>12} {:>12}  {}",
                 t.trial,
                 t.fault,
                 t.outcome.word(),

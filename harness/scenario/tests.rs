@@ -306,3 +306,102 @@ fn workloads_send_load_only_to_loopback() {
         assert!(err.contains("workload[1]"), "{err}");
     }
 }
+
+#[test]
+fn stack_restart_targets_every_service_and_needs_compose_for_ordered_modes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  db: {image: x}\n  app: {image: y}\n",
+    )
+    .expect("compose");
+    let path = dir.path().join("s.toml");
+    let text = |source: &str, mode: &str| {
+        format!("name = \"d\"\n[stack]\nbackend = \"docker\"\n{source}\n[[fault]]\nkind = \"stack-restart\"\nmode = \"{mode}\"\n[[probe]]\nkind = \"docker-health\"\nservice = \"db\"\n[slo]\nrecover-within = \"5s\"\n")
+    };
+    let plan = parse(&path, &text("compose = \"compose.yaml\"", "down-up")).expect("valid");
+    assert_eq!(plan.faults[0].target, ALL_SERVICES);
+    assert_eq!(
+        plan.faults[0].kind,
+        FaultKind::StackRestart {
+            mode: StackRestartMode::DownUp,
+            grace: Duration::from_secs(10)
+        }
+    );
+    assert!(parse(&path, &text("attach = \"p\"", "parallel")).is_ok());
+    for mode in ["ordered", "down-up"] {
+        let msg = parse(&path, &text("attach = \"p\"", mode))
+            .expect_err("attach cannot run compose")
+            .to_string();
+        assert!(msg.contains("need `compose"), "{msg}");
+    }
+    let msg = parse(&path, &text("compose = \"compose.yaml\"", "sideways"))
+        .expect_err("unknown mode")
+        .to_string();
+    assert!(msg.contains("sideways"), "{msg}");
+    // It acts on the whole stack: a target is an error, not silently ignored.
+    let with_target = text("compose = \"compose.yaml\"", "parallel")
+        .replace("mode = \"parallel\"", "mode = \"parallel\"\ntarget = \"db\"");
+    assert!(parse(&path, &with_target).is_err());
+    // Not on the process backend.
+    let process = VALID.replace(
+        "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
+        "kind = \"stack-restart\"",
+    );
+    let msg = parse_str(&process).expect_err("docker only").to_string();
+    assert!(msg.contains("needs the docker backend"), "{msg}");
+}
+
+#[test]
+fn http_fault_body_check_and_verify_within_are_read() {
+    let text = VALID
+        .replace(
+            "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
+            "kind = \"http\"\ntarget = \"app\"\nurl = \"http://127.0.0.1:9/admin/restore\"\nexpect-status = 500\nexpect-body = '\"rolled_back\":true'",
+        )
+        .replace(
+            "[slo]",
+            "[[workload]]\nkind = \"http-writes\"\nurl = \"http://127.0.0.1:9/items\"\nread-url = \"http://127.0.0.1:9/items/{id}\"\nverify-within = \"20s\"\n[slo]",
+        );
+    let plan = parse_str(&text).expect("valid");
+    assert!(matches!(
+        &plan.faults[0].kind,
+        FaultKind::Http { expect_status: Some(500), expect_body: Some(b), .. } if b == "\"rolled_back\":true"
+    ));
+    assert!(matches!(
+        plan.workloads[0].kind,
+        WorkloadKind::HttpWrites { verify_within, .. } if verify_within == Duration::from_secs(20)
+    ));
+}
+
+#[test]
+fn every_field_story_has_a_scenario_and_a_readme_row() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let mut stories: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(root.join("scenarios")).expect("scenarios") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let plan = load(&path).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(story) = plan.story {
+                let file = path.file_name().expect("name").to_string_lossy().to_string();
+                stories.push((story, file));
+            }
+        }
+    }
+    for seed in ["seed 000", "seed 001", "seed 002", "seed 003", "seed 004"] {
+        let files: Vec<&String> = stories
+            .iter()
+            .filter(|(s, _)| s.starts_with(seed))
+            .map(|(_, f)| f)
+            .collect();
+        assert!(!files.is_empty(), "no scenario tells {seed}");
+        let section = readme
+            .split("## Field stories")
+            .nth(1)
+            .expect("README has a Field stories section");
+        for f in files {
+            assert!(section.contains(f.as_str()), "Field stories table lacks {f}");
+        }
+    }
+}

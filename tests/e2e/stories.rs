@@ -37,7 +37,8 @@ fn fault_end_details(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn seed_001_hot_swap_restore_swaps_in_the_backup_without_a_restart() {
     let (code, d, out) = story("restore-hot-swap.toml", &["--trials", "3"]);
-    assert_eq!(code, Some(0), "{out}");
+    // Few trials: every one passes, the verdict may still be inconclusive (2).
+    assert!(matches!(code, Some(0 | 2)), "{out}");
     let (h, rows) = read_csv(&run_dir(&d).join("trials.csv"));
     assert_eq!(rows.len(), 3);
     assert!(column(&h, &rows, "outcome").iter().all(|o| o == "pass"));
@@ -63,7 +64,8 @@ fn seed_001_hot_swap_restore_swaps_in_the_backup_without_a_restart() {
 #[test]
 fn seed_001_corrupt_backup_rolls_back_and_loses_no_acknowledged_write() {
     let (code, d, out) = story("restore-corrupt-backup.toml", &["--trials", "3"]);
-    assert_eq!(code, Some(0), "{out}");
+    // Few trials: every one passes, the verdict may still be inconclusive (2).
+    assert!(matches!(code, Some(0 | 2)), "{out}");
     let (h, rows) = read_csv(&run_dir(&d).join("trials.csv"));
     assert_eq!(rows.len(), 3);
     assert!(column(&h, &rows, "outcome").iter().all(|o| o == "pass"));
@@ -84,7 +86,8 @@ fn seed_002_hard_kill_waits_for_the_zookeeper_session_and_graceful_does_not() {
     // ephemeral node until it expires: between timeout − ping interval (timeout/3)
     // and timeout + one tick, plus the restart.
     let (code, d, out) = story("zk-worker-hard-kill.toml", &["--trials", "2"]);
-    assert_eq!(code, Some(0), "{out}");
+    // Few trials: every one passes, the verdict may still be inconclusive (2).
+    assert!(matches!(code, Some(0 | 2)), "{out}");
     let (h, rows) = read_csv(&run_dir(&d).join("trials.csv"));
     assert!(column(&h, &rows, "outcome").iter().all(|o| o == "pass"));
     let hard = numbers(&h, &rows, "recovery_ms");
@@ -96,7 +99,8 @@ fn seed_002_hard_kill_waits_for_the_zookeeper_session_and_graceful_does_not() {
         .all(|n| n == "0"));
 
     let (code, d, out) = story("zk-worker-graceful.toml", &["--trials", "2"]);
-    assert_eq!(code, Some(0), "{out}");
+    // Few trials: every one passes, the verdict may still be inconclusive (2).
+    assert!(matches!(code, Some(0 | 2)), "{out}");
     let (h, rows) = read_csv(&run_dir(&d).join("trials.csv"));
     assert!(column(&h, &rows, "outcome").iter().all(|o| o == "pass"));
     let graceful = numbers(&h, &rows, "recovery_ms");
@@ -114,7 +118,8 @@ fn seed_002_hard_kill_waits_for_the_zookeeper_session_and_graceful_does_not() {
 #[test]
 fn seed_002_clean_restart_keeps_every_message_and_starts_in_dependency_order() {
     let (code, d, out) = story("zk-stack-clean-restart.toml", &["--trials", "1"]);
-    assert_eq!(code, Some(0), "{out}");
+    // Few trials: every one passes, the verdict may still be inconclusive (2).
+    assert!(matches!(code, Some(0 | 2)), "{out}");
     let (h, rows) = read_csv(&run_dir(&d).join("trials.csv"));
     assert_eq!(column(&h, &rows, "outcome"), vec!["pass"]);
     assert!(numbers(&h, &rows, "ops_ok")[0] > 5.0);
