@@ -340,8 +340,10 @@ fn stack_restart_targets_every_service_and_needs_compose_for_ordered_modes() {
         .to_string();
     assert!(msg.contains("sideways"), "{msg}");
     // It acts on the whole stack: a target is an error, not silently ignored.
-    let with_target = text("compose = \"compose.yaml\"", "parallel")
-        .replace("mode = \"parallel\"", "mode = \"parallel\"\ntarget = \"db\"");
+    let with_target = text("compose = \"compose.yaml\"", "parallel").replace(
+        "mode = \"parallel\"",
+        "mode = \"parallel\"\ntarget = \"db\"",
+    );
     assert!(parse(&path, &with_target).is_err());
     // Not on the process backend.
     let process = VALID.replace(
@@ -384,7 +386,11 @@ fn every_field_story_has_a_scenario_and_a_readme_row() {
         if path.extension().is_some_and(|e| e == "toml") {
             let plan = load(&path).unwrap_or_else(|e| panic!("{e}"));
             if let Some(story) = plan.story {
-                let file = path.file_name().expect("name").to_string_lossy().to_string();
+                let file = path
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .to_string();
                 stories.push((story, file));
             }
         }
@@ -401,7 +407,10 @@ fn every_field_story_has_a_scenario_and_a_readme_row() {
             .nth(1)
             .expect("README has a Field stories section");
         for f in files {
-            assert!(section.contains(f.as_str()), "Field stories table lacks {f}");
+            assert!(
+                section.contains(f.as_str()),
+                "Field stories table lacks {f}"
+            );
         }
     }
 }
