@@ -29,7 +29,7 @@ fn numbers(header: &[String], rows: &[Vec<String>], name: &str) -> Vec<f64> {
 fn fault_end_details(dir: &std::path::Path) -> Vec<String> {
     history_lines(dir)
         .iter()
-        .filter(|r| r["event"] == "fault-end")
+        .filter(|r| r["type"] == "fault-end")
         .map(|r| r["detail"].as_str().unwrap_or_default().to_string())
         .collect()
 }
@@ -74,6 +74,7 @@ fn seed_001_corrupt_backup_rolls_back_and_loses_no_acknowledged_write() {
         .iter()
         .all(|n| n == "0"));
     let details = fault_end_details(&run_dir(&d));
+    assert_eq!(details.len(), 3, "{details:?}");
     assert!(
         details.iter().all(|x| x.contains("\"rolled_back\":true")),
         "{details:?}"
