@@ -620,8 +620,10 @@ impl Stack for DockerStack {
             .filter(|(_, c)| !c.running)
             .map(|(s, _)| s.clone())
             .collect();
-        // `compose up -d` is idempotent: it creates what is missing and starts what is stopped.
-        self.compose(files, &["up", "-d", "--no-build"]).await?;
+        // Creates what is missing and starts what is stopped; --no-recreate: a container
+        // whose image was rebuilt meanwhile is left alone, never replaced mid-run.
+        self.compose(files, &["up", "-d", "--no-build", "--no-recreate"])
+            .await?;
         self.discover().await?;
         Ok(down)
     }

@@ -283,11 +283,19 @@ impl SqliteStore {
         let mut guard = self.conn.lock().map_err(|_| SqliteError::Poisoned)?;
         let held = Instant::now();
         drop(guard.take()); // closes the live connection
-        std::fs::rename(&live, &rollback).map_err(io(&rollback))?;
-        std::fs::rename(&staging, &live).map_err(io(&live))?;
-        sync_dir(&self.dir)?;
-        let outcome = Connection::open(&live)
-            .map_err(SqliteError::from)
+        if let Err(e) = std::fs::rename(&live, &rollback) {
+            // Nothing was swapped: serve the live file again.
+            *guard = Some(open(&live)?);
+            return Err(SqliteError::Io {
+                path: rollback,
+                source: e,
+            });
+        }
+        let swapped = std::fs::rename(&staging, &live)
+            .map_err(io(&live))
+            .and_then(|()| sync_dir(&self.dir));
+        let outcome = swapped
+            .and_then(|()| Connection::open(&live).map_err(SqliteError::from))
             .and_then(|c| {
                 let got = verify_conn(&c)?;
                 Ok((c, got))

@@ -22,6 +22,8 @@ pub struct Registration {
     status: Mutex<String>,
     /// The client holding the session; dropped (session closed) on shutdown.
     client: Mutex<Option<zookeeper_client::Client>>,
+    /// Set by [`Registration::close`]: a closed session is not re-registered.
+    closing: AtomicBool,
 }
 
 impl Registration {
@@ -43,6 +45,7 @@ impl Registration {
 
     /// Closes the session (a graceful stop): ZooKeeper deletes the node at once.
     pub async fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
         let client = self.client.lock().ok().and_then(|mut c| c.take());
         if client.is_some() {
             drop(client);
@@ -53,7 +56,8 @@ impl Registration {
     }
 }
 
-/// Registers `path` (ephemeral, data = `id`) at `servers`, retrying until it succeeds.
+/// Registers `path` (ephemeral, data = `id`) at `servers`, retrying until it
+/// succeeds; registers again if the session later expires (the node is gone then).
 pub async fn register(
     servers: String,
     path: String,
@@ -61,6 +65,35 @@ pub async fn register(
     session_timeout: Duration,
     reg: Arc<Registration>,
 ) {
+    loop {
+        let mut watcher =
+            register_once(&servers, &path, &id, session_timeout, &reg).await;
+        loop {
+            let state = watcher.changed().await;
+            if state.is_terminated() {
+                break;
+            }
+        }
+        if reg.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        reg.registered.store(false, Ordering::SeqCst);
+        if let Ok(mut c) = reg.client.lock() {
+            c.take();
+        }
+        let msg = format!("zookeeper session ended; {path} is gone, registering again");
+        eprintln!("demo-app: {msg}");
+        reg.set_status(msg);
+    }
+}
+
+async fn register_once(
+    servers: &str,
+    path: &str,
+    id: &str,
+    session_timeout: Duration,
+    reg: &Registration,
+) -> zookeeper_client::StateWatcher {
     let started = Instant::now();
     let mut node_exists = 0u32;
     reg.set_status(format!("connecting to zookeeper at {servers}"));
@@ -68,7 +101,7 @@ pub async fn register(
         let client = match zookeeper_client::Client::connector()
             .with_session_timeout(session_timeout)
             .with_connection_timeout(Duration::from_secs(2))
-            .connect(&servers)
+            .connect(servers)
             .await
         {
             Ok(c) => c,
@@ -96,7 +129,7 @@ pub async fn register(
         let opts =
             zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all());
         loop {
-            match client.create(&path, id.as_bytes(), &opts).await {
+            match client.create(path, id.as_bytes(), &opts).await {
                 Ok(_) => {
                     let waited = started.elapsed();
                     let msg = format!(
@@ -108,11 +141,12 @@ pub async fn register(
                     );
                     eprintln!("demo-app: {msg}");
                     reg.set_status(msg);
+                    let watcher = client.state_watcher();
                     if let Ok(mut c) = reg.client.lock() {
                         *c = Some(client);
                     }
                     reg.registered.store(true, Ordering::SeqCst);
-                    return;
+                    return watcher;
                 }
                 Err(zookeeper_client::Error::NodeExists) => {
                     node_exists += 1;
