@@ -277,8 +277,9 @@ impl SqliteStore {
         File::open(&staging)
             .and_then(|f| f.sync_all())
             .map_err(io(&staging))?;
-        // The backup's own content, read independently of the swap (None if unreadable).
-        let expected = verify_file(&source).ok();
+        // The staged copy's own content, read before the swap (None if unreadable): the
+        // exact bytes swapped in, so a backup rewritten meanwhile cannot cause a mismatch.
+        let expected = verify_file(&staging).ok();
 
         let mut guard = self.conn.lock().map_err(|_| SqliteError::Poisoned)?;
         let held = Instant::now();
