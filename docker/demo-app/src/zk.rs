@@ -66,8 +66,7 @@ pub async fn register(
     reg: Arc<Registration>,
 ) {
     loop {
-        let mut watcher =
-            register_once(&servers, &path, &id, session_timeout, &reg).await;
+        let mut watcher = register_once(&servers, &path, &id, session_timeout, &reg).await;
         loop {
             let state = watcher.changed().await;
             if state.is_terminated() {
