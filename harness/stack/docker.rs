@@ -172,6 +172,9 @@ impl DockerStack {
         let out = tokio::process::Command::new(&cmd[0])
             .args(&argv)
             .env("REBOUND_RUN", &self.run_id)
+            // A cancelled call (Ctrl-C during a stack-restart) must not race the heal
+            // and teardown that follow: the compose process goes with it.
+            .kill_on_drop(true)
             .output()
             .await
             .map_err(|e| StackError::Docker {
@@ -565,27 +568,11 @@ impl Stack for DockerStack {
         let t = Self::secs(grace).to_string();
         match (mode, &self.source) {
             (StackRestartMode::Parallel, _) => {
-                let targets: Vec<(String, String)> = self
-                    .state
-                    .borrow()
-                    .iter()
-                    .map(|(s, c)| (s.clone(), c.id.clone()))
-                    .collect();
-                let n = targets.len();
-                let results = futures_util::future::join_all(targets.into_iter().map(
-                    |(service, id)| async move {
-                        self.docker
-                            .restart_container(
-                                &id,
-                                Some(RestartContainerOptions {
-                                    t: Some(Self::secs(grace)),
-                                    signal: None,
-                                }),
-                            )
-                            .await
-                            .map_err(docker_err(format!("restarting {service}")))
-                    },
-                ))
+                let services = self.services();
+                let n = services.len();
+                let results = futures_util::future::join_all(
+                    services.iter().map(|service| self.restart(service, grace)),
+                )
                 .await;
                 results.into_iter().collect::<Result<Vec<()>, _>>()?;
                 Ok(format!("{n} containers restarted at once"))

@@ -464,7 +464,7 @@ struct BackupName {
     backup: Option<String>,
 }
 
-fn sqlite_failure(e: sqlite::SqliteError) -> (StatusCode, Json<serde_json::Value>) {
+fn sqlite_failure(e: sqlite::SqliteError) -> JsonFailure {
     use sqlite::SqliteError as E;
     let status = match &e {
         E::BadName(_) => StatusCode::BAD_REQUEST,
@@ -482,7 +482,12 @@ fn sqlite_failure(e: sqlite::SqliteError) -> (StatusCode, Json<serde_json::Value
     )
 }
 
-type JsonResult = Result<Json<serde_json::Value>, (StatusCode, Json<serde_json::Value>)>;
+type JsonFailure = (StatusCode, Json<serde_json::Value>);
+type JsonResult = Result<Json<serde_json::Value>, JsonFailure>;
+
+fn json_error(status: StatusCode, e: impl std::fmt::Display) -> JsonFailure {
+    (status, Json(serde_json::json!({"error": e.to_string()})))
+}
 
 async fn sqlite_call<T: Serialize + Send + 'static>(
     state: Arc<AppState>,
@@ -490,24 +495,16 @@ async fn sqlite_call<T: Serialize + Send + 'static>(
 ) -> JsonResult {
     let out = tokio::task::spawn_blocking(move || match &state.sqlite {
         Some(db) => f(db).map_err(sqlite_failure),
-        None => Err((
+        None => Err(json_error(
             StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error": "this instance has no SQLite store (--sqlite)"})),
+            "this instance has no SQLite store (--sqlite)",
         )),
     })
     .await
-    .map_err(|e| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"error": e.to_string()})),
-        )
-    })??;
-    serde_json::to_value(out).map(Json).map_err(|e| {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"error": e.to_string()})),
-        )
-    })
+    .map_err(|e| json_error(StatusCode::INTERNAL_SERVER_ERROR, e))??;
+    serde_json::to_value(out)
+        .map(Json)
+        .map_err(|e| json_error(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
 async fn backup(State(state): State<Arc<AppState>>, body: Option<Json<BackupName>>) -> JsonResult {
