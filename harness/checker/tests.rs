@@ -47,6 +47,7 @@ impl Builder {
                 ok,
                 start_ns: start_ms * MS,
                 latency_ns: MS,
+                late_ns: 0,
                 error: None,
             },
         )

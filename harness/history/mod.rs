@@ -140,6 +140,10 @@ pub enum Event {
         start_ns: u64,
         /// How long the attempt took.
         latency_ns: u64,
+        /// How late the attempt started after its scheduled tick (a busy machine
+        /// delays timers): the bracket may be wider than the period by this much.
+        #[serde(default)]
+        late_ns: u64,
         /// Failure description.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,

@@ -171,10 +171,11 @@ pub async fn run_loop(
     let mut ticks = tokio::time::interval(prober.plan.period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let due = tokio::select! {
             () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
+            due = ticks.tick() => due,
+        };
+        let late_ns = u64::try_from(due.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let start_ns = history.now_ns();
         let result = prober.check().await;
         let latency_ns = history.now_ns().saturating_sub(start_ns);
@@ -184,6 +185,7 @@ pub async fn run_loop(
             ok: error.is_none(),
             start_ns,
             latency_ns,
+            late_ns,
             error: error.clone(),
         });
         if tx

@@ -111,12 +111,23 @@ impl Svc {
         }
     }
 
-    fn send(&self, sig: Signal) -> Result<(), StackError> {
-        let pid = self
-            .state
+    /// The running process's pid (its group id), or `NotRunning`.
+    fn pid(&self) -> Result<i32, StackError> {
+        self.state
             .borrow()
             .pid
-            .ok_or_else(|| StackError::NotRunning(self.name.clone()))?;
+            .ok_or_else(|| StackError::NotRunning(self.name.clone()))
+    }
+
+    fn send(&self, sig: Signal) -> Result<(), StackError> {
+        let pid = self.pid()?;
+        self.send_to(pid, sig)
+    }
+
+    /// Signals the group `pid` read once by the caller: a sequence of signals (SIGTERM
+    /// then SIGCONT) goes to one process even if it exits in between — the supervisor
+    /// clearing `pid` meanwhile must not turn a finished stop into an error.
+    fn send_to(&self, pid: i32, sig: Signal) -> Result<(), StackError> {
         match killpg(Pid::from_raw(pid), sig) {
             // The process died between the check and the signal: the effect is the same.
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
@@ -126,6 +137,14 @@ impl Svc {
                 message: e.to_string(),
             }),
         }
+    }
+
+    /// SIGTERM, then SIGCONT so that a frozen process can act on it; both to the same
+    /// process. `NotRunning` only if nothing was running when it was called.
+    fn terminate(&self) -> Result<(), StackError> {
+        let pid = self.pid()?;
+        self.send_to(pid, Signal::SIGTERM)?;
+        self.send_to(pid, Signal::SIGCONT)
     }
 
     fn spawn(&self, history: &History) -> Result<Child, StackError> {
@@ -303,15 +322,19 @@ impl Svc {
         if !running {
             return Ok(());
         }
-        // Exited between the check and the signal: already stopped.
-        if let Err(StackError::NotRunning(_)) = self.send(Signal::SIGTERM) {
-            return Ok(());
+        match self.terminate() {
+            // Exited between the check and the signal: already stopped.
+            Err(StackError::NotRunning(_)) => return Ok(()),
+            r => r?,
         }
-        self.send(Signal::SIGCONT)?;
         if self.wait_exit(exits, grace).await.is_ok() {
             return Ok(());
         }
-        self.send(Signal::SIGKILL)?;
+        match self.send(Signal::SIGKILL) {
+            // It exited at the end of the grace period: stopped.
+            Err(StackError::NotRunning(_)) => return Ok(()),
+            r => r?,
+        }
         self.wait_exit(exits, KILL_WAIT).await
     }
 }
@@ -442,11 +465,8 @@ impl Stack for ProcessStack {
         match sig {
             Sig::Kill => svc.send(Signal::SIGKILL),
             Sig::Other(s) => svc.send(s),
-            Sig::Term => {
-                svc.send(Signal::SIGTERM)?;
-                // A frozen process only acts on SIGTERM once resumed.
-                svc.send(Signal::SIGCONT)
-            }
+            // A frozen process only acts on SIGTERM once resumed.
+            Sig::Term => svc.terminate(),
         }
     }
 

@@ -5,3 +5,4 @@ mod docker_runs;
 mod helpers;
 mod process_runs;
 mod stories;
+mod truth;

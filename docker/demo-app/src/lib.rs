@@ -573,6 +573,25 @@ async fn shutdown_signal() {
     }
 }
 
+/// File in the data directory with one line per start: `<boot> <unix ns>`, the wall
+/// clock instant the socket began to accept connections.
+pub const READY_LOG: &str = "ready.log";
+
+fn unix_ns_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn record_ready(dir: &Path, boots: u64, ready_ns: u128) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(READY_LOG))?;
+    // One write(2) per line, so a reader never sees half a line of a finished start.
+    f.write_all(format!("{boots} {ready_ns}\n").as_bytes())
+}
+
 /// Runs demo-app until SIGTERM/SIGINT. Returns an error if start-up fails.
 pub async fn run(args: Args) -> Result<(), AppError> {
     let (store, boots) = Store::open(&args.data_dir)?;
@@ -642,7 +661,15 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| AppError::Bind { addr, source })?;
-    eprintln!("demo-app: listening on {addr} (boot {boots})");
+    // The truth clock: the instant connections are accepted, read from the wall clock
+    // right after listen(2), in the log and in `<data-dir>/ready.log`. Tests hold
+    // rebound's recovery bracket against it.
+    let ready_ns = unix_ns_now();
+    eprintln!("demo-app: listening on {addr} (boot {boots}, ready_unix_ns {ready_ns})");
+    record_ready(&args.data_dir, boots, ready_ns).map_err(|source| AppError::Data {
+        path: args.data_dir.join(READY_LOG),
+        source,
+    })?;
     let state = Arc::new(state);
     if args.consume.is_some() {
         let worker = Arc::clone(&state);

@@ -68,6 +68,33 @@ async fn always_restarts_a_killed_service_and_never_leaves_it_down() {
     assert!(s.pids().is_empty());
 }
 
+/// `sleep` dies at once on SIGTERM, so the supervisor may clear its pid while a stop
+/// or a SIGTERM fault is still sending SIGCONT; that must be a clean stop, never
+/// "service is not running" (it once turned a PASS run into exit 4 at teardown). On a
+/// multi-threaded runtime the supervisor runs beside the caller, as in `rebound run`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_gone_right_after_sigterm_is_stopped_not_an_error() {
+    let (s, _d) = stack(&[service("q", &["sleep", "100"], RestartPolicy::Always)]);
+    s.up().await.expect("up");
+    for round in 0..40u64 {
+        let exits = s.status("q").expect("q").exits;
+        s.signal("q", Sig::Term)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: sigterm fault: {e}"));
+        s.wait_exit("q", exits, Duration::from_secs(5))
+            .await
+            .expect("exit");
+        wait_until("restart", || s.status("q").expect("q").running).await;
+        s.stop("q", Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: stop: {e}"));
+        assert!(!s.status("q").expect("q").running);
+        s.start("q").await.expect("start");
+    }
+    s.teardown().await.expect("teardown");
+    assert!(s.pids().is_empty());
+}
+
 #[tokio::test]
 async fn on_failure_restarts_only_unclean_exits() {
     let (s, _d) = stack(&[
