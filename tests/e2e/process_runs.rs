@@ -614,3 +614,31 @@ fn shards_cover_the_schedule_and_merge_into_one_verdict() {
         "merging into an existing run must be refused"
     );
 }
+
+/// A run directory written by the previous release (tests/fixtures/runs/quickstart-v0:
+/// no `late_ns`, no format version) re-checks and re-renders to the same verdict and
+/// the same trials.csv.
+#[test]
+fn a_run_dir_of_the_previous_release_rechecks_to_its_verdict() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs/quickstart-v0");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in ["scenario.toml", "history.jsonl", "summary.json"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).expect("copy");
+    }
+    let c = run(&["check", dir.path().to_str().expect("utf8")]);
+    assert_eq!(c.status.code(), Some(2), "{}", text(&c));
+    assert!(text(&c).contains("6/6 (100.0%)"), "{}", text(&c));
+    let r = run(&["report", dir.path().to_str().expect("utf8")]);
+    assert_eq!(r.status.code(), Some(2), "{}", text(&r));
+    let old: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture.join("summary.json")).expect("summary"),
+    )
+    .expect("json");
+    let new = summary(dir.path());
+    assert_eq!(new["verdict"], old["verdict"]);
+    assert_eq!(new["details"], old["details"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("trials.csv")).expect("trials.csv"),
+        std::fs::read_to_string(fixture.join("trials.csv")).expect("fixture trials.csv"),
+    );
+}
