@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod checker;
 pub mod compare;
 pub mod exit;
+pub mod field;
 pub mod history;
 pub mod merge;
 pub mod nemesis;

@@ -314,9 +314,11 @@ impl Ctx {
                         error: e.to_string(),
                     });
                 }
-                Ok((armed, detail)) => {
-                    h.record(Event::FaultOk { detail });
-                    let effect = nemesis::effect(fault, armed, self.stack.as_ref());
+                Ok(injected) => {
+                    h.record(Event::FaultOk {
+                        detail: injected.detail,
+                    });
+                    let effect = injected.effect.wait(self.stack.as_ref());
                     tokio::pin!(effect);
                     let mut effect_done = false;
                     let observe = tokio::time::sleep(self.plan.run.observe_for);

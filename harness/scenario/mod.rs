@@ -4,15 +4,22 @@
 //! checks that commands exist (that is the stack's job, exit code 4). Every error
 //! names the file, the line where it can be found, and the key.
 
+mod fault;
 pub mod raw;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{DbRestartMode, FaultOrder, RestartPolicy, StackRestartMode};
-use raw::{RawFault, RawProbe, RawStack, RawWorkload, ScenarioFile};
+pub use crate::nemesis::{DbRestartMode, FaultPlan, ALL_SERVICES};
+use crate::stack::plan::check_placeholders;
+pub use crate::stack::plan::{
+    compose_services, expand, DockerSource, RestartPolicy, ServicePlan, StackPlan, PLACEHOLDERS,
+};
+pub use crate::stack::StackRestartMode;
+pub use raw::FaultOrder;
+use raw::{RawProbe, RawStack, RawWorkload, ScenarioFile};
 
 /// A scenario that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -80,223 +87,6 @@ pub struct Plan {
     pub slo: Slo,
     /// Trial mechanics.
     pub run: RunPlan,
-}
-
-/// The stack backend and its services.
-#[derive(Debug, Clone)]
-pub enum StackPlan {
-    /// Local processes supervised by rebound.
-    Process {
-        /// Services in start order.
-        services: Vec<ServicePlan>,
-    },
-    /// A compose project on the local Docker Engine.
-    Docker {
-        /// Where the containers come from.
-        source: DockerSource,
-        /// Service names read from the compose file (None when attaching).
-        services: Option<Vec<String>>,
-    },
-}
-
-/// How the docker backend gets its stack.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DockerSource {
-    /// rebound brings the compose file up under its own project name.
-    Compose {
-        /// The compose file (resolved against the scenario directory).
-        file: PathBuf,
-        /// Files merged over it, in order.
-        overrides: Vec<PathBuf>,
-        /// Project name (default `rebound-<scenario>-<run>`).
-        project: Option<String>,
-    },
-    /// An already running compose project.
-    Attach {
-        /// Its compose project name.
-        project: String,
-    },
-}
-
-impl StackPlan {
-    /// Names of all services, in start order (None when only the running stack knows).
-    pub fn service_names(&self) -> Option<Vec<String>> {
-        match self {
-            StackPlan::Process { services } => {
-                Some(services.iter().map(|s| s.name.clone()).collect())
-            }
-            StackPlan::Docker { services, .. } => services.clone(),
-        }
-    }
-
-    /// The backend's name as written in files.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            StackPlan::Process { .. } => "process",
-            StackPlan::Docker { .. } => "docker",
-        }
-    }
-}
-
-/// Service names of a compose file (the keys of its `services` mapping).
-pub fn compose_services(text: &str) -> Result<Vec<String>, String> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
-    if !doc.is_mapping() {
-        return Err("not a YAML mapping".into());
-    }
-    // An override file may define only volumes or networks.
-    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
-        return Ok(Vec::new());
-    };
-    Ok(services
-        .keys()
-        .filter_map(|k| k.as_str().map(String::from))
-        .collect())
-}
-
-/// One supervised process.
-#[derive(Debug, Clone)]
-pub struct ServicePlan {
-    /// Service name.
-    pub name: String,
-    /// argv with placeholders (expanded at start).
-    pub command: Vec<String>,
-    /// Extra environment (placeholders expanded at start).
-    pub env: BTreeMap<String, String>,
-    /// Working directory (absolute or relative to the scenario directory).
-    pub workdir: Option<PathBuf>,
-    /// Restart policy.
-    pub restart: RestartPolicy,
-    /// First restart delay.
-    pub restart_backoff: Duration,
-    /// Largest restart delay.
-    pub restart_max_backoff: Duration,
-    /// SIGTERM → SIGKILL grace when rebound stops it.
-    pub stop_grace: Duration,
-}
-
-/// One fault: what is done to which service.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FaultPlan {
-    /// Target service.
-    pub target: String,
-    /// The fault kind and its parameters.
-    pub kind: FaultKind,
-}
-
-/// Fault kinds and their parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FaultKind {
-    /// SIGKILL; the restart policy brings the service back.
-    Sigkill,
-    /// SIGTERM, SIGKILL after `grace`, then start.
-    Sigterm {
-        /// SIGTERM → SIGKILL grace.
-        grace: Duration,
-    },
-    /// Stopped for `duration`, then started.
-    StopFor {
-        /// How long it stays stopped.
-        duration: Duration,
-        /// SIGTERM → SIGKILL grace.
-        grace: Duration,
-    },
-    /// SIGSTOP for `duration`, then SIGCONT.
-    PauseFor {
-        /// How long it stays frozen.
-        duration: Duration,
-    },
-    /// `docker restart` with a grace period.
-    Restart {
-        /// SIGTERM → SIGKILL grace.
-        grace: Duration,
-    },
-    /// Off every network for `duration`.
-    DisconnectFor {
-        /// How long it stays cut off.
-        duration: Duration,
-    },
-    /// `pg_ctl stop` inside the container (its supervisor starts postgres again).
-    DbRestart {
-        /// Shutdown mode.
-        mode: DbRestartMode,
-        /// Data directory (None: the container's $PGDATA).
-        pgdata: Option<String>,
-    },
-    /// Any signal.
-    Signal {
-        /// The signal.
-        signal: nix::sys::signal::Signal,
-    },
-    /// An HTTP call.
-    Http {
-        /// URL.
-        url: String,
-        /// Method.
-        method: String,
-        /// JSON body.
-        body: Option<String>,
-        /// Expected status (None: any 2xx).
-        expect_status: Option<u16>,
-        /// Text the body must contain.
-        expect_body: Option<String>,
-        /// Request timeout.
-        timeout: Duration,
-    },
-    /// Every service restarted (target [`ALL_SERVICES`]).
-    StackRestart {
-        /// How.
-        mode: StackRestartMode,
-        /// SIGTERM → SIGKILL grace per container.
-        grace: Duration,
-    },
-    /// Filesystem filled for a while.
-    DiskFill {
-        /// Directory on the filesystem to fill.
-        path: String,
-        /// Bytes left free.
-        leave_bytes: u64,
-        /// How long.
-        duration: Duration,
-    },
-    /// An argv run in the target.
-    Exec {
-        /// argv.
-        command: Vec<String>,
-    },
-}
-
-impl FaultKind {
-    /// The kebab-case kind name used in files and reports.
-    pub fn name(&self) -> &'static str {
-        match self {
-            FaultKind::Sigkill => "sigkill",
-            FaultKind::Sigterm { .. } => "sigterm",
-            FaultKind::StopFor { .. } => "stop-for",
-            FaultKind::PauseFor { .. } => "pause-for",
-            FaultKind::Restart { .. } => "restart",
-            FaultKind::DisconnectFor { .. } => "disconnect-for",
-            FaultKind::DbRestart { .. } => "db-restart",
-            FaultKind::Exec { .. } => "exec",
-            FaultKind::Signal { .. } => "signal",
-            FaultKind::Http { .. } => "http",
-            FaultKind::DiskFill { .. } => "disk-fill",
-            FaultKind::StackRestart { .. } => "stack-restart",
-        }
-    }
-
-    /// Whether the process backend can inject it.
-    pub fn process_capable(&self) -> bool {
-        !matches!(
-            self,
-            FaultKind::Restart { .. }
-                | FaultKind::DisconnectFor { .. }
-                | FaultKind::DbRestart { .. }
-                | FaultKind::Exec { .. }
-                | FaultKind::DiskFill { .. }
-                | FaultKind::StackRestart { .. }
-        )
-    }
 }
 
 /// One readiness probe.
@@ -496,15 +286,8 @@ pub struct RunPlan {
     pub seed: Option<u64>,
 }
 
-/// Placeholders allowed in service commands, env and workdir.
-pub const PLACEHOLDERS: &[&str] = &["rebound", "run_dir", "scenario_dir"];
-
 /// Smallest probe period accepted.
 pub const MIN_PROBE_PERIOD: Duration = Duration::from_millis(5);
-
-/// Target of faults that act on every service (`stack-restart`); not a valid
-/// compose service name, so it never collides with one.
-pub const ALL_SERVICES: &str = "*";
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
@@ -687,40 +470,6 @@ impl Validator<'_> {
         self.err(format!("{table}[{}].{key}", n + 1), line, message)
     }
 }
-
-fn check_placeholders(s: &str) -> Result<(), String> {
-    let mut rest = s;
-    while let Some(i) = rest.find("${") {
-        let after = &rest[i + 2..];
-        let Some(end) = after.find('}') else {
-            return Err(format!("unterminated placeholder in `{s}`"));
-        };
-        let name = &after[..end];
-        if !PLACEHOLDERS.contains(&name) {
-            return Err(format!(
-                "unknown placeholder `${{{name}}}`; known: {}",
-                PLACEHOLDERS
-                    .iter()
-                    .map(|p| format!("${{{p}}}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        rest = &after[end + 1..];
-    }
-    Ok(())
-}
-
-/// Expands `${rebound}`, `${run_dir}` and `${scenario_dir}` (validated beforehand).
-pub fn expand(s: &str, vars: &BTreeMap<&str, String>) -> String {
-    let mut out = s.to_string();
-    for (name, value) in vars {
-        out = out.replace(&format!("${{{name}}}"), value);
-    }
-    out
-}
-
-const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// Largest accepted workload rate (operations per second) and concurrency.
 const MAX_RATE: f64 = 10_000.0;
@@ -973,7 +722,7 @@ fn validate_as(
                     restart: s.restart,
                     restart_backoff: backoff,
                     restart_max_backoff: max_backoff,
-                    stop_grace: s.stop_grace.unwrap_or(DEFAULT_GRACE),
+                    stop_grace: s.stop_grace.unwrap_or(crate::nemesis::DEFAULT_GRACE),
                 });
             }
             StackPlan::Process { services: plans }
@@ -1051,199 +800,7 @@ fn validate_as(
     let check_service = |name: &str| known.as_ref().is_none_or(|k| k.iter().any(|s| s == name));
     let services_list = known.clone().unwrap_or_default().join(", ");
 
-    if raw.faults.is_empty() {
-        return Err(v.err("fault", None, "at least one [[fault]] is required"));
-    }
-    let mut faults = Vec::new();
-    for (i, f) in raw.faults.into_iter().enumerate() {
-        let (target, kind) = match f {
-            RawFault::Sigkill { target } => (target, FaultKind::Sigkill),
-            RawFault::Sigterm { target, grace } => (
-                target,
-                FaultKind::Sigterm {
-                    grace: grace.unwrap_or(DEFAULT_GRACE),
-                },
-            ),
-            RawFault::StopFor {
-                target,
-                duration,
-                grace,
-            } => (
-                target,
-                FaultKind::StopFor {
-                    duration,
-                    grace: grace.unwrap_or(DEFAULT_GRACE),
-                },
-            ),
-            RawFault::PauseFor { target, duration } => (target, FaultKind::PauseFor { duration }),
-            RawFault::Restart { target, grace } => (
-                target,
-                FaultKind::Restart {
-                    grace: grace.unwrap_or(DEFAULT_GRACE),
-                },
-            ),
-            RawFault::DisconnectFor { target, duration } => {
-                (target, FaultKind::DisconnectFor { duration })
-            }
-            RawFault::DbRestart {
-                target,
-                mode,
-                pgdata,
-            } => (
-                target,
-                FaultKind::DbRestart {
-                    mode: mode.unwrap_or_default(),
-                    pgdata,
-                },
-            ),
-            RawFault::Exec { target, command } => {
-                if command.is_empty() {
-                    return Err(v.err_in(
-                        "[[fault]]",
-                        i,
-                        "command",
-                        None,
-                        "command must name a program",
-                    ));
-                }
-                (target, FaultKind::Exec { command })
-            }
-            RawFault::Signal { target, signal } => {
-                let upper = signal.to_ascii_uppercase();
-                let name = if upper.starts_with("SIG") {
-                    upper
-                } else {
-                    format!("SIG{upper}")
-                };
-                let parsed: nix::sys::signal::Signal = name.parse().map_err(|_| {
-                    v.err_in(
-                        "[[fault]]",
-                        i,
-                        "signal",
-                        Some(&signal),
-                        format!("`{signal}` is not a signal name (e.g. SIGHUP, SIGUSR1)"),
-                    )
-                })?;
-                (target, FaultKind::Signal { signal: parsed })
-            }
-            RawFault::Http {
-                target,
-                url,
-                method,
-                body,
-                expect_status,
-                expect_body,
-                timeout,
-            } => {
-                v.http_url("[[fault]]", i, &url)?;
-                let method = method.unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
-                if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
-                    return Err(v.err_in(
-                        "[[fault]]",
-                        i,
-                        "method",
-                        None,
-                        format!("`{method}` is not an HTTP method"),
-                    ));
-                }
-                (
-                    target,
-                    FaultKind::Http {
-                        url,
-                        method,
-                        body,
-                        expect_status,
-                        expect_body,
-                        timeout: timeout.unwrap_or(Duration::from_secs(30)),
-                    },
-                )
-            }
-            RawFault::StackRestart { mode, grace } => {
-                let mode = mode.unwrap_or_default();
-                let attached = matches!(
-                    stack,
-                    StackPlan::Docker {
-                        source: DockerSource::Attach { .. },
-                        ..
-                    }
-                );
-                if attached && mode != StackRestartMode::Parallel {
-                    return Err(v.err_in(
-                        "[[fault]]",
-                        i,
-                        "mode",
-                        None,
-                        "modes `ordered` and `down-up` run compose and need `compose = …`; an attached project supports `parallel` only",
-                    ));
-                }
-                (
-                    ALL_SERVICES.to_string(),
-                    FaultKind::StackRestart {
-                        mode,
-                        grace: grace.unwrap_or(DEFAULT_GRACE),
-                    },
-                )
-            }
-            RawFault::DiskFill {
-                target,
-                path: fill_path,
-                leave_bytes,
-                duration,
-            } => {
-                if !fill_path.starts_with('/') {
-                    return Err(v.err_in(
-                        "[[fault]]",
-                        i,
-                        "path",
-                        Some(&fill_path),
-                        "path must be absolute inside the container",
-                    ));
-                }
-                (
-                    target,
-                    FaultKind::DiskFill {
-                        path: fill_path,
-                        leave_bytes: leave_bytes.unwrap_or(0),
-                        duration,
-                    },
-                )
-            }
-        };
-        if matches!(stack, StackPlan::Process { .. }) && !kind.process_capable() {
-            return Err(v.err_in(
-                "[[fault]]",
-                i,
-                "kind",
-                Some(kind.name()),
-                format!("`{}` needs the docker backend", kind.name()),
-            ));
-        }
-        if target != ALL_SERVICES && !check_service(&target) {
-            return Err(v.err_in(
-                "[[fault]]",
-                i,
-                "target",
-                Some(&format!("\"{target}\"")),
-                format!("unknown target `{target}`; services are: {services_list}"),
-            ));
-        }
-        if let FaultKind::StopFor { duration, .. }
-        | FaultKind::PauseFor { duration }
-        | FaultKind::DisconnectFor { duration }
-        | FaultKind::DiskFill { duration, .. } = &kind
-        {
-            if duration.is_zero() {
-                return Err(v.err_in(
-                    "[[fault]]",
-                    i,
-                    "duration",
-                    None,
-                    "duration must be greater than 0",
-                ));
-            }
-        }
-        faults.push(FaultPlan { target, kind });
-    }
+    let faults = fault::validate(&v, raw.faults, &stack)?;
 
     let r = raw.run;
     let default_period = r.probe_period.unwrap_or(Duration::from_millis(50));

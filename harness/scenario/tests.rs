@@ -1,7 +1,17 @@
 //! Unit tests of scenario parsing and validation.
 
 use super::*;
+use crate::nemesis::{http::Http, pause::PauseFor, stack_restart::StackRestart};
 use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+/// The parameters of a fault plan of kind `T`.
+fn kind<T: 'static>(plan: &FaultPlan) -> &T {
+    plan.kind
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("fault kind is {}", plan.kind.name()))
+}
 
 const VALID: &str = r#"
 name = "t"
@@ -49,8 +59,8 @@ fn a_valid_file_gets_every_default() {
     assert_eq!(plan.probes[0].name, "tcp-1");
     assert_eq!(plan.probes[0].period, Duration::from_millis(50));
     assert_eq!(
-        plan.faults[0].kind,
-        FaultKind::PauseFor {
+        kind::<PauseFor>(&plan.faults[0]),
+        &PauseFor {
             duration: Duration::from_secs(2)
         }
     );
@@ -322,8 +332,8 @@ fn stack_restart_targets_every_service_and_needs_compose_for_ordered_modes() {
     let plan = parse(&path, &text("compose = \"compose.yaml\"", "down-up")).expect("valid");
     assert_eq!(plan.faults[0].target, ALL_SERVICES);
     assert_eq!(
-        plan.faults[0].kind,
-        FaultKind::StackRestart {
+        kind::<StackRestart>(&plan.faults[0]),
+        &StackRestart {
             mode: StackRestartMode::DownUp,
             grace: Duration::from_secs(10)
         }
@@ -367,8 +377,8 @@ fn http_fault_body_check_and_verify_within_are_read() {
         );
     let plan = parse_str(&text).expect("valid");
     assert!(matches!(
-        &plan.faults[0].kind,
-        FaultKind::Http { expect_status: Some(500), expect_body: Some(b), .. } if b == "\"rolled_back\":true"
+        kind::<Http>(&plan.faults[0]),
+        Http { expect_status: Some(500), expect_body: Some(b), .. } if b == "\"rolled_back\":true"
     ));
     assert!(matches!(
         plan.workloads[0].kind,

@@ -25,9 +25,8 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{ExecOutput, ServiceStatus, Sig, Stack, StackError};
+use super::{ExecOutput, ServiceStatus, Sig, Stack, StackError, StackRestartMode};
 use crate::history::{Event, History, Lifecycle};
-use crate::scenario::StackRestartMode;
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
 const SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -370,6 +369,10 @@ impl DockerStack {
 
 #[async_trait]
 impl Stack for DockerStack {
+    fn backend(&self) -> &'static str {
+        "docker"
+    }
+
     fn services(&self) -> Vec<String> {
         self.state.borrow().keys().cloned().collect()
     }

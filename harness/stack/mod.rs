@@ -5,6 +5,7 @@
 //! A backend touches only the services of its own scenario.
 
 pub mod docker;
+pub mod plan;
 pub mod process;
 
 use std::time::Duration;
@@ -77,6 +78,15 @@ pub enum StackError {
         /// The engine's or tool's message.
         message: String,
     },
+    /// A command or request that a fault or probe ran failed (an exec's exit code,
+    /// an HTTP status, unexpected output), on any backend.
+    #[error("{what}: {message}")]
+    Command {
+        /// What was run.
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The backend has no such primitive (scenario validation prevents this).
     #[error("the {backend} backend cannot {op}")]
     Unsupported {
@@ -93,6 +103,99 @@ pub enum StackError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+/// An optional primitive of a backend, beyond signal/stop/start/pause that every
+/// backend has. Faults and probes declare what they need; validation compares it
+/// with [`plan::StackPlan::capabilities`], so an unsupported fault is a
+/// scenario error (exit 3), never a failure halfway through a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// Restart one service through the engine (`docker restart`).
+    Restart,
+    /// Restart every service of the stack at once.
+    RestartAll,
+    /// Run the compose tool on the project's own files (ordered and down-up restarts).
+    Compose,
+    /// Disconnect and reconnect a service's networks.
+    Network,
+    /// Run an argv inside a service.
+    Exec,
+    /// Report a service's healthcheck status.
+    Health,
+}
+
+impl Capability {
+    /// What it lets rebound do, for messages ("the process backend cannot …").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Capability::Restart => "restart a container",
+            Capability::RestartAll => "restart the whole stack",
+            Capability::Compose => "run compose on the project's files",
+            Capability::Network => "disconnect a network",
+            Capability::Exec => "exec in a service",
+            Capability::Health => "report health status",
+        }
+    }
+
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`Capability`] values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities(u8);
+
+impl Capabilities {
+    /// Only the primitives every backend has.
+    pub const BASIC: Capabilities = Capabilities(0);
+
+    /// The set of the given capabilities.
+    pub const fn of(caps: &[Capability]) -> Self {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < caps.len() {
+            bits |= caps[i].bit();
+            i += 1;
+        }
+        Capabilities(bits)
+    }
+
+    /// Whether `cap` is in the set.
+    pub fn has(self, cap: Capability) -> bool {
+        self.0 & cap.bit() != 0
+    }
+
+    /// The first of `needed` that is not in the set.
+    pub fn lacks(self, needed: &[Capability]) -> Option<Capability> {
+        needed.iter().copied().find(|c| !self.has(*c))
+    }
+}
+
+/// How `stack-restart` restarts every service of the stack.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StackRestartMode {
+    /// Every container restarted at once, in no order (what `docker compose restart` does).
+    #[default]
+    Parallel,
+    /// `compose stop` (reverse dependency order), then `compose up -d` (dependency
+    /// order, waiting for `service_healthy` conditions).
+    Ordered,
+    /// `compose down` (containers and network removed, volumes kept), then `compose up -d`.
+    DownUp,
+}
+
+impl StackRestartMode {
+    /// The kebab-case name, as in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            StackRestartMode::Parallel => "parallel",
+            StackRestartMode::Ordered => "ordered",
+            StackRestartMode::DownUp => "down-up",
+        }
+    }
 }
 
 /// Backend-independent view of a service's process state.
@@ -126,6 +229,8 @@ pub struct ExecOutput {
 /// Operations the nemesis and the runner perform on a stack.
 #[async_trait]
 pub trait Stack: Send + Sync {
+    /// The backend's name as written in files (`process`, `docker`), for messages.
+    fn backend(&self) -> &'static str;
     /// Service names, in start order.
     fn services(&self) -> Vec<String>;
     /// Starts every service; errors if one cannot be started at all.
@@ -154,18 +259,18 @@ pub trait Stack: Send + Sync {
     /// Restarts the service (graceful stop with `grace`, then start).
     async fn restart(&self, _service: &str, _grace: Duration) -> Result<(), StackError> {
         Err(StackError::Unsupported {
-            backend: "process",
+            backend: self.backend(),
             op: "restart a container",
         })
     }
     /// Restarts every service of the stack (`stack-restart`); returns what was done.
     async fn restart_all(
         &self,
-        _mode: crate::scenario::StackRestartMode,
+        _mode: StackRestartMode,
         _grace: Duration,
     ) -> Result<String, StackError> {
         Err(StackError::Unsupported {
-            backend: "process",
+            backend: self.backend(),
             op: "restart the whole stack",
         })
     }
@@ -177,14 +282,14 @@ pub trait Stack: Send + Sync {
     /// Cuts the service off its networks; returns them for [`Stack::connect`].
     async fn disconnect(&self, _service: &str) -> Result<Vec<String>, StackError> {
         Err(StackError::Unsupported {
-            backend: "process",
+            backend: self.backend(),
             op: "disconnect a network",
         })
     }
     /// Reconnects the service to networks.
     async fn connect(&self, _service: &str, _networks: &[String]) -> Result<(), StackError> {
         Err(StackError::Unsupported {
-            backend: "process",
+            backend: self.backend(),
             op: "connect a network",
         })
     }
@@ -195,14 +300,14 @@ pub trait Stack: Send + Sync {
     /// Runs an argv inside the service.
     async fn exec(&self, _service: &str, _argv: &[String]) -> Result<ExecOutput, StackError> {
         Err(StackError::Unsupported {
-            backend: "process",
+            backend: self.backend(),
             op: "exec in a service",
         })
     }
     /// The backend's own health status of the service, if it has one.
     async fn health(&self, _service: &str) -> Result<Option<String>, StackError> {
         Err(StackError::Unsupported {
-            backend: "process",
+            backend: self.backend(),
             op: "report health status",
         })
     }

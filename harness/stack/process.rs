@@ -21,9 +21,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::plan::{expand, RestartPolicy, ServicePlan};
 use super::{ServiceStatus, Sig, Stack, StackError};
 use crate::history::{Event, History, Lifecycle};
-use crate::scenario::{expand, RestartPolicy, ServicePlan};
 
 /// Uptime after which the restart back-off starts again from its first value (Docker's rule).
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(10);
@@ -434,6 +434,10 @@ impl ProcessStack {
 
 #[async_trait]
 impl Stack for ProcessStack {
+    fn backend(&self) -> &'static str {
+        "process"
+    }
+
     fn services(&self) -> Vec<String> {
         self.services.iter().map(|s| s.name.clone()).collect()
     }

@@ -1,0 +1,58 @@
+//! Validation of the `[[fault]]` tables: each kind checks its own keys (in its
+//! nemesis file); here the checks every kind shares — the target exists and the
+//! backend can do what the kind needs.
+
+use super::{ScenarioError, StackPlan, Validator};
+use crate::nemesis::{FaultPlan, PlanCtx, RawFault, ALL_SERVICES};
+
+/// Turns the raw fault tables into plans, in file order.
+pub(super) fn validate(
+    v: &Validator<'_>,
+    raw: Vec<RawFault>,
+    stack: &StackPlan,
+) -> Result<Vec<FaultPlan>, ScenarioError> {
+    if raw.is_empty() {
+        return Err(v.err("fault", None, "at least one [[fault]] is required"));
+    }
+    let ctx = PlanCtx {
+        backend: stack.backend(),
+        capabilities: stack.capabilities(),
+    };
+    let known = stack.service_names();
+    let mut faults = Vec::new();
+    for (i, f) in raw.into_iter().enumerate() {
+        let plan = f
+            .plan(&ctx)
+            .map_err(|e| v.err_in("[[fault]]", i, e.key, e.value.as_deref(), e.message))?;
+        let kind = plan.kind.name();
+        if let Some(cap) = ctx.capabilities.lacks(plan.kind.needs()) {
+            return Err(v.err_in(
+                "[[fault]]",
+                i,
+                "kind",
+                Some(kind),
+                format!(
+                    "`{kind}` needs the docker backend: the {} backend cannot {}",
+                    ctx.backend,
+                    cap.describe()
+                ),
+            ));
+        }
+        let target = &plan.target;
+        let exists = known.as_ref().is_none_or(|k| k.contains(target));
+        if target != ALL_SERVICES && !exists {
+            return Err(v.err_in(
+                "[[fault]]",
+                i,
+                "target",
+                Some(&format!("\"{target}\"")),
+                format!(
+                    "unknown target `{target}`; services are: {}",
+                    known.unwrap_or_default().join(", ")
+                ),
+            ));
+        }
+        faults.push(plan);
+    }
+    Ok(faults)
+}
