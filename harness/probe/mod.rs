@@ -1,19 +1,153 @@
-//! Readiness probes: one attempt is a fresh connection (no pooling hides an
-//! outage), bounded by the probe's timeout; [`run_loop`] polls at a fixed period
-//! and records every attempt in the history.
+//! Readiness probes: every probe kind is one file here, holding its raw table
+//! (serde), its validation and its [`Check`]; one attempt is a fresh connection (no
+//! pooling hides an outage), bounded by the probe's timeout; [`run_loop`] polls at a
+//! fixed period and records every attempt in the history.
+//!
+//! Adding a kind: a file with a `Raw…` table that implements [`RawCheck`] and a
+//! check that implements [`Check`], plus one line in the `registry!` below.
 
+pub mod docker_health;
+pub mod exec;
+pub mod http;
+pub mod postgres;
+pub mod tcp;
+
+use std::any::Any;
+use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::field::{nonzero, FieldError};
 use crate::history::{Event, History};
-use crate::scenario::{ProbeKind, ProbePlan};
-use crate::stack::Stack;
+use crate::stack::{Capability, Stack};
+
+/// Smallest probe period accepted.
+pub const MIN_PROBE_PERIOD: Duration = Duration::from_millis(5);
+
+/// Per-attempt timeout when a probe's table does not give one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One validated readiness probe.
+#[derive(Debug, Clone)]
+pub struct ProbePlan {
+    /// Unique name.
+    pub name: String,
+    /// What is checked.
+    pub check: Arc<dyn Check>,
+    /// Poll period.
+    pub period: Duration,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+/// One kind of readiness check, with its parameters.
+#[async_trait]
+pub trait Check: Debug + Send + Sync + Any {
+    /// The kebab-case kind name (also the default probe name's stem).
+    fn kind(&self) -> &'static str;
+    /// The service it runs in, for the kinds that act through the stack.
+    fn service(&self) -> Option<&str> {
+        None
+    }
+    /// Stack primitives beyond the basic ones that the kind uses.
+    fn needs(&self) -> &'static [Capability] {
+        &[]
+    }
+    /// One attempt: Ok when the service answered as expected, else why not.
+    async fn attempt(&self, stack: &dyn Stack) -> Result<(), String>;
+    /// The check as `Any`, for tests that look at a kind's parameters.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// The keys every probe table has.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Common<'a> {
+    /// `name`.
+    pub name: Option<&'a str>,
+    /// `period`.
+    pub period: Option<Duration>,
+    /// `timeout`.
+    pub timeout: Option<Duration>,
+}
+
+/// A raw `[[probe]]` table of one kind, as serde reads it.
+pub trait RawCheck {
+    /// Its `name`, `period` and `timeout`.
+    fn common(&self) -> Common<'_>;
+    /// Validates the kind's own keys into a check that gives up after `timeout`.
+    fn check(self, timeout: Duration) -> Result<Arc<dyn Check>, FieldError>;
+}
+
+/// What probe validation may consult about the scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeCtx {
+    /// Position of the table among the probes (0-based), for default names.
+    pub index: usize,
+    /// `[run] probe-period`.
+    pub default_period: Duration,
+}
+
+fn plan_of(raw: impl RawCheck, ctx: &ProbeCtx) -> Result<ProbePlan, FieldError> {
+    let common = raw.common();
+    let name = common.name.map(str::to_string);
+    let period = common.period.unwrap_or(ctx.default_period);
+    if period < MIN_PROBE_PERIOD {
+        return Err(FieldError::new(
+            "period",
+            "probe period must be at least 5ms",
+        ));
+    }
+    let timeout = nonzero("timeout", common.timeout.unwrap_or(DEFAULT_TIMEOUT))?;
+    let check = raw.check(timeout)?;
+    Ok(ProbePlan {
+        name: name.unwrap_or_else(|| format!("{}-{}", check.kind(), ctx.index + 1)),
+        check,
+        period,
+        timeout,
+    })
+}
+
+macro_rules! registry {
+    ($( $(#[$doc:meta])* $variant:ident => $raw:ty ),* $(,)?) => {
+        /// `[[probe]]`: how to tell that the stack is up (each kind's keys are
+        /// documented on its raw type).
+        #[derive(Debug, Clone, serde::Deserialize)]
+        #[serde(tag = "kind", rename_all = "kebab-case")]
+        pub enum RawProbe {
+            $( $(#[$doc])* $variant($raw), )*
+        }
+
+        impl RawProbe {
+            /// Validates the table into a probe plan.
+            pub fn plan(self, ctx: &ProbeCtx) -> Result<ProbePlan, FieldError> {
+                match self {
+                    $( RawProbe::$variant(raw) => plan_of(raw, ctx), )*
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    /// HTTP GET that must answer with `expect-status`.
+    Http => http::RawHttp,
+    /// TCP connect that must succeed.
+    Tcp => tcp::RawTcp,
+    /// A fresh PostgreSQL connection must answer `SELECT 1`.
+    Postgres => postgres::RawPostgres,
+    /// docker: an argv run in a service must exit 0.
+    Exec => exec::RawExec,
+    /// docker: the container's own healthcheck must say `healthy`.
+    DockerHealth => docker_health::RawDockerHealth,
+}
 
 /// A ready-to-use probe.
 pub struct Prober {
     plan: ProbePlan,
-    http: Option<reqwest::Client>,
     stack: Arc<dyn Stack>,
 }
 
@@ -33,20 +167,9 @@ pub struct Attempt {
 }
 
 impl Prober {
-    /// Builds the client a probe needs.
-    pub fn new(plan: ProbePlan, stack: Arc<dyn Stack>) -> Result<Self, reqwest::Error> {
-        let http = match &plan.kind {
-            ProbeKind::Http { .. } => Some(
-                reqwest::Client::builder()
-                    .timeout(plan.timeout)
-                    .connect_timeout(plan.timeout)
-                    .pool_max_idle_per_host(0)
-                    .no_proxy()
-                    .build()?,
-            ),
-            _ => None,
-        };
-        Ok(Prober { plan, http, stack })
+    /// A probe acting on `stack`.
+    pub fn new(plan: ProbePlan, stack: Arc<dyn Stack>) -> Self {
+        Prober { plan, stack }
     }
 
     /// The probe's name.
@@ -54,109 +177,14 @@ impl Prober {
         &self.plan.name
     }
 
-    /// One attempt: Ok when the service answered as expected.
+    /// One attempt, bounded by the probe's timeout.
     pub async fn check(&self) -> Result<(), String> {
-        match tokio::time::timeout(self.plan.timeout, self.attempt()).await {
+        let attempt = self.plan.check.attempt(self.stack.as_ref());
+        match tokio::time::timeout(self.plan.timeout, attempt).await {
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {:?}", self.plan.timeout)),
         }
     }
-
-    async fn attempt(&self) -> Result<(), String> {
-        match (&self.plan.kind, &self.http) {
-            (ProbeKind::Http { url, expect_status }, Some(client)) => {
-                let resp = client
-                    .get(url)
-                    .send()
-                    .await
-                    .map_err(|e| describe_reqwest(&e))?;
-                let status = resp.status().as_u16();
-                if status == *expect_status {
-                    Ok(())
-                } else {
-                    Err(format!("status {status}, expected {expect_status}"))
-                }
-            }
-            (ProbeKind::Tcp { address }, _) => match tokio::time::timeout(
-                self.plan.timeout,
-                tokio::net::TcpStream::connect(address),
-            )
-            .await
-            {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("connect timed out after {:?}", self.plan.timeout)),
-            },
-            (ProbeKind::Http { .. }, None) => Err("http client missing".into()),
-            (ProbeKind::DockerHealth { service }, _) => match self
-                .stack
-                .health(service)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(h) if h == "healthy" => Ok(()),
-                Some(h) => Err(format!("health {h}")),
-                None => Err(format!("service `{service}` has no healthcheck")),
-            },
-            (ProbeKind::Exec { service, command }, _) => {
-                let out = self
-                    .stack
-                    .exec(service, command)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if out.code == 0 {
-                    Ok(())
-                } else {
-                    Err(format!("exit code {}: {}", out.code, out.output.trim()))
-                }
-            }
-            (
-                ProbeKind::Postgres {
-                    address,
-                    user,
-                    dbname,
-                },
-                _,
-            ) => {
-                let mut cfg = tokio_postgres::Config::new();
-                cfg.host(address.ip().to_string())
-                    .port(address.port())
-                    .user(user)
-                    .dbname(dbname)
-                    .connect_timeout(self.plan.timeout)
-                    .application_name("rebound-probe");
-                let (client, conn) = cfg
-                    .connect(tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| format!("connect: {e}"))?;
-                let driver = tokio::spawn(conn);
-                let res = client
-                    .simple_query("SELECT 1")
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("query: {e}"));
-                drop(client);
-                driver.abort();
-                res
-            }
-        }
-    }
-}
-
-fn describe_reqwest(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "request"
-    };
-    // The innermost source carries the OS error ("Connection refused").
-    let mut inner: &dyn std::error::Error = e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    format!("{kind}: {inner}")
 }
 
 /// Polls `prober` every period until `stop`, recording each attempt in `history`
@@ -250,3 +278,6 @@ impl Drop for ProbeSet {
         self.stop.cancel();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -104,14 +104,6 @@ pub enum RunError {
         /// Probe errors and service states.
         detail: String,
     },
-    /// A probe could not be built.
-    #[error("probe `{probe}`: {message}")]
-    Probe {
-        /// Probe name.
-        probe: String,
-        /// Why.
-        message: String,
-    },
     /// A bug: a task panicked. Faults were healed and the stack torn down.
     #[error("internal error (faults healed, stack torn down): {0}")]
     Internal(String),
@@ -121,9 +113,7 @@ impl RunError {
     /// The documented exit status for this error.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            RunError::RunDir { .. } | RunError::Probe { .. } | RunError::Usage(_) => {
-                ExitStatus::Invalid
-            }
+            RunError::RunDir { .. } | RunError::Usage(_) => ExitStatus::Invalid,
             _ => ExitStatus::StackFailure,
         }
     }
@@ -639,18 +629,11 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
             )
         }
     };
-    let probers = plan
+    let probers: Vec<Arc<Prober>> = plan
         .probes
         .iter()
-        .map(|p| {
-            Prober::new(p.clone(), Arc::clone(&stack))
-                .map(Arc::new)
-                .map_err(|e| RunError::Probe {
-                    probe: p.name.clone(),
-                    message: e.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|p| Arc::new(Prober::new(p.clone(), Arc::clone(&stack))))
+        .collect();
     let cancel = CancellationToken::new();
     let signals = handle_signals(cancel.clone(), Arc::clone(&stack));
     let progress = if opts.progress {

@@ -5,6 +5,7 @@
 //! names the file, the line where it can be found, and the key.
 
 mod fault;
+mod probe;
 pub mod raw;
 
 use std::collections::HashSet;
@@ -13,13 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::nemesis::{DbRestartMode, FaultPlan, ALL_SERVICES};
+pub use crate::probe::{ProbePlan, MIN_PROBE_PERIOD};
 use crate::stack::plan::check_placeholders;
 pub use crate::stack::plan::{
     compose_services, expand, DockerSource, RestartPolicy, ServicePlan, StackPlan, PLACEHOLDERS,
 };
 pub use crate::stack::StackRestartMode;
 pub use raw::FaultOrder;
-use raw::{RawProbe, RawStack, RawWorkload, ScenarioFile};
+use raw::{RawStack, RawWorkload, ScenarioFile};
 
 /// A scenario that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -87,67 +89,6 @@ pub struct Plan {
     pub slo: Slo,
     /// Trial mechanics.
     pub run: RunPlan,
-}
-
-/// One readiness probe.
-#[derive(Debug, Clone)]
-pub struct ProbePlan {
-    /// Unique name.
-    pub name: String,
-    /// What is checked.
-    pub kind: ProbeKind,
-    /// Poll period.
-    pub period: Duration,
-    /// Per-attempt timeout.
-    pub timeout: Duration,
-}
-
-/// Probe kinds.
-#[derive(Debug, Clone)]
-pub enum ProbeKind {
-    /// HTTP GET expecting a status.
-    Http {
-        /// The URL.
-        url: String,
-        /// The expected status.
-        expect_status: u16,
-    },
-    /// TCP connect.
-    Tcp {
-        /// Address to connect to.
-        address: SocketAddr,
-    },
-    /// The container's healthcheck status must be `healthy`.
-    DockerHealth {
-        /// Service.
-        service: String,
-    },
-    /// An argv in a service must exit 0.
-    Exec {
-        /// Service.
-        service: String,
-        /// argv.
-        command: Vec<String>,
-    },
-    /// Fresh connection + `SELECT 1`.
-    Postgres {
-        /// Server address.
-        address: SocketAddr,
-        /// User.
-        user: String,
-        /// Database.
-        dbname: String,
-    },
-}
-
-impl ProbeKind {
-    /// The service a probe runs in, for the kinds that need the stack.
-    pub fn service(&self) -> Option<&str> {
-        match self {
-            ProbeKind::DockerHealth { service } | ProbeKind::Exec { service, .. } => Some(service),
-            _ => None,
-        }
-    }
 }
 
 /// One validated workload.
@@ -285,9 +226,6 @@ pub struct RunPlan {
     /// Fixed seed, if the file gives one.
     pub seed: Option<u64>,
 }
-
-/// Smallest probe period accepted.
-pub const MIN_PROBE_PERIOD: Duration = Duration::from_millis(5);
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
@@ -796,9 +734,6 @@ fn validate_as(
             StackPlan::Docker { source, services }
         }
     };
-    let known = stack.service_names();
-    let check_service = |name: &str| known.as_ref().is_none_or(|k| k.iter().any(|s| s == name));
-    let services_list = known.clone().unwrap_or_default().join(", ");
 
     let faults = fault::validate(&v, raw.faults, &stack)?;
 
@@ -812,171 +747,7 @@ fn validate_as(
         ));
     }
 
-    if raw.probes.is_empty() {
-        return Err(v.err(
-            "probe",
-            None,
-            "at least one [[probe]] is required: rebound must be able to tell when the stack is up",
-        ));
-    }
-    let mut probes = Vec::new();
-    let mut probe_names = HashSet::new();
-    for (i, p) in raw.probes.into_iter().enumerate() {
-        let (name, kind, period, timeout) = match p {
-            RawProbe::Http {
-                name,
-                url,
-                expect_status,
-                period,
-                timeout,
-            } => {
-                v.http_url("[[probe]]", i, &url)?;
-                let status = expect_status.unwrap_or(200);
-                if !(100..=599).contains(&status) {
-                    return Err(v.err_in(
-                        "[[probe]]",
-                        i,
-                        "expect-status",
-                        None,
-                        format!("{status} is not an HTTP status"),
-                    ));
-                }
-                (
-                    name.unwrap_or_else(|| format!("http-{}", i + 1)),
-                    ProbeKind::Http {
-                        url,
-                        expect_status: status,
-                    },
-                    period,
-                    timeout,
-                )
-            }
-            RawProbe::Tcp {
-                name,
-                address,
-                period,
-                timeout,
-            } => {
-                let addr = v.address("[[probe]]", i, &address)?;
-                (
-                    name.unwrap_or_else(|| format!("tcp-{}", i + 1)),
-                    ProbeKind::Tcp { address: addr },
-                    period,
-                    timeout,
-                )
-            }
-            RawProbe::DockerHealth {
-                name,
-                service,
-                period,
-                timeout,
-            } => (
-                name.unwrap_or_else(|| format!("docker-health-{}", i + 1)),
-                ProbeKind::DockerHealth { service },
-                period,
-                timeout,
-            ),
-            RawProbe::Exec {
-                name,
-                service,
-                command,
-                period,
-                timeout,
-            } => {
-                if command.is_empty() {
-                    return Err(v.err_in(
-                        "[[probe]]",
-                        i,
-                        "command",
-                        None,
-                        "command must name a program",
-                    ));
-                }
-                (
-                    name.unwrap_or_else(|| format!("exec-{}", i + 1)),
-                    ProbeKind::Exec { service, command },
-                    period,
-                    timeout,
-                )
-            }
-            RawProbe::Postgres {
-                name,
-                address,
-                user,
-                dbname,
-                period,
-                timeout,
-            } => {
-                let address = address.unwrap_or_else(|| "127.0.0.1:5432".into());
-                let addr = v.address("[[probe]]", i, &address)?;
-                (
-                    name.unwrap_or_else(|| format!("postgres-{}", i + 1)),
-                    ProbeKind::Postgres {
-                        address: addr,
-                        user: user.unwrap_or_else(|| "postgres".into()),
-                        dbname: dbname.unwrap_or_else(|| "postgres".into()),
-                    },
-                    period,
-                    timeout,
-                )
-            }
-        };
-        if let Some(service) = kind.service() {
-            if matches!(stack, StackPlan::Process { .. }) {
-                return Err(v.err_in(
-                    "[[probe]]",
-                    i,
-                    "kind",
-                    None,
-                    "this probe kind needs the docker backend",
-                ));
-            }
-            if !check_service(service) {
-                return Err(v.err_in(
-                    "[[probe]]",
-                    i,
-                    "service",
-                    Some(service),
-                    format!("unknown service `{service}`; services are: {services_list}"),
-                ));
-            }
-        }
-        if !probe_names.insert(name.clone()) {
-            return Err(v.err_in(
-                "[[probe]]",
-                i,
-                "name",
-                Some(&name),
-                format!("duplicate probe name `{name}`"),
-            ));
-        }
-        let period = period.unwrap_or(default_period);
-        if period < MIN_PROBE_PERIOD {
-            return Err(v.err_in(
-                "[[probe]]",
-                i,
-                "period",
-                None,
-                "probe period must be at least 5ms",
-            ));
-        }
-        let timeout = timeout.unwrap_or(Duration::from_secs(1));
-        if timeout.is_zero() {
-            return Err(v.err_in(
-                "[[probe]]",
-                i,
-                "timeout",
-                None,
-                "timeout must be greater than 0",
-            ));
-        }
-        probes.push(ProbePlan {
-            name,
-            kind,
-            period,
-            timeout,
-        });
-    }
+    let probes = probe::validate(&v, raw.probes, &stack, default_period)?;
 
     let workloads = validate_workloads(&v, raw.workloads)?;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::nemesis::RawFault;
+pub use crate::probe::RawProbe;
 use crate::stack::plan::RestartPolicy;
 
 /// A scenario file as written by the user.
@@ -95,90 +96,6 @@ pub struct RawService {
     /// Grace period between SIGTERM and SIGKILL when rebound stops the service.
     #[serde(default, with = "humantime_serde::option")]
     pub stop_grace: Option<Duration>,
-}
-
-/// `[[probe]]`: how to tell that the stack is up.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "kebab-case",
-    rename_all_fields = "kebab-case",
-    deny_unknown_fields
-)]
-pub enum RawProbe {
-    /// HTTP GET that must answer with `expect-status`.
-    Http {
-        /// Name in reports (default `http-<n>`).
-        name: Option<String>,
-        /// Plain-HTTP URL.
-        url: String,
-        /// Expected status code (default 200).
-        expect_status: Option<u16>,
-        /// Poll period (default `[run] probe-period`).
-        #[serde(default, with = "humantime_serde::option")]
-        period: Option<Duration>,
-        /// Per-attempt timeout (default 1s).
-        #[serde(default, with = "humantime_serde::option")]
-        timeout: Option<Duration>,
-    },
-    /// docker: the container's own healthcheck must say `healthy`.
-    DockerHealth {
-        /// Name in reports (default `docker-health-<n>`).
-        name: Option<String>,
-        /// Service name.
-        service: String,
-        /// Poll period (default `[run] probe-period`).
-        #[serde(default, with = "humantime_serde::option")]
-        period: Option<Duration>,
-        /// Per-attempt timeout (default 1s).
-        #[serde(default, with = "humantime_serde::option")]
-        timeout: Option<Duration>,
-    },
-    /// docker: an argv run in a service must exit 0.
-    Exec {
-        /// Name in reports (default `exec-<n>`).
-        name: Option<String>,
-        /// Service name.
-        service: String,
-        /// argv (no shell).
-        command: Vec<String>,
-        /// Poll period (default `[run] probe-period`).
-        #[serde(default, with = "humantime_serde::option")]
-        period: Option<Duration>,
-        /// Per-attempt timeout (default 1s).
-        #[serde(default, with = "humantime_serde::option")]
-        timeout: Option<Duration>,
-    },
-    /// A fresh PostgreSQL connection must answer `SELECT 1`.
-    Postgres {
-        /// Name in reports (default `postgres-<n>`).
-        name: Option<String>,
-        /// `host:port` (an IP literal; default 127.0.0.1:5432).
-        address: Option<String>,
-        /// User (default postgres).
-        user: Option<String>,
-        /// Database (default postgres).
-        dbname: Option<String>,
-        /// Poll period (default `[run] probe-period`).
-        #[serde(default, with = "humantime_serde::option")]
-        period: Option<Duration>,
-        /// Per-attempt timeout (default 1s).
-        #[serde(default, with = "humantime_serde::option")]
-        timeout: Option<Duration>,
-    },
-    /// TCP connect that must succeed.
-    Tcp {
-        /// Name in reports (default `tcp-<n>`).
-        name: Option<String>,
-        /// `host:port`, an IP literal.
-        address: String,
-        /// Poll period (default `[run] probe-period`).
-        #[serde(default, with = "humantime_serde::option")]
-        period: Option<Duration>,
-        /// Per-attempt timeout (default 1s).
-        #[serde(default, with = "humantime_serde::option")]
-        timeout: Option<Duration>,
-    },
 }
 
 /// `[[workload]]`: client traffic that runs during every trial. Loops are bounded

@@ -256,13 +256,12 @@ fn multi_word_keys_inside_tagged_tables_are_kebab_case() {
         "kind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nexpect-status = 204",
     );
     let plan = parse_str(&text).expect("expect-status is accepted");
-    assert!(matches!(
-        plan.probes[0].kind,
-        ProbeKind::Http {
-            expect_status: 204,
-            ..
-        }
-    ));
+    let http = plan.probes[0]
+        .check
+        .as_any()
+        .downcast_ref::<crate::probe::http::Http>()
+        .expect("an http probe");
+    assert_eq!(http.expect_status, 204);
     let snake = text.replace("expect-status", "expect_status");
     assert!(
         parse_str(&snake).is_err(),

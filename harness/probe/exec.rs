@@ -1,0 +1,88 @@
+//! `exec` probe: an argv run inside a service must exit 0.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{Check, Common, RawCheck};
+use crate::field::{command, FieldError};
+use crate::stack::{Capability, Stack};
+
+/// `kind = "exec"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawExec {
+    /// Name in reports (default `exec-<n>`).
+    pub name: Option<String>,
+    /// Service name.
+    pub service: String,
+    /// argv (no shell).
+    pub command: Vec<String>,
+    /// Poll period (default `[run] probe-period`).
+    #[serde(default, with = "humantime_serde::option")]
+    pub period: Option<Duration>,
+    /// Per-attempt timeout (default 1s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+}
+
+/// An argv in a service must exit 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    /// Service.
+    pub service: String,
+    /// argv.
+    pub command: Vec<String>,
+}
+
+impl RawCheck for RawExec {
+    fn common(&self) -> Common<'_> {
+        Common {
+            name: self.name.as_deref(),
+            period: self.period,
+            timeout: self.timeout,
+        }
+    }
+
+    fn check(self, _timeout: Duration) -> Result<Arc<dyn Check>, FieldError> {
+        command("command", &self.command)?;
+        Ok(Arc::new(Exec {
+            service: self.service,
+            command: self.command,
+        }))
+    }
+}
+
+#[async_trait]
+impl Check for Exec {
+    fn kind(&self) -> &'static str {
+        "exec"
+    }
+
+    fn service(&self) -> Option<&str> {
+        Some(&self.service)
+    }
+
+    fn needs(&self) -> &'static [Capability] {
+        &[Capability::Exec]
+    }
+
+    async fn attempt(&self, stack: &dyn Stack) -> Result<(), String> {
+        let out = stack
+            .exec(&self.service, &self.command)
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.code == 0 {
+            Ok(())
+        } else {
+            Err(format!("exit code {}: {}", out.code, out.output.trim()))
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

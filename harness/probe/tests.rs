@@ -1,0 +1,166 @@
+//! Unit tests of the probe registry and of the checks that need no stack.
+
+use super::*;
+use crate::stack::Capabilities;
+
+fn plan(index: usize, table: &str) -> Result<ProbePlan, FieldError> {
+    let raw: RawProbe = toml::from_str(table).expect("the table parses");
+    raw.plan(&ProbeCtx {
+        index,
+        default_period: Duration::from_millis(50),
+    })
+}
+
+#[test]
+fn every_kind_gets_its_default_name_period_and_timeout() {
+    let tables = [
+        ("http-1", "kind = \"http\"\nurl = \"http://127.0.0.1:1/\""),
+        ("tcp-2", "kind = \"tcp\"\naddress = \"127.0.0.1:1\""),
+        ("postgres-3", "kind = \"postgres\""),
+        (
+            "exec-4",
+            "kind = \"exec\"\nservice = \"db\"\ncommand = [\"true\"]",
+        ),
+        (
+            "docker-health-5",
+            "kind = \"docker-health\"\nservice = \"db\"",
+        ),
+    ];
+    for (i, (name, table)) in tables.iter().enumerate() {
+        let p = plan(i, table).unwrap_or_else(|e| panic!("{table}: {e:?}"));
+        assert_eq!(p.name, *name);
+        assert_eq!(p.period, Duration::from_millis(50));
+        assert_eq!(p.timeout, DEFAULT_TIMEOUT);
+    }
+}
+
+#[test]
+fn common_keys_are_checked_for_every_kind() {
+    let e = plan(
+        0,
+        "kind = \"tcp\"\naddress = \"127.0.0.1:1\"\nperiod = \"1ms\"",
+    )
+    .expect_err("1ms");
+    assert_eq!(e.key, "period");
+    let e = plan(0, "kind = \"postgres\"\ntimeout = \"0s\"").expect_err("0s");
+    assert_eq!(e.key, "timeout");
+    let e = plan(
+        0,
+        "kind = \"http\"\nurl = \"http://x/\"\nexpect-status = 42",
+    )
+    .expect_err("42");
+    assert_eq!(e.key, "expect-status");
+    let e = plan(0, "kind = \"tcp\"\naddress = \"nowhere\"").expect_err("address");
+    assert_eq!(e.key, "address");
+}
+
+#[test]
+fn only_stack_kinds_need_more_than_the_basic_primitives() {
+    let exec = plan(0, "kind = \"exec\"\nservice = \"db\"\ncommand = [\"true\"]").expect("exec");
+    assert_eq!(exec.check.service(), Some("db"));
+    assert!(Capabilities::BASIC.lacks(exec.check.needs()).is_some());
+    let tcp = plan(0, "kind = \"tcp\"\naddress = \"127.0.0.1:1\"").expect("tcp");
+    assert_eq!(tcp.check.service(), None);
+    assert!(Capabilities::BASIC.lacks(tcp.check.needs()).is_none());
+}
+
+/// A stack the network checks never touch.
+struct NoStack;
+
+#[async_trait]
+impl Stack for NoStack {
+    fn backend(&self) -> &'static str {
+        "none"
+    }
+    fn services(&self) -> Vec<String> {
+        Vec::new()
+    }
+    async fn up(&self) -> Result<(), crate::stack::StackError> {
+        Ok(())
+    }
+    fn status(&self, s: &str) -> Result<crate::stack::ServiceStatus, crate::stack::StackError> {
+        Err(crate::stack::StackError::UnknownService(s.into()))
+    }
+    async fn signal(&self, s: &str, _: crate::stack::Sig) -> Result<(), crate::stack::StackError> {
+        Err(crate::stack::StackError::UnknownService(s.into()))
+    }
+    fn hold(&self, _: &str) -> Result<(), crate::stack::StackError> {
+        Ok(())
+    }
+    async fn stop(&self, _: &str, _: Duration) -> Result<(), crate::stack::StackError> {
+        Ok(())
+    }
+    async fn start(&self, _: &str) -> Result<(), crate::stack::StackError> {
+        Ok(())
+    }
+    async fn pause(&self, _: &str) -> Result<(), crate::stack::StackError> {
+        Ok(())
+    }
+    async fn unpause(&self, _: &str) -> Result<(), crate::stack::StackError> {
+        Ok(())
+    }
+    async fn wait_exit(
+        &self,
+        _: &str,
+        _: u64,
+        _: Duration,
+    ) -> Result<(), crate::stack::StackError> {
+        Ok(())
+    }
+    async fn teardown(&self) -> Result<(), crate::stack::StackError> {
+        Ok(())
+    }
+    fn kill_now(&self) {}
+}
+
+#[tokio::test]
+async fn tcp_and_http_checks_tell_a_listener_from_a_closed_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        // Two connections: the tcp check's, then the http check's request.
+        for _ in 0..2 {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 1024];
+            let _ = tokio::time::timeout(Duration::from_millis(200), sock.read(&mut buf)).await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_port = closed.local_addr().expect("addr").port();
+    drop(closed);
+
+    let tcp = plan(
+        0,
+        &format!("kind = \"tcp\"\naddress = \"127.0.0.1:{port}\""),
+    )
+    .expect("tcp");
+    assert_eq!(tcp.check.attempt(&NoStack).await, Ok(()));
+    let http = plan(
+        0,
+        &format!("kind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nexpect-status = 204"),
+    )
+    .expect("http");
+    assert_eq!(http.check.attempt(&NoStack).await, Ok(()));
+    server.await.expect("server");
+
+    let refused = plan(
+        0,
+        &format!("kind = \"tcp\"\naddress = \"127.0.0.1:{closed_port}\""),
+    )
+    .expect("tcp");
+    let e = refused.check.attempt(&NoStack).await.expect_err("closed");
+    assert!(e.contains("refused"), "{e}");
+    let http = plan(
+        0,
+        &format!("kind = \"http\"\nurl = \"http://127.0.0.1:{closed_port}/\""),
+    )
+    .expect("http");
+    let e = http.check.attempt(&NoStack).await.expect_err("closed");
+    assert!(e.starts_with("connect: "), "{e}");
+}
