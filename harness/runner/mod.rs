@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::{self, RunFacts};
@@ -22,11 +22,14 @@ use crate::history::{Event, History, HistoryError};
 use crate::nemesis;
 use crate::probe::{ProbeSet, Prober};
 use crate::report::{self, ConsoleReporter, ReportError, Reporter, Summary};
-use crate::scenario::{DockerSource, FaultOrder, FaultPlan, Plan, StackPlan};
-use crate::stack::docker;
-use crate::stack::process::{ExpandContext, ProcessStack};
-use crate::stack::{Stack, StackError};
+use crate::scenario::Plan;
+use crate::stack::{BuildCtx, Stack, StackError};
 use crate::workload::{self, WorkloadSet};
+use schedule::{ScheduleSpec, TrialSchedule};
+
+pub mod schedule;
+#[cfg(test)]
+mod tests;
 
 /// Command-line choices that override the scenario.
 #[derive(Debug, Clone)]
@@ -143,6 +146,8 @@ struct Ctx {
     sequential: bool,
     /// This run's shard `(i, n)`, 1-based; `(1, 1)` when not sharded.
     shard: (u32, u32),
+    /// Trials of the whole run (all shards).
+    total_trials: u32,
 }
 
 /// How a trial ended, as far as the run loop cares.
@@ -155,17 +160,6 @@ struct TrialRun {
 enum SteadyError {
     Cancelled,
     Failed(String),
-}
-
-/// `rebound-<scenario>-<run suffix>`, in the characters compose accepts.
-fn compose_project_name(scenario: &str, run_id: &str) -> String {
-    let clean: String = scenario
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let suffix = run_id.rsplit('-').next().unwrap_or("run");
-    format!("rebound-{clean}-{suffix}")
 }
 
 fn new_run_id() -> String {
@@ -278,65 +272,46 @@ impl Ctx {
     }
 
     /// One trial, from warm-up to heal. Returns (interrupted, heal error).
-    async fn trial(&self, number: u32, fault: &FaultPlan, warm_up: Duration) -> TrialRun {
+    async fn trial(&self, t: &TrialSchedule) -> TrialRun {
         let h = &self.history;
+        let number = t.number;
+        // The schedule type allows several faults per trial; today's generator emits
+        // exactly one, fired at the end of the warm-up.
+        let fault = &self.plan.faults[t.injections[0].fault];
         let mut probes = ProbeSet::start(&self.probers, h);
         let workloads = WorkloadSet::start(
             &self.plan.workloads,
             h,
             &format!("{}-t{number}", self.run_tag),
         );
-        let mut tracker = RecoveryTracker::new(self.probers.len(), self.plan.run.stable_for);
         let mut interrupted = false;
 
         tokio::select! {
             () = self.cancel.cancelled() => interrupted = true,
-            () = tokio::time::sleep(warm_up) => {}
+            () = tokio::time::sleep(t.warm_up) => {}
         }
         if !interrupted {
             h.record(Event::FaultInvoke {
                 fault: fault.kind.name().into(),
                 target: fault.target.clone(),
             });
-            match nemesis::inject(fault, self.stack.as_ref()).await {
-                Err(e) => {
+            // A panic in a fault's code must not skip heal: it is recorded as a
+            // failed injection (the trial is unknown) and heal runs as always.
+            let observed =
+                std::panic::AssertUnwindSafe(self.inject_and_observe(fault, &mut probes))
+                    .catch_unwind()
+                    .await;
+            match observed {
+                Ok(cancelled) => interrupted = cancelled,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".into());
                     h.record(Event::FaultFail {
-                        error: e.to_string(),
+                        error: format!("internal error: the fault panicked: {what}"),
                     });
-                }
-                Ok(injected) => {
-                    h.record(Event::FaultOk {
-                        detail: injected.detail,
-                    });
-                    let effect = injected.effect.wait(self.stack.as_ref());
-                    tokio::pin!(effect);
-                    let mut effect_done = false;
-                    let observe = tokio::time::sleep(self.plan.run.observe_for);
-                    tokio::pin!(observe);
-                    loop {
-                        tokio::select! {
-                            biased;
-                            () = self.cancel.cancelled() => { interrupted = true; break; }
-                            res = &mut effect, if !effect_done => {
-                                effect_done = true;
-                                match res {
-                                    Ok(detail) => {
-                                        let r = h.record(Event::FaultEnd { detail });
-                                        tracker.set_gate(r.elapsed_ns);
-                                    }
-                                    Err(e) => {
-                                        h.record(Event::FaultFail { error: format!("fault effect not confirmed: {e}") });
-                                        break;
-                                    }
-                                }
-                            }
-                            Some(a) = probes.attempts.recv() => {
-                                tracker.observe(a.probe, a.start_ns, a.end_ns, a.ok);
-                                if tracker.recovered().is_some() { break; }
-                            }
-                            () = &mut observe => break,
-                        }
-                    }
                 }
             }
         }
@@ -373,6 +348,54 @@ impl Ctx {
             interrupted,
             heal_error,
             steady_error,
+        }
+    }
+
+    /// Injects `fault` and watches the probes until the stack recovered, the observe
+    /// window ended, or the run was cancelled (returns true then).
+    async fn inject_and_observe(&self, fault: &nemesis::FaultPlan, probes: &mut ProbeSet) -> bool {
+        let h = &self.history;
+        let mut tracker = RecoveryTracker::new(self.probers.len(), self.plan.run.stable_for);
+        let injected = match nemesis::inject(fault, self.stack.as_ref()).await {
+            Err(e) => {
+                h.record(Event::FaultFail {
+                    error: e.to_string(),
+                });
+                return false;
+            }
+            Ok(injected) => injected,
+        };
+        h.record(Event::FaultOk {
+            detail: injected.detail,
+        });
+        let effect = injected.effect.wait(self.stack.as_ref());
+        tokio::pin!(effect);
+        let mut effect_done = false;
+        let observe = tokio::time::sleep(self.plan.run.observe_for);
+        tokio::pin!(observe);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return true,
+                res = &mut effect, if !effect_done => {
+                    effect_done = true;
+                    match res {
+                        Ok(detail) => {
+                            let r = h.record(Event::FaultEnd { detail });
+                            tracker.set_gate(r.elapsed_ns);
+                        }
+                        Err(e) => {
+                            h.record(Event::FaultFail { error: format!("fault effect not confirmed: {e}") });
+                            return false;
+                        }
+                    }
+                }
+                Some(a) = probes.attempts.recv() => {
+                    tracker.observe(a.probe, a.start_ns, a.end_ns, a.ok);
+                    if tracker.recovered().is_some() { return false; }
+                }
+                () = &mut observe => return false,
+            }
         }
     }
 
@@ -417,33 +440,24 @@ impl Ctx {
             }
         }
 
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let cfg = analysis::check_config(plan);
         let mut reports = Vec::new();
         progress.set_length(u64::from(trials_planned));
-        for i in 1..=trials_planned {
+        let spec = ScheduleSpec {
+            faults: plan.faults.len(),
+            order: plan.run.order,
+            warm_up: plan.run.warm_up,
+            jitter: plan.run.jitter,
+            total: self.total_trials,
+            shard: self.shard,
+        };
+        for t in schedule::schedule(spec, seed) {
             if self.cancel.is_cancelled() {
                 facts.interrupted = true;
                 break;
             }
-            let fault = match plan.run.order {
-                // Shard i/n runs the global trials i, i + n, i + 2n, …: together the
-                // shards cycle through the faults exactly as one run would.
-                FaultOrder::RoundRobin => {
-                    let (index, count) = self.shard;
-                    let global = (i as usize - 1) * count as usize + index as usize;
-                    &plan.faults[(global - 1) % plan.faults.len()]
-                }
-                FaultOrder::Random => &plan.faults[rng.random_range(0..plan.faults.len())],
-            };
-            let jitter_ns = u64::try_from(plan.run.jitter.as_nanos()).unwrap_or(u64::MAX);
-            let warm_up = plan.run.warm_up
-                + Duration::from_nanos(if jitter_ns == 0 {
-                    0
-                } else {
-                    rng.random_range(0..jitter_ns)
-                });
-
+            let i = t.number;
+            let fault = &plan.faults[t.injections[0].fault];
             self.history.begin_trial(i);
             self.history.record(Event::TrialStart {
                 fault: fault.kind.name().into(),
@@ -453,7 +467,7 @@ impl Ctx {
                 interrupted,
                 heal_error,
                 steady_error,
-            } = self.trial(i, fault, warm_up).await;
+            } = self.trial(&t).await;
             self.history.record(Event::TrialEnd { interrupted });
             let records = self.history.end_trial();
             if interrupted {
@@ -556,8 +570,25 @@ fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::ta
     })
 }
 
+/// Builds the stack of a run (see [`crate::stack::build`]); tests pass a fake.
+pub type StackBuilder<'a> =
+    Box<dyn FnOnce(BuildCtx) -> BoxFuture<'a, Result<Arc<dyn Stack>, StackError>> + Send + 'a>;
+
 /// Runs a validated plan end to end and writes its run directory.
 pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError> {
+    let stack_plan = plan.stack.clone();
+    let build: StackBuilder<'_> =
+        Box::new(move |ctx| async move { crate::stack::build(&stack_plan, ctx).await }.boxed());
+    run_with(plan, opts, build, CancellationToken::new()).await
+}
+
+/// [`run`] on the stack `build` makes; cancelling `cancel` is what Ctrl-C does.
+pub async fn run_with(
+    plan: &Plan,
+    opts: &RunOptions,
+    build: StackBuilder<'_>,
+    cancel: CancellationToken,
+) -> Result<RunOutcome, RunError> {
     let (shard_index, shard_count) = opts.shard.unwrap_or((1, 1));
     if shard_index == 0 || shard_index > shard_count {
         return Err(RunError::Usage(format!(
@@ -571,8 +602,7 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         .unwrap_or_else(rand::random)
         .wrapping_add(u64::from(shard_index - 1));
     let total = opts.trials.unwrap_or(plan.run.trials);
-    // Shard i of n takes every n-th trial starting at i.
-    let trials_planned = total / shard_count + u32::from(shard_index <= total % shard_count);
+    let trials_planned = schedule::shard_trials(total, (shard_index, shard_count));
     if trials_planned == 0 {
         return Err(RunError::Usage("--trials must be at least 1".into()));
     }
@@ -588,53 +618,23 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
     });
     // Per-trial outputs, each flushed as its trial ends.
     let mut reporters = report::trial_reporters(&run_dir)?;
-    let scenario_dir =
-        std::path::absolute(&plan.base_dir).unwrap_or_else(|_| plan.base_dir.clone());
-    let expand = ExpandContext {
-        rebound: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rebound")),
+    let build_ctx = BuildCtx {
+        run_id: run_id.clone(),
+        scenario: plan.name.clone(),
         run_dir: run_dir.clone(),
-        scenario_dir,
+        scenario_dir: std::path::absolute(&plan.base_dir).unwrap_or_else(|_| plan.base_dir.clone()),
+        keep: opts.keep,
+        history: Arc::clone(&history),
     };
-    let stack_err = |source| RunError::StackUp {
+    let stack = build(build_ctx).await.map_err(|source| RunError::StackUp {
         source,
         hint: String::new(),
-    };
-    let stack: Arc<dyn Stack> = match &plan.stack {
-        StackPlan::Process { services } => {
-            Arc::new(ProcessStack::new(services, &expand, Arc::clone(&history)).map_err(stack_err)?)
-        }
-        StackPlan::Docker { source, .. } => {
-            let (project, source) = match source {
-                DockerSource::Compose {
-                    file,
-                    overrides,
-                    project,
-                } => (
-                    project
-                        .clone()
-                        .unwrap_or_else(|| compose_project_name(&plan.name, &run_id)),
-                    docker::Source::Compose {
-                        files: std::iter::once(file.clone())
-                            .chain(overrides.iter().cloned())
-                            .collect(),
-                        keep: opts.keep,
-                    },
-                ),
-                DockerSource::Attach { project } => (project.clone(), docker::Source::Attach),
-            };
-            Arc::new(
-                docker::DockerStack::new(project, source, run_id.clone(), Arc::clone(&history))
-                    .await
-                    .map_err(stack_err)?,
-            )
-        }
-    };
+    })?;
     let probers: Vec<Arc<Prober>> = plan
         .probes
         .iter()
         .map(|p| Arc::new(Prober::new(p.clone(), Arc::clone(&stack))))
         .collect();
-    let cancel = CancellationToken::new();
     let signals = handle_signals(cancel.clone(), Arc::clone(&stack));
     let progress = if opts.progress {
         ProgressBar::with_draw_target(
@@ -660,7 +660,8 @@ pub async fn run(plan: &Plan, opts: &RunOptions) -> Result<RunOutcome, RunError>
         run_dir: run_dir.clone(),
         run_tag: run_id.rsplit('-').next().unwrap_or("run").to_string(),
         sequential: opts.until_decided,
-        shard: opts.shard.unwrap_or((1, 1)),
+        shard: (shard_index, shard_count),
+        total_trials: total,
     });
     // The trial loop runs in its own task so that a panic in it still reaches the
     // heal-all teardown below.

@@ -5,12 +5,19 @@
 //! A backend touches only the services of its own scenario.
 
 pub mod docker;
+#[cfg(test)]
+pub mod fake;
 pub mod plan;
 pub mod process;
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use crate::history::History;
+use plan::{DockerSource, StackPlan};
 
 /// Signals the nemesis can send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,4 +322,67 @@ pub trait Stack: Send + Sync {
     async fn teardown(&self) -> Result<(), StackError>;
     /// Emergency: SIGKILL everything now, synchronously (second Ctrl-C).
     fn kill_now(&self);
+}
+
+/// What building a backend needs besides its plan.
+#[derive(Clone)]
+pub struct BuildCtx {
+    /// The run's id (labels, project names).
+    pub run_id: String,
+    /// The scenario's name (default compose project name).
+    pub scenario: String,
+    /// The run directory (logs, `${run_dir}`).
+    pub run_dir: PathBuf,
+    /// The scenario file's directory, absolute (`${scenario_dir}`).
+    pub scenario_dir: PathBuf,
+    /// docker: leave a stack rebound brought up running after the run.
+    pub keep: bool,
+    /// Where the backend records lifecycle events.
+    pub history: Arc<History>,
+}
+
+/// `rebound-<scenario>-<run suffix>`, in the characters compose accepts.
+pub fn compose_project_name(scenario: &str, run_id: &str) -> String {
+    let clean: String = scenario
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let suffix = run_id.rsplit('-').next().unwrap_or("run");
+    format!("rebound-{clean}-{suffix}")
+}
+
+/// Builds the backend a plan names; starts nothing yet (see [`Stack::up`]).
+pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, StackError> {
+    Ok(match plan {
+        StackPlan::Process { services } => {
+            let expand = process::ExpandContext {
+                rebound: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rebound")),
+                run_dir: ctx.run_dir,
+                scenario_dir: ctx.scenario_dir,
+            };
+            Arc::new(process::ProcessStack::new(services, &expand, ctx.history)?)
+        }
+        StackPlan::Docker { source, .. } => {
+            let (project, source) = match source {
+                DockerSource::Compose {
+                    file,
+                    overrides,
+                    project,
+                } => (
+                    project
+                        .clone()
+                        .unwrap_or_else(|| compose_project_name(&ctx.scenario, &ctx.run_id)),
+                    docker::Source::Compose {
+                        files: std::iter::once(file.clone())
+                            .chain(overrides.iter().cloned())
+                            .collect(),
+                        keep: ctx.keep,
+                    },
+                ),
+                DockerSource::Attach { project } => (project.clone(), docker::Source::Attach),
+            };
+            Arc::new(docker::DockerStack::new(project, source, ctx.run_id, ctx.history).await?)
+        }
+    })
 }

@@ -1,0 +1,367 @@
+//! Runner unit tests on the in-memory fake stack: heal on every path, Ctrl-C in each
+//! phase, injection failures and panics, the sequential stop and shards — in
+//! seconds, without processes or Docker.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::checker::Outcome;
+use crate::probe::docker_health::DockerHealth;
+use crate::probe::ProbePlan;
+use crate::stack::fake::{FakeStack, Script};
+
+/// A scenario on one service `app`, probed through the fake's health.
+fn plan(faults: &str, slo: &str, run: &str) -> Plan {
+    let warm_up = if run.contains("warm-up") {
+        ""
+    } else {
+        "warm-up = \"20ms\"\n"
+    };
+    let text = format!(
+        "name = \"fake\"\n\
+         [stack]\nbackend = \"process\"\n[[stack.service]]\nname = \"app\"\ncommand = [\"true\"]\n\
+         {faults}\n\
+         [[probe]]\nkind = \"tcp\"\naddress = \"127.0.0.1:9\"\n\
+         [slo]\n{slo}\n\
+         [run]\n{warm_up}probe-period = \"5ms\"\nstable-for = 2\nseed = 7\n{run}\n"
+    );
+    let mut plan = crate::scenario::parse(Path::new("fake.toml"), &text).expect("valid scenario");
+    plan.probes = vec![ProbePlan {
+        name: "health".into(),
+        check: Arc::new(DockerHealth {
+            service: "app".into(),
+        }),
+        period: Duration::from_millis(5),
+        timeout: Duration::from_millis(200),
+    }];
+    plan
+}
+
+const SIGKILL: &str = "[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n";
+const SLO: &str = "success-rate = 0.5\nrecover-within = \"2s\"";
+
+struct FakeRun {
+    result: Result<RunOutcome, RunError>,
+    fake: FakeStack,
+    dir: tempfile::TempDir,
+}
+
+impl FakeRun {
+    fn outcome(&self) -> &RunOutcome {
+        self.result.as_ref().expect("the run finished")
+    }
+
+    fn history(&self) -> Vec<crate::history::Record> {
+        crate::history::load(&self.dir.path().join("run/history.jsonl")).expect("history")
+    }
+
+    fn count(&self, ty: &str) -> usize {
+        self.history()
+            .iter()
+            .filter(|r| serde_json::to_value(&r.event).expect("json")["type"] == ty)
+            .count()
+    }
+}
+
+/// Runs `plan` on a fake with `script`; `hook` may make the fake cancel the run.
+async fn run_fake(
+    plan: &Plan,
+    opts: RunOptions,
+    script: Script,
+    hook: impl FnOnce(FakeStack, CancellationToken) -> FakeStack + Send + 'static,
+) -> FakeRun {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = RunOptions {
+        out: Some(dir.path().join("run")),
+        progress: false,
+        print_summary: false,
+        ..opts
+    };
+    let cancel = CancellationToken::new();
+    let slot: Arc<Mutex<Option<FakeStack>>> = Arc::default();
+    let build: StackBuilder<'_> = {
+        let (slot, cancel) = (Arc::clone(&slot), cancel.clone());
+        Box::new(move |ctx: BuildCtx| {
+            async move {
+                let fake = hook(FakeStack::new(&["app"], script, ctx.history), cancel);
+                *slot.lock().expect("slot") = Some(fake.clone());
+                Ok(Arc::new(fake) as Arc<dyn Stack>)
+            }
+            .boxed()
+        })
+    };
+    let result = run_with(plan, &opts, build, cancel).await;
+    let fake = slot
+        .lock()
+        .expect("slot")
+        .take()
+        .expect("the stack was built");
+    FakeRun { result, fake, dir }
+}
+
+fn trials(n: u32) -> RunOptions {
+    RunOptions {
+        trials: Some(n),
+        ..RunOptions::default()
+    }
+}
+
+fn no_hook(f: FakeStack, _: CancellationToken) -> FakeStack {
+    f
+}
+
+#[tokio::test]
+async fn a_clean_run_passes_every_trial_heals_each_and_tears_down_last() {
+    let r = run_fake(
+        &plan(SIGKILL, SLO, ""),
+        trials(5),
+        Script::default(),
+        no_hook,
+    )
+    .await;
+    let o = r.outcome();
+    assert_eq!(o.trials.len(), 5);
+    assert!(
+        o.trials.iter().all(|t| t.outcome == Outcome::Pass),
+        "{:?}",
+        o.trials
+    );
+    assert_eq!(o.exit, ExitStatus::SloMet);
+    let calls = r.fake.calls();
+    assert_eq!(calls.iter().filter(|c| *c == "signal app Kill").count(), 5);
+    assert_eq!(calls.last().map(String::as_str), Some("teardown"));
+    assert_eq!(r.count("heal-ok"), 5);
+}
+
+#[tokio::test]
+async fn an_injection_failure_is_unknown_and_heal_still_runs() {
+    let script = Script {
+        fail_signal: true,
+        ..Script::default()
+    };
+    let r = run_fake(&plan(SIGKILL, SLO, ""), trials(3), script, no_hook).await;
+    let o = r.outcome();
+    assert!(
+        o.trials.iter().all(|t| t.outcome == Outcome::Unknown),
+        "{:?}",
+        o.trials
+    );
+    assert_eq!(r.count("fault-fail"), 3);
+    assert_eq!(r.count("heal-ok"), 3);
+    assert_ne!(o.exit, ExitStatus::SloMet);
+}
+
+#[tokio::test]
+async fn heal_runs_after_a_panicking_trial() {
+    let script = Script {
+        panic_on_signal: true,
+        ..Script::default()
+    };
+    let r = run_fake(&plan(SIGKILL, SLO, ""), trials(2), script, no_hook).await;
+    let o = r.outcome();
+    assert_eq!(o.trials.len(), 2);
+    assert!(o.trials.iter().all(|t| t.outcome == Outcome::Unknown));
+    let panics = r
+        .history()
+        .iter()
+        .filter(|rec| matches!(&rec.event, Event::FaultFail { error } if error.contains("the fault panicked: scripted panic")))
+        .count();
+    assert_eq!(panics, 2);
+    assert_eq!(r.count("heal-ok"), 2);
+    assert_eq!(r.fake.calls().last().map(String::as_str), Some("teardown"));
+}
+
+#[tokio::test]
+async fn a_stack_that_never_recovers_fails_the_trial_and_is_healed() {
+    let script = Script {
+        never_ready_after_fault: true,
+        ..Script::default()
+    };
+    let slo = "success-rate = 0.5\nrecover-within = \"100ms\"";
+    let run = "heal-timeout = \"200ms\"";
+    let r = run_fake(&plan(SIGKILL, slo, run), trials(1), script, no_hook).await;
+    // The stack never returns to steady state after heal either: the run stops with
+    // the trial kept and exit 4.
+    let o = r.outcome();
+    assert_eq!(o.trials.len(), 1);
+    assert_eq!(o.trials[0].outcome, Outcome::Fail);
+    assert_eq!(r.count("heal-ok"), 1);
+    assert_eq!(o.exit, ExitStatus::StackFailure);
+}
+
+/// Ctrl-C at one phase: exit 130, heal for a trial in progress, teardown last.
+async fn interrupted(
+    faults: &str,
+    slo: &str,
+    run: &str,
+    n: u32,
+    script: Script,
+    op: &'static str,
+    nth: usize,
+) -> FakeRun {
+    let r = run_fake(&plan(faults, slo, run), trials(n), script, move |f, c| {
+        f.cancel_on(op, nth, c)
+    })
+    .await;
+    assert_eq!(r.outcome().exit, ExitStatus::Interrupted, "{op} #{nth}");
+    assert_eq!(
+        r.fake.calls().last().map(String::as_str),
+        Some("teardown"),
+        "{op} #{nth}"
+    );
+    r
+}
+
+#[tokio::test]
+async fn ctrl_c_during_bring_up_runs_no_trial_and_tears_down() {
+    let r = interrupted(SIGKILL, SLO, "", 3, Script::default(), "up", 1).await;
+    assert!(r.outcome().trials.is_empty());
+    assert!(!r.fake.calls().iter().any(|c| c.starts_with("signal")));
+}
+
+#[tokio::test]
+async fn ctrl_c_during_warm_up_injects_nothing_and_still_heals() {
+    // Warm-up of 10 s; steady state takes a handful of health calls, so the 30th
+    // lands in the warm-up of trial 1.
+    let r = interrupted(
+        SIGKILL,
+        SLO,
+        "warm-up = \"10s\"",
+        3,
+        Script::default(),
+        "health",
+        30,
+    )
+    .await;
+    assert!(r.outcome().trials.is_empty());
+    assert!(!r.fake.calls().iter().any(|c| c.starts_with("signal")));
+    assert_eq!(r.count("heal-invoke"), 1);
+}
+
+#[tokio::test]
+async fn ctrl_c_during_inject_of_trial_2_keeps_trial_1_and_heals_the_fault() {
+    // The restart policy is slow, so only heal can bring the service back in time.
+    let script = Script {
+        restart_after: Duration::from_secs(30),
+        ..Script::default()
+    };
+    let slo = "success-rate = 0.5\nrecover-within = \"100ms\"";
+    let r = interrupted(SIGKILL, slo, "", 3, script, "signal", 2).await;
+    let o = r.outcome();
+    assert_eq!(o.trials.len(), 1, "trial 1 is kept");
+    let calls = r.fake.calls();
+    let second_kill = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| *c == "signal app Kill")
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("two kills");
+    assert!(
+        calls[second_kill..].iter().any(|c| c == "start app"),
+        "heal started the killed service: {calls:?}"
+    );
+    assert_eq!(r.count("heal-ok"), 2);
+    let rows = std::fs::read_to_string(r.dir.path().join("run/trials.csv")).expect("csv");
+    assert_eq!(rows.lines().count(), 2, "header + trial 1: {rows}");
+}
+
+#[tokio::test]
+async fn ctrl_c_during_observe_heals_a_frozen_service() {
+    let faults = "[[fault]]\nkind = \"pause-for\"\ntarget = \"app\"\nduration = \"30s\"\n";
+    // Health calls while frozen: cancel a few periods into the pause.
+    let r = run_fake(
+        &plan(faults, SLO, "observe-for = \"60s\""),
+        trials(2),
+        Script::default(),
+        |f, c| {
+            let watch = f.clone();
+            tokio::spawn(async move {
+                while !watch.calls().iter().any(|x| x == "pause app") {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                c.cancel();
+            });
+            f
+        },
+    )
+    .await;
+    assert_eq!(r.outcome().exit, ExitStatus::Interrupted);
+    let calls = r.fake.calls();
+    let pause = calls.iter().position(|c| c == "pause app").expect("paused");
+    let unpause = calls
+        .iter()
+        .position(|c| c == "unpause app")
+        .expect("heal resumed it");
+    let teardown = calls
+        .iter()
+        .position(|c| c == "teardown")
+        .expect("teardown");
+    assert!(pause < unpause && unpause < teardown, "{calls:?}");
+    assert!(r.outcome().trials.is_empty());
+}
+
+#[tokio::test]
+async fn ctrl_c_during_heal_finishes_the_heal_and_drops_the_trial() {
+    let script = Script {
+        restart_after: Duration::from_secs(30),
+        ..Script::default()
+    };
+    let slo = "success-rate = 0.5\nrecover-within = \"50ms\"";
+    let r = interrupted(SIGKILL, slo, "", 2, script, "start", 1).await;
+    assert!(r.outcome().trials.is_empty());
+    assert_eq!(
+        r.count("heal-ok"),
+        1,
+        "the heal that was interrupted completed"
+    );
+}
+
+#[tokio::test]
+async fn ctrl_c_during_teardown_keeps_every_trial_and_exits_130() {
+    let r = interrupted(SIGKILL, SLO, "", 3, Script::default(), "teardown", 1).await;
+    assert_eq!(r.outcome().trials.len(), 3);
+}
+
+#[tokio::test]
+async fn the_sequential_rule_stops_as_soon_as_the_rate_is_decided() {
+    let opts = RunOptions {
+        until_decided: true,
+        ..trials(200)
+    };
+    let slo = "success-rate = 0.5\nconfidence = 0.8\nrecover-within = \"2s\"";
+    let r = run_fake(&plan(SIGKILL, slo, ""), opts, Script::default(), no_hook).await;
+    let o = r.outcome();
+    let n = o.trials.len() as u64;
+    assert!(n < 200, "ran all {n} trials");
+    assert_eq!(o.exit, ExitStatus::SloMet);
+    // It stopped at the first look that decides, not later.
+    let d = |k: u64| crate::stats::decide_rate_sequential(k, k, 0.5, 0.8).decision;
+    assert_ne!(d(n), crate::stats::Decision::Inconclusive);
+    assert_eq!(d(n - 1), crate::stats::Decision::Inconclusive);
+}
+
+#[tokio::test]
+async fn shard_2_of_3_runs_the_global_trials_2_5_8() {
+    let faults = "[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\
+                  [[fault]]\nkind = \"sigterm\"\ntarget = \"app\"\n\
+                  [[fault]]\nkind = \"pause-for\"\ntarget = \"app\"\nduration = \"10ms\"\n";
+    let opts = RunOptions {
+        shard: Some((2, 3)),
+        ..trials(9)
+    };
+    let r = run_fake(&plan(faults, SLO, ""), opts, Script::default(), no_hook).await;
+    let o = r.outcome();
+    // Global trials 2, 5 and 8 are all the second fault of the round-robin.
+    assert_eq!(o.trials.len(), 3);
+    assert!(
+        o.trials.iter().all(|t| t.fault == "sigterm"),
+        "{:?}",
+        o.trials
+    );
+}
