@@ -69,7 +69,7 @@ pub fn check_config(plan: &Plan) -> CheckConfig {
         write_workloads: plan
             .workloads
             .iter()
-            .filter(|w| w.kind.writes())
+            .filter(|w| w.client.writes())
             .map(|w| w.name.clone())
             .collect(),
         max_lost_writes: plan.slo.max_lost_writes,

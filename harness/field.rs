@@ -50,6 +50,32 @@ pub fn http_url(key: &'static str, url: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// A plain-HTTP URL on this machine: load goes only to loopback (the stack's
+/// published ports), never to another host by mistake.
+pub fn loopback_url(key: &'static str, url: &str) -> Result<(), FieldError> {
+    http_url(key, url)?;
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(FieldError::at(
+            key,
+            url,
+            format!(
+                "workloads send load only to loopback (127.0.0.1, ::1, localhost), not to `{host}`"
+            ),
+        ))
+    }
+}
+
 /// An `ip:port` address.
 pub fn address(key: &'static str, address: &str) -> Result<SocketAddr, FieldError> {
     address.parse().map_err(|_| {

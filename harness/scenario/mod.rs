@@ -7,9 +7,9 @@
 mod fault;
 mod probe;
 pub mod raw;
+mod workload;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,8 +20,9 @@ pub use crate::stack::plan::{
     compose_services, expand, DockerSource, RestartPolicy, ServicePlan, StackPlan, PLACEHOLDERS,
 };
 pub use crate::stack::StackRestartMode;
+pub use crate::workload::WorkloadPlan;
 pub use raw::FaultOrder;
-use raw::{RawStack, RawWorkload, ScenarioFile};
+use raw::{RawStack, ScenarioFile};
 
 /// A scenario that could not be read or is not valid.
 #[derive(Debug, thiserror::Error)]
@@ -89,62 +90,6 @@ pub struct Plan {
     pub slo: Slo,
     /// Trial mechanics.
     pub run: RunPlan,
-}
-
-/// One validated workload.
-#[derive(Debug, Clone)]
-pub struct WorkloadPlan {
-    /// Unique name.
-    pub name: String,
-    /// What it does.
-    pub kind: WorkloadKind,
-    /// Operations per second.
-    pub rate: f64,
-    /// Operations in flight at most.
-    pub concurrency: usize,
-    /// Per-operation timeout.
-    pub timeout: Duration,
-    /// Operations per trial at most.
-    pub max_ops: u64,
-}
-
-/// Workload kinds.
-#[derive(Debug, Clone)]
-pub enum WorkloadKind {
-    /// HTTP POST writes, read back through `read_url`.
-    HttpWrites {
-        /// Write endpoint.
-        url: String,
-        /// Read endpoint with `{id}`.
-        read_url: String,
-        /// How long missing ids are re-read before they count as lost.
-        verify_within: Duration,
-    },
-    /// PostgreSQL INSERTs.
-    PostgresInserts {
-        /// Server.
-        address: SocketAddr,
-        /// User.
-        user: String,
-        /// Database.
-        dbname: String,
-        /// Table.
-        table: String,
-    },
-    /// HTTP GETs.
-    Reads {
-        /// URL.
-        url: String,
-        /// Expected status.
-        expect_status: u16,
-    },
-}
-
-impl WorkloadKind {
-    /// Whether its operations are writes that must survive (and are read back).
-    pub fn writes(&self) -> bool {
-        !matches!(self, WorkloadKind::Reads { .. })
-    }
 }
 
 /// A recovery-time quantile an SLO can limit.
@@ -338,61 +283,6 @@ impl Validator<'_> {
         }
     }
 
-    /// Checks the `url` of the i-th `table` entry: a plain-HTTP URL.
-    fn http_url(&self, table: &str, i: usize, url: &str) -> Result<(), ScenarioError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| {
-            self.err_in(
-                table,
-                i,
-                "url",
-                Some(url),
-                format!("`{url}` is not a URL: {e}"),
-            )
-        })?;
-        if parsed.scheme() != "http" {
-            return Err(self.err_in(
-                table,
-                i,
-                "url",
-                Some(url),
-                "only plain http:// URLs are supported",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Load goes only to this machine (loopback) — the stack's published ports — never
-    /// to another host by mistake.
-    fn loopback_url(&self, i: usize, key: &str, url: &str) -> Result<(), ScenarioError> {
-        let host = reqwest::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_default();
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if loopback {
-            Ok(())
-        } else {
-            Err(self.err_in("[[workload]]", i, key, Some(url), format!("workloads send load only to loopback (127.0.0.1, ::1, localhost), not to `{host}`")))
-        }
-    }
-
-    /// Parses the `address` of the i-th `table` entry.
-    fn address(&self, table: &str, i: usize, address: &str) -> Result<SocketAddr, ScenarioError> {
-        address.parse().map_err(|_| {
-            self.err_in(
-                table,
-                i,
-                "address",
-                Some(address),
-                format!("`{address}` is not an ip:port address"),
-            )
-        })
-    }
-
     /// Error about `key = value` inside the n-th `header` table.
     fn err_in(
         &self,
@@ -407,177 +297,6 @@ impl Validator<'_> {
         let table = header.trim_matches(|c| c == '[' || c == ']');
         self.err(format!("{table}[{}].{key}", n + 1), line, message)
     }
-}
-
-/// Largest accepted workload rate (operations per second) and concurrency.
-const MAX_RATE: f64 = 10_000.0;
-const MAX_CONCURRENCY: usize = 256;
-
-fn validate_workloads(
-    v: &Validator<'_>,
-    raw: Vec<RawWorkload>,
-) -> Result<Vec<WorkloadPlan>, ScenarioError> {
-    let mut out: Vec<WorkloadPlan> = Vec::new();
-    for (i, w) in raw.into_iter().enumerate() {
-        let (name, kind, rate, concurrency, timeout, max_ops) = match w {
-            RawWorkload::HttpWrites {
-                name,
-                url,
-                read_url,
-                verify_within,
-                rate,
-                concurrency,
-                timeout,
-                max_ops,
-            } => {
-                v.http_url("[[workload]]", i, &url)?;
-                v.loopback_url(i, "url", &url)?;
-                v.loopback_url(i, "read-url", &read_url)?;
-                if !read_url.contains("{id}") {
-                    return Err(v.err_in(
-                        "[[workload]]",
-                        i,
-                        "read-url",
-                        None,
-                        "read-url must contain `{id}`",
-                    ));
-                }
-                v.http_url("[[workload]]", i, &read_url.replace("{id}", "x"))?;
-                (
-                    name.unwrap_or_else(|| format!("writes-{}", i + 1)),
-                    WorkloadKind::HttpWrites {
-                        url,
-                        read_url,
-                        verify_within: verify_within.unwrap_or_default(),
-                    },
-                    rate,
-                    concurrency,
-                    timeout,
-                    max_ops,
-                )
-            }
-            RawWorkload::PostgresInserts {
-                name,
-                address,
-                user,
-                dbname,
-                table,
-                rate,
-                concurrency,
-                timeout,
-                max_ops,
-            } => {
-                let address = address.unwrap_or_else(|| "127.0.0.1:5432".into());
-                let address = v.address("[[workload]]", i, &address)?;
-                if !address.ip().is_loopback() {
-                    return Err(v.err_in(
-                        "[[workload]]",
-                        i,
-                        "address",
-                        None,
-                        "workloads send load only to loopback addresses",
-                    ));
-                }
-                let table = table.unwrap_or_else(|| "rebound_writes".into());
-                if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
-                    return Err(v.err_in(
-                        "[[workload]]",
-                        i,
-                        "table",
-                        Some(&table),
-                        "table names use letters, digits and `_`",
-                    ));
-                }
-                (
-                    name.unwrap_or_else(|| format!("inserts-{}", i + 1)),
-                    WorkloadKind::PostgresInserts {
-                        address,
-                        user: user.unwrap_or_else(|| "postgres".into()),
-                        dbname: dbname.unwrap_or_else(|| "postgres".into()),
-                        table,
-                    },
-                    rate,
-                    concurrency,
-                    timeout,
-                    max_ops,
-                )
-            }
-            RawWorkload::Reads {
-                name,
-                url,
-                expect_status,
-                rate,
-                concurrency,
-                timeout,
-                max_ops,
-            } => {
-                v.http_url("[[workload]]", i, &url)?;
-                v.loopback_url(i, "url", &url)?;
-                (
-                    name.unwrap_or_else(|| format!("reads-{}", i + 1)),
-                    WorkloadKind::Reads {
-                        url,
-                        expect_status: expect_status.unwrap_or(200),
-                    },
-                    rate,
-                    concurrency,
-                    timeout,
-                    max_ops,
-                )
-            }
-        };
-        let rate = rate.unwrap_or(20.0);
-        if !(rate > 0.0 && rate <= MAX_RATE) {
-            return Err(v.err_in(
-                "[[workload]]",
-                i,
-                "rate",
-                None,
-                format!("rate must be in (0, {MAX_RATE}] operations per second"),
-            ));
-        }
-        let concurrency = concurrency.unwrap_or(4);
-        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
-            return Err(v.err_in(
-                "[[workload]]",
-                i,
-                "concurrency",
-                None,
-                format!("concurrency must be in 1..={MAX_CONCURRENCY}"),
-            ));
-        }
-        let max_ops = max_ops.unwrap_or(10_000);
-        if max_ops == 0 {
-            return Err(v.err_in(
-                "[[workload]]",
-                i,
-                "max-ops",
-                None,
-                "max-ops must be at least 1",
-            ));
-        }
-        if out.iter().any(|o| o.name == name) {
-            return Err(v.err_in(
-                "[[workload]]",
-                i,
-                "name",
-                Some(&name),
-                format!("duplicate workload name `{name}`"),
-            ));
-        }
-        out.push(WorkloadPlan {
-            name,
-            kind,
-            rate,
-            concurrency,
-            timeout: timeout
-                .unwrap_or(Duration::from_secs(1))
-                .max(Duration::from_millis(1)),
-            max_ops,
-        });
-    }
-    Ok(out)
 }
 
 /// Turns a raw file into a [`Plan`], checking every reference and range.
@@ -749,7 +468,7 @@ fn validate_as(
 
     let probes = probe::validate(&v, raw.probes, &stack, default_period)?;
 
-    let workloads = validate_workloads(&v, raw.workloads)?;
+    let workloads = workload::validate(&v, raw.workloads)?;
 
     let s = raw.slo;
     let success_rate = s.success_rate.unwrap_or(0.99);

@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub use crate::nemesis::RawFault;
 pub use crate::probe::RawProbe;
 use crate::stack::plan::RestartPolicy;
+pub use crate::workload::RawWorkload;
 
 /// A scenario file as written by the user.
 #[derive(Debug, Clone, Deserialize)]
@@ -96,82 +97,6 @@ pub struct RawService {
     /// Grace period between SIGTERM and SIGKILL when rebound stops the service.
     #[serde(default, with = "humantime_serde::option")]
     pub stop_grace: Option<Duration>,
-}
-
-/// `[[workload]]`: client traffic that runs during every trial. Loops are bounded
-/// in rate, concurrency, operations per trial and time (they stop with the trial).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(
-    tag = "kind",
-    rename_all = "kebab-case",
-    rename_all_fields = "kebab-case",
-    deny_unknown_fields
-)]
-pub enum RawWorkload {
-    /// POST `{"id": …, "value": …}` to `url`; every write carries a unique id, read
-    /// back after the trial through `read-url` (`{id}` is replaced).
-    HttpWrites {
-        /// Name in reports (default `writes-<n>`).
-        name: Option<String>,
-        /// Write endpoint.
-        url: String,
-        /// Read endpoint with `{id}`, e.g. `http://127.0.0.1:8080/items/{id}`.
-        read_url: String,
-        /// Re-read missing ids for up to this long (default 0s): for pipelines where
-        /// a write becomes visible at `read-url` asynchronously (a queue and a worker).
-        #[serde(default, with = "humantime_serde::option")]
-        verify_within: Option<Duration>,
-        /// Operations per second (default 20).
-        rate: Option<f64>,
-        /// Operations in flight at most (default 4).
-        concurrency: Option<usize>,
-        /// Per-operation timeout (default 1s); a timeout after sending is indeterminate.
-        #[serde(default, with = "humantime_serde::option")]
-        timeout: Option<Duration>,
-        /// Operations per trial at most (default 10000).
-        max_ops: Option<u64>,
-    },
-    /// INSERTs of unique ids into a PostgreSQL table (created if missing), read back
-    /// after the trial.
-    PostgresInserts {
-        /// Name in reports (default `inserts-<n>`).
-        name: Option<String>,
-        /// `host:port` (an IP literal; default 127.0.0.1:5432).
-        address: Option<String>,
-        /// User (default postgres).
-        user: Option<String>,
-        /// Database (default postgres).
-        dbname: Option<String>,
-        /// Table (default rebound_writes).
-        table: Option<String>,
-        /// Operations per second (default 20).
-        rate: Option<f64>,
-        /// Connections (and operations in flight) at most (default 4).
-        concurrency: Option<usize>,
-        /// Per-operation timeout (default 1s).
-        #[serde(default, with = "humantime_serde::option")]
-        timeout: Option<Duration>,
-        /// Operations per trial at most (default 10000).
-        max_ops: Option<u64>,
-    },
-    /// GET traffic, for availability as clients see it.
-    Reads {
-        /// Name in reports (default `reads-<n>`).
-        name: Option<String>,
-        /// URL to GET.
-        url: String,
-        /// Expected status (default 200).
-        expect_status: Option<u16>,
-        /// Operations per second (default 20).
-        rate: Option<f64>,
-        /// Operations in flight at most (default 4).
-        concurrency: Option<usize>,
-        /// Per-operation timeout (default 1s).
-        #[serde(default, with = "humantime_serde::option")]
-        timeout: Option<Duration>,
-        /// Operations per trial at most (default 10000).
-        max_ops: Option<u64>,
-    },
 }
 
 /// `[slo]`: what must hold.

@@ -304,7 +304,7 @@ fn workloads_send_load_only_to_loopback() {
     let ok = with("[[workload]]\nkind = \"http-writes\"\nurl = \"http://127.0.0.1:8/items\"\nread-url = \"http://localhost:8/items/{id}\"");
     let plan = parse_str(&ok).expect("loopback is fine");
     assert_eq!(plan.workloads[0].name, "writes-1");
-    assert!(plan.workloads[0].kind.writes());
+    assert!(plan.workloads[0].client.writes());
     for bad in [
         "[[workload]]\nkind = \"reads\"\nurl = \"http://10.0.0.8/\"",
         "[[workload]]\nkind = \"postgres-inserts\"\naddress = \"192.168.1.2:5432\"",
@@ -379,10 +379,12 @@ fn http_fault_body_check_and_verify_within_are_read() {
         kind::<Http>(&plan.faults[0]),
         Http { expect_status: Some(500), expect_body: Some(b), .. } if b == "\"rolled_back\":true"
     ));
-    assert!(matches!(
-        plan.workloads[0].kind,
-        WorkloadKind::HttpWrites { verify_within, .. } if verify_within == Duration::from_secs(20)
-    ));
+    let writes = plan.workloads[0]
+        .client
+        .as_any()
+        .downcast_ref::<crate::workload::http_writes::HttpWrites>()
+        .expect("http-writes");
+    assert_eq!(writes.verify_within, Duration::from_secs(20));
 }
 
 #[test]

@@ -1,90 +1,188 @@
 //! Client workloads: traffic that runs during every trial, each operation recorded
 //! as an `op-invoke` and an `op-complete` (ok / fail / info) in the history, and
-//! the read-back of every acknowledged write after the trial (`verify`).
+//! the read-back of every acknowledged write after the trial (`verify`). Every
+//! workload kind is one file here, holding its raw table (serde), its validation
+//! and its [`Client`].
 //!
 //! Loops are bounded: a fixed rate, at most `concurrency` operations in flight
 //! (a tick that finds them all busy is skipped), at most `max-ops` per trial, each
 //! operation bounded by its timeout; they stop with the trial.
+//!
+//! Adding a kind: a file with a `Raw…` table that implements [`RawClient`] and a
+//! client that implements [`Client`], plus one line in the `registry!` below.
 
+pub mod http_writes;
+pub mod pg_inserts;
+pub mod reads;
+
+use std::any::Any;
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::field::FieldError;
 use crate::history::{Event, History, OpResult};
-use crate::scenario::{WorkloadKind, WorkloadPlan};
 
-/// Read-backs in flight at once.
-const VERIFY_CONCURRENCY: usize = 8;
+/// Largest accepted workload rate (operations per second).
+const MAX_RATE: f64 = 10_000.0;
+/// Largest accepted concurrency.
+const MAX_CONCURRENCY: usize = 256;
 
-/// A PostgreSQL client pool of the workload's own: no silent reconnects hide an
-/// outage, a closed connection is dropped and the next operation connects anew.
-struct PgPool {
-    cfg: tokio_postgres::Config,
-    table: String,
-    idle: Mutex<Vec<tokio_postgres::Client>>,
+/// One validated workload.
+#[derive(Debug, Clone)]
+pub struct WorkloadPlan {
+    /// Unique name.
+    pub name: String,
+    /// What it does.
+    pub client: Arc<dyn Client>,
+    /// Operations per second.
+    pub rate: f64,
+    /// Operations in flight at most.
+    pub concurrency: usize,
+    /// Per-operation timeout.
+    pub timeout: Duration,
+    /// Operations per trial at most.
+    pub max_ops: u64,
 }
 
-impl PgPool {
-    fn new(
-        address: std::net::SocketAddr,
-        user: &str,
-        dbname: &str,
-        table: &str,
-        timeout: Duration,
-    ) -> Self {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host(address.ip().to_string())
-            .port(address.port())
-            .user(user)
-            .dbname(dbname)
-            .connect_timeout(timeout)
-            .application_name("rebound-workload");
-        PgPool {
-            cfg,
-            table: table.to_string(),
-            idle: Mutex::new(Vec::new()),
-        }
+/// A workload kind with its parameters.
+#[async_trait]
+pub trait Client: Debug + Send + Sync + Any {
+    /// The default name's stem (`writes`, `inserts`, `reads`).
+    fn stem(&self) -> &'static str;
+    /// Whether its operations are writes that must survive (and are read back).
+    fn writes(&self) -> bool;
+    /// The connections for one trial (dropped with it, so no connection outlives
+    /// the trial that saw an outage).
+    fn open(&self, timeout: Duration) -> Arc<dyn Ops>;
+    /// Reads back acknowledged writes after the trial.
+    async fn verify(&self, _ids: &[String]) -> Verified {
+        Verified::default()
     }
+    /// The client as `Any`, for tests that look at a kind's parameters.
+    fn as_any(&self) -> &dyn Any;
+}
 
-    async fn client(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        while let Some(c) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
-            if !c.is_closed() {
-                return Ok(c);
+/// One trial's connections of a workload.
+#[async_trait]
+pub trait Ops: Send + Sync {
+    /// Operation `n` with unique `id`, as Jepsen classifies its result.
+    async fn run_op(&self, workload: &str, id: &str, n: u64) -> (OpResult, Option<String>);
+}
+
+/// What a read-back found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verified {
+    /// Acknowledged ids that are not there.
+    pub missing: Vec<String>,
+    /// Ids whose read-back failed (neither found nor known missing).
+    pub unverifiable: u64,
+    /// The first read-back error.
+    pub error: Option<String>,
+}
+
+/// The keys every workload table has.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Common<'a> {
+    /// `name`.
+    pub name: Option<&'a str>,
+    /// `rate`.
+    pub rate: Option<f64>,
+    /// `concurrency`.
+    pub concurrency: Option<usize>,
+    /// `timeout`.
+    pub timeout: Option<Duration>,
+    /// `max-ops`.
+    pub max_ops: Option<u64>,
+}
+
+/// A raw `[[workload]]` table of one kind, as serde reads it.
+pub trait RawClient {
+    /// Its `name`, `rate`, `concurrency`, `timeout` and `max-ops`.
+    fn common(&self) -> Common<'_>;
+    /// Validates the kind's own keys into a client.
+    fn client(self) -> Result<Arc<dyn Client>, FieldError>;
+}
+
+fn plan_of(raw: impl RawClient, index: usize) -> Result<WorkloadPlan, FieldError> {
+    let c = raw.common();
+    let name = c.name.map(str::to_string);
+    let rate = c.rate.unwrap_or(20.0);
+    if !(rate > 0.0 && rate <= MAX_RATE) {
+        return Err(FieldError::new(
+            "rate",
+            format!("rate must be in (0, {MAX_RATE}] operations per second"),
+        ));
+    }
+    let concurrency = c.concurrency.unwrap_or(4);
+    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+        return Err(FieldError::new(
+            "concurrency",
+            format!("concurrency must be in 1..={MAX_CONCURRENCY}"),
+        ));
+    }
+    let max_ops = c.max_ops.unwrap_or(10_000);
+    if max_ops == 0 {
+        return Err(FieldError::new("max-ops", "max-ops must be at least 1"));
+    }
+    let timeout = c
+        .timeout
+        .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_millis(1));
+    let client = raw.client()?;
+    Ok(WorkloadPlan {
+        name: name.unwrap_or_else(|| format!("{}-{}", client.stem(), index + 1)),
+        client,
+        rate,
+        concurrency,
+        timeout,
+        max_ops,
+    })
+}
+
+macro_rules! registry {
+    ($( $(#[$doc:meta])* $variant:ident => $raw:ty ),* $(,)?) => {
+        /// `[[workload]]`: client traffic that runs during every trial (each kind's
+        /// keys are documented on its raw type).
+        #[derive(Debug, Clone, serde::Deserialize)]
+        #[serde(tag = "kind", rename_all = "kebab-case")]
+        pub enum RawWorkload {
+            $( $(#[$doc])* $variant($raw), )*
+        }
+
+        impl RawWorkload {
+            /// Validates the `index`-th (0-based) table into a plan.
+            pub fn plan(self, index: usize) -> Result<WorkloadPlan, FieldError> {
+                match self {
+                    $( RawWorkload::$variant(raw) => plan_of(raw, index), )*
+                }
             }
         }
-        let (client, conn) = self.cfg.connect(tokio_postgres::NoTls).await?;
-        tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE TABLE IF NOT EXISTS {} (id text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())", self.table))
-            .await?;
-        Ok(client)
-    }
-
-    fn give_back(&self, c: tokio_postgres::Client) {
-        if !c.is_closed() {
-            if let Ok(mut idle) = self.idle.lock() {
-                idle.push(c);
-            }
-        }
-    }
+    };
 }
 
-enum Client {
-    Http(reqwest::Client),
-    Pg(Arc<PgPool>),
+registry! {
+    /// POSTs of unique ids, read back after the trial.
+    HttpWrites => http_writes::RawHttpWrites,
+    /// INSERTs of unique ids into a PostgreSQL table, read back after the trial.
+    PostgresInserts => pg_inserts::RawPgInserts,
+    /// GET traffic, for availability as clients see it.
+    Reads => reads::RawReads,
 }
 
-fn classify_http(e: &reqwest::Error) -> (OpResult, String) {
+/// Result of an HTTP request that did not complete: refused before anything was
+/// sent is certainly not applied; anything after sending (timeout, reset) may or
+/// may not have been.
+pub(crate) fn classify_http(e: &reqwest::Error) -> (OpResult, String) {
     let mut inner: &dyn std::error::Error = e;
     while let Some(next) = inner.source() {
         inner = next;
     }
-    // Refused before anything was sent: certainly not applied. Anything after
-    // sending (timeout, reset) may or may not have been applied.
     let result = if e.is_connect() {
         OpResult::Fail
     } else {
@@ -96,68 +194,15 @@ fn classify_http(e: &reqwest::Error) -> (OpResult, String) {
     )
 }
 
-async fn run_op(
-    plan: &WorkloadPlan,
-    client: &Client,
-    id: &str,
-    n: u64,
-) -> (OpResult, Option<String>) {
-    match (&plan.kind, client) {
-        (WorkloadKind::HttpWrites { url, .. }, Client::Http(c)) => {
-            let body = serde_json::json!({"id": id, "value": {"workload": plan.name, "n": n}});
-            match c.post(url).json(&body).send().await {
-                Ok(r) if r.status().is_success() => (OpResult::Ok, None),
-                // The service answered: it did not acknowledge the write.
-                Ok(r) => (
-                    OpResult::Fail,
-                    Some(format!("status {}", r.status().as_u16())),
-                ),
-                Err(e) => {
-                    let (res, msg) = classify_http(&e);
-                    (res, Some(msg))
-                }
-            }
-        }
-        (WorkloadKind::Reads { url, expect_status }, Client::Http(c)) => {
-            match c.get(url).send().await {
-                Ok(r) if r.status().as_u16() == *expect_status => (OpResult::Ok, None),
-                Ok(r) => (
-                    OpResult::Fail,
-                    Some(format!("status {}", r.status().as_u16())),
-                ),
-                Err(e) => {
-                    let (res, msg) = classify_http(&e);
-                    (res, Some(msg))
-                }
-            }
-        }
-        (WorkloadKind::PostgresInserts { .. }, Client::Pg(pool)) => {
-            let client = match tokio::time::timeout(plan.timeout, pool.client()).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => return (OpResult::Fail, Some(format!("connect: {e}"))),
-                Err(_) => return (OpResult::Fail, Some("connect: timeout".into())),
-            };
-            let sql = format!("INSERT INTO {} (id) VALUES ($1)", pool.table);
-            match tokio::time::timeout(plan.timeout, client.execute(&sql, &[&id])).await {
-                Ok(Ok(_)) => {
-                    pool.give_back(client);
-                    (OpResult::Ok, None)
-                }
-                // The server refused it: not applied.
-                Ok(Err(e)) if e.as_db_error().is_some() => {
-                    pool.give_back(client);
-                    (OpResult::Fail, Some(e.to_string()))
-                }
-                // The connection broke after sending: the commit may have happened.
-                Ok(Err(e)) => (OpResult::Info, Some(e.to_string())),
-                Err(_) => (
-                    OpResult::Info,
-                    Some(format!("timeout after {:?}", plan.timeout)),
-                ),
-            }
-        }
-        _ => (OpResult::Fail, Some("workload client mismatch".into())),
-    }
+/// A plain-HTTP client for one trial (building one only fails without a TLS
+/// backend, which is not used).
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
 }
 
 /// Workloads running for one trial.
@@ -165,7 +210,6 @@ pub struct WorkloadSet {
     stop: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     acked: Arc<Mutex<Vec<Vec<String>>>>,
-    pools: Vec<Option<Arc<PgPool>>>,
 }
 
 impl WorkloadSet {
@@ -174,49 +218,22 @@ impl WorkloadSet {
     pub fn start(plans: &[WorkloadPlan], history: &Arc<History>, prefix: &str) -> Self {
         let stop = CancellationToken::new();
         let acked = Arc::new(Mutex::new(vec![Vec::new(); plans.len()]));
-        let mut tasks = Vec::new();
-        let mut pools = Vec::new();
-        for (i, plan) in plans.iter().enumerate() {
-            let client = match &plan.kind {
-                WorkloadKind::PostgresInserts {
-                    address,
-                    user,
-                    dbname,
-                    table,
-                } => {
-                    let pool = Arc::new(PgPool::new(*address, user, dbname, table, plan.timeout));
-                    pools.push(Some(Arc::clone(&pool)));
-                    Client::Pg(pool)
-                }
-                _ => {
-                    pools.push(None);
-                    // Building a plain-HTTP client only fails without a TLS backend, which is not used.
-                    Client::Http(
-                        reqwest::Client::builder()
-                            .timeout(plan.timeout)
-                            .connect_timeout(plan.timeout)
-                            .no_proxy()
-                            .build()
-                            .unwrap_or_default(),
-                    )
-                }
-            };
-            tasks.push(tokio::spawn(run_loop(
-                i,
-                plan.clone(),
-                Arc::new(client),
-                Arc::clone(history),
-                format!("{prefix}-{i}"),
-                stop.clone(),
-                Arc::clone(&acked),
-            )));
-        }
-        WorkloadSet {
-            stop,
-            tasks,
-            acked,
-            pools,
-        }
+        let tasks = plans
+            .iter()
+            .enumerate()
+            .map(|(i, plan)| {
+                tokio::spawn(run_loop(
+                    i,
+                    plan.clone(),
+                    plan.client.open(plan.timeout),
+                    Arc::clone(history),
+                    format!("{prefix}-{i}"),
+                    stop.clone(),
+                    Arc::clone(&acked),
+                ))
+            })
+            .collect();
+        WorkloadSet { stop, tasks, acked }
     }
 
     /// Stops issuing operations, waits for those in flight, returns the acknowledged
@@ -226,7 +243,6 @@ impl WorkloadSet {
         for t in self.tasks {
             let _ = t.await;
         }
-        drop(self.pools);
         self.acked.lock().map(|a| a.clone()).unwrap_or_default()
     }
 }
@@ -234,7 +250,7 @@ impl WorkloadSet {
 async fn run_loop(
     index: usize,
     plan: WorkloadPlan,
-    client: Arc<Client>,
+    ops: Arc<dyn Ops>,
     history: Arc<History>,
     prefix: String,
     stop: CancellationToken,
@@ -256,9 +272,9 @@ async fn run_loop(
         };
         n += 1;
         let id = format!("{prefix}-{n}");
-        let (plan, client, history, acked) = (
+        let (plan, ops, history, acked) = (
             plan.clone(),
-            Arc::clone(&client),
+            Arc::clone(&ops),
             Arc::clone(&history),
             Arc::clone(&acked),
         );
@@ -268,7 +284,7 @@ async fn run_loop(
                 id: id.clone(),
             });
             let start_ns = history.now_ns();
-            let (result, error) = run_op(&plan, &client, &id, n).await;
+            let (result, error) = ops.run_op(&plan.name, &id, n).await;
             let latency_ns = history.now_ns().saturating_sub(start_ns);
             history.record(Event::OpComplete {
                 workload: plan.name.clone(),
@@ -278,7 +294,7 @@ async fn run_loop(
                 latency_ns,
                 error,
             });
-            if result == OpResult::Ok && plan.kind.writes() {
+            if result == OpResult::Ok && plan.client.writes() {
                 if let Ok(mut a) = acked.lock() {
                     a[index].push(id);
                 }
@@ -294,132 +310,17 @@ async fn run_loop(
 /// Reads back every acknowledged write and records one `verify` event per write workload.
 pub async fn verify(plans: &[WorkloadPlan], acked: &[Vec<String>], history: &History) {
     for (plan, ids) in plans.iter().zip(acked) {
-        let (missing, unverifiable, error) = match &plan.kind {
-            WorkloadKind::Reads { .. } => continue,
-            WorkloadKind::HttpWrites {
-                read_url,
-                verify_within,
-                ..
-            } => {
-                // Asynchronous pipelines: re-read what is missing until the deadline.
-                let deadline = tokio::time::Instant::now() + *verify_within;
-                let (mut missing, mut unverifiable, mut error) =
-                    verify_http(plan, read_url, ids).await;
-                while !missing.is_empty() && tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    let (m, u, e) = verify_http(plan, read_url, &missing).await;
-                    missing = m;
-                    unverifiable += u;
-                    error = error.or(e);
-                }
-                (missing, unverifiable, error)
-            }
-            WorkloadKind::PostgresInserts {
-                address,
-                user,
-                dbname,
-                table,
-            } => {
-                let pool = PgPool::new(*address, user, dbname, table, Duration::from_secs(5));
-                verify_pg(&pool, ids).await
-            }
-        };
+        if !plan.client.writes() {
+            continue;
+        }
+        let v = plan.client.verify(ids).await;
         history.record(Event::Verify {
             workload: plan.name.clone(),
             checked: ids.len() as u64,
-            missing,
-            unverifiable,
-            error,
+            missing: v.missing,
+            unverifiable: v.unverifiable,
+            error: v.error,
         });
-    }
-}
-
-async fn verify_http(
-    plan: &WorkloadPlan,
-    read_url: &str,
-    ids: &[String],
-) -> (Vec<String>, u64, Option<String>) {
-    let Ok(client) = reqwest::Client::builder()
-        .timeout(plan.timeout.max(Duration::from_secs(2)))
-        .no_proxy()
-        .build()
-    else {
-        return (
-            Vec::new(),
-            ids.len() as u64,
-            Some("cannot build an HTTP client".into()),
-        );
-    };
-    let client = &client;
-    let results: Vec<(String, Result<bool, String>)> =
-        futures_util::stream::iter(ids.iter().cloned())
-            .map(|id| async move {
-                let url = read_url.replace("{id}", &id);
-                // One retry: a read-back that fails once is not yet evidence of anything.
-                let mut outcome = Err(String::new());
-                for _ in 0..2 {
-                    outcome = match client.get(&url).send().await {
-                        Ok(r) if r.status().is_success() => Ok(true),
-                        Ok(r) if r.status().as_u16() == 404 => Ok(false),
-                        Ok(r) => Err(format!("GET {url}: status {}", r.status().as_u16())),
-                        Err(e) => Err(format!("GET {url}: {e}")),
-                    };
-                    if outcome.is_ok() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                (id, outcome)
-            })
-            .buffer_unordered(VERIFY_CONCURRENCY)
-            .collect()
-            .await;
-    let mut missing = Vec::new();
-    let mut unverifiable = 0;
-    let mut first_error = None;
-    for (id, r) in results {
-        match r {
-            Ok(true) => {}
-            Ok(false) => missing.push(id),
-            Err(e) => {
-                unverifiable += 1;
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    missing.sort();
-    (missing, unverifiable, first_error)
-}
-
-async fn verify_pg(pool: &PgPool, ids: &[String]) -> (Vec<String>, u64, Option<String>) {
-    if ids.is_empty() {
-        return (Vec::new(), 0, None);
-    }
-    let found = async {
-        let c = pool.client().await?;
-        let rows = c
-            .query(
-                &format!("SELECT id FROM {} WHERE id = ANY($1)", pool.table),
-                &[&ids],
-            )
-            .await?;
-        Ok::<_, tokio_postgres::Error>(
-            rows.iter()
-                .map(|r| r.get::<_, String>(0))
-                .collect::<std::collections::HashSet<String>>(),
-        )
-    };
-    match found.await {
-        Ok(found) => {
-            let mut missing: Vec<String> = ids
-                .iter()
-                .filter(|id| !found.contains(*id))
-                .cloned()
-                .collect();
-            missing.sort();
-            (missing, 0, None)
-        }
-        Err(e) => (Vec::new(), ids.len() as u64, Some(e.to_string())),
     }
 }
 
@@ -435,18 +336,13 @@ mod tests {
             .local_addr()
             .expect("addr")
             .port();
-        let plan = WorkloadPlan {
-            name: "w".into(),
-            kind: WorkloadKind::HttpWrites {
-                url: format!("http://127.0.0.1:{port}/items"),
-                read_url: format!("http://127.0.0.1:{port}/items/{{id}}"),
-                verify_within: Duration::ZERO,
-            },
-            rate: 1000.0,
-            concurrency: 2,
-            timeout: Duration::from_millis(200),
-            max_ops: 5,
-        };
+        let table = format!(
+            "kind = \"http-writes\"\nurl = \"http://127.0.0.1:{port}/items\"\n\
+             read-url = \"http://127.0.0.1:{port}/items/{{id}}\"\n\
+             rate = 1000\nconcurrency = 2\ntimeout = \"200ms\"\nmax-ops = 5"
+        );
+        let raw: RawWorkload = toml::from_str(&table).expect("table");
+        let plan = raw.plan(0).expect("valid");
         let history = Arc::new(History::in_memory());
         history.begin_trial(1);
         let set = WorkloadSet::start(std::slice::from_ref(&plan), &history, "t");

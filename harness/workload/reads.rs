@@ -1,0 +1,106 @@
+//! `reads` workload: GET traffic, for availability as clients see it.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{classify_http, http_client, Client, Common, Ops, RawClient};
+use crate::field::{loopback_url, FieldError};
+use crate::history::OpResult;
+
+/// `kind = "reads"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawReads {
+    /// Name in reports (default `reads-<n>`).
+    pub name: Option<String>,
+    /// URL to GET.
+    pub url: String,
+    /// Expected status (default 200).
+    pub expect_status: Option<u16>,
+    /// Operations per second (default 20).
+    pub rate: Option<f64>,
+    /// Operations in flight at most (default 4).
+    pub concurrency: Option<usize>,
+    /// Per-operation timeout (default 1s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    /// Operations per trial at most (default 10000).
+    pub max_ops: Option<u64>,
+}
+
+/// HTTP GETs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reads {
+    /// URL.
+    pub url: String,
+    /// Expected status.
+    pub expect_status: u16,
+}
+
+impl RawClient for RawReads {
+    fn common(&self) -> Common<'_> {
+        Common {
+            name: self.name.as_deref(),
+            rate: self.rate,
+            concurrency: self.concurrency,
+            timeout: self.timeout,
+            max_ops: self.max_ops,
+        }
+    }
+
+    fn client(self) -> Result<Arc<dyn Client>, FieldError> {
+        loopback_url("url", &self.url)?;
+        Ok(Arc::new(Reads {
+            url: self.url,
+            expect_status: self.expect_status.unwrap_or(200),
+        }))
+    }
+}
+
+struct Session {
+    plan: Reads,
+    client: reqwest::Client,
+}
+
+#[async_trait]
+impl Ops for Session {
+    async fn run_op(&self, _workload: &str, _id: &str, _n: u64) -> (OpResult, Option<String>) {
+        match self.client.get(&self.plan.url).send().await {
+            Ok(r) if r.status().as_u16() == self.plan.expect_status => (OpResult::Ok, None),
+            Ok(r) => (
+                OpResult::Fail,
+                Some(format!("status {}", r.status().as_u16())),
+            ),
+            Err(e) => {
+                let (res, msg) = classify_http(&e);
+                (res, Some(msg))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Client for Reads {
+    fn stem(&self) -> &'static str {
+        "reads"
+    }
+
+    fn writes(&self) -> bool {
+        false
+    }
+
+    fn open(&self, timeout: Duration) -> Arc<dyn Ops> {
+        Arc::new(Session {
+            plan: self.clone(),
+            client: http_client(timeout),
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
