@@ -2,7 +2,8 @@
 //! nemesis file); here the checks every kind shares — the target exists and the
 //! backend can do what the kind needs.
 
-use super::{ScenarioError, StackPlan, Validator};
+use super::locate::Validator;
+use super::{ScenarioError, StackPlan};
 use crate::nemesis::{FaultPlan, PlanCtx, RawFault, ALL_SERVICES};
 
 /// Turns the raw fault tables into plans, in file order.

@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{ScenarioError, StackPlan, Validator};
+use super::locate::Validator;
+use super::{ScenarioError, StackPlan};
 use crate::probe::{ProbeCtx, ProbePlan, RawProbe};
 
 /// Turns the raw probe tables into plans, in file order.

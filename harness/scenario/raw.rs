@@ -134,7 +134,7 @@ pub struct RawSlo {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawRun {
     /// Number of trials (default 20).
-    pub trials: Option<u32>,
+    pub trials: Option<std::num::NonZeroU32>,
     /// Steady-state time before each injection (default 1s).
     #[serde(default, with = "humantime_serde::option")]
     pub warm_up: Option<Duration>,
@@ -145,7 +145,7 @@ pub struct RawRun {
     #[serde(default, with = "humantime_serde::option")]
     pub settle: Option<Duration>,
     /// Consecutive successful probes that make "recovered" (default 3).
-    pub stable_for: Option<u32>,
+    pub stable_for: Option<std::num::NonZeroU32>,
     /// Default probe period (default 50ms, at least 5ms).
     #[serde(default, with = "humantime_serde::option")]
     pub probe_period: Option<Duration>,

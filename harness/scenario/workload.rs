@@ -1,7 +1,8 @@
 //! Validation of the `[[workload]]` tables: each kind checks its own keys (in its
 //! workload file); here the check every kind shares — names are unique.
 
-use super::{ScenarioError, Validator};
+use super::locate::Validator;
+use super::ScenarioError;
 use crate::workload::{RawWorkload, WorkloadPlan};
 
 /// Turns the raw workload tables into plans, in file order.
