@@ -1,7 +1,7 @@
 //! From records to verdict: the one path both a live run and `rebound check RUN_DIR`
 //! take, so that re-analysing a run offline gives exactly the verdict it printed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::checker::{self, CheckConfig, TrialReport};
 use crate::exit::ExitStatus;
@@ -114,14 +114,9 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialReport], run_dir:
 /// Why a run directory could not be re-analysed.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
-    /// The directory lacks a file.
-    #[error("{dir} is not a run directory: {file} is missing", dir = dir.display())]
-    NotARun {
-        /// The directory.
-        dir: PathBuf,
-        /// The missing file.
-        file: &'static str,
-    },
+    /// The directory is not a run directory.
+    #[error(transparent)]
+    RunDir(#[from] crate::run_dir::RunDirError),
     /// The scenario copy is invalid.
     #[error(transparent)]
     Scenario(#[from] ScenarioError),
@@ -133,16 +128,9 @@ pub enum AnalysisError {
 /// Re-checks every finished trial of a run directory from `scenario.toml` and
 /// `history.jsonl` alone (no stack needed).
 pub fn reanalyse(run_dir: &Path) -> Result<(Summary, Vec<TrialReport>), AnalysisError> {
-    for file in ["scenario.toml", "history.jsonl"] {
-        if !run_dir.join(file).is_file() {
-            return Err(AnalysisError::NotARun {
-                dir: run_dir.to_path_buf(),
-                file,
-            });
-        }
-    }
-    let plan = scenario::load_recorded(&run_dir.join("scenario.toml"))?;
-    let records = history::load(&run_dir.join("history.jsonl"))?;
+    let rd = crate::run_dir::RunDir::open(run_dir)?;
+    let plan = scenario::load_recorded(&rd.scenario())?;
+    let records = history::load(&rd.history())?;
     let facts = RunFacts::from_records(&records);
     let cfg = check_config(&plan);
     let trials: Vec<TrialReport> = history::finished_trials(&records)

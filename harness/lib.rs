@@ -17,6 +17,7 @@ pub mod merge;
 pub mod nemesis;
 pub mod probe;
 pub mod report;
+pub mod run_dir;
 pub mod runner;
 pub mod scenario;
 pub mod stack;

@@ -258,23 +258,9 @@ fn cmd_compare(baseline: &Path, run_dir: &Path, noise: f64) -> ExitCode {
 }
 
 /// Copies the files that describe a run (not logs or service data) to `reports/baselines/NAME`.
-fn save_baseline(run_dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+fn save_baseline(run_dir: &Path, name: &str) -> Result<PathBuf, rebound::run_dir::RunDirError> {
     let dest = Path::new("reports/baselines").join(name);
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest)?;
-    }
-    std::fs::create_dir_all(&dest)?;
-    for f in [
-        "scenario.toml",
-        "history.jsonl",
-        "trials.csv",
-        "services.csv",
-        "summary.json",
-        "junit.xml",
-        "summary.md",
-    ] {
-        std::fs::copy(run_dir.join(f), dest.join(f))?;
-    }
+    rebound::run_dir::RunDir::open(run_dir)?.copy_describing(&dest)?;
     Ok(dest)
 }
 

@@ -3,13 +3,13 @@
 //! trials renumbered and the clocks offset, then everything is re-checked and
 //! re-rendered from the merged history, so `check` and `report` work on it too.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::analysis::{self, AnalysisError, RunFacts};
 use crate::checker::TrialReport;
-use crate::history::{self, Event, Record};
+use crate::history::{self, Event, History, Record};
 use crate::report::{self, ReportError, Summary};
+use crate::run_dir::{RunDir, RunDirError};
 use crate::scenario;
 
 /// Why runs could not be merged.
@@ -28,26 +28,36 @@ pub enum MergeError {
         /// The first run's scenario.
         expected: String,
     },
-    /// The output directory already holds a run.
-    #[error("{} already holds a run; choose another --out", .dir.display())]
-    OutExists {
-        /// The output directory.
-        dir: PathBuf,
-    },
+    /// The output directory cannot hold the merged run.
+    #[error(transparent)]
+    Out(#[from] RunDirError),
     /// A run could not be read.
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
-    /// Writing the merged run failed.
-    #[error("{path}: {source}", path = path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
     /// Rendering the reports failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+}
+
+/// One input run.
+struct Run {
+    dir: PathBuf,
+    plan: scenario::Plan,
+    records: Vec<Record>,
+    facts: RunFacts,
+}
+
+fn load(dir: &Path) -> Result<Run, MergeError> {
+    let rd = RunDir::open(dir).map_err(AnalysisError::from)?;
+    let plan = scenario::load_recorded(&rd.scenario()).map_err(AnalysisError::from)?;
+    let records = history::load(&rd.history()).map_err(AnalysisError::from)?;
+    let facts = RunFacts::from_records(&records);
+    Ok(Run {
+        dir: dir.to_path_buf(),
+        plan,
+        records,
+        facts,
+    })
 }
 
 /// Merges `dirs` into `out` and returns the merged verdict.
@@ -55,82 +65,66 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Summary, Vec<TrialReport>)
     if dirs.len() < 2 {
         return Err(MergeError::TooFew);
     }
-    let mut runs = Vec::new();
-    for dir in dirs {
-        for file in ["scenario.toml", "history.jsonl"] {
-            if !dir.join(file).is_file() {
-                return Err(AnalysisError::NotARun {
-                    dir: dir.clone(),
-                    file,
-                }
-                .into());
-            }
-        }
-        let plan =
-            scenario::load_recorded(&dir.join("scenario.toml")).map_err(AnalysisError::from)?;
-        let records = history::load(&dir.join("history.jsonl")).map_err(AnalysisError::from)?;
-        runs.push((dir, plan, records));
-    }
-    let expected = runs[0].1.name.clone();
-    if let Some((dir, plan, _)) = runs.iter().find(|(_, p, _)| p.name != expected) {
+    let runs = dirs
+        .iter()
+        .map(|d| load(d))
+        .collect::<Result<Vec<Run>, _>>()?;
+    let expected = runs[0].plan.name.clone();
+    if let Some(other) = runs.iter().find(|r| r.plan.name != expected) {
         return Err(MergeError::OtherScenario {
-            dir: (*dir).clone(),
-            found: plan.name.clone(),
+            dir: other.dir.clone(),
+            found: other.plan.name.clone(),
             expected,
         });
     }
-    if out.join("history.jsonl").exists() {
-        return Err(MergeError::OutExists {
-            dir: out.to_path_buf(),
-        });
+    let rd = RunDir::create(out, &runs[0].plan.source_text)?;
+    // The one history writer: the records keep their times, get new sequence numbers.
+    let history = History::create(&rd.history()).map_err(AnalysisError::from)?;
+    for r in merged_records(&runs) {
+        history.replay(r);
     }
-    let io = |path: PathBuf| move |source| MergeError::Io { path, source };
-    std::fs::create_dir_all(out).map_err(io(out.to_path_buf()))?;
-    std::fs::write(out.join("scenario.toml"), &runs[0].1.source_text)
-        .map_err(io(out.join("scenario.toml")))?;
+    if let Some(e) = history.take_write_error() {
+        return Err(AnalysisError::from(e).into());
+    }
+    drop(history);
+    let (summary, trials) = analysis::reanalyse(out)?;
+    report::rewrite_all(out, &summary, &trials)?;
+    Ok((summary, trials))
+}
 
-    let facts: Vec<RunFacts> = runs
-        .iter()
-        .map(|(_, _, r)| RunFacts::from_records(r))
-        .collect();
+/// The merged history: one `run-start`, every finished trial of every run in order
+/// (renumbered, clocks offset so they follow each other), one `run-end`.
+fn merged_records(runs: &[Run]) -> Vec<Record> {
     let merged_id = format!(
         "merged-{}",
-        facts
-            .iter()
-            .map(|f| f.run_id.as_str())
+        runs.iter()
+            .map(|r| r.facts.run_id.as_str())
             .collect::<Vec<_>>()
             .join("+")
     );
-    let mut out_records: Vec<Record> = Vec::new();
-    let push = |mut r: Record, out_records: &mut Vec<Record>| {
-        r.seq = out_records.len() as u64 + 1;
-        out_records.push(r);
-    };
-    let first_time = runs[0].2.first().map(|r| r.time).unwrap_or_default();
-    push(
-        Record {
-            seq: 0,
-            time: first_time,
-            elapsed_ns: 0,
-            trial: None,
-            event: Event::RunStart {
-                scenario: expected.clone(),
-                run_id: merged_id,
-                seed: facts[0].seed,
-                trials: facts.iter().map(|f| f.trials_planned).sum(),
-                sequential: false,
-            },
+    let first_time = runs[0].records.first().map(|r| r.time).unwrap_or_default();
+    let mut out = vec![Record {
+        seq: 0,
+        time: first_time,
+        elapsed_ns: 0,
+        trial: None,
+        event: Event::RunStart {
+            format: history::FORMAT_VERSION,
+            scenario: runs[0].plan.name.clone(),
+            run_id: merged_id,
+            seed: runs[0].facts.seed,
+            trials: runs.iter().map(|r| r.facts.trials_planned).sum(),
+            sequential: false,
         },
-        &mut out_records,
-    );
+    }];
     let (mut next_trial, mut clock_offset) = (0u32, 0u64);
     let mut reasons = Vec::new();
-    for ((_, _, records), f) in runs.iter().zip(&facts) {
-        let finished: Vec<u32> = history::finished_trials(records)
+    for run in runs {
+        let finished: Vec<u32> = history::finished_trials(&run.records)
             .iter()
             .map(|(n, _)| *n)
             .collect();
-        for r in records {
+        for r in &run.records {
             if matches!(r.event, Event::RunStart { .. } | Event::RunEnd { .. }) {
                 continue;
             }
@@ -150,44 +144,25 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Summary, Vec<TrialReport>)
             {
                 *start_ns += clock_offset;
             }
-            push(rec, &mut out_records);
+            out.push(rec);
         }
         next_trial += finished.len() as u32;
         // Each run's monotonic clock starts at 0: shift the next one past this one.
-        clock_offset = out_records
-            .last()
-            .map_or(clock_offset, |r| r.elapsed_ns + 1);
-        if let Some(why) = &f.stopped_early {
-            reasons.push(format!("{}: {why}", f.run_id));
+        clock_offset = out.last().map_or(clock_offset, |r| r.elapsed_ns + 1);
+        if let Some(why) = &run.facts.stopped_early {
+            reasons.push(format!("{}: {why}", run.facts.run_id));
         }
     }
-    let last_time = out_records.last().map_or(first_time, |r| r.time);
-    push(
-        Record {
-            seq: 0,
-            time: last_time,
-            elapsed_ns: clock_offset,
-            trial: None,
-            event: Event::RunEnd {
-                interrupted: false,
-                stopped_early: (!reasons.is_empty()).then(|| reasons.join("; ")),
-            },
+    let last_time = out.last().map_or(first_time, |r| r.time);
+    out.push(Record {
+        seq: 0,
+        time: last_time,
+        elapsed_ns: clock_offset,
+        trial: None,
+        event: Event::RunEnd {
+            interrupted: false,
+            stopped_early: (!reasons.is_empty()).then(|| reasons.join("; ")),
         },
-        &mut out_records,
-    );
-    let path = out.join("history.jsonl");
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io(path.clone()))?);
-    for r in &out_records {
-        serde_json::to_writer(&mut w, r).map_err(|e| MergeError::Io {
-            path: path.clone(),
-            source: e.into(),
-        })?;
-        w.write_all(b"\n").map_err(io(path.clone()))?;
-    }
-    w.flush().map_err(io(path.clone()))?;
-    drop(w);
-
-    let (summary, trials) = analysis::reanalyse(out)?;
-    report::rewrite_all(out, &summary, &trials)?;
-    Ok((summary, trials))
+    });
+    out
 }

@@ -14,6 +14,15 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// Version of the `history.jsonl` format this build writes. 1: the first release
+/// (no `format` key); 2: probe records carry `late_ns`, `run-start` carries
+/// `format`. Readers accept every version up to this one.
+pub const FORMAT_VERSION: u32 = 2;
+
+fn first_format() -> u32 {
+    1
+}
+
 /// One line of `history.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
@@ -69,6 +78,10 @@ pub enum OpResult {
 pub enum Event {
     /// The run began.
     RunStart {
+        /// Version of the history format ([`FORMAT_VERSION`]; absent, i.e. 1, in
+        /// histories of the first release).
+        #[serde(default = "first_format")]
+        format: u32,
         /// Scenario name.
         scenario: String,
         /// Run id.
@@ -248,6 +261,14 @@ pub enum HistoryError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The history was written by a newer rebound.
+    #[error("{path}: history format {found} is newer than this rebound reads ({FORMAT_VERSION}); use a newer rebound", path = path.display())]
+    NewerFormat {
+        /// The file.
+        path: PathBuf,
+        /// The version it declares.
+        found: u32,
+    },
     /// A line is not a valid record.
     #[error("{path}:{line}: not a history record: {source}", path = path.display())]
     Corrupt {
@@ -327,14 +348,25 @@ impl History {
             n => Some(n),
         };
         let mut sink = self.lock();
-        sink.seq += 1;
         let record = Record {
-            seq: sink.seq,
+            seq: 0,
             time: Utc::now(),
             elapsed_ns: self.now_ns(),
             trial,
             event,
         };
+        Self::append(&mut sink, record)
+    }
+
+    /// Appends a record made elsewhere (`merge` replays the records of several runs)
+    /// with the next sequence number; returns it as written.
+    pub fn replay(&self, record: Record) -> Record {
+        Self::append(&mut self.lock(), record)
+    }
+
+    fn append(sink: &mut Sink, mut record: Record) -> Record {
+        sink.seq += 1;
+        record.seq = sink.seq;
         if let Some(out) = sink.out.as_mut() {
             let res = serde_json::to_writer(&mut *out, &record)
                 .map_err(std::io::Error::other)
@@ -390,6 +422,15 @@ pub fn load(path: &Path) -> Result<Vec<Record>, HistoryError> {
             continue;
         }
         match serde_json::from_str::<Record>(line) {
+            Ok(Record {
+                event: Event::RunStart { format, .. },
+                ..
+            }) if format > FORMAT_VERSION => {
+                return Err(HistoryError::NewerFormat {
+                    path: path.to_path_buf(),
+                    found: format,
+                })
+            }
             Ok(r) => out.push(r),
             Err(_) if i + 1 == lines.len() => break,
             Err(source) => {
@@ -425,6 +466,51 @@ pub fn finished_trials(records: &[Record]) -> Vec<(u32, Vec<Record>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_start_carries_the_format_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("history.jsonl");
+        let h = History::create(&path).expect("create");
+        let start = |format| Event::RunStart {
+            format,
+            scenario: "s".into(),
+            run_id: "r".into(),
+            seed: 1,
+            trials: 1,
+            sequential: false,
+        };
+        h.record(start(FORMAT_VERSION));
+        // A replayed record keeps its own time and gets the next sequence number.
+        let mut other = h.record(Event::StackUp);
+        other.time = DateTime::<Utc>::MIN_UTC;
+        let replayed = h.replay(other.clone());
+        assert_eq!(replayed.seq, 3);
+        assert_eq!(replayed.time, other.time);
+        drop(h);
+        let back = load(&path).expect("load");
+        assert!(matches!(
+            back[0].event,
+            Event::RunStart {
+                format: FORMAT_VERSION,
+                ..
+            }
+        ));
+        assert_eq!(back.len(), 3);
+
+        // The first release wrote no `format`: it reads as version 1.
+        let old = r#"{"seq":1,"time":"2026-01-01T00:00:00Z","elapsed_ns":0,"type":"run-start","scenario":"s","run_id":"r","seed":1,"trials":1}"#;
+        std::fs::write(&path, format!("{old}\n")).expect("write");
+        assert!(matches!(
+            load(&path).expect("v1")[0].event,
+            Event::RunStart { format: 1, .. }
+        ));
+
+        let newer = old.replace("\"seed\"", "\"format\":99,\"seed\"");
+        std::fs::write(&path, format!("{newer}\n")).expect("write");
+        let e = load(&path).expect_err("newer");
+        assert!(e.to_string().contains("format 99 is newer"), "{e}");
+    }
 
     #[test]
     fn records_round_trip_through_the_file_and_a_torn_tail_is_ignored() {

@@ -138,7 +138,7 @@ impl Reporter for HtmlReporter {
             summary.target_success_rate,
             summary.confidence,
         );
-        let dir = self.run_dir.join("charts");
+        let dir = self.run_dir.join(crate::run_dir::CHARTS);
         let err = |path: PathBuf| move |source| ReportError { path, source };
         std::fs::create_dir_all(&dir).map_err(err(dir.clone()))?;
         for c in &charts {
@@ -156,7 +156,7 @@ impl Reporter for HtmlReporter {
             path: dir.clone(),
             source: std::io::Error::other(e),
         })?;
-        let path = self.run_dir.join("report.html");
+        let path = self.run_dir.join(crate::run_dir::REPORT_HTML);
         std::fs::write(&path, render(summary, trials, &charts)).map_err(err(path.clone()))
     }
 }

@@ -72,8 +72,12 @@ pub struct Summary {
 /// Reporters that write a row as each trial ends (`trials.csv`, `services.csv`).
 pub fn trial_reporters(run_dir: &Path) -> Result<Vec<Box<dyn Reporter + Send>>, ReportError> {
     Ok(vec![
-        Box::new(CsvReporter::create(&run_dir.join("trials.csv"))?),
-        Box::new(ServicesCsvReporter::create(&run_dir.join("services.csv"))?),
+        Box::new(CsvReporter::create(
+            &run_dir.join(crate::run_dir::TRIALS_CSV),
+        )?),
+        Box::new(ServicesCsvReporter::create(
+            &run_dir.join(crate::run_dir::SERVICES_CSV),
+        )?),
     ])
 }
 
@@ -81,13 +85,13 @@ pub fn trial_reporters(run_dir: &Path) -> Result<Vec<Box<dyn Reporter + Send>>, 
 pub fn final_reporters(run_dir: &Path) -> Vec<Box<dyn Reporter + Send>> {
     vec![
         Box::new(JsonReporter {
-            path: run_dir.join("summary.json"),
+            path: run_dir.join(crate::run_dir::SUMMARY_JSON),
         }),
         Box::new(JunitReporter {
-            path: run_dir.join("junit.xml"),
+            path: run_dir.join(crate::run_dir::JUNIT),
         }),
         Box::new(MarkdownReporter {
-            path: run_dir.join("summary.md"),
+            path: run_dir.join(crate::run_dir::SUMMARY_MD),
         }),
         Box::new(HtmlReporter {
             run_dir: run_dir.to_path_buf(),

@@ -22,6 +22,7 @@ use crate::history::{Event, History, HistoryError};
 use crate::nemesis;
 use crate::probe::{ProbeSet, Prober};
 use crate::report::{self, ConsoleReporter, ReportError, Reporter, Summary};
+use crate::run_dir::{RunDir, RunDirError};
 use crate::scenario::Plan;
 use crate::stack::{BuildCtx, Stack, StackError};
 use crate::workload::{self, WorkloadSet};
@@ -75,13 +76,8 @@ impl Default for RunOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The run directory could not be prepared (exit 3: a usage problem).
-    #[error("run directory {path}: {message}", path = path.display())]
-    RunDir {
-        /// The directory.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
+    #[error("run directory {0}")]
+    RunDir(#[from] RunDirError),
     /// A command-line value is not acceptable (exit 3).
     #[error("{0}")]
     Usage(String),
@@ -139,7 +135,7 @@ struct Ctx {
     stack: Arc<dyn Stack>,
     probers: Vec<Arc<Prober>>,
     cancel: CancellationToken,
-    run_dir: PathBuf,
+    run_dir: RunDir,
     /// Short run tag that makes workload operation ids unique across runs.
     run_tag: String,
     /// Sequential mode: stop once the success rate is decided.
@@ -170,28 +166,16 @@ fn new_run_id() -> String {
     )
 }
 
-fn prepare_run_dir(plan: &Plan, opts: &RunOptions, run_id: &str) -> Result<PathBuf, RunError> {
+fn prepare_run_dir(plan: &Plan, opts: &RunOptions, run_id: &str) -> Result<RunDir, RunError> {
     let dir = opts
         .out
         .clone()
         .unwrap_or_else(|| opts.reports_root.join(&plan.name).join(run_id));
-    let fail = |message: String| RunError::RunDir {
-        path: dir.clone(),
-        message,
-    };
-    if dir.join("history.jsonl").exists() {
-        return Err(fail("already holds a run; choose another --out".into()));
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| fail(e.to_string()))?;
-    std::fs::write(dir.join("scenario.toml"), &plan.source_text)
-        .map_err(|e| fail(e.to_string()))?;
+    let rd = RunDir::create(&dir, &plan.source_text)?;
     if opts.out.is_none() {
-        // `reports/<scenario>/latest` → newest run; best effort, a missing link is harmless.
-        let link = opts.reports_root.join(&plan.name).join("latest");
-        let _ = std::fs::remove_file(&link);
-        let _ = std::os::unix::fs::symlink(run_id, &link);
+        RunDir::link_latest(&opts.reports_root, &plan.name, run_id);
     }
-    std::path::absolute(&dir).map_err(|e| fail(e.to_string()))
+    Ok(rd)
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {
@@ -202,7 +186,7 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 impl Ctx {
     fn service_log(&self, service: &str) -> PathBuf {
-        self.run_dir.join("logs").join(format!("{service}.log"))
+        self.run_dir.service_log(service)
     }
 
     /// Describes services that are down for good, with their log tails.
@@ -399,19 +383,8 @@ impl Ctx {
         }
     }
 
-    /// The whole run after the stack object exists; teardown is the caller's.
-    async fn drive(
-        &self,
-        trials_planned: u32,
-        seed: u64,
-        reporters: &mut [Box<dyn Reporter + Send>],
-        progress: &ProgressBar,
-    ) -> Result<(Vec<TrialReport>, RunFacts), RunError> {
-        let mut facts = RunFacts {
-            trials_planned,
-            seed,
-            ..RunFacts::default()
-        };
+    /// Starts the stack and waits for steady state; false when cancelled meanwhile.
+    async fn bring_up(&self) -> Result<bool, RunError> {
         let plan = &self.plan;
         if let Err(source) = self.stack.up().await {
             let hint = match &source {
@@ -427,19 +400,61 @@ impl Ctx {
                 self.history.record(Event::SteadyState {
                     waited_ms: waited.as_secs_f64() * 1e3,
                 });
+                Ok(true)
             }
-            Err(SteadyError::Cancelled) => {
-                facts.interrupted = true;
-                return Ok((Vec::new(), facts));
-            }
-            Err(SteadyError::Failed(detail)) => {
-                return Err(RunError::NotHealthy {
-                    waited: plan.run.startup_timeout,
-                    detail,
-                })
-            }
+            Err(SteadyError::Cancelled) => Ok(false),
+            Err(SteadyError::Failed(detail)) => Err(RunError::NotHealthy {
+                waited: plan.run.startup_timeout,
+                detail,
+            }),
         }
+    }
 
+    /// Sequential mode: whether the success rate is decided after `reports`.
+    fn decided(&self, reports: &[TrialReport]) -> bool {
+        if !self.sequential {
+            return false;
+        }
+        let passed = reports
+            .iter()
+            .filter(|t| t.outcome == checker::Outcome::Pass)
+            .count() as u64;
+        let slo = &self.plan.slo;
+        let d = crate::stats::decide_rate_sequential(
+            passed,
+            reports.len() as u64,
+            slo.success_rate,
+            slo.confidence,
+        );
+        if d.decision == crate::stats::Decision::Inconclusive {
+            return false;
+        }
+        tracing::info!(
+            trials = reports.len(),
+            decision = d.decision.word(),
+            "sequential rule decided"
+        );
+        true
+    }
+
+    /// The whole run after the stack object exists; teardown is the caller's.
+    async fn drive(
+        &self,
+        trials_planned: u32,
+        seed: u64,
+        reporters: &mut [Box<dyn Reporter + Send>],
+        progress: &ProgressBar,
+    ) -> Result<(Vec<TrialReport>, RunFacts), RunError> {
+        let mut facts = RunFacts {
+            trials_planned,
+            seed,
+            ..RunFacts::default()
+        };
+        let plan = &self.plan;
+        if !self.bring_up().await? {
+            facts.interrupted = true;
+            return Ok((Vec::new(), facts));
+        }
         let cfg = analysis::check_config(plan);
         let mut reports = Vec::new();
         progress.set_length(u64::from(trials_planned));
@@ -487,25 +502,8 @@ impl Ctx {
                 facts.stopped_early = Some(format!("after trial {i}: heal failed: {e}"));
                 break;
             }
-            if self.sequential {
-                let passed = reports
-                    .iter()
-                    .filter(|t| t.outcome == checker::Outcome::Pass)
-                    .count() as u64;
-                let d = crate::stats::decide_rate_sequential(
-                    passed,
-                    reports.len() as u64,
-                    plan.slo.success_rate,
-                    plan.slo.confidence,
-                );
-                if d.decision != crate::stats::Decision::Inconclusive {
-                    tracing::info!(
-                        trials = i,
-                        decision = d.decision.word(),
-                        "sequential rule decided"
-                    );
-                    break;
-                }
+            if self.decided(&reports) {
+                break;
             }
             if let Some(detail) = steady_error {
                 facts.stopped_early = Some(format!(
@@ -570,6 +568,22 @@ fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::ta
     })
 }
 
+/// The progress bar on stderr (hidden when `show` is false).
+fn progress_bar(show: bool, trials: u32) -> ProgressBar {
+    let progress = if show {
+        ProgressBar::with_draw_target(Some(u64::from(trials)), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} trial {pos}/{len} [{bar:30}] {elapsed} · {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    progress.enable_steady_tick(Duration::from_millis(200));
+    progress
+}
+
 /// Builds the stack of a run (see [`crate::stack::build`]); tests pass a fake.
 pub type StackBuilder<'a> =
     Box<dyn FnOnce(BuildCtx) -> BoxFuture<'a, Result<Arc<dyn Stack>, StackError>> + Send + 'a>;
@@ -607,9 +621,11 @@ pub async fn run_with(
         return Err(RunError::Usage("--trials must be at least 1".into()));
     }
     let run_id = new_run_id();
-    let run_dir = prepare_run_dir(plan, opts, &run_id)?;
-    let history = Arc::new(History::create(&run_dir.join("history.jsonl"))?);
+    let rd = prepare_run_dir(plan, opts, &run_id)?;
+    let history = Arc::new(History::create(&rd.history())?);
+    let run_dir = rd.path().to_path_buf();
     history.record(Event::RunStart {
+        format: crate::history::FORMAT_VERSION,
         scenario: plan.name.clone(),
         run_id: run_id.clone(),
         seed,
@@ -636,20 +652,7 @@ pub async fn run_with(
         .map(|p| Arc::new(Prober::new(p.clone(), Arc::clone(&stack))))
         .collect();
     let signals = handle_signals(cancel.clone(), Arc::clone(&stack));
-    let progress = if opts.progress {
-        ProgressBar::with_draw_target(
-            Some(u64::from(trials_planned)),
-            ProgressDrawTarget::stderr(),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
-    progress.set_style(
-        ProgressStyle::with_template("{spinner} trial {pos}/{len} [{bar:30}] {elapsed} · {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    progress.enable_steady_tick(Duration::from_millis(200));
+    let progress = progress_bar(opts.progress, trials_planned);
 
     let ctx = Arc::new(Ctx {
         plan: plan.clone(),
@@ -657,7 +660,7 @@ pub async fn run_with(
         stack: Arc::clone(&stack),
         probers,
         cancel: cancel.clone(),
-        run_dir: run_dir.clone(),
+        run_dir: rd.clone(),
         run_tag: run_id.rsplit('-').next().unwrap_or("run").to_string(),
         sequential: opts.until_decided,
         shard: (shard_index, shard_count),
@@ -708,6 +711,18 @@ pub async fn run_with(
             .get_or_insert(format!("teardown failed: {e}"));
     }
     facts.sequential = opts.until_decided;
+    finish(plan, opts, &history, &run_dir, facts, trials)
+}
+
+/// Ends the history and writes the final reports of a run that ran to its end.
+fn finish(
+    plan: &Plan,
+    opts: &RunOptions,
+    history: &History,
+    run_dir: &Path,
+    facts: RunFacts,
+    trials: Vec<TrialReport>,
+) -> Result<RunOutcome, RunError> {
     history.record(Event::RunEnd {
         interrupted: facts.interrupted,
         stopped_early: facts.stopped_early.clone(),
@@ -715,8 +730,8 @@ pub async fn run_with(
     if let Some(e) = history.take_write_error() {
         return Err(e.into());
     }
-    let summary = analysis::summarize(plan, &facts, &trials, &run_dir);
-    for mut r in report::final_reporters(&run_dir) {
+    let summary = analysis::summarize(plan, &facts, &trials, run_dir);
+    for mut r in report::final_reporters(run_dir) {
         r.run_finished(&summary, &trials)?;
     }
     if opts.print_summary {

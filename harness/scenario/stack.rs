@@ -8,133 +8,163 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::locate::{header_line, locate, Validator};
-use super::raw::RawStack;
+use super::raw::{RawService, RawStack};
 use super::{
     check_placeholders, compose_services, DockerSource, ScenarioError, ServicePlan, StackPlan,
 };
 
 /// Turns the raw `[stack]` into a plan.
 pub(super) fn validate(v: &Validator<'_>, raw: RawStack) -> Result<StackPlan, ScenarioError> {
-    let (path, text) = (v.path, v.text);
-    Ok(match raw {
-        RawStack::Process { services } => {
-            if services.is_empty() {
-                return Err(v.err(
-                    "stack.service",
-                    header_line(text, "[stack]", 0),
-                    "at least one [[stack.service]] is required",
-                ));
-            }
-            let mut seen = HashSet::new();
-            let mut plans = Vec::new();
-            for (i, s) in services.into_iter().enumerate() {
-                if !seen.insert(s.name.clone()) {
-                    return Err(v.err_in(
-                        "[[stack.service]]",
-                        i,
-                        "name",
-                        Some(&s.name),
-                        format!("duplicate service name `{}`", s.name),
-                    ));
-                }
-                if s.command.is_empty() || s.command[0].is_empty() {
-                    return Err(v.err_in(
-                        "[[stack.service]]",
-                        i,
-                        "command",
-                        None,
-                        "command must name a program",
-                    ));
-                }
-                for arg in s.command.iter().chain(s.env.values()) {
-                    check_placeholders(arg)
-                        .map_err(|m| v.err_in("[[stack.service]]", i, "command", None, m))?;
-                }
-                let backoff = s.restart_backoff.unwrap_or(Duration::from_millis(100));
-                let max_backoff = s
-                    .restart_max_backoff
-                    .unwrap_or(Duration::from_secs(60))
-                    .max(backoff);
-                plans.push(ServicePlan {
-                    name: s.name,
-                    command: s.command,
-                    env: s.env,
-                    workdir: s.workdir,
-                    restart: s.restart,
-                    restart_backoff: backoff,
-                    restart_max_backoff: max_backoff,
-                    stop_grace: s.stop_grace.unwrap_or(crate::nemesis::DEFAULT_GRACE),
-                });
-            }
-            StackPlan::Process { services: plans }
-        }
+    match raw {
+        RawStack::Process { services } => Ok(StackPlan::Process {
+            services: process(v, services)?,
+        }),
         RawStack::Docker {
             compose,
             compose_overrides,
             attach,
             project,
         } => {
-            let at = header_line(text, "[stack]", 0);
-            let resolve = |f: PathBuf| {
-                if f.is_absolute() {
-                    f
-                } else {
-                    path.parent().unwrap_or(Path::new("")).join(f)
-                }
-            };
-            let source = match (compose, attach) {
-                (Some(file), None) => {
-                    if let Some(p) = &project {
-                        if p.is_empty() || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-                            return Err(v.err("stack.project", locate(text, "project", None, 1), "compose project names use lower-case letters, digits, `-` and `_`"));
-                        }
-                    }
-                    DockerSource::Compose {
-                        file: resolve(file),
-                        overrides: compose_overrides.into_iter().map(resolve).collect(),
-                        project,
-                    }
-                }
-                (None, Some(project)) if compose_overrides.is_empty() => DockerSource::Attach { project },
-                (None, Some(_)) => return Err(v.err("stack.compose-overrides", locate(text, "compose-overrides", None, 1), "overrides apply to `compose`, not to `attach`")),
-                _ => return Err(v.err("stack", at, "backend \"docker\" needs exactly one of `compose = \"file\"` or `attach = \"project\"`")),
-            };
-            let services = match &source {
-                DockerSource::Compose { .. } if v.recorded => None,
-                DockerSource::Compose {
-                    file, overrides, ..
-                } => {
-                    // Services of the merged project: the union over every file.
-                    let mut names: Vec<String> = Vec::new();
-                    for (key, f) in std::iter::once(("compose", file))
-                        .chain(overrides.iter().map(|o| ("compose-overrides", o)))
-                    {
-                        let line = locate(text, key, None, 1);
-                        let body = std::fs::read_to_string(f).map_err(|e| {
-                            v.err(
-                                format!("stack.{key}"),
-                                line,
-                                format!("cannot read {}: {e}", f.display()),
-                            )
-                        })?;
-                        let found = compose_services(&body).map_err(|e| {
-                            v.err(
-                                format!("stack.{key}"),
-                                line,
-                                format!("{}: not a compose file: {e}", f.display()),
-                            )
-                        })?;
-                        for n in found {
-                            if !names.contains(&n) {
-                                names.push(n);
-                            }
-                        }
-                    }
-                    Some(names)
-                }
-                DockerSource::Attach { .. } => None,
-            };
-            StackPlan::Docker { source, services }
+            let source = docker_source(v, compose, compose_overrides, attach, project)?;
+            let services = compose_service_names(v, &source)?;
+            Ok(StackPlan::Docker { source, services })
         }
+    }
+}
+
+/// The `[[stack.service]]` tables of a process stack.
+fn process(
+    v: &Validator<'_>,
+    services: Vec<RawService>,
+) -> Result<Vec<ServicePlan>, ScenarioError> {
+    let text = v.text;
+    if services.is_empty() {
+        return Err(v.err(
+            "stack.service",
+            header_line(text, "[stack]", 0),
+            "at least one [[stack.service]] is required",
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut plans = Vec::new();
+    for (i, s) in services.into_iter().enumerate() {
+        if !seen.insert(s.name.clone()) {
+            return Err(v.err_in(
+                "[[stack.service]]",
+                i,
+                "name",
+                Some(&s.name),
+                format!("duplicate service name `{}`", s.name),
+            ));
+        }
+        if s.command.is_empty() || s.command[0].is_empty() {
+            return Err(v.err_in(
+                "[[stack.service]]",
+                i,
+                "command",
+                None,
+                "command must name a program",
+            ));
+        }
+        for arg in s.command.iter().chain(s.env.values()) {
+            check_placeholders(arg)
+                .map_err(|m| v.err_in("[[stack.service]]", i, "command", None, m))?;
+        }
+        let backoff = s.restart_backoff.unwrap_or(Duration::from_millis(100));
+        let max_backoff = s
+            .restart_max_backoff
+            .unwrap_or(Duration::from_secs(60))
+            .max(backoff);
+        plans.push(ServicePlan {
+            name: s.name,
+            command: s.command,
+            env: s.env,
+            workdir: s.workdir,
+            restart: s.restart,
+            restart_backoff: backoff,
+            restart_max_backoff: max_backoff,
+            stop_grace: s.stop_grace.unwrap_or(crate::nemesis::DEFAULT_GRACE),
+        });
+    }
+    Ok(plans)
+}
+
+/// Where a docker stack comes from: a compose file (with overrides) or a project.
+fn docker_source(
+    v: &Validator<'_>,
+    compose: Option<PathBuf>,
+    compose_overrides: Vec<PathBuf>,
+    attach: Option<String>,
+    project: Option<String>,
+) -> Result<DockerSource, ScenarioError> {
+    let (path, text) = (v.path, v.text);
+    let at = header_line(text, "[stack]", 0);
+    let resolve = |f: PathBuf| {
+        if f.is_absolute() {
+            f
+        } else {
+            path.parent().unwrap_or(Path::new("")).join(f)
+        }
+    };
+    Ok(match (compose, attach) {
+        (Some(file), None) => {
+            if let Some(p) = &project {
+                if p.is_empty() || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+                    return Err(v.err("stack.project", locate(text, "project", None, 1), "compose project names use lower-case letters, digits, `-` and `_`"));
+                }
+            }
+            DockerSource::Compose {
+                file: resolve(file),
+                overrides: compose_overrides.into_iter().map(resolve).collect(),
+                project,
+            }
+        }
+        (None, Some(project)) if compose_overrides.is_empty() => DockerSource::Attach { project },
+        (None, Some(_)) => return Err(v.err("stack.compose-overrides", locate(text, "compose-overrides", None, 1), "overrides apply to `compose`, not to `attach`")),
+        _ => return Err(v.err("stack", at, "backend \"docker\" needs exactly one of `compose = \"file\"` or `attach = \"project\"`")),
+    })
+}
+
+/// Services of the merged compose project (the union over every file); None when
+/// only the running project knows (attach, or a run directory's copy).
+fn compose_service_names(
+    v: &Validator<'_>,
+    source: &DockerSource,
+) -> Result<Option<Vec<String>>, ScenarioError> {
+    let text = v.text;
+    Ok(match source {
+        DockerSource::Compose { .. } if v.recorded => None,
+        DockerSource::Compose {
+            file, overrides, ..
+        } => {
+            // Services of the merged project: the union over every file.
+            let mut names: Vec<String> = Vec::new();
+            for (key, f) in std::iter::once(("compose", file))
+                .chain(overrides.iter().map(|o| ("compose-overrides", o)))
+            {
+                let line = locate(text, key, None, 1);
+                let body = std::fs::read_to_string(f).map_err(|e| {
+                    v.err(
+                        format!("stack.{key}"),
+                        line,
+                        format!("cannot read {}: {e}", f.display()),
+                    )
+                })?;
+                let found = compose_services(&body).map_err(|e| {
+                    v.err(
+                        format!("stack.{key}"),
+                        line,
+                        format!("{}: not a compose file: {e}", f.display()),
+                    )
+                })?;
+                for n in found {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+            Some(names)
+        }
+        DockerSource::Attach { .. } => None,
     })
 }

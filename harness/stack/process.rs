@@ -347,7 +347,7 @@ impl ProcessStack {
         history: Arc<History>,
     ) -> Result<Self, StackError> {
         let vars = ctx.vars();
-        let logs = ctx.run_dir.join("logs");
+        let logs = ctx.run_dir.join(crate::run_dir::LOGS);
         std::fs::create_dir_all(&logs).map_err(|source| StackError::Io {
             what: format!("creating {}", logs.display()),
             source,
