@@ -3,6 +3,7 @@
 //! compared with Fisher's exact test, recovery medians and p95s with a bootstrap
 //! confidence interval of their relative change. Pure: two trial lists in, a table out.
 
+use crate::checker::recoveries;
 use std::fmt::Write as _;
 
 use rand::{Rng, SeedableRng};
@@ -97,13 +98,6 @@ fn successes(t: &[TrialReport]) -> (u64, u64) {
         t.iter().filter(|x| x.outcome == Outcome::Pass).count() as u64,
         t.len() as u64,
     )
-}
-
-fn recoveries(t: &[TrialReport]) -> Vec<f64> {
-    t.iter()
-        .filter_map(|x| x.recovery_ms)
-        .filter(|v| v.is_finite())
-        .collect()
 }
 
 /// One-sided Fisher exact p-values (worse, better) of the run's success count

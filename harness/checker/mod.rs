@@ -484,6 +484,15 @@ fn wall(anchor: &Record, at_ns: u64) -> DateTime<Utc> {
     anchor.time + chrono::Duration::nanoseconds(delta)
 }
 
+/// The measured recovery times of trials that recovered, in trial order.
+pub fn recoveries(trials: &[TrialReport]) -> Vec<f64> {
+    trials
+        .iter()
+        .filter_map(|t| t.recovery_ms)
+        .filter(|v| v.is_finite())
+        .collect()
+}
+
 /// Computes a trial's outcome and figures from its records alone: recovery first,
 /// then what the clients saw and whether acknowledged writes survived.
 pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialReport {

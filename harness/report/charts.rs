@@ -28,11 +28,7 @@ pub struct Chart {
 }
 
 fn recoveries(trials: &[TrialReport]) -> Vec<f64> {
-    let mut v: Vec<f64> = trials
-        .iter()
-        .filter_map(|t| t.recovery_ms)
-        .filter(|x| x.is_finite())
-        .collect();
+    let mut v = crate::checker::recoveries(trials);
     v.sort_by(f64::total_cmp);
     v
 }

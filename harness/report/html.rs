@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::charts::{self, Chart};
-use super::{ReportError, Reporter, Summary};
+use super::format::ms;
+use super::{view, ReportError, Reporter, Summary};
 use crate::checker::TrialReport;
 use crate::stats::Decision;
 
@@ -24,19 +25,15 @@ pub fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn ms(v: Option<f64>) -> String {
-    v.filter(|x| x.is_finite())
-        .map_or_else(|| "—".into(), |x| format!("{x:.1} ms"))
-}
-
 /// The report page.
 pub fn render(s: &Summary, trials: &[TrialReport], charts: &[Chart]) -> String {
     let v = &s.details;
-    let (color, meaning) = match s.verdict {
-        Decision::Pass => ("#1a7f37", "SLO met"),
-        Decision::Fail => ("#cf222e", "SLO violated"),
-        Decision::Inconclusive => ("#9a6700", "not enough evidence either way"),
+    let color = match s.verdict {
+        Decision::Pass => "#1a7f37",
+        Decision::Fail => "#cf222e",
+        Decision::Inconclusive => "#9a6700",
     };
+    let meaning = view::meaning(s.verdict);
     let mut o = String::new();
     let _ = write!(
         o,
@@ -55,15 +52,10 @@ th{{background:#f6f8fa}}.fail{{color:#cf222e}}.unknown{{color:#9a6700}}figure{{m
     let sr = &v.success_rate;
     let _ = write!(
         o,
-        "<table><tr><th>objective</th><th>result</th><th>decision</th></tr>\n<tr><td>success rate ≥ {:.2}% ({:.0}% confidence)</td><td>{}/{} = {:.1}%, bounds [{:.1}%, {:.1}%]{}</td><td>{}</td></tr>\n",
-        sr.target * 100.0,
-        s.confidence * 100.0,
-        sr.successes,
-        sr.trials,
-        sr.observed * 100.0,
-        sr.lower * 100.0,
-        sr.upper * 100.0,
-        sr.more_successes_to_pass.map(|m| format!("; {m} more clean trials would prove it")).unwrap_or_default(),
+        "<table><tr><th>objective</th><th>result</th><th>decision</th></tr>\n<tr><td>{}</td><td>{}{}</td><td>{}</td></tr>\n",
+        view::success_objective(s),
+        view::success_result(s),
+        view::more_to_pass(s).map(|m| format!("; {m}")).unwrap_or_default(),
         sr.decision.word()
     );
     for l in &v.limits {
@@ -78,20 +70,14 @@ th{{background:#f6f8fa}}.fail{{color:#cf222e}}.unknown{{color:#9a6700}}figure{{m
             l.decision.word()
         );
     }
-    let r = &v.recovery;
     let _ = write!(
         o,
-        "</table>\n<p>{} trials: {} pass, {} fail, {} unknown. Recovery p50 {} · p95 {} · p99 {} · max {}{}.{}</p>\n",
-        v.trials,
-        v.passed,
-        v.failed,
-        v.unknown,
-        ms(r.p50_ms),
-        ms(r.p95_ms),
-        ms(r.p99_ms),
-        ms(r.max_ms),
-        if r.not_recovered > 0 { format!(" · {} never recovered", r.not_recovered) } else { String::new() },
-        if v.lost_acked_writes > 0 { format!(" <strong class=\"fail\">{} acknowledged write(s) lost.</strong>", v.lost_acked_writes) } else { String::new() }
+        "</table>\n<p>{}. Recovery {}.{}</p>\n",
+        view::counts(s),
+        view::recovery(s),
+        view::data_loss(s)
+            .map(|l| format!(" <strong class=\"fail\">{l}.</strong>"))
+            .unwrap_or_default()
     );
     for c in charts {
         let _ = write!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+use super::format::ms;
 use super::{ReportError, Reporter, Summary};
 use crate::checker::{Outcome, TrialReport};
 use crate::stats::Decision;
@@ -91,9 +92,9 @@ pub fn render(
                 l.decision,
                 format!(
                     "estimate {}, bounds [{}, {}]",
-                    fmt(l.estimate_ms),
-                    fmt(l.lower_ms),
-                    fmt(l.upper_ms)
+                    ms(l.estimate_ms),
+                    ms(l.lower_ms),
+                    ms(l.upper_ms)
                 ),
             ),
         );
@@ -103,14 +104,6 @@ pub fn render(
     let mut report = Report::new("rebound");
     report.add_test_suite(suite);
     report.to_string()
-}
-
-fn fmt(v: Option<f64>) -> String {
-    match v {
-        Some(x) if x.is_finite() => format!("{x:.1} ms"),
-        Some(_) => "∞".into(),
-        None => "—".into(),
-    }
 }
 
 impl Reporter for JunitReporter {

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::{ReportError, Reporter, Summary};
+use super::format::ms;
+use super::{view, ReportError, Reporter, Summary};
 use crate::checker::{Outcome, TrialReport};
 use crate::stats::Decision;
 
@@ -12,10 +13,6 @@ use crate::stats::Decision;
 pub struct MarkdownReporter {
     /// Output path.
     pub path: PathBuf,
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".into(), |x| format!("{x:.1} ms"))
 }
 
 /// The Markdown summary of a run.
@@ -37,14 +34,9 @@ pub fn render(s: &Summary, trials: &[TrialReport]) -> String {
     let _ = writeln!(o, "| objective | result | decision |\n|---|---|---|");
     let _ = writeln!(
         o,
-        "| success rate ≥ {:.2}% ({:.0}% confidence) | {}/{} = {:.1}%, bounds [{:.1}%, {:.1}%] | {} |",
-        sr.target * 100.0,
-        s.confidence * 100.0,
-        sr.successes,
-        sr.trials,
-        sr.observed * 100.0,
-        sr.lower * 100.0,
-        sr.upper * 100.0,
+        "| {} | {} | {} |",
+        view::success_objective(s),
+        view::success_result(s),
         sr.decision.word()
     );
     for l in &v.limits {
@@ -53,37 +45,17 @@ pub fn render(s: &Summary, trials: &[TrialReport]) -> String {
             "| {} recovery ≤ {:.0} ms | estimate {}, upper bound {} | {} |",
             l.quantile.label(),
             l.limit_ms,
-            ms(l.estimate_ms.filter(|x| x.is_finite())),
-            ms(l.upper_ms.filter(|x| x.is_finite())),
+            ms(l.estimate_ms),
+            ms(l.upper_ms),
             l.decision.word()
         );
     }
-    let r = &v.recovery;
-    let _ = writeln!(
-        o,
-        "\nRecovery over {} trials ({} pass, {} fail, {} unknown): p50 {} · p95 {} · p99 {} · max {}{}.",
-        v.trials,
-        v.passed,
-        v.failed,
-        v.unknown,
-        ms(r.p50_ms),
-        ms(r.p95_ms),
-        ms(r.p99_ms),
-        ms(r.max_ms),
-        if r.not_recovered > 0 { format!(" · {} never recovered", r.not_recovered) } else { String::new() }
-    );
-    if v.lost_acked_writes > 0 {
-        let _ = writeln!(
-            o,
-            "\n**{} acknowledged write(s) lost** in {} trial(s).",
-            v.lost_acked_writes, v.trials_with_loss
-        );
+    let _ = writeln!(o, "\n{}. Recovery {}.", view::counts(s), view::recovery(s));
+    if let Some(lost) = view::data_loss(s) {
+        let _ = writeln!(o, "\n**{lost}**.");
     }
-    if let Some(m) = sr.more_successes_to_pass {
-        let _ = writeln!(
-            o,
-            "\n{m} more consecutive successful trials would prove the success-rate target."
-        );
+    if let Some(m) = view::more_to_pass(s) {
+        let _ = writeln!(o, "\n{m}.");
     }
     if let Some(why) = &s.stopped_early {
         let _ = writeln!(o, "\nStopped early: {why}");

@@ -8,13 +8,16 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use format::{ms, ms_cell, pct, time_cell};
+
 pub mod charts;
+pub mod format;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod view;
 
 pub use html::HtmlReporter;
 pub use junit::JunitReporter;
@@ -133,42 +136,82 @@ pub trait Reporter {
     }
 }
 
-/// Column names of `trials.csv`, with units.
-pub const CSV_HEADER: [&str; 25] = [
-    "trial",
-    "outcome",
-    "reason",
-    "fault",
-    "target",
-    "injected_at",
-    "recovered_at",
-    "recovery_ms",
-    "recovery_lower_ms",
-    "downtime_ms",
-    "probes_ok",
-    "probes_failed",
-    "restarts",
-    "ops_ok",
-    "ops_failed",
-    "ops_info",
-    "client_error_window_ms",
-    "client_recovered_ms",
-    "lost_acked_writes",
-    "unverifiable_writes",
-    "latency_during_p50_ms",
-    "latency_during_p99_ms",
-    "latency_after_p50_ms",
-    "latency_after_p99_ms",
-    "lost_ids",
-];
-
-fn fmt_ms(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.3}")).unwrap_or_default()
+/// One row of `trials.csv`; its field names are the columns (with units), so the
+/// header and the cells cannot drift apart.
+#[derive(Debug, Default, Serialize)]
+pub struct TrialRow {
+    trial: u32,
+    outcome: &'static str,
+    reason: String,
+    fault: String,
+    target: String,
+    injected_at: String,
+    recovered_at: String,
+    recovery_ms: String,
+    recovery_lower_ms: String,
+    downtime_ms: String,
+    probes_ok: u64,
+    probes_failed: u64,
+    restarts: u64,
+    ops_ok: u64,
+    ops_failed: u64,
+    ops_info: u64,
+    client_error_window_ms: String,
+    client_recovered_ms: String,
+    lost_acked_writes: u64,
+    unverifiable_writes: u64,
+    latency_during_p50_ms: String,
+    latency_during_p99_ms: String,
+    latency_after_p50_ms: String,
+    latency_after_p99_ms: String,
+    lost_ids: String,
 }
 
-fn fmt_time(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
-        .unwrap_or_default()
+impl TrialRow {
+    /// The row of one trial.
+    pub fn of(t: &TrialReport) -> Self {
+        let c = &t.clients;
+        TrialRow {
+            trial: t.trial,
+            outcome: t.outcome.word(),
+            reason: t.reason.clone(),
+            fault: t.fault.clone(),
+            target: t.target.clone(),
+            injected_at: time_cell(t.injected_at),
+            recovered_at: time_cell(t.recovered_at),
+            recovery_ms: ms_cell(t.recovery_ms),
+            recovery_lower_ms: ms_cell(t.recovery_lower_ms),
+            downtime_ms: ms_cell(t.downtime_ms),
+            probes_ok: t.probes_ok,
+            probes_failed: t.probes_failed,
+            restarts: t.restarts,
+            ops_ok: c.ops_ok,
+            ops_failed: c.ops_failed,
+            ops_info: c.ops_info,
+            client_error_window_ms: ms_cell(c.client_error_window_ms),
+            client_recovered_ms: ms_cell(c.client_recovered_ms),
+            lost_acked_writes: c.lost_acked_writes,
+            unverifiable_writes: c.unverifiable_writes,
+            latency_during_p50_ms: ms_cell(c.latency_during_p50_ms),
+            latency_during_p99_ms: ms_cell(c.latency_during_p99_ms),
+            latency_after_p50_ms: ms_cell(c.latency_after_p50_ms),
+            latency_after_p99_ms: ms_cell(c.latency_after_p99_ms),
+            lost_ids: c.lost_ids.join(" "),
+        }
+    }
+
+    /// The column names, in order (the header is written before the first trial
+    /// ends, so that an interrupted run still has one).
+    pub fn header() -> Vec<String> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        // Serialising into memory cannot fail; an empty header would show in tests.
+        let _ = w.serialize(TrialRow::default());
+        let bytes = w.into_inner().unwrap_or_default();
+        csv::Reader::from_reader(bytes.as_slice())
+            .headers()
+            .map(|h| h.iter().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Writes `trials.csv`, flushing each row as its trial ends.
@@ -184,46 +227,17 @@ impl CsvReporter {
             path: path.to_path_buf(),
             source,
         };
-        let mut out = csv::Writer::from_writer(File::create(path).map_err(err)?);
-        out.write_record(CSV_HEADER).map_err(|e| err(e.into()))?;
+        let mut out = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(File::create(path).map_err(err)?);
+        out.write_record(TrialRow::header())
+            .map_err(|e| err(e.into()))?;
         out.flush().map_err(err)?;
         Ok(CsvReporter {
             path: path.to_path_buf(),
             out,
         })
     }
-}
-
-/// The CSV cells of one trial, in [`CSV_HEADER`] order.
-pub fn csv_row(t: &TrialReport) -> [String; 25] {
-    let c = &t.clients;
-    [
-        t.trial.to_string(),
-        t.outcome.word().to_string(),
-        t.reason.clone(),
-        t.fault.clone(),
-        t.target.clone(),
-        fmt_time(t.injected_at),
-        fmt_time(t.recovered_at),
-        fmt_ms(t.recovery_ms),
-        fmt_ms(t.recovery_lower_ms),
-        fmt_ms(t.downtime_ms),
-        t.probes_ok.to_string(),
-        t.probes_failed.to_string(),
-        t.restarts.to_string(),
-        c.ops_ok.to_string(),
-        c.ops_failed.to_string(),
-        c.ops_info.to_string(),
-        fmt_ms(c.client_error_window_ms),
-        fmt_ms(c.client_recovered_ms),
-        c.lost_acked_writes.to_string(),
-        c.unverifiable_writes.to_string(),
-        fmt_ms(c.latency_during_p50_ms),
-        fmt_ms(c.latency_during_p99_ms),
-        fmt_ms(c.latency_after_p50_ms),
-        fmt_ms(c.latency_after_p99_ms),
-        c.lost_ids.join(" "),
-    ]
 }
 
 impl Reporter for CsvReporter {
@@ -233,7 +247,7 @@ impl Reporter for CsvReporter {
             source,
         };
         self.out
-            .write_record(csv_row(trial))
+            .serialize(TrialRow::of(trial))
             .map_err(|e| err(e.into()))?;
         self.out.flush().map_err(err)
     }
@@ -284,10 +298,10 @@ impl Reporter for ServicesCsvReporter {
             let row = [
                 trial.trial.to_string(),
                 s.service.clone(),
-                fmt_ms(s.died_ms),
+                ms_cell(s.died_ms),
                 s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-                fmt_ms(s.started_ms),
-                fmt_ms(s.healthy_ms),
+                ms_cell(s.started_ms),
+                ms_cell(s.healthy_ms),
                 s.starts.to_string(),
             ];
             self.out.write_record(row).map_err(|e| err(e.into()))?;
@@ -340,57 +354,48 @@ impl<W: Write> Reporter for ConsoleReporter<W> {
     }
 }
 
-fn ms_or_dash(v: Option<f64>) -> String {
-    v.map(|x| format!("{x:.1} ms"))
-        .unwrap_or_else(|| "—".into())
-}
-
 /// The console summary: a trial table (up to 50 rows), the figures and the verdict.
 pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
-    let v = &s.details;
     let mut o = String::new();
     let _ = writeln!(o, "\nrebound · {} · run {}", s.scenario, s.run_id);
     if !trials.is_empty() && trials.len() <= 50 {
+        console_table(&mut o, trials);
+    }
+    console_figures(&mut o, s);
+    console_footer(&mut o, s);
+    o
+}
+
+fn console_table(o: &mut String, trials: &[TrialReport]) {
+    let _ = writeln!(
+        o,
+        "  {:>5}  {:<14} {:<8} {:>12} {:>12} {:>12}  reason",
+        "trial", "fault", "outcome", "recovery", "lower", "downtime"
+    );
+    for t in trials {
         let _ = writeln!(
             o,
-            "  {:>5}  {:<14} {:<8} {:>12} {:>12} {:>12}  reason",
-            "trial", "fault", "outcome", "recovery", "lower", "downtime"
+            "  {:>5}  {:<14} {:<8} {:>12} {:>12} {:>12}  {}",
+            t.trial,
+            t.fault,
+            t.outcome.word(),
+            ms(t.recovery_ms),
+            ms(t.recovery_lower_ms),
+            ms(t.downtime_ms),
+            t.reason
         );
-        for t in trials {
-            let _ = writeln!(
-                o,
-                "  {:>5}  {:<14} {:<8} {:>12} {:>12} {:>12}  {}",
-                t.trial,
-                t.fault,
-                t.outcome.word(),
-                ms_or_dash(t.recovery_ms),
-                ms_or_dash(t.recovery_lower_ms),
-                ms_or_dash(t.downtime_ms),
-                t.reason
-            );
-        }
     }
+}
+
+fn console_figures(o: &mut String, s: &Summary) {
+    let v = &s.details;
     let _ = writeln!(
         o,
         "  trials      {} of {} planned: {} pass, {} fail, {} unknown",
         v.trials, s.trials_planned, v.passed, v.failed, v.unknown
     );
-    let r = &v.recovery;
-    let _ = writeln!(
-        o,
-        "  recovery    p50 {} · p95 {} · p99 {} · max {}{}",
-        ms_or_dash(r.p50_ms),
-        ms_or_dash(r.p95_ms),
-        ms_or_dash(r.p99_ms),
-        ms_or_dash(r.max_ms),
-        if r.not_recovered > 0 {
-            format!(" ({} never recovered: counted as ∞)", r.not_recovered)
-        } else {
-            String::new()
-        }
-    );
+    let _ = writeln!(o, "  recovery    {}", view::recovery(s));
     let sr = &v.success_rate;
-    let pct = |x: f64| format!("{:.1}%", x * 100.0);
     let _ = writeln!(
         o,
         "  success     {}/{} ({}) · {:.0}% bounds [{}, {}] vs target {} → {}",
@@ -403,11 +408,8 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
         pct(sr.target),
         sr.decision.word()
     );
-    if let Some(m) = sr.more_successes_to_pass {
-        let _ = writeln!(
-            o,
-            "              {m} more consecutive successful trials would prove the target"
-        );
+    if let Some(m) = view::more_to_pass(s) {
+        let _ = writeln!(o, "              {m}");
     }
     for l in &v.limits {
         let _ = writeln!(
@@ -415,22 +417,22 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
             "  {:<4} ≤ {:.0} ms  estimate {} · {:.0}% bounds [{}, {}] → {}",
             l.quantile.label(),
             l.limit_ms,
-            ms_or_dash(l.estimate_ms.filter(|x| x.is_finite())),
+            ms(l.estimate_ms),
             s.confidence * 100.0,
-            ms_or_dash(l.lower_ms.filter(|x| x.is_finite())),
+            ms(l.lower_ms),
             l.upper_ms
                 .filter(|x| x.is_finite())
-                .map_or("unbounded: too few trials".into(), |x| format!("{x:.1} ms")),
+                .map_or("unbounded: too few trials".into(), |x| ms(Some(x))),
             l.decision.word()
         );
     }
-    if v.lost_acked_writes > 0 {
-        let _ = writeln!(
-            o,
-            "  data        {} acknowledged write(s) lost in {} trial(s) — ids in trials.csv (lost_ids)",
-            v.lost_acked_writes, v.trials_with_loss
-        );
+    if let Some(lost) = view::data_loss(s) {
+        let _ = writeln!(o, "  data        {lost} — ids in trials.csv (lost_ids)");
     }
+}
+
+fn console_footer(o: &mut String, s: &Summary) {
+    let v = &s.details;
     if s.sequential && !s.interrupted && s.stopped_early.is_none() {
         let saved = u64::from(s.trials_planned).saturating_sub(v.trials);
         let _ = writeln!(
@@ -448,17 +450,15 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
             "  interrupted finished trials are kept; the verdict covers them only"
         );
     }
-    let meaning = match s.verdict {
-        Decision::Pass => "SLO met",
-        Decision::Fail => "SLO violated",
-        Decision::Inconclusive => "not enough evidence either way",
-    };
     let _ = writeln!(
         o,
-        "  verdict     {} — {meaning} (exit {})",
+        "  verdict     {} — {} (exit {})",
         s.verdict.word(),
+        view::meaning(s.verdict),
         s.exit_code
     );
     let _ = writeln!(o, "  run dir     {}", s.run_dir.display());
-    o
 }
+
+#[cfg(test)]
+mod tests;
