@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::checker::{self, CheckConfig, TrialReport};
+use crate::checker::{self, CheckConfig, TrialResult};
 use crate::exit::ExitStatus;
 use crate::history::{self, Event, HistoryError, Record};
 use crate::report::Summary;
@@ -90,7 +90,7 @@ pub fn exit_status(decision: Decision, facts: &RunFacts) -> ExitStatus {
 }
 
 /// Decides the verdict over finished trials and builds the summary.
-pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialReport], run_dir: &Path) -> Summary {
+pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialResult], run_dir: &Path) -> Summary {
     let details = verdict::decide_with(trials, &plan.slo, facts.sequential);
     let exit = exit_status(details.decision, facts);
     Summary {
@@ -98,7 +98,7 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialReport], run_dir:
         run_id: facts.run_id.clone(),
         seed: facts.seed,
         trials_planned: facts.trials_planned,
-        verdict: details.decision,
+        decision: details.decision,
         exit_code: exit.code(),
         interrupted: facts.interrupted,
         stopped_early: facts.stopped_early.clone(),
@@ -106,7 +106,7 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialReport], run_dir:
         target_success_rate: plan.slo.success_rate,
         confidence: plan.slo.confidence,
         recover_within_ms: plan.slo.recover_within.as_secs_f64() * 1e3,
-        details,
+        verdict: details,
         run_dir: run_dir.to_path_buf(),
     }
 }
@@ -127,13 +127,13 @@ pub enum AnalysisError {
 
 /// Re-checks every finished trial of a run directory from `scenario.toml` and
 /// `history.jsonl` alone (no stack needed).
-pub fn reanalyse(run_dir: &Path) -> Result<(Summary, Vec<TrialReport>), AnalysisError> {
+pub fn reanalyse(run_dir: &Path) -> Result<(Summary, Vec<TrialResult>), AnalysisError> {
     let rd = crate::run_dir::RunDir::open(run_dir)?;
     let plan = scenario::load_recorded(&rd.scenario())?;
     let records = history::load(&rd.history())?;
     let facts = RunFacts::from_records(&records);
     let cfg = check_config(&plan);
-    let trials: Vec<TrialReport> = history::finished_trials(&records)
+    let trials: Vec<TrialResult> = history::finished_trials(&records)
         .iter()
         .map(|(n, recs)| checker::check_trial(*n, recs, &cfg))
         .collect();

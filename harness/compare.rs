@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{DiscreteCDF, Hypergeometric};
 
-use crate::checker::{Outcome, TrialReport};
+use crate::checker::{Outcome, TrialResult};
 
 /// How a figure moved from the baseline to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ pub struct Comparison {
     pub regressed: bool,
 }
 
-fn successes(t: &[TrialReport]) -> (u64, u64) {
+fn successes(t: &[TrialResult]) -> (u64, u64) {
     (
         t.iter().filter(|x| x.outcome == Outcome::Pass).count() as u64,
         t.len() as u64,
@@ -150,7 +150,7 @@ pub fn bootstrap_change(
 }
 
 /// Compares a run against a baseline.
-pub fn compare(baseline: &[TrialReport], run: &[TrialReport], cfg: &CompareConfig) -> Comparison {
+pub fn compare(baseline: &[TrialResult], run: &[TrialResult], cfg: &CompareConfig) -> Comparison {
     let mut figures = Vec::new();
     let ((k1, n1), (k2, n2)) = (successes(baseline), successes(run));
     let rate = |k: u64, n: u64| (n > 0).then(|| k as f64 / n as f64);
@@ -246,11 +246,11 @@ pub fn render(c: &Comparison, baseline_label: &str, run_label: &str) -> String {
 mod tests {
     use super::*;
 
-    fn trials(recoveries: &[f64], failures: usize) -> Vec<TrialReport> {
-        let mut v: Vec<TrialReport> = recoveries
+    fn trials(recoveries: &[f64], failures: usize) -> Vec<TrialResult> {
+        let mut v: Vec<TrialResult> = recoveries
             .iter()
             .enumerate()
-            .map(|(i, r)| TrialReport {
+            .map(|(i, r)| TrialResult {
                 trial: i as u32 + 1,
                 outcome: Outcome::Pass,
                 reason: String::new(),

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::analysis::{self, AnalysisError, RunFacts};
-use crate::checker::TrialReport;
+use crate::checker::TrialResult;
 use crate::history::{self, Event, History, Record};
 use crate::report::{self, ReportError, Summary};
 use crate::run_dir::{RunDir, RunDirError};
@@ -61,7 +61,7 @@ fn load(dir: &Path) -> Result<Run, MergeError> {
 }
 
 /// Merges `dirs` into `out` and returns the merged verdict.
-pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Summary, Vec<TrialReport>), MergeError> {
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Summary, Vec<TrialResult>), MergeError> {
     if dirs.len() < 2 {
         return Err(MergeError::TooFew);
     }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::checker::{Outcome, TrialReport};
+use crate::checker::{Outcome, TrialResult};
 use crate::exit::ExitStatus;
 use crate::scenario::{Quantile, Slo};
 use crate::stats::{self, Decision, RateDecision};
@@ -81,7 +81,7 @@ impl Verdict {
 
 /// Recovery times of decided trials, sorted; a trial that never recovered counts
 /// as +∞ (its recovery is longer than anything observed), unknown trials are left out.
-fn recovery_sample(trials: &[TrialReport]) -> Vec<f64> {
+fn recovery_sample(trials: &[TrialResult]) -> Vec<f64> {
     let mut v: Vec<f64> = trials
         .iter()
         .filter(|t| t.outcome != Outcome::Unknown)
@@ -96,13 +96,13 @@ fn finite(x: Option<f64>) -> Option<f64> {
 }
 
 /// Decides the SLO over the given trials, as a fixed-size run.
-pub fn decide(trials: &[TrialReport], slo: &Slo) -> Verdict {
+pub fn decide(trials: &[TrialResult], slo: &Slo) -> Verdict {
     decide_with(trials, slo, false)
 }
 
 /// Decides the SLO; `sequential` when the run could stop as soon as it was decided
 /// (`--until-decided`), which needs the stricter sequential bounds.
-pub fn decide_with(trials: &[TrialReport], slo: &Slo, sequential: bool) -> Verdict {
+pub fn decide_with(trials: &[TrialResult], slo: &Slo, sequential: bool) -> Verdict {
     let count = |o: Outcome| trials.iter().filter(|t| t.outcome == o).count() as u64;
     let (passed, failed, unknown) = (
         count(Outcome::Pass),
@@ -191,8 +191,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn trial(i: u32, outcome: Outcome, recovery_ms: Option<f64>) -> TrialReport {
-        TrialReport {
+    fn trial(i: u32, outcome: Outcome, recovery_ms: Option<f64>) -> TrialResult {
+        TrialResult {
             trial: i,
             outcome,
             reason: String::new(),

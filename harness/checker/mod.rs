@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Event, Lifecycle, Record};
+use crate::stack::Health;
 
 /// Outcome of one trial (or one checker). Merged: Fail > Unknown > Pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,13 +39,26 @@ impl Outcome {
     }
 }
 
+/// One probe attempt as the checkers see it: which probe, when it ran, how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Index of the probe in the scenario.
+    pub probe: usize,
+    /// Monotonic start (run nanoseconds).
+    pub start_ns: u64,
+    /// Monotonic end.
+    pub end_ns: u64,
+    /// Success.
+    pub ok: bool,
+}
+
 /// Incremental recovery detection over probe attempts; used live by the runner
 /// (to stop observing) and offline by [`check_trial`] (to compute the figures).
 #[derive(Debug, Clone)]
 pub struct RecoveryTracker {
     stable_for: u32,
     gate_ns: Option<u64>,
-    pending: Vec<(usize, u64, u64, bool)>,
+    pending: Vec<Span>,
     probes: Vec<ProbeTrack>,
     recovered: Option<Recovery>,
 }
@@ -84,15 +98,20 @@ impl RecoveryTracker {
             return;
         }
         self.gate_ns = Some(gate_ns);
-        for (p, start, end, ok) in std::mem::take(&mut self.pending) {
-            self.observe(p, start, end, ok);
+        for a in std::mem::take(&mut self.pending) {
+            self.observe(a.probe, a.start_ns, a.end_ns, a.ok);
         }
     }
 
     /// Feeds one probe attempt (per probe, in start order), with its start and end.
     pub fn observe(&mut self, probe: usize, start_ns: u64, end_ns: u64, ok: bool) {
         let Some(gate) = self.gate_ns else {
-            self.pending.push((probe, start_ns, end_ns, ok));
+            self.pending.push(Span {
+                probe,
+                start_ns,
+                end_ns,
+                ok,
+            });
             return;
         };
         if start_ns < gate || self.recovered.is_some() {
@@ -141,7 +160,7 @@ impl RecoveryTracker {
 
 /// Everything measured about one trial; one row of `trials.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrialReport {
+pub struct TrialResult {
     /// Trial number, from 1.
     pub trial: u32,
     /// Outcome.
@@ -230,7 +249,7 @@ pub fn timeline(records: &[Record], inject: &Record) -> Timeline {
                 let mark = match action {
                     Lifecycle::Exited => Mark::Died,
                     Lifecycle::Started => Mark::Started,
-                    Lifecycle::Health if matches!(&r.event, Event::Service { detail: Some(d), .. } if d == "healthy") => {
+                    Lifecycle::Health if matches!(&r.event, Event::Service { detail: Some(d), .. } if d == Health::HEALTHY) => {
                         Mark::Healthy
                     }
                     _ => continue,
@@ -449,7 +468,7 @@ pub fn service_timelines(records: &[Record], inject: &Record) -> Vec<ServiceTime
             }
             Lifecycle::Health
                 if t.healthy_ms.is_none()
-                    && detail.as_deref() == Some("healthy")
+                    && detail.as_deref() == Some(Health::HEALTHY)
                     && (t.starts > 0 || t.died_ms.is_none()) =>
             {
                 t.healthy_ms = Some(ms);
@@ -485,7 +504,7 @@ fn wall(anchor: &Record, at_ns: u64) -> DateTime<Utc> {
 }
 
 /// The measured recovery times of trials that recovered, in trial order.
-pub fn recoveries(trials: &[TrialReport]) -> Vec<f64> {
+pub fn recoveries(trials: &[TrialResult]) -> Vec<f64> {
     trials
         .iter()
         .filter_map(|t| t.recovery_ms)
@@ -495,7 +514,7 @@ pub fn recoveries(trials: &[TrialReport]) -> Vec<f64> {
 
 /// Computes a trial's outcome and figures from its records alone: recovery first,
 /// then what the clients saw and whether acknowledged writes survived.
-pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialReport {
+pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialResult {
     let mut report = check_recovery(trial, records, cfg);
     let inject_ns = records
         .iter()
@@ -549,7 +568,7 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
     report
 }
 
-fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialReport {
+fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialResult {
     let (fault, target) = records
         .iter()
         .find_map(|r| match &r.event {
@@ -559,7 +578,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
             _ => None,
         })
         .unwrap_or_default();
-    let mut report = TrialReport {
+    let mut report = TrialResult {
         trial,
         outcome: Outcome::Unknown,
         reason: String::new(),
@@ -617,7 +636,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
         .or(records.last())
         .map_or(t_inject, |r| r.elapsed_ns);
 
-    let attempts: Vec<(usize, u64, u64, bool)> = records
+    let attempts: Vec<Span> = records
         .iter()
         .filter_map(|r| match &r.event {
             Event::Probe {
@@ -630,11 +649,16 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
                 .probes
                 .iter()
                 .position(|p| p == probe)
-                .map(|i| (i, *start_ns, *start_ns + *latency_ns, *ok)),
+                .map(|probe| Span {
+                    probe,
+                    start_ns: *start_ns,
+                    end_ns: *start_ns + *latency_ns,
+                    ok: *ok,
+                }),
             _ => None,
         })
         .collect();
-    report.probes_ok = attempts.iter().filter(|a| a.3).count() as u64;
+    report.probes_ok = attempts.iter().filter(|a| a.ok).count() as u64;
     report.probes_failed = attempts.len() as u64 - report.probes_ok;
     report.downtime_ms = Some(ms(downtime_ns(&attempts, cfg.probes.len(), window_end)));
 
@@ -647,10 +671,10 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
     };
     let mut tracker = RecoveryTracker::new(cfg.probes.len(), cfg.stable_for);
     tracker.set_gate(gate.elapsed_ns);
-    for &(p, start, end, ok) in &attempts {
-        tracker.observe(p, start, end, ok);
+    for a in &attempts {
+        tracker.observe(a.probe, a.start_ns, a.end_ns, a.ok);
     }
-    if !attempts.iter().any(|a| a.1 >= gate.elapsed_ns) {
+    if !attempts.iter().any(|a| a.start_ns >= gate.elapsed_ns) {
         report.reason = "no probe attempt after the fault".into();
         return report;
     }
@@ -684,15 +708,22 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRep
 }
 
 /// Time during which at least one probe's latest attempt had failed, from the first
-/// attempt to `end`. Attempts are `(probe, start_ns, ok)` in record order.
-fn downtime_ns(attempts: &[(usize, u64, u64, bool)], probes: usize, end: u64) -> u64 {
+/// attempt to `end`.
+fn downtime_ns(attempts: &[Span], probes: usize, end: u64) -> u64 {
     let mut sorted = attempts.to_vec();
-    sorted.sort_by_key(|a| a.1);
+    sorted.sort_by_key(|a| a.start_ns);
     let mut failing = vec![false; probes];
     let mut down_since: Option<u64> = None;
     let mut total = 0;
-    for (p, start, _, ok) in sorted {
-        failing[p] = !ok;
+    for Span {
+        probe,
+        start_ns,
+        ok,
+        ..
+    } in sorted
+    {
+        let start = start_ns;
+        failing[probe] = !ok;
         let down = failing.iter().any(|f| *f);
         match (down, down_since) {
             (true, None) => down_since = Some(start),

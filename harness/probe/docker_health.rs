@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{Check, Common, RawCheck};
 use crate::field::FieldError;
-use crate::stack::{Capability, Stack};
+use crate::stack::{Capability, Health, Stack};
 
 /// `kind = "docker-health"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -67,8 +67,8 @@ impl Check for DockerHealth {
     async fn attempt(&self, stack: &dyn Stack) -> Result<(), String> {
         let service = &self.service;
         match stack.health(service).await.map_err(|e| e.to_string())? {
-            Some(h) if h == "healthy" => Ok(()),
-            Some(h) => Err(format!("health {h}")),
+            Some(Health::Healthy) => Ok(()),
+            Some(h) => Err(format!("health {}", h.word())),
             None => Err(format!("service `{service}` has no healthcheck")),
         }
     }

@@ -7,7 +7,7 @@ use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::checker::{Outcome, TrialReport};
+use crate::checker::{Outcome, TrialResult};
 use crate::stats;
 
 /// Chart size in pixels (the HTML report shows them at this size).
@@ -27,7 +27,7 @@ pub struct Chart {
     pub svg: String,
 }
 
-fn recoveries(trials: &[TrialReport]) -> Vec<f64> {
+fn recoveries(trials: &[TrialResult]) -> Vec<f64> {
     let mut v = crate::checker::recoveries(trials);
     v.sort_by(f64::total_cmp);
     v
@@ -103,7 +103,7 @@ fn deadline_label(deadline_ms: f64, top: f64) -> String {
 
 fn ecdf<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    trials: &[TrialReport],
+    trials: &[TrialResult],
     deadline_ms: f64,
 ) -> Result<(), String> {
     let v = recoveries(trials);
@@ -173,7 +173,7 @@ fn ecdf<DB: DrawingBackend>(
 
 fn histogram<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    trials: &[TrialReport],
+    trials: &[TrialResult],
     deadline_ms: f64,
 ) -> Result<(), String> {
     let v = recoveries(trials);
@@ -211,7 +211,7 @@ fn histogram<DB: DrawingBackend>(
 
 fn by_trial<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    trials: &[TrialReport],
+    trials: &[TrialResult],
     deadline_ms: f64,
 ) -> Result<(), String> {
     let v = recoveries(trials);
@@ -251,7 +251,7 @@ fn by_trial<DB: DrawingBackend>(
 
 fn success_band<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    trials: &[TrialReport],
+    trials: &[TrialResult],
     target: f64,
     confidence: f64,
 ) -> Result<(), String> {
@@ -306,7 +306,7 @@ const GREEN: RGBColor = RGBColor(44, 160, 44);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);
 
 /// The trial worth looking at: the first that did not pass, else the slowest.
-fn featured(trials: &[TrialReport]) -> Option<&TrialReport> {
+fn featured(trials: &[TrialResult]) -> Option<&TrialResult> {
     trials
         .iter()
         .find(|t| t.outcome != Outcome::Pass)
@@ -324,7 +324,7 @@ fn featured(trials: &[TrialReport]) -> Option<&TrialReport> {
 
 fn timeline<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    trial: &TrialReport,
+    trial: &TrialResult,
 ) -> Result<(), String> {
     use crate::checker::Mark;
     let tl = &trial.timeline;
@@ -459,7 +459,7 @@ impl Kind {
 
 /// What the charts are drawn from.
 struct Inputs<'a> {
-    trials: &'a [TrialReport],
+    trials: &'a [TrialResult],
     deadline_ms: f64,
     target: f64,
     confidence: f64,
@@ -498,7 +498,7 @@ impl Inputs<'_> {
 
 /// Every chart of a run as SVG. A chart that cannot be drawn is replaced by its error text.
 pub fn render_all(
-    trials: &[TrialReport],
+    trials: &[TrialResult],
     deadline_ms: f64,
     target: f64,
     confidence: f64,
@@ -529,7 +529,7 @@ pub fn render_all(
 /// Writes every chart as PNG into `dir` (`<name>.png`), text in the embedded font.
 pub fn write_pngs(
     dir: &std::path::Path,
-    trials: &[TrialReport],
+    trials: &[TrialResult],
     deadline_ms: f64,
     target: f64,
     confidence: f64,

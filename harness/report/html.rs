@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::charts::{self, Chart};
 use super::format::ms;
 use super::{view, ReportError, Reporter, Summary};
-use crate::checker::TrialReport;
+use crate::checker::TrialResult;
 use crate::stats::Decision;
 
 /// Writes `report.html` and `charts/*.svg` at the end of the run.
@@ -26,14 +26,14 @@ pub fn escape(s: &str) -> String {
 }
 
 /// The report page.
-pub fn render(s: &Summary, trials: &[TrialReport], charts: &[Chart]) -> String {
-    let v = &s.details;
-    let color = match s.verdict {
+pub fn render(s: &Summary, trials: &[TrialResult], charts: &[Chart]) -> String {
+    let v = &s.verdict;
+    let color = match s.decision {
         Decision::Pass => "#1a7f37",
         Decision::Fail => "#cf222e",
         Decision::Inconclusive => "#9a6700",
     };
-    let meaning = view::meaning(s.verdict);
+    let meaning = view::meaning(s.decision);
     let mut o = String::new();
     let _ = write!(
         o,
@@ -44,7 +44,7 @@ table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #d0d7de;p
 th{{background:#f6f8fa}}.fail{{color:#cf222e}}.unknown{{color:#9a6700}}figure{{margin:16px 0}}figcaption{{font-weight:bold;margin-bottom:4px}}\
 </style></head><body>\n<h1>rebound · {name}</h1>\n<p><span class=\"badge\">{word}</span> {meaning} · exit {code} · run <code>{run}</code> · seed {seed}</p>\n",
         name = escape(&s.scenario),
-        word = s.verdict.word(),
+        word = s.decision.word(),
         code = s.exit_code,
         run = escape(&s.run_id),
         seed = s.seed,
@@ -116,7 +116,7 @@ impl Reporter for HtmlReporter {
     fn run_finished(
         &mut self,
         summary: &Summary,
-        trials: &[TrialReport],
+        trials: &[TrialResult],
     ) -> Result<(), ReportError> {
         let charts = charts::render_all(
             trials,

@@ -8,7 +8,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::format::ms;
 use super::{ReportError, Reporter, Summary};
-use crate::checker::{Outcome, TrialReport};
+use crate::checker::{Outcome, TrialResult};
 use crate::stats::Decision;
 
 /// Writes `junit.xml` at the end of the run. Everything in it comes from the
@@ -41,9 +41,9 @@ fn decision_status(d: Decision, message: String) -> TestCaseStatus {
 /// The JUnit document for a run.
 pub fn render(
     summary: &Summary,
-    trials: &[TrialReport],
+    trials: &[TrialResult],
 ) -> Result<String, quick_junit::SerializeError> {
-    let v = &summary.details;
+    let v = &summary.verdict;
     let class = format!("rebound.{}", summary.scenario);
     let mut suite = TestSuite::new(format!("rebound: {}", summary.scenario));
     for t in trials {
@@ -110,7 +110,7 @@ impl Reporter for JunitReporter {
     fn run_finished(
         &mut self,
         summary: &Summary,
-        trials: &[TrialReport],
+        trials: &[TrialResult],
     ) -> Result<(), ReportError> {
         let err = |source| ReportError {
             path: self.path.clone(),

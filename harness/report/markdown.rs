@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::format::ms;
 use super::{view, ReportError, Reporter, Summary};
-use crate::checker::{Outcome, TrialReport};
+use crate::checker::{Outcome, TrialResult};
 use crate::stats::Decision;
 
 /// Writes `summary.md` at the end of the run.
@@ -16,9 +16,9 @@ pub struct MarkdownReporter {
 }
 
 /// The Markdown summary of a run.
-pub fn render(s: &Summary, trials: &[TrialReport]) -> String {
-    let v = &s.details;
-    let icon = match s.verdict {
+pub fn render(s: &Summary, trials: &[TrialResult]) -> String {
+    let v = &s.verdict;
+    let icon = match s.decision {
         Decision::Pass => "✅",
         Decision::Fail => "❌",
         Decision::Inconclusive => "⚠️",
@@ -28,7 +28,7 @@ pub fn render(s: &Summary, trials: &[TrialReport]) -> String {
         o,
         "## {icon} rebound · `{}` · {}\n",
         s.scenario,
-        s.verdict.word()
+        s.decision.word()
     );
     let sr = &v.success_rate;
     let _ = writeln!(o, "| objective | result | decision |\n|---|---|---|");
@@ -60,7 +60,7 @@ pub fn render(s: &Summary, trials: &[TrialReport]) -> String {
     if let Some(why) = &s.stopped_early {
         let _ = writeln!(o, "\nStopped early: {why}");
     }
-    let bad: Vec<&TrialReport> = trials
+    let bad: Vec<&TrialResult> = trials
         .iter()
         .filter(|t| t.outcome != Outcome::Pass)
         .take(10)
@@ -94,7 +94,7 @@ impl Reporter for MarkdownReporter {
     fn run_finished(
         &mut self,
         summary: &Summary,
-        trials: &[TrialReport],
+        trials: &[TrialResult],
     ) -> Result<(), ReportError> {
         std::fs::write(&self.path, render(summary, trials)).map_err(|source| ReportError {
             path: self.path.clone(),

@@ -23,7 +23,7 @@ pub use html::HtmlReporter;
 pub use junit::JunitReporter;
 pub use markdown::MarkdownReporter;
 
-use crate::checker::TrialReport;
+use crate::checker::TrialResult;
 use crate::stats::Decision;
 use crate::verdict::Verdict;
 
@@ -48,8 +48,9 @@ pub struct Summary {
     pub seed: u64,
     /// Trials the run was asked for.
     pub trials_planned: u32,
-    /// Overall decision: `pass`, `fail`, `inconclusive`.
-    pub verdict: Decision,
+    /// Overall decision: `pass`, `fail`, `inconclusive` (`verdict` in summary.json).
+    #[serde(rename = "verdict")]
+    pub decision: Decision,
     /// The process exit code this run ends with.
     pub exit_code: u8,
     /// Ctrl-C ended the run.
@@ -65,8 +66,9 @@ pub struct Summary {
     pub confidence: f64,
     /// Per-trial recovery deadline.
     pub recover_within_ms: f64,
-    /// Statistics and decisions.
-    pub details: Verdict,
+    /// Statistics and decisions per objective (`details` in summary.json).
+    #[serde(rename = "details")]
+    pub verdict: Verdict,
     /// Where the run directory is (printed, not stored: a run directory can move).
     #[serde(skip)]
     pub run_dir: PathBuf,
@@ -106,7 +108,7 @@ pub fn final_reporters(run_dir: &Path) -> Vec<Box<dyn Reporter + Send>> {
 pub fn rewrite_all(
     run_dir: &Path,
     summary: &Summary,
-    trials: &[TrialReport],
+    trials: &[TrialResult],
 ) -> Result<(), ReportError> {
     for mut r in trial_reporters(run_dir)?
         .into_iter()
@@ -123,14 +125,14 @@ pub fn rewrite_all(
 /// One output of a run. Adding an output is adding one implementation.
 pub trait Reporter {
     /// Called as each trial finishes (before the next starts).
-    fn trial_finished(&mut self, _trial: &TrialReport) -> Result<(), ReportError> {
+    fn trial_finished(&mut self, _trial: &TrialResult) -> Result<(), ReportError> {
         Ok(())
     }
     /// Called once at the end with every finished trial.
     fn run_finished(
         &mut self,
         _summary: &Summary,
-        _trials: &[TrialReport],
+        _trials: &[TrialResult],
     ) -> Result<(), ReportError> {
         Ok(())
     }
@@ -169,7 +171,7 @@ pub struct TrialRow {
 
 impl TrialRow {
     /// The row of one trial.
-    pub fn of(t: &TrialReport) -> Self {
+    pub fn of(t: &TrialResult) -> Self {
         let c = &t.clients;
         TrialRow {
             trial: t.trial,
@@ -241,7 +243,7 @@ impl CsvReporter {
 }
 
 impl Reporter for CsvReporter {
-    fn trial_finished(&mut self, trial: &TrialReport) -> Result<(), ReportError> {
+    fn trial_finished(&mut self, trial: &TrialResult) -> Result<(), ReportError> {
         let err = |source| ReportError {
             path: self.path.clone(),
             source,
@@ -289,7 +291,7 @@ impl ServicesCsvReporter {
 }
 
 impl Reporter for ServicesCsvReporter {
-    fn trial_finished(&mut self, trial: &TrialReport) -> Result<(), ReportError> {
+    fn trial_finished(&mut self, trial: &TrialResult) -> Result<(), ReportError> {
         let err = |source| ReportError {
             path: self.path.clone(),
             source,
@@ -320,7 +322,7 @@ impl Reporter for JsonReporter {
     fn run_finished(
         &mut self,
         summary: &Summary,
-        _trials: &[TrialReport],
+        _trials: &[TrialResult],
     ) -> Result<(), ReportError> {
         let text = serde_json::to_string_pretty(summary).map_err(|e| ReportError {
             path: self.path.clone(),
@@ -343,7 +345,7 @@ impl<W: Write> Reporter for ConsoleReporter<W> {
     fn run_finished(
         &mut self,
         summary: &Summary,
-        trials: &[TrialReport],
+        trials: &[TrialResult],
     ) -> Result<(), ReportError> {
         self.out
             .write_all(render_console(summary, trials).as_bytes())
@@ -355,7 +357,7 @@ impl<W: Write> Reporter for ConsoleReporter<W> {
 }
 
 /// The console summary: a trial table (up to 50 rows), the figures and the verdict.
-pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
+pub fn render_console(s: &Summary, trials: &[TrialResult]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "\nrebound · {} · run {}", s.scenario, s.run_id);
     if !trials.is_empty() && trials.len() <= 50 {
@@ -366,7 +368,7 @@ pub fn render_console(s: &Summary, trials: &[TrialReport]) -> String {
     o
 }
 
-fn console_table(o: &mut String, trials: &[TrialReport]) {
+fn console_table(o: &mut String, trials: &[TrialResult]) {
     let _ = writeln!(
         o,
         "  {:>5}  {:<14} {:<8} {:>12} {:>12} {:>12}  reason",
@@ -388,7 +390,7 @@ fn console_table(o: &mut String, trials: &[TrialReport]) {
 }
 
 fn console_figures(o: &mut String, s: &Summary) {
-    let v = &s.details;
+    let v = &s.verdict;
     let _ = writeln!(
         o,
         "  trials      {} of {} planned: {} pass, {} fail, {} unknown",
@@ -432,7 +434,7 @@ fn console_figures(o: &mut String, s: &Summary) {
 }
 
 fn console_footer(o: &mut String, s: &Summary) {
-    let v = &s.details;
+    let v = &s.verdict;
     if s.sequential && !s.interrupted && s.stopped_early.is_none() {
         let saved = u64::from(s.trials_planned).saturating_sub(v.trials);
         let _ = writeln!(
@@ -453,8 +455,8 @@ fn console_footer(o: &mut String, s: &Summary) {
     let _ = writeln!(
         o,
         "  verdict     {} — {} (exit {})",
-        s.verdict.word(),
-        view::meaning(s.verdict),
+        s.decision.word(),
+        view::meaning(s.decision),
         s.exit_code
     );
     let _ = writeln!(o, "  run dir     {}", s.run_dir.display());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-fn fixture() -> (Summary, Vec<TrialReport>) {
+fn fixture() -> (Summary, Vec<TrialResult>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs/quickstart-v0");
     let (mut summary, trials) = crate::analysis::reanalyse(&dir).expect("the fixture re-checks");
     // The path differs per checkout.

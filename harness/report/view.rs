@@ -17,7 +17,7 @@ pub fn meaning(d: Decision) -> &'static str {
 /// The recovery quantiles: `p50 … · p95 … · p99 … · max …`, with the trials that
 /// never recovered counted as ∞.
 pub fn recovery(s: &Summary) -> String {
-    let r = &s.details.recovery;
+    let r = &s.verdict.recovery;
     let never = if r.not_recovered > 0 {
         format!(" ({} never recovered: counted as ∞)", r.not_recovered)
     } else {
@@ -34,7 +34,7 @@ pub fn recovery(s: &Summary) -> String {
 
 /// The trial counts: `20 trials: 20 pass, 0 fail, 0 unknown`.
 pub fn counts(s: &Summary) -> String {
-    let v = &s.details;
+    let v = &s.verdict;
     format!(
         "{} trials: {} pass, {} fail, {} unknown",
         v.trials, v.passed, v.failed, v.unknown
@@ -43,7 +43,7 @@ pub fn counts(s: &Summary) -> String {
 
 /// The success-rate objective: `success rate ≥ 80.00% (95% confidence)`.
 pub fn success_objective(s: &Summary) -> String {
-    let sr = &s.details.success_rate;
+    let sr = &s.verdict.success_rate;
     format!(
         "success rate ≥ {:.2}% ({:.0}% confidence)",
         sr.target * 100.0,
@@ -53,7 +53,7 @@ pub fn success_objective(s: &Summary) -> String {
 
 /// Its result: `20/20 = 100.0%, bounds [86.1%, 100.0%]`.
 pub fn success_result(s: &Summary) -> String {
-    let sr = &s.details.success_rate;
+    let sr = &s.verdict.success_rate;
     format!(
         "{}/{} = {}, bounds [{}, {}]",
         sr.successes,
@@ -66,7 +66,7 @@ pub fn success_result(s: &Summary) -> String {
 
 /// How many more clean trials would prove the target, if that is the way to decide.
 pub fn more_to_pass(s: &Summary) -> Option<String> {
-    s.details
+    s.verdict
         .success_rate
         .more_successes_to_pass
         .map(|m| format!("{m} more consecutive successful trials would prove the target"))
@@ -74,7 +74,7 @@ pub fn more_to_pass(s: &Summary) -> Option<String> {
 
 /// Lost acknowledged writes, if any.
 pub fn data_loss(s: &Summary) -> Option<String> {
-    let v = &s.details;
+    let v = &s.verdict;
     (v.lost_acked_writes > 0).then(|| {
         format!(
             "{} acknowledged write(s) lost in {} trial(s)",

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::{self, RunFacts};
-use crate::checker::{self, RecoveryTracker, TrialReport};
+use crate::checker::{self, RecoveryTracker, TrialResult};
 use crate::exit::ExitStatus;
 use crate::history::{Event, History, HistoryError};
 use crate::nemesis;
@@ -124,7 +124,7 @@ pub struct RunOutcome {
     /// The summary (also in `summary.json`).
     pub summary: Summary,
     /// Every finished trial.
-    pub trials: Vec<TrialReport>,
+    pub trials: Vec<TrialResult>,
     /// The exit status.
     pub exit: ExitStatus,
 }
@@ -411,7 +411,7 @@ impl Ctx {
     }
 
     /// Sequential mode: whether the success rate is decided after `reports`.
-    fn decided(&self, reports: &[TrialReport]) -> bool {
+    fn decided(&self, reports: &[TrialResult]) -> bool {
         if !self.sequential {
             return false;
         }
@@ -444,7 +444,7 @@ impl Ctx {
         seed: u64,
         reporters: &mut [Box<dyn Reporter + Send>],
         progress: &ProgressBar,
-    ) -> Result<(Vec<TrialReport>, RunFacts), RunError> {
+    ) -> Result<(Vec<TrialResult>, RunFacts), RunError> {
         let mut facts = RunFacts {
             trials_planned,
             seed,
@@ -522,7 +522,7 @@ impl Ctx {
     }
 }
 
-fn progress_message(last: &TrialReport, earlier: &[TrialReport]) -> String {
+fn progress_message(last: &TrialResult, earlier: &[TrialResult]) -> String {
     let ok = earlier
         .iter()
         .chain(std::iter::once(last))
@@ -721,7 +721,7 @@ fn finish(
     history: &History,
     run_dir: &Path,
     facts: RunFacts,
-    trials: Vec<TrialReport>,
+    trials: Vec<TrialResult>,
 ) -> Result<RunOutcome, RunError> {
     history.record(Event::RunEnd {
         interrupted: facts.interrupted,
@@ -740,7 +740,7 @@ fn finish(
         }
         .run_finished(&summary, &trials)?;
     }
-    let exit = analysis::exit_status(summary.verdict, &facts);
+    let exit = analysis::exit_status(summary.decision, &facts);
     Ok(RunOutcome {
         summary,
         trials,

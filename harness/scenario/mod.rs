@@ -201,6 +201,23 @@ pub fn load_recorded(path: &Path) -> Result<Plan, ScenarioError> {
     validate_as(raw, path, &text, true)
 }
 
+/// The rule for names that become directory names (scenarios, baselines): letters,
+/// digits, `-`, `_`, `.`, not starting with a dot.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: use letters, digits, `-`, `_`, `.`"
+        ))
+    }
+}
+
 /// Turns a raw file into a [`Plan`], checking every reference and range.
 pub fn validate(raw: ScenarioFile, path: &Path, text: &str) -> Result<Plan, ScenarioError> {
     validate_as(raw, path, text, false)
@@ -217,22 +234,7 @@ fn validate_as(
         text,
         recorded,
     };
-    let name_ok = !raw.name.is_empty()
-        && raw
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !raw.name.starts_with('.');
-    if !name_ok {
-        return Err(v.err(
-            "name",
-            locate_key(text, "name", None, 1),
-            format!(
-                "`{}` is not a valid name: use letters, digits, `-`, `_`, `.`",
-                raw.name
-            ),
-        ));
-    }
+    check_name(&raw.name).map_err(|m| v.err("name", locate_key(text, "name", None, 1), m))?;
 
     let stack = stack::validate(&v, raw.stack)?;
 

@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{ExecOutput, ServiceStatus, Sig, Stack, StackError, StackRestartMode};
+use super::{ExecOutput, Health, ServiceStatus, Sig, Stack, StackError, StackRestartMode};
 use crate::history::{Event, History, Lifecycle};
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -733,7 +733,7 @@ impl Stack for DockerStack {
         Ok(ExecOutput { code, output })
     }
 
-    async fn health(&self, service: &str) -> Result<Option<String>, StackError> {
+    async fn health(&self, service: &str) -> Result<Option<Health>, StackError> {
         let id = self.id(service)?;
         let info = self
             .docker
@@ -744,7 +744,7 @@ impl Stack for DockerStack {
             .state
             .and_then(|s| s.health)
             .and_then(|h| h.status)
-            .map(|s| s.to_string()))
+            .map(|s| Health::parse(s.as_ref())))
     }
 
     async fn teardown(&self) -> Result<(), StackError> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{ServiceStatus, Sig, Stack, StackError};
+use super::{Health, ServiceStatus, Sig, Stack, StackError};
 use crate::history::{Event, History, Lifecycle};
 
 /// How the fake behaves.
@@ -278,7 +278,7 @@ impl Stack for FakeStack {
         Ok(())
     }
 
-    async fn health(&self, service: &str) -> Result<Option<String>, StackError> {
+    async fn health(&self, service: &str) -> Result<Option<Health>, StackError> {
         self.call("health", format!("health {service}"));
         let faulted = self.lock().faulted;
         let ready_after = self.script.ready_after;
@@ -288,7 +288,11 @@ impl Stack for FakeStack {
                 && !s.paused
                 && !never
                 && s.up_since.is_some_and(|t| t.elapsed() >= ready_after);
-            Some(if ready { "healthy" } else { "starting" }.to_string())
+            Some(if ready {
+                Health::Healthy
+            } else {
+                Health::Starting
+            })
         })
     }
 

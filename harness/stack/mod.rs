@@ -205,6 +205,44 @@ impl StackRestartMode {
     }
 }
 
+/// A service's healthcheck status, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Within the start period, or no result yet.
+    Starting,
+    /// The healthcheck passes.
+    Healthy,
+    /// The healthcheck fails.
+    Unhealthy,
+    /// A status this build does not know.
+    Other(String),
+}
+
+impl Health {
+    /// The word the Docker Engine uses (also in `health_status` events).
+    pub const HEALTHY: &'static str = "healthy";
+
+    /// Parses the engine's word.
+    pub fn parse(word: &str) -> Self {
+        match word {
+            "starting" => Health::Starting,
+            Health::HEALTHY => Health::Healthy,
+            "unhealthy" => Health::Unhealthy,
+            other => Health::Other(other.to_string()),
+        }
+    }
+
+    /// The engine's word.
+    pub fn word(&self) -> &str {
+        match self {
+            Health::Starting => "starting",
+            Health::Healthy => Health::HEALTHY,
+            Health::Unhealthy => "unhealthy",
+            Health::Other(w) => w,
+        }
+    }
+}
+
 /// Backend-independent view of a service's process state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServiceStatus {
@@ -312,7 +350,7 @@ pub trait Stack: Send + Sync {
         })
     }
     /// The backend's own health status of the service, if it has one.
-    async fn health(&self, _service: &str) -> Result<Option<String>, StackError> {
+    async fn health(&self, _service: &str) -> Result<Option<Health>, StackError> {
         Err(StackError::Unsupported {
             backend: self.backend(),
             op: "report health status",

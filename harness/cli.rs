@@ -1,0 +1,467 @@
+//! The command line: clap types, one function per command, and the one place where
+//! an error becomes a message and a documented exit code ([`CliError::exit_status`];
+//! see `rebound::exit`). Usage errors exit 3, never 2.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rebound::analysis::AnalysisError;
+use rebound::exit::ExitStatus;
+use rebound::merge::MergeError;
+use rebound::report::{render_console, ReportError};
+use rebound::run_dir::RunDirError;
+use rebound::runner::{self, RunError, RunOptions};
+use rebound::scenario::{self, ScenarioError};
+
+/// Everything a command can fail with; each maps to one documented exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A flag value or the working directory is not usable.
+    #[error("{0}")]
+    Usage(String),
+    /// The scenario file is invalid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// A run directory cannot be read.
+    #[error(transparent)]
+    Analysis(#[from] AnalysisError),
+    /// The baseline given with `--baseline` cannot be read.
+    #[error("baseline: {0}")]
+    Baseline(AnalysisError),
+    /// A baseline could not be stored.
+    #[error("saving baseline `{name}`: {source}")]
+    SaveBaseline {
+        /// The baseline name.
+        name: String,
+        /// Why.
+        source: RunDirError,
+    },
+    /// Runs could not be merged.
+    #[error(transparent)]
+    Merge(#[from] MergeError),
+    /// Reports could not be rewritten.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    /// The run failed before it could decide.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// The async runtime or an external tool could not be started.
+    #[error("{0}")]
+    Environment(String),
+}
+
+impl CliError {
+    /// The documented exit status of this error.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            CliError::Usage(_)
+            | CliError::Scenario(_)
+            | CliError::Analysis(_)
+            | CliError::Baseline(_)
+            | CliError::SaveBaseline { .. }
+            | CliError::Merge(_)
+            | CliError::Report(_) => ExitStatus::Invalid,
+            CliError::Run(e) => e.exit_status(),
+            CliError::Environment(_) => ExitStatus::StackFailure,
+        }
+    }
+}
+
+type Outcome = Result<ExitStatus, CliError>;
+
+/// Restart-reliability chaos testing: inject faults, measure every recovery,
+/// decide the SLO with honest statistics.
+#[derive(Debug, Parser)]
+#[command(name = "rebound", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 SLO met · 1 SLO violated · 2 inconclusive · 3 invalid scenario or usage · 4 stack could not be brought up or healed · 130 interrupted";
+
+const DEFAULT_SCENARIO: &str = "scenarios/quickstart.toml";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scenario: trials, measurements, verdict, run directory.
+    Run {
+        /// Scenario file (default: scenarios/quickstart.toml).
+        scenario: Option<PathBuf>,
+        /// Number of trials (overrides [run] trials).
+        #[arg(long)]
+        trials: Option<u32>,
+        /// Run directory (default: reports/<scenario>/<run-id>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seed for fault order and jitter (recorded; replays the schedule).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Never draw a progress bar.
+        #[arg(long)]
+        no_progress: bool,
+        /// docker backend: leave the compose stack running after the run.
+        #[arg(long)]
+        keep: bool,
+        /// Stop as soon as the success-rate verdict is PASS or FAIL (sequential rule).
+        #[arg(long)]
+        until_decided: bool,
+        /// With --until-decided: the most trials to run (default: the scenario's trials).
+        #[arg(long, requires = "until_decided")]
+        max_trials: Option<u32>,
+        /// Compare with this baseline run directory afterwards; exit 1 on a regression.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Store this run as reports/baselines/NAME.
+        #[arg(long, value_name = "NAME")]
+        save_baseline: Option<String>,
+        /// Run only shard i of n of the trials (e.g. 2/4); merge shards with `rebound merge`.
+        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+        shard: Option<(u32, u32)>,
+    },
+    /// Merge runs of one scenario (e.g. shards) into one run directory and verdict.
+    Merge {
+        /// Run directories to merge.
+        #[arg(required = true, num_args = 2..)]
+        run_dirs: Vec<PathBuf>,
+        /// Output run directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compare a run with a baseline: Improved / Regressed / No change per figure.
+    Compare {
+        /// The baseline run directory.
+        baseline: PathBuf,
+        /// The run directory to judge.
+        run_dir: PathBuf,
+        /// Relative change of recovery figures treated as noise.
+        #[arg(long, default_value_t = 0.05)]
+        noise: f64,
+    },
+    /// Build the demo images offline (runs docker/images/build.sh).
+    Images {
+        /// Rebuild even when the recipe did not change.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate scenario files; prints one line per file.
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the scenarios of a directory with their descriptions.
+    List {
+        /// Directory to scan.
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Re-analyse a run directory offline (history.jsonl + scenario.toml).
+    Check {
+        /// A run directory written by `rebound run`.
+        run_dir: PathBuf,
+    },
+    /// Re-render every report of a run directory from history.jsonl (no stack needed).
+    Report {
+        /// A run directory written by `rebound run`.
+        run_dir: PathBuf,
+    },
+    /// Run the bundled demo service (the quick start's system under test).
+    #[cfg(feature = "demo")]
+    #[command(hide = true)]
+    DemoApp(demo_app::Args),
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "rebound=info",
+        _ => "rebound=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn exit(status: ExitStatus) -> ExitCode {
+    ExitCode::from(status.code())
+}
+
+/// Parses the command line, runs the command, prints an error once, and returns the
+/// documented exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit(ExitStatus::Invalid)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    #[cfg(feature = "demo")]
+    if let Command::DemoApp(args) = cli.command {
+        return demo_app::main_with(args);
+    }
+    init_tracing(cli.verbose);
+    match dispatch(cli.command) {
+        Ok(status) => exit(status),
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit(e.exit_status())
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Outcome {
+    match command {
+        Command::Run {
+            scenario,
+            trials,
+            out,
+            seed,
+            no_progress,
+            keep,
+            until_decided,
+            max_trials,
+            baseline,
+            save_baseline,
+            shard,
+        } => cmd_run(
+            scenario,
+            baseline.as_deref(),
+            save_baseline.as_deref(),
+            RunOptions {
+                trials: max_trials.or(trials),
+                until_decided,
+                shard,
+                out,
+                seed,
+                keep,
+                progress: !no_progress,
+                ..RunOptions::default()
+            },
+        ),
+        Command::Images { force } => cmd_images(force),
+        Command::Validate { files } => Ok(cmd_validate(&files)),
+        Command::List { dir } => cmd_list(&dir),
+        Command::Check { run_dir } => cmd_check(&run_dir),
+        Command::Report { run_dir } => cmd_report(&run_dir),
+        Command::Compare {
+            baseline,
+            run_dir,
+            noise,
+        } => cmd_compare(&baseline, &run_dir, noise),
+        Command::Merge { run_dirs, out } => {
+            let (summary, trials) = rebound::merge::merge(&run_dirs, &out)?;
+            print!("{}", render_console(&summary, &trials));
+            Ok(summary.verdict.exit_status())
+        }
+        #[cfg(feature = "demo")]
+        Command::DemoApp(_) => unreachable!("handled in main"),
+    }
+}
+
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 2/4")?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| "I is not a number")?,
+        n.trim().parse().map_err(|_| "N is not a number")?,
+    );
+    if i == 0 || n == 0 || i > n {
+        return Err(format!("{i}/{n}: need 1 ≤ I ≤ N"));
+    }
+    Ok((i, n))
+}
+
+fn compare_config(noise: f64) -> Option<rebound::compare::CompareConfig> {
+    (noise.is_finite() && noise >= 0.0).then(|| rebound::compare::CompareConfig {
+        noise,
+        ..Default::default()
+    })
+}
+
+fn cmd_compare(baseline: &Path, run_dir: &Path, noise: f64) -> Outcome {
+    let cfg = compare_config(noise).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--noise must be a non-negative number, got {noise}"
+        ))
+    })?;
+    let (bs, bt) = rebound::analysis::reanalyse(baseline)?;
+    let (rs, rt) = rebound::analysis::reanalyse(run_dir)?;
+    if bs.scenario != rs.scenario {
+        eprintln!(
+            "warning: comparing scenario `{}` with `{}`",
+            bs.scenario, rs.scenario
+        );
+    }
+    let c = rebound::compare::compare(&bt, &rt, &cfg);
+    print!(
+        "{}",
+        rebound::compare::render(
+            &c,
+            &format!("{} ({} trials)", bs.run_id, bt.len()),
+            &format!("{} ({} trials)", rs.run_id, rt.len())
+        )
+    );
+    Ok(if c.regressed {
+        ExitStatus::SloViolated
+    } else {
+        ExitStatus::SloMet
+    })
+}
+
+/// Copies the files that describe a run (not logs or service data) to `reports/baselines/NAME`.
+fn save_baseline(run_dir: &Path, name: &str) -> Result<PathBuf, rebound::run_dir::RunDirError> {
+    let dest = Path::new("reports/baselines").join(name);
+    rebound::run_dir::RunDir::open(run_dir)?.copy_describing(&dest)?;
+    Ok(dest)
+}
+
+fn cmd_run(
+    scenario: Option<PathBuf>,
+    baseline: Option<&Path>,
+    save_as: Option<&str>,
+    opts: RunOptions,
+) -> Outcome {
+    if let Some(name) = save_as {
+        rebound::scenario::check_name(name)
+            .map_err(|m| CliError::Usage(format!("--save-baseline `{name}`: {m}")))?;
+    }
+    // Check the baseline before spending a run on it.
+    let baseline_trials = baseline
+        .map(|b| rebound::analysis::reanalyse(b).map_err(CliError::Baseline))
+        .transpose()?
+        .map(|(s, t)| (s.run_id, t));
+    let path = scenario.unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO));
+    if !path.exists() && path == Path::new(DEFAULT_SCENARIO) {
+        return Err(CliError::Usage(format!("no scenario given and {DEFAULT_SCENARIO} does not exist here; run from the repository root or pass a scenario file")));
+    }
+    let plan = scenario::load(&path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Environment(format!("starting the async runtime: {e}")))?;
+    let outcome = runtime.block_on(runner::run(&plan, &opts))?;
+    if let Some(name) = save_as {
+        let dest = save_baseline(&outcome.summary.run_dir, name).map_err(|source| {
+            CliError::SaveBaseline {
+                name: name.to_string(),
+                source,
+            }
+        })?;
+        eprintln!("baseline saved: {}", dest.display());
+    }
+    if let Some((label, trials)) = baseline_trials {
+        let c = rebound::compare::compare(
+            &trials,
+            &outcome.trials,
+            &rebound::compare::CompareConfig::default(),
+        );
+        print!(
+            "{}",
+            rebound::compare::render(&c, &label, &outcome.summary.run_id)
+        );
+        if c.regressed && outcome.exit != ExitStatus::Interrupted {
+            return Ok(ExitStatus::SloViolated);
+        }
+    }
+    Ok(outcome.exit)
+}
+
+fn cmd_images(force: bool) -> Outcome {
+    let script = Path::new("docker/images/build.sh");
+    if !script.is_file() {
+        return Err(CliError::Usage(format!(
+            "{} not found; run from the repository root",
+            script.display()
+        )));
+    }
+    let mut cmd = std::process::Command::new(script);
+    if force {
+        cmd.arg("--force");
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => Ok(ExitStatus::SloMet),
+        Ok(s) => Err(CliError::Environment(format!("image build failed ({s})"))),
+        Err(e) => Err(CliError::Environment(format!(
+            "cannot run {}: {e}",
+            script.display()
+        ))),
+    }
+}
+
+/// One line per file; invalid files are reported and make the status 3.
+fn cmd_validate(files: &[PathBuf]) -> ExitStatus {
+    let mut status = ExitStatus::SloMet;
+    for f in files {
+        match scenario::load(f) {
+            Ok(plan) => println!(
+                "ok: {} ({}: {} fault(s), {} probe(s), {} workload(s), {} trials)",
+                f.display(),
+                plan.name,
+                plan.faults.len(),
+                plan.probes.len(),
+                plan.workloads.len(),
+                plan.run.trials
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                status = ExitStatus::Invalid;
+            }
+        }
+    }
+    status
+}
+
+fn cmd_list(dir: &Path) -> Outcome {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| CliError::Usage(format!("{}: {e}", dir.display())))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut status = ExitStatus::SloMet;
+    for f in files {
+        match scenario::load(&f) {
+            Ok(plan) => {
+                // A field story says best what the scenario is for; else the description.
+                let about = plan
+                    .story
+                    .as_deref()
+                    .unwrap_or_else(|| plan.description.lines().next().unwrap_or(""));
+                println!("{:<28} {:<44} {about}", plan.name, f.display());
+            }
+            Err(e) => {
+                println!("{:<28} {:<40} INVALID: {e}", "?", f.display());
+                status = ExitStatus::Invalid;
+            }
+        }
+    }
+    Ok(status)
+}
+
+fn cmd_report(run_dir: &Path) -> Outcome {
+    let (summary, trials) = rebound::analysis::reanalyse(run_dir)?;
+    rebound::report::rewrite_all(run_dir, &summary, &trials)?;
+    print!("{}", render_console(&summary, &trials));
+    Ok(summary.verdict.exit_status())
+}
+
+fn cmd_check(run_dir: &Path) -> Outcome {
+    let (summary, trials) = rebound::analysis::reanalyse(run_dir)?;
+    print!("{}", render_console(&summary, &trials));
+    // The verdict's own code: an interrupted run re-checked is still decided on its trials.
+    Ok(summary.verdict.exit_status())
+}
