@@ -2,10 +2,19 @@
 //! measure every recovery to the millisecond, decide the SLO with honest statistics.
 //!
 //! Pipeline (see DESIGN.md): [`scenario`] validates a file into a [`scenario::Plan`];
-//! the [`runner`] brings the [`stack`] up, lets the [`nemesis`] inject faults while
-//! [`probe`]s poll, appends everything to the [`history`]; the pure [`checker`] turns a
-//! trial's history into an outcome, [`verdict`] decides the SLO with [`stats`], and the
-//! [`report`]ers write it down. [`exit`] holds the documented exit codes.
+//! the [`runner`] builds the [`stack`] ([`stack::build`]), follows the pure
+//! [`runner::schedule`], lets the [`nemesis`] inject faults while [`probe`]s poll and
+//! [`workload`]s send traffic, appends everything to the [`history`] in a
+//! [`run_dir`]; the pure [`checker`] turns a trial's history into an outcome,
+//! [`verdict`] decides the SLO with [`stats`], and the [`report`]ers write it down.
+//! [`exit`] holds the documented exit codes.
+//!
+//! Where to go for a change: a fault kind is one file in `nemesis/`, a probe kind one
+//! file in `probe/`, a workload kind one file in `workload/` (each plus one registry
+//! line); what a backend can do is [`stack::Capabilities`]; validation is split per
+//! section under `scenario/`; number formatting for every report is
+//! [`report::format`]; file names of a run are [`run_dir`]; the runner is unit-tested
+//! on an in-memory fake stack (`stack/fake.rs`).
 
 pub mod analysis;
 pub mod checker;

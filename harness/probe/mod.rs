@@ -10,6 +10,7 @@ pub mod docker_health;
 pub mod exec;
 pub mod http;
 pub mod postgres;
+pub mod redis;
 pub mod tcp;
 
 use std::any::Any;
@@ -139,6 +140,8 @@ registry! {
     Tcp => tcp::RawTcp,
     /// A fresh PostgreSQL connection must answer `SELECT 1`.
     Postgres => postgres::RawPostgres,
+    /// A fresh Redis connection must answer `PING` with `PONG`.
+    Redis => redis::RawRedis,
     /// docker: an argv run in a service must exit 0.
     Exec => exec::RawExec,
     /// docker: the container's own healthcheck must say `healthy`.

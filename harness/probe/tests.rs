@@ -164,3 +164,43 @@ async fn tcp_and_http_checks_tell_a_listener_from_a_closed_port() {
     let e = http.check.attempt(&NoStack).await.expect_err("closed");
     assert!(e.starts_with("connect: "), "{e}");
 }
+
+/// A one-connection RESP server that answers every command with `reply`.
+async fn resp_server(reply: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let mut buf = [0u8; 256];
+        while let Ok(n) = sock.read(&mut buf).await {
+            if n == 0 || sock.write_all(reply.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn redis_check_wants_pong_and_reads_loading_as_down() {
+    let up = resp_server("+PONG\r\n").await;
+    let p = plan(
+        0,
+        &format!("kind = \"redis\"\naddress = \"127.0.0.1:{up}\""),
+    )
+    .expect("redis");
+    assert_eq!(p.name, "redis-1");
+    assert_eq!(p.check.attempt(&NoStack).await, Ok(()));
+
+    let loading = resp_server("-LOADING Redis is loading the dataset in memory\r\n").await;
+    let p = plan(
+        0,
+        &format!("kind = \"redis\"\naddress = \"127.0.0.1:{loading}\""),
+    )
+    .expect("redis");
+    let e = p.check.attempt(&NoStack).await.expect_err("loading");
+    assert!(e.contains("LOADING"), "{e}");
+}

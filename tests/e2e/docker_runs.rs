@@ -567,6 +567,68 @@ fn docker_demo_app_keeps_items_in_postgres_across_a_db_restart_and_caches_in_red
 }
 
 #[test]
+fn redis_probe_recovery_agrees_with_redis_ready_log_line() {
+    // Redis stopped for 1 s and started again; the redis probe (PING → PONG) must
+    // bracket Redis's own "Ready to accept connections" line in every trial.
+    let scenario = format!(
+        r#"name = "redis-truth"
+[stack]
+backend = "docker"
+compose = "{COMPOSE}"
+
+[[fault]]
+kind = "stop-for"
+target = "redis"
+duration = "1s"
+grace = "2s"
+
+[[probe]]
+kind = "redis"
+address = "127.0.0.1:16379"
+period = "20ms"
+
+[slo]
+success-rate = 0.5
+recover-within = "10s"
+
+[run]
+trials = 3
+warm-up = "300ms"
+startup-timeout = "120s"
+"#
+    );
+    let run = KeptRun::start(&scenario);
+    assert!(matches!(run.code, Some(0 | 2)), "{}", run.output);
+    assert_eq!(run.rows.len(), 3, "{}", run.output);
+    let logs = Command::new("docker")
+        .args(["logs", &run.container("redis")])
+        .output()
+        .expect("logs");
+    // "1:M 02 Dec 2026 06:40:01.123 * Ready to accept connections tcp"
+    let ready: Vec<crate::truth::Truth> = String::from_utf8_lossy(&logs.stdout)
+        .lines()
+        .filter(|l| l.contains("Ready to accept connections"))
+        .filter_map(|l| {
+            let stamp = l.split_once(' ')?.1.get(..24)?;
+            chrono::NaiveDateTime::parse_from_str(stamp, "%d %b %Y %H:%M:%S%.3f").ok()
+        })
+        .filter_map(|t| t.and_utc().timestamp_nanos_opt())
+        // Redis truncates its log time to milliseconds.
+        .map(|ns| crate::truth::Truth {
+            at_unix_ns: i128::from(ns),
+            resolution_ns: 1_000_000,
+        })
+        .collect();
+    assert!(
+        ready.len() >= 4,
+        "ready lines: {ready:?}\n{}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
+    crate::truth::check_bracket_against(&run.out(), &ready, 20.0, 0.0)
+        .unwrap_or_else(|e| panic!("{e}\nready lines: {ready:?}"));
+}
+
+#[test]
 fn docker_disk_fill_makes_writes_fail_until_freed() {
     let scenario = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
