@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Check, Common, RawCheck};
+use super::{Check, RawCheck};
 use crate::field::FieldError;
 use crate::stack::{Capability, Health, Stack};
 
@@ -35,13 +35,7 @@ pub struct DockerHealth {
 }
 
 impl RawCheck for RawDockerHealth {
-    fn common(&self) -> Common<'_> {
-        Common {
-            name: self.name.as_deref(),
-            period: self.period,
-            timeout: self.timeout,
-        }
-    }
+    super::probe_common!();
 
     fn check(self, _timeout: Duration) -> Result<Arc<dyn Check>, FieldError> {
         Ok(Arc::new(DockerHealth {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Check, Common, RawCheck};
+use super::{Check, RawCheck};
 use crate::field::{command, FieldError};
 use crate::stack::{Capability, Stack};
 
@@ -39,13 +39,7 @@ pub struct Exec {
 }
 
 impl RawCheck for RawExec {
-    fn common(&self) -> Common<'_> {
-        Common {
-            name: self.name.as_deref(),
-            period: self.period,
-            timeout: self.timeout,
-        }
-    }
+    super::probe_common!();
 
     fn check(self, _timeout: Duration) -> Result<Arc<dyn Check>, FieldError> {
         command("command", &self.command)?;

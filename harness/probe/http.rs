@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Check, Common, RawCheck};
+use super::{Check, RawCheck};
 use crate::field::{http_url, FieldError};
 use crate::stack::Stack;
 
@@ -40,13 +40,7 @@ pub struct Http {
 }
 
 impl RawCheck for RawHttp {
-    fn common(&self) -> Common<'_> {
-        Common {
-            name: self.name.as_deref(),
-            period: self.period,
-            timeout: self.timeout,
-        }
-    }
+    super::probe_common!();
 
     fn check(self, timeout: Duration) -> Result<Arc<dyn Check>, FieldError> {
         http_url("url", &self.url)?;

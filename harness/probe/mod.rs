@@ -75,6 +75,21 @@ pub struct Common<'a> {
     pub timeout: Option<Duration>,
 }
 
+/// The [`RawCheck::common`] of a raw table with the keys `name`, `period` and
+/// `timeout` (every probe table has them).
+macro_rules! probe_common {
+    () => {
+        fn common(&self) -> super::Common<'_> {
+            super::Common {
+                name: self.name.as_deref(),
+                period: self.period,
+                timeout: self.timeout,
+            }
+        }
+    };
+}
+use probe_common;
+
 /// A raw `[[probe]]` table of one kind, as serde reads it.
 pub trait RawCheck {
     /// Its `name`, `period` and `timeout`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Check, Common, RawCheck};
+use super::{Check, RawCheck};
 use crate::field::{address, FieldError};
 use crate::stack::Stack;
 
@@ -47,13 +47,7 @@ pub struct Postgres {
 }
 
 impl RawCheck for RawPostgres {
-    fn common(&self) -> Common<'_> {
-        Common {
-            name: self.name.as_deref(),
-            period: self.period,
-            timeout: self.timeout,
-        }
-    }
+    super::probe_common!();
 
     fn check(self, timeout: Duration) -> Result<Arc<dyn Check>, FieldError> {
         let raw = self.address.as_deref().unwrap_or("127.0.0.1:5432");

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{Check, Common, RawCheck};
+use super::{Check, RawCheck};
 use crate::field::{address, FieldError};
 use crate::stack::Stack;
 
@@ -43,13 +43,7 @@ pub struct Redis {
 }
 
 impl RawCheck for RawRedis {
-    fn common(&self) -> Common<'_> {
-        Common {
-            name: self.name.as_deref(),
-            period: self.period,
-            timeout: self.timeout,
-        }
-    }
+    super::probe_common!();
 
     fn check(self, _timeout: Duration) -> Result<Arc<dyn Check>, FieldError> {
         let raw = self.address.as_deref().unwrap_or("127.0.0.1:6379");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Check, Common, RawCheck};
+use super::{Check, RawCheck};
 use crate::field::{address, FieldError};
 use crate::stack::Stack;
 
@@ -38,13 +38,7 @@ pub struct Tcp {
 }
 
 impl RawCheck for RawTcp {
-    fn common(&self) -> Common<'_> {
-        Common {
-            name: self.name.as_deref(),
-            period: self.period,
-            timeout: self.timeout,
-        }
-    }
+    super::probe_common!();
 
     fn check(self, timeout: Duration) -> Result<Arc<dyn Check>, FieldError> {
         let address = address("address", &self.address)?;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::{classify_http, http_client, Client, Common, Ops, RawClient, Verified};
+use super::{http_client, http_result, Client, Ops, RawClient, Verified};
 use crate::field::{loopback_url, FieldError};
 use crate::history::OpResult;
 
@@ -56,15 +56,7 @@ pub struct HttpWrites {
 }
 
 impl RawClient for RawHttpWrites {
-    fn common(&self) -> Common<'_> {
-        Common {
-            name: self.name.as_deref(),
-            rate: self.rate,
-            concurrency: self.concurrency,
-            timeout: self.timeout,
-            max_ops: self.max_ops,
-        }
-    }
+    super::workload_common!();
 
     fn client(self) -> Result<Arc<dyn Client>, FieldError> {
         loopback_url("url", &self.url)?;
@@ -90,18 +82,8 @@ struct Session {
 impl Ops for Session {
     async fn run_op(&self, workload: &str, id: &str, n: u64) -> (OpResult, Option<String>) {
         let body = serde_json::json!({"id": id, "value": {"workload": workload, "n": n}});
-        match self.client.post(&self.url).json(&body).send().await {
-            Ok(r) if r.status().is_success() => (OpResult::Ok, None),
-            // The service answered: it did not acknowledge the write.
-            Ok(r) => (
-                OpResult::Fail,
-                Some(format!("status {}", r.status().as_u16())),
-            ),
-            Err(e) => {
-                let (res, msg) = classify_http(&e);
-                (res, Some(msg))
-            }
-        }
+        let sent = self.client.post(&self.url).json(&body).send().await;
+        http_result(sent, |s| s.is_success())
     }
 }
 

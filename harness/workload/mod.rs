@@ -101,6 +101,22 @@ pub struct Common<'a> {
     pub max_ops: Option<u64>,
 }
 
+/// The [`RawClient::common`] of a raw table with the keys every workload table has.
+macro_rules! workload_common {
+    () => {
+        fn common(&self) -> super::Common<'_> {
+            super::Common {
+                name: self.name.as_deref(),
+                rate: self.rate,
+                concurrency: self.concurrency,
+                timeout: self.timeout,
+                max_ops: self.max_ops,
+            }
+        }
+    };
+}
+use workload_common;
+
 /// A raw `[[workload]]` table of one kind, as serde reads it.
 pub trait RawClient {
     /// Its `name`, `rate`, `concurrency`, `timeout` and `max-ops`.
@@ -173,6 +189,26 @@ registry! {
     PostgresInserts => pg_inserts::RawPgInserts,
     /// GET traffic, for availability as clients see it.
     Reads => reads::RawReads,
+}
+
+/// The result of an HTTP operation: `Ok` when the status is accepted; a status the
+/// service answered with is certainly not applied; a request that did not complete
+/// is classified by [`classify_http`].
+pub(crate) fn http_result(
+    sent: Result<reqwest::Response, reqwest::Error>,
+    accepted: impl Fn(reqwest::StatusCode) -> bool,
+) -> (OpResult, Option<String>) {
+    match sent {
+        Ok(r) if accepted(r.status()) => (OpResult::Ok, None),
+        Ok(r) => (
+            OpResult::Fail,
+            Some(format!("status {}", r.status().as_u16())),
+        ),
+        Err(e) => {
+            let (res, msg) = classify_http(&e);
+            (res, Some(msg))
+        }
+    }
 }
 
 /// Result of an HTTP request that did not complete: refused before anything was

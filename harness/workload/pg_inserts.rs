@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Client, Common, Ops, RawClient, Verified};
+use super::{Client, Ops, RawClient, Verified};
 use crate::field::{address, FieldError};
 use crate::history::OpResult;
 
@@ -53,15 +53,7 @@ pub struct PgInserts {
 }
 
 impl RawClient for RawPgInserts {
-    fn common(&self) -> Common<'_> {
-        Common {
-            name: self.name.as_deref(),
-            rate: self.rate,
-            concurrency: self.concurrency,
-            timeout: self.timeout,
-            max_ops: self.max_ops,
-        }
-    }
+    super::workload_common!();
 
     fn client(self) -> Result<Arc<dyn Client>, FieldError> {
         let raw = self.address.as_deref().unwrap_or("127.0.0.1:5432");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{classify_http, http_client, Client, Common, Ops, RawClient};
+use super::{http_client, http_result, Client, Ops, RawClient};
 use crate::field::{loopback_url, FieldError};
 use crate::history::OpResult;
 
@@ -42,15 +42,7 @@ pub struct Reads {
 }
 
 impl RawClient for RawReads {
-    fn common(&self) -> Common<'_> {
-        Common {
-            name: self.name.as_deref(),
-            rate: self.rate,
-            concurrency: self.concurrency,
-            timeout: self.timeout,
-            max_ops: self.max_ops,
-        }
-    }
+    super::workload_common!();
 
     fn client(self) -> Result<Arc<dyn Client>, FieldError> {
         loopback_url("url", &self.url)?;
@@ -69,17 +61,8 @@ struct Session {
 #[async_trait]
 impl Ops for Session {
     async fn run_op(&self, _workload: &str, _id: &str, _n: u64) -> (OpResult, Option<String>) {
-        match self.client.get(&self.plan.url).send().await {
-            Ok(r) if r.status().as_u16() == self.plan.expect_status => (OpResult::Ok, None),
-            Ok(r) => (
-                OpResult::Fail,
-                Some(format!("status {}", r.status().as_u16())),
-            ),
-            Err(e) => {
-                let (res, msg) = classify_http(&e);
-                (res, Some(msg))
-            }
-        }
+        let sent = self.client.get(&self.plan.url).send().await;
+        http_result(sent, |s| s.as_u16() == self.plan.expect_status)
     }
 }
 
