@@ -568,7 +568,9 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
     report
 }
 
-fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialResult {
+/// A trial's result before any checker ran: what was done to whom, how long the
+/// trial took, how many services started; outcome Unknown.
+fn blank_result(trial: u32, records: &[Record]) -> TrialResult {
     let (fault, target) = records
         .iter()
         .find_map(|r| match &r.event {
@@ -578,7 +580,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
             _ => None,
         })
         .unwrap_or_default();
-    let mut report = TrialResult {
+    TrialResult {
         trial,
         outcome: Outcome::Unknown,
         reason: String::new(),
@@ -610,7 +612,11 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
                 )
             })
             .count() as u64,
-    };
+    }
+}
+
+fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialResult {
+    let mut report = blank_result(trial, records);
 
     let inject = records
         .iter()

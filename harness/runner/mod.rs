@@ -584,6 +584,47 @@ fn progress_bar(show: bool, trials: u32) -> ProgressBar {
     progress
 }
 
+/// What this run (one shard of the whole) runs.
+struct Shard {
+    index: u32,
+    count: u32,
+    /// The schedule seed of this shard.
+    seed: u64,
+    /// Trials of the whole run.
+    total: u32,
+    /// Trials of this shard.
+    planned: u32,
+}
+
+impl Shard {
+    fn of(plan: &Plan, opts: &RunOptions) -> Result<Self, RunError> {
+        let (index, count) = opts.shard.unwrap_or((1, 1));
+        if index == 0 || index > count {
+            return Err(RunError::Usage(format!(
+                "--shard {index}/{count}: use i/n with 1 ≤ i ≤ n"
+            )));
+        }
+        // Each shard gets its own schedule seed, so jitter and random order differ.
+        let seed = opts
+            .seed
+            .or(plan.run.seed)
+            .unwrap_or_else(rand::random)
+            .wrapping_add(u64::from(index - 1));
+        let total = opts.trials.unwrap_or(plan.run.trials);
+        let planned = schedule::shard_trials(total, (index, count));
+        if planned == 0 {
+            return Err(RunError::Usage("--trials must be at least 1".into()));
+        }
+        Ok(Shard {
+            index,
+            count,
+            seed,
+            total,
+            planned,
+        })
+    }
+}
+
 /// Builds the stack of a run (see [`crate::stack::build`]); tests pass a fake.
 pub type StackBuilder<'a> =
     Box<dyn FnOnce(BuildCtx) -> BoxFuture<'a, Result<Arc<dyn Stack>, StackError>> + Send + 'a>;
@@ -603,23 +644,13 @@ pub async fn run_with(
     build: StackBuilder<'_>,
     cancel: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
-    let (shard_index, shard_count) = opts.shard.unwrap_or((1, 1));
-    if shard_index == 0 || shard_index > shard_count {
-        return Err(RunError::Usage(format!(
-            "--shard {shard_index}/{shard_count}: use i/n with 1 ≤ i ≤ n"
-        )));
-    }
-    // Each shard gets its own schedule seed, so jitter and random order differ.
-    let seed = opts
-        .seed
-        .or(plan.run.seed)
-        .unwrap_or_else(rand::random)
-        .wrapping_add(u64::from(shard_index - 1));
-    let total = opts.trials.unwrap_or(plan.run.trials);
-    let trials_planned = schedule::shard_trials(total, (shard_index, shard_count));
-    if trials_planned == 0 {
-        return Err(RunError::Usage("--trials must be at least 1".into()));
-    }
+    let Shard {
+        index: shard_index,
+        count: shard_count,
+        seed,
+        total,
+        planned: trials_planned,
+    } = Shard::of(plan, opts)?;
     let run_id = new_run_id();
     let rd = prepare_run_dir(plan, opts, &run_id)?;
     let history = Arc::new(History::create(&rd.history())?);
