@@ -237,6 +237,7 @@ pub fn timeline(records: &[Record], inject: &Record) -> Timeline {
                 probe,
                 ok,
                 start_ns,
+                cancelled: false,
                 ..
             } => t.marks.push((
                 rel(*start_ns),
@@ -650,6 +651,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
                 ok,
                 start_ns,
                 latency_ns,
+                cancelled: false,
                 ..
             } if *start_ns >= t_inject && *start_ns < window_end => cfg
                 .probes

@@ -48,6 +48,7 @@ impl Builder {
                 start_ns: start_ms * MS,
                 latency_ns: MS,
                 late_ns: 0,
+                cancelled: false,
                 error: None,
             },
         )

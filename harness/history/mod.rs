@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Version of the `history.jsonl` format this build writes. 1: the first release
-/// (no `format` key); 2: probe records carry `late_ns`, `run-start` carries
-/// `format`. Readers accept every version up to this one.
+/// (no `format` key); 2: probe records carry `late_ns` (and `cancelled` when an
+/// overlapping attempt was made moot), in start order; `run-start` carries `format`. Readers accept every version up to this one.
 pub const FORMAT_VERSION: u32 = 2;
 
 fn first_format() -> u32 {
@@ -157,6 +157,10 @@ pub enum Event {
         /// delays timers): the bracket may be wider than the period by this much.
         #[serde(default)]
         late_ns: u64,
+        /// The attempt was cancelled before it ended (a later one succeeded, or the
+        /// probe stopped): it proves nothing and no checker counts it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cancelled: bool,
         /// Failure description.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,

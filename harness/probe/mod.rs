@@ -205,8 +205,31 @@ impl Prober {
     }
 }
 
-/// Polls `prober` every period until `stop`, recording each attempt in `history`
-/// and sending it to `tx`. Attempts never overlap: a slow one delays the next.
+/// Attempts of one probe in flight at once, at most: a probe whose attempts hang
+/// skips ticks rather than pile up connections.
+pub const MAX_IN_FLIGHT: usize = 8;
+
+/// How an attempt ended.
+enum Done {
+    /// It completed (its result and end, run ns).
+    Finished(Result<(), String>, u64),
+    /// It was cancelled at this instant: a later attempt succeeded, or the loop stopped.
+    Cancelled(u64, &'static str),
+}
+
+/// One attempt between its start and its release to the history.
+struct Flight {
+    start_ns: u64,
+    late_ns: u64,
+    handle: tokio::task::AbortHandle,
+    done: Option<Done>,
+}
+
+/// Polls `prober` on every tick of its period, whether or not earlier attempts are
+/// still in flight (at most [`MAX_IN_FLIGHT`]; each bounded by the probe's timeout),
+/// so a hanging attempt cannot hide a recovery. Attempts are recorded in `history`
+/// and sent to `tx` in start order; when one succeeds, the earlier ones still in
+/// flight are moot: they are cancelled and recorded as such (never sent on).
 pub async fn run_loop(
     index: usize,
     prober: Arc<Prober>,
@@ -215,38 +238,111 @@ pub async fn run_loop(
     stop: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(prober.plan.period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut flights: std::collections::VecDeque<Flight> = std::collections::VecDeque::new();
+    // Sequence number of `flights[0]`; attempt `seq` is `flights[seq - first]`.
+    let mut first: u64 = 0;
+    let mut next: u64 = 0;
+    let mut running: tokio::task::JoinSet<(u64, Result<(), String>, u64)> =
+        tokio::task::JoinSet::new();
     loop {
-        let due = tokio::select! {
-            () = stop.cancelled() => return,
-            due = ticks.tick() => due,
-        };
-        let late_ns = u64::try_from(due.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let start_ns = history.now_ns();
-        let result = prober.check().await;
-        let latency_ns = history.now_ns().saturating_sub(start_ns);
-        let error = result.err();
-        history.record(Event::Probe {
-            probe: prober.name().to_string(),
-            ok: error.is_none(),
-            start_ns,
-            latency_ns,
-            late_ns,
-            error: error.clone(),
-        });
-        if tx
-            .send(Attempt {
-                probe: index,
-                start_ns,
-                end_ns: start_ns + latency_ns,
-                ok: error.is_none(),
-                error,
-            })
-            .is_err()
-        {
-            return;
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => {
+                let now = history.now_ns();
+                for f in flights.iter_mut().filter(|f| f.done.is_none()) {
+                    f.handle.abort();
+                    f.done = Some(Done::Cancelled(now, "the probe loop stopped"));
+                }
+                release(index, &prober, &history, &tx, &mut flights, &mut first);
+                return;
+            }
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                // An aborted attempt was already marked cancelled.
+                let Ok((seq, result, end_ns)) = joined else { continue };
+                let Some(i) = seq.checked_sub(first).and_then(|i| usize::try_from(i).ok()) else { continue };
+                let ok = matches!(result, Ok(()));
+                if let Some(f) = flights.get_mut(i) {
+                    f.done = Some(Done::Finished(result, end_ns));
+                }
+                if ok {
+                    for f in flights.iter_mut().take(i).filter(|f| f.done.is_none()) {
+                        f.handle.abort();
+                        f.done = Some(Done::Cancelled(end_ns, "a later attempt succeeded"));
+                    }
+                }
+                if !release(index, &prober, &history, &tx, &mut flights, &mut first) {
+                    return;
+                }
+            }
+            due = ticks.tick() => {
+                let in_flight = flights.iter().filter(|f| f.done.is_none()).count();
+                if in_flight >= MAX_IN_FLIGHT {
+                    continue;
+                }
+                let late_ns = u64::try_from(due.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let start_ns = history.now_ns();
+                let (p, h, seq) = (Arc::clone(&prober), Arc::clone(&history), next);
+                next += 1;
+                let handle = running.spawn(async move {
+                    let result = p.check().await;
+                    (seq, result, h.now_ns())
+                });
+                flights.push_back(Flight { start_ns, late_ns, handle, done: None });
+            }
         }
     }
+}
+
+/// Records and sends the attempts at the front of `flights` that are done, in start
+/// order. Returns false once the receiver is gone.
+fn release(
+    index: usize,
+    prober: &Prober,
+    history: &History,
+    tx: &mpsc::UnboundedSender<Attempt>,
+    flights: &mut std::collections::VecDeque<Flight>,
+    first: &mut u64,
+) -> bool {
+    while flights.front().is_some_and(|f| f.done.is_some()) {
+        let Some(Flight {
+            start_ns,
+            late_ns,
+            done: Some(done),
+            ..
+        }) = flights.pop_front()
+        else {
+            break;
+        };
+        *first += 1;
+        let (ok, error, end_ns, cancelled) = match done {
+            Done::Finished(r, end) => (r.is_ok(), r.err(), end, false),
+            Done::Cancelled(end, why) => (false, Some(format!("cancelled: {why}")), end, true),
+        };
+        history.record(Event::Probe {
+            probe: prober.name().to_string(),
+            ok,
+            start_ns,
+            latency_ns: end_ns.saturating_sub(start_ns),
+            late_ns,
+            cancelled,
+            error: error.clone(),
+        });
+        if cancelled {
+            continue;
+        }
+        let sent = tx.send(Attempt {
+            probe: index,
+            start_ns,
+            end_ns,
+            ok,
+            error,
+        });
+        if sent.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// A set of running probe loops; dropped or stopped together.
@@ -282,7 +378,7 @@ impl ProbeSet {
         }
     }
 
-    /// Stops every loop and waits for in-flight attempts to be recorded.
+    /// Stops every loop; attempts still in flight are recorded as cancelled.
     pub async fn stop(mut self) {
         self.stop.cancel();
         for t in std::mem::take(&mut self.tasks) {

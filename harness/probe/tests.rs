@@ -1,7 +1,9 @@
 //! Unit tests of the probe registry and of the checks that need no stack.
 
 use super::*;
+use crate::history::{Event, History};
 use crate::stack::Capabilities;
+use std::any::Any;
 
 fn plan(index: usize, table: &str) -> Result<ProbePlan, FieldError> {
     let raw: RawProbe = toml::from_str(table).expect("the table parses");
@@ -203,4 +205,73 @@ async fn redis_check_wants_pong_and_reads_loading_as_down() {
     .expect("redis");
     let e = p.check.attempt(&NoStack).await.expect_err("loading");
     assert!(e.contains("LOADING"), "{e}");
+}
+
+/// First attempt hangs for `hang`, every later one succeeds at once.
+#[derive(Debug)]
+struct HangsOnce {
+    calls: std::sync::atomic::AtomicUsize,
+    hang: Duration,
+}
+
+#[async_trait]
+impl Check for HangsOnce {
+    fn kind(&self) -> &'static str {
+        "hangs-once"
+    }
+    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), String> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(self.hang).await;
+            return Err("hung".into());
+        }
+        Ok(())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_attempt_does_not_delay_the_next_and_is_cancelled_by_its_success() {
+    let hang = Duration::from_secs(5);
+    let plan = ProbePlan {
+        name: "p".into(),
+        check: Arc::new(HangsOnce {
+            calls: Default::default(),
+            hang,
+        }),
+        period: Duration::from_millis(10),
+        timeout: Duration::from_secs(10),
+    };
+    let history = Arc::new(History::in_memory());
+    history.begin_trial(1);
+    let prober = Arc::new(Prober::new(plan, Arc::new(NoStack)));
+    let mut set = ProbeSet::start(&[prober], &history);
+    let first = set.attempts.recv().await.expect("an attempt");
+    set.stop().await;
+    assert!(first.ok, "the first attempt sent on is the success: {first:?}");
+    let records = history.end_trial();
+    let probes: Vec<&Event> = records
+        .iter()
+        .map(|r| &r.event)
+        .filter(|e| matches!(e, Event::Probe { .. }))
+        .collect();
+    // Recorded in start order: the hanging attempt first, cancelled by the success
+    // long before its own end.
+    let Event::Probe {
+        cancelled,
+        latency_ns,
+        start_ns,
+        ..
+    } = probes[0]
+    else {
+        unreachable!()
+    };
+    assert!(*cancelled, "{probes:?}");
+    assert!(*latency_ns < hang.as_nanos() as u64, "{probes:?}");
+    assert!(*start_ns < first.start_ns);
+    let Event::Probe { ok, .. } = probes[1] else {
+        unreachable!()
+    };
+    assert!(*ok, "{probes:?}");
 }
