@@ -150,8 +150,14 @@ impl RunDir {
         }
         std::fs::create_dir_all(dest).map_err(io(dest))?;
         for f in DESCRIBING {
-            let to = dest.join(f);
-            std::fs::copy(self.file(f), &to).map_err(io(&to))?;
+            let (from, to) = (self.file(f), dest.join(f));
+            std::fs::copy(&from, &to).map_err(|source| RunDirError::Io {
+                path: from.clone(),
+                source: std::io::Error::new(
+                    source.kind(),
+                    format!("copying to {}: {source}", to.display()),
+                ),
+            })?;
         }
         Ok(())
     }

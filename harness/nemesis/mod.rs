@@ -3,8 +3,9 @@
 //! three steps the runner records: `inject` (instant: `t_inject`), the returned
 //! [`Effect`] (waits until the fault has taken effect and, for timed faults, lifts
 //! it), and the [`UndoRecord`] that heal applies (idempotent: puts the target back
-//! whatever happened before, and serialisable so that it can be applied by a later
-//! process too).
+//! whatever happened before). The record is plain serialisable data, known before the
+//! fault is injected, so that a journal can keep it for a later `rebound heal`; no
+//! journal stores it yet (the crash-safety issue adds one).
 //!
 //! Adding a kind: a file with a `Raw…` table that implements [`RawKind`] and a plan
 //! that implements [`Fault`], plus one line in the `registry!` below.

@@ -1,7 +1,7 @@
 //! Undo records: what must be done to take a fault back, as data. A fault states its
 //! record before it is injected ([`super::Fault::undo`]); heal applies it after every
-//! trial, and because it is plain serialisable data naming services and paths (no
-//! in-memory handles), a later process can apply it too once the record is kept.
+//! trial. It is plain serialisable data naming services and paths (no in-memory
+//! handles), so a later process could apply it from a journal; none keeps it yet.
 
 use serde::{Deserialize, Serialize};
 

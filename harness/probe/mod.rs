@@ -258,8 +258,17 @@ pub async fn run_loop(
                 return;
             }
             Some(joined) = running.join_next(), if !running.is_empty() => {
-                // An aborted attempt was already marked cancelled.
-                let Ok((seq, result, end_ns)) = joined else { continue };
+                let (seq, result, end_ns) = match joined {
+                    Ok(done) => done,
+                    // A check that panicked failed; its flight must not block the rest.
+                    Err(e) if e.is_panic() => {
+                        let now = history.now_ns();
+                        let Some(pos) = flights.iter().position(|f| f.handle.id() == e.id()) else { continue };
+                        (first + pos as u64, Err("internal error: the probe check panicked".into()), now)
+                    }
+                    // An aborted attempt was already marked cancelled.
+                    Err(_) => continue,
+                };
                 let Some(i) = seq.checked_sub(first).and_then(|i| usize::try_from(i).ok()) else { continue };
                 let ok = matches!(result, Ok(()));
                 if let Some(f) = flights.get_mut(i) {

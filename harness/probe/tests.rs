@@ -249,7 +249,10 @@ async fn a_hanging_attempt_does_not_delay_the_next_and_is_cancelled_by_its_succe
     let mut set = ProbeSet::start(&[prober], &history);
     let first = set.attempts.recv().await.expect("an attempt");
     set.stop().await;
-    assert!(first.ok, "the first attempt sent on is the success: {first:?}");
+    assert!(
+        first.ok,
+        "the first attempt sent on is the success: {first:?}"
+    );
     let records = history.end_trial();
     let probes: Vec<&Event> = records
         .iter()
@@ -274,4 +277,51 @@ async fn a_hanging_attempt_does_not_delay_the_next_and_is_cancelled_by_its_succe
         unreachable!()
     };
     assert!(*ok, "{probes:?}");
+}
+
+/// First attempt panics, every later one succeeds.
+#[derive(Debug, Default)]
+struct PanicsOnce {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Check for PanicsOnce {
+    fn kind(&self) -> &'static str {
+        "panics-once"
+    }
+    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), String> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            panic!("scripted panic in a check");
+        }
+        Ok(())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_check_is_a_failed_attempt_and_the_loop_goes_on() {
+    let plan = ProbePlan {
+        name: "p".into(),
+        check: Arc::new(PanicsOnce::default()),
+        period: Duration::from_millis(5),
+        timeout: Duration::from_secs(1),
+    };
+    let history = Arc::new(History::in_memory());
+    let prober = Arc::new(Prober::new(plan, Arc::new(NoStack)));
+    let mut set = ProbeSet::start(&[prober], &history);
+    let first = set.attempts.recv().await.expect("an attempt");
+    let second = set.attempts.recv().await.expect("another attempt");
+    set.stop().await;
+    assert!(!first.ok);
+    assert!(
+        first
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked")),
+        "{first:?}"
+    );
+    assert!(second.ok, "{second:?}");
 }

@@ -63,7 +63,11 @@ impl RawClient for RawHttpWrites {
         if !self.read_url.contains("{id}") {
             return Err(FieldError::new("read-url", "read-url must contain `{id}`"));
         }
-        loopback_url("read-url", &self.read_url.replace("{id}", "x"))?;
+        // Checked with `{id}` filled in; the error points at the value as written.
+        loopback_url("read-url", &self.read_url.replace("{id}", "x")).map_err(|e| FieldError {
+            value: Some(self.read_url.clone()),
+            ..e
+        })?;
         Ok(Arc::new(HttpWrites {
             url: self.url,
             read_url: self.read_url,
