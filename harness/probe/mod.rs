@@ -205,9 +205,21 @@ impl Prober {
     }
 }
 
-/// Attempts of one probe in flight at once, at most: a probe whose attempts hang
-/// skips ticks rather than pile up connections.
-pub const MAX_IN_FLIGHT: usize = 8;
+/// Attempts of one probe in flight at once, at most, whatever its period and
+/// timeout: a probe whose attempts all hang skips ticks rather than pile up
+/// connections without bound.
+pub const MAX_IN_FLIGHT: usize = 128;
+
+/// How many attempts of a probe may be in flight: enough that attempts hanging for
+/// the whole timeout never stop a tick (timeout / period + 1), at most
+/// [`MAX_IN_FLIGHT`].
+pub fn in_flight_bound(period: Duration, timeout: Duration) -> usize {
+    let per = period.as_nanos().max(1);
+    let n = timeout.as_nanos().div_ceil(per) + 1;
+    usize::try_from(n)
+        .unwrap_or(MAX_IN_FLIGHT)
+        .min(MAX_IN_FLIGHT)
+}
 
 /// How an attempt ended.
 enum Done {
@@ -226,7 +238,7 @@ struct Flight {
 }
 
 /// Polls `prober` on every tick of its period, whether or not earlier attempts are
-/// still in flight (at most [`MAX_IN_FLIGHT`]; each bounded by the probe's timeout),
+/// still in flight (at most [`in_flight_bound`]; each bounded by the probe's timeout),
 /// so a hanging attempt cannot hide a recovery. Attempts are recorded in `history`
 /// and sent to `tx` in start order; when one succeeds, the earlier ones still in
 /// flight are moot: they are cancelled and recorded as such (never sent on).
@@ -239,6 +251,7 @@ pub async fn run_loop(
 ) {
     let mut ticks = tokio::time::interval(prober.plan.period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let bound = in_flight_bound(prober.plan.period, prober.plan.timeout);
     let mut flights: std::collections::VecDeque<Flight> = std::collections::VecDeque::new();
     // Sequence number of `flights[0]`; attempt `seq` is `flights[seq - first]`.
     let mut first: u64 = 0;
@@ -286,7 +299,7 @@ pub async fn run_loop(
             }
             due = ticks.tick() => {
                 let in_flight = flights.iter().filter(|f| f.done.is_none()).count();
-                if in_flight >= MAX_IN_FLIGHT {
+                if in_flight >= bound {
                     continue;
                 }
                 let late_ns = u64::try_from(due.elapsed().as_nanos()).unwrap_or(u64::MAX);

@@ -325,3 +325,11 @@ async fn a_panicking_check_is_a_failed_attempt_and_the_loop_goes_on() {
     );
     assert!(second.ok, "{second:?}");
 }
+
+#[test]
+fn enough_attempts_may_be_in_flight_to_cover_a_whole_timeout() {
+    let ms = Duration::from_millis;
+    assert_eq!(in_flight_bound(ms(20), ms(1000)), 51);
+    assert_eq!(in_flight_bound(ms(50), ms(30)), 2);
+    assert_eq!(in_flight_bound(ms(5), ms(10_000)), MAX_IN_FLIGHT);
+}
