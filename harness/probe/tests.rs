@@ -333,3 +333,33 @@ fn enough_attempts_may_be_in_flight_to_cover_a_whole_timeout() {
     assert_eq!(in_flight_bound(ms(50), ms(30)), 2);
     assert_eq!(in_flight_bound(ms(5), ms(10_000)), MAX_IN_FLIGHT);
 }
+
+#[tokio::test]
+async fn a_tcp_probe_takes_an_address_or_a_service_and_port() {
+    assert_eq!(
+        plan(0, "kind = \"tcp\"\nservice = \"db\"")
+            .expect_err("no port")
+            .key,
+        "port"
+    );
+    assert_eq!(
+        plan(0, "kind = \"tcp\"\nport = 1")
+            .expect_err("no service")
+            .key,
+        "service"
+    );
+    let both = "kind = \"tcp\"\naddress = \"127.0.0.1:1\"\nservice = \"db\"\nport = 1";
+    assert_eq!(plan(0, both).expect_err("both").key, "address");
+    // The stack says where a service's port is: here (no docker) this host.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let p = plan(
+        0,
+        &format!("kind = \"tcp\"\nservice = \"db\"\nport = {port}"),
+    )
+    .expect("valid");
+    assert_eq!(p.check.service(), Some("db"));
+    assert_eq!(p.check.attempt(&NoStack).await, Ok(()));
+}

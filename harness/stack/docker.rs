@@ -733,6 +733,25 @@ impl Stack for DockerStack {
         Ok(ExecOutput { code, output })
     }
 
+    async fn address(&self, service: &str, port: u16) -> Result<std::net::SocketAddr, StackError> {
+        let id = self.id(service)?;
+        let info = self
+            .docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+            .map_err(docker_err(format!("inspecting {service}")))?;
+        // A stopped container has no address: the service is down.
+        let ip = info
+            .network_settings
+            .and_then(|n| n.networks)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, e)| e.ip_address)
+            .find_map(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .ok_or_else(|| StackError::NotRunning(service.to_string()))?;
+        Ok(std::net::SocketAddr::new(ip, port))
+    }
+
     async fn health(&self, service: &str) -> Result<Option<Health>, StackError> {
         let id = self.id(service)?;
         let info = self

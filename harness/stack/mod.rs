@@ -349,6 +349,11 @@ pub trait Stack: Send + Sync {
             op: "exec in a service",
         })
     }
+    /// Where `port` of the service is reached without any proxy in between: the
+    /// container's own address on its network (docker), this host (process).
+    async fn address(&self, _service: &str, port: u16) -> Result<std::net::SocketAddr, StackError> {
+        Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    }
     /// The backend's own health status of the service, if it has one.
     async fn health(&self, _service: &str) -> Result<Option<Health>, StackError> {
         Err(StackError::Unsupported {
