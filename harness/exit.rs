@@ -14,7 +14,7 @@ pub enum ExitStatus {
     Invalid,
     /// 4: the stack could not be brought up or healed.
     StackFailure,
-    /// 130: interrupted (Ctrl-C / SIGTERM); faults were healed, finished trials kept.
+    /// 130: interrupted (Ctrl-C / SIGTERM / SIGHUP); faults were healed, finished trials kept.
     Interrupted,
 }
 

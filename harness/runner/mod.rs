@@ -535,13 +535,15 @@ fn progress_message(last: &TrialResult, earlier: &[TrialResult]) -> String {
     format!("last {rec} · {ok}/{n} ok")
 }
 
-/// Spawns the Ctrl-C / SIGTERM handler: cancel, then kill the stack, then exit.
+/// Spawns the Ctrl-C / SIGTERM / SIGHUP handler: cancel, then kill the stack, then exit.
 fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
+        // SIGHUP (a closed terminal, a dropped SSH session) is an interruption too.
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         ) else {
             tracing::warn!("cannot install signal handlers; Ctrl-C will not heal faults");
             return;
@@ -551,6 +553,7 @@ fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::ta
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
             count += 1;
             match count {

@@ -217,11 +217,7 @@ impl DockerStack {
             let Some(service) = labels.get(SERVICE_LABEL).cloned() else {
                 continue;
             };
-            let info = self
-                .docker
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-                .map_err(docker_err(format!("inspecting {service}")))?;
+            let info = self.inspect(&id, &service).await?;
             let st = info.state.unwrap_or_default();
             let policy = info
                 .host_config
@@ -333,6 +329,18 @@ impl DockerStack {
             .ok_or_else(|| StackError::UnknownService(service.to_string()))
     }
 
+    /// The engine's view of container `id` (of `service`, for the message).
+    async fn inspect(
+        &self,
+        id: &str,
+        service: &str,
+    ) -> Result<bollard::models::ContainerInspectResponse, StackError> {
+        self.docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(docker_err(format!("inspecting {service}")))
+    }
+
     fn secs(d: Duration) -> i32 {
         i32::try_from(d.as_secs().max(1)).unwrap_or(i32::MAX)
     }
@@ -431,11 +439,7 @@ impl Stack for DockerStack {
         // `docker kill` marks the container as stopped by hand, so its restart policy
         // would never apply. A crash, or a signal the service gets from outside, is
         // one the engine did not ask for: send it to the container's init from the host.
-        let info = self
-            .docker
-            .inspect_container(&id, None::<InspectContainerOptions>)
-            .await
-            .map_err(docker_err(format!("inspecting {service}")))?;
+        let info = self.inspect(&id, service).await?;
         let pid = info
             .state
             .and_then(|s| s.pid)
@@ -509,11 +513,7 @@ impl Stack for DockerStack {
 
     async fn unpause(&self, service: &str) -> Result<(), StackError> {
         let id = self.id(service)?;
-        let info = self
-            .docker
-            .inspect_container(&id, None::<InspectContainerOptions>)
-            .await
-            .map_err(docker_err(format!("inspecting {service}")))?;
+        let info = self.inspect(&id, service).await?;
         if !info.state.and_then(|s| s.paused).unwrap_or(false) {
             return Ok(());
         }
@@ -620,11 +620,7 @@ impl Stack for DockerStack {
 
     async fn disconnect(&self, service: &str) -> Result<Vec<String>, StackError> {
         let id = self.id(service)?;
-        let info = self
-            .docker
-            .inspect_container(&id, None::<InspectContainerOptions>)
-            .await
-            .map_err(docker_err(format!("inspecting {service}")))?;
+        let info = self.inspect(&id, service).await?;
         let nets: Vec<String> = info
             .network_settings
             .and_then(|n| n.networks)
@@ -735,11 +731,7 @@ impl Stack for DockerStack {
 
     async fn address(&self, service: &str, port: u16) -> Result<std::net::SocketAddr, StackError> {
         let id = self.id(service)?;
-        let info = self
-            .docker
-            .inspect_container(&id, None::<InspectContainerOptions>)
-            .await
-            .map_err(docker_err(format!("inspecting {service}")))?;
+        let info = self.inspect(&id, service).await?;
         // A stopped container has no address: the service is down.
         let ip = info
             .network_settings
@@ -754,11 +746,7 @@ impl Stack for DockerStack {
 
     async fn health(&self, service: &str) -> Result<Option<Health>, StackError> {
         let id = self.id(service)?;
-        let info = self
-            .docker
-            .inspect_container(&id, None::<InspectContainerOptions>)
-            .await
-            .map_err(docker_err(format!("inspecting {service}")))?;
+        let info = self.inspect(&id, service).await?;
         Ok(info
             .state
             .and_then(|s| s.health)
