@@ -348,6 +348,9 @@ fn cmd_run(
         return Err(CliError::Usage(format!("no scenario given and {DEFAULT_SCENARIO} does not exist here; run from the repository root or pass a scenario file")));
     }
     let plan = scenario::load(&path)?;
+    for w in scenario::lint(&plan) {
+        eprintln!("warning: {w}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -406,15 +409,20 @@ fn cmd_validate(files: &[PathBuf]) -> ExitStatus {
     let mut status = ExitStatus::SloMet;
     for f in files {
         match scenario::load(f) {
-            Ok(plan) => println!(
-                "ok: {} ({}: {} fault(s), {} probe(s), {} workload(s), {} trials)",
-                f.display(),
-                plan.name,
-                plan.faults.len(),
-                plan.probes.len(),
-                plan.workloads.len(),
-                plan.run.trials
-            ),
+            Ok(plan) => {
+                println!(
+                    "ok: {} ({}: {} fault(s), {} probe(s), {} workload(s), {} trials)",
+                    f.display(),
+                    plan.name,
+                    plan.faults.len(),
+                    plan.probes.len(),
+                    plan.workloads.len(),
+                    plan.run.trials
+                );
+                for w in scenario::lint(&plan) {
+                    eprintln!("warning: {}: {w}", f.display());
+                }
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 status = ExitStatus::Invalid;

@@ -7,8 +7,11 @@
 //! and `recovered_at` is when the first attempt of the latest such streak completed
 //! (the moment the service is known to be up: an attempt that began just before the
 //! service was ready can still succeed, so its start would be too early).
-//! `recovery_lower` is the later of `fault-end` and the last failed attempt before
-//! `recovered_at`: the true recovery lies between the two.
+//! `recovery_lower` is the latest instant that some failed attempt proves the stack
+//! was not ready, and never before `fault-end`: a refused connection proves it at
+//! the attempt's end (the refusal arrived then), any other failure — a timeout, an
+//! error reply, an exit code — only at the attempt's start. The true recovery lies
+//! between `recovery_lower` and `recovered_at`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -50,6 +53,19 @@ pub struct Span {
     pub end_ns: u64,
     /// Success.
     pub ok: bool,
+    /// A refused connection: proves the service down at `end_ns`, not only `start_ns`.
+    pub refused: bool,
+}
+
+impl Span {
+    /// The latest instant this failed attempt proves the service was not ready.
+    pub fn down_at(&self) -> u64 {
+        if self.refused {
+            self.end_ns
+        } else {
+            self.start_ns
+        }
+    }
 }
 
 /// Incremental recovery detection over probe attempts; used live by the runner
@@ -75,7 +91,8 @@ struct ProbeTrack {
 pub struct Recovery {
     /// First success of the stable streak (the latest streak across probes).
     pub at_ns: u64,
-    /// Latest moment the stack was known down: max(gate, last failed attempt).
+    /// Latest moment the stack was known down: the gate, or a later instant some
+    /// failed attempt proves ([`Span::down_at`]); never after `at_ns`.
     pub lower_ns: u64,
 }
 
@@ -99,38 +116,34 @@ impl RecoveryTracker {
         }
         self.gate_ns = Some(gate_ns);
         for a in std::mem::take(&mut self.pending) {
-            self.observe(a.probe, a.start_ns, a.end_ns, a.ok);
+            self.observe(a);
         }
     }
 
-    /// Feeds one probe attempt (per probe, in start order), with its start and end.
-    pub fn observe(&mut self, probe: usize, start_ns: u64, end_ns: u64, ok: bool) {
+    /// Feeds one probe attempt (per probe, in start order).
+    pub fn observe(&mut self, a: Span) {
         let Some(gate) = self.gate_ns else {
-            self.pending.push(Span {
-                probe,
-                start_ns,
-                end_ns,
-                ok,
-            });
+            self.pending.push(a);
             return;
         };
-        if start_ns < gate || self.recovered.is_some() {
+        if a.start_ns < gate || self.recovered.is_some() {
             return;
         }
-        let Some(track) = self.probes.get_mut(probe) else {
+        let Some(track) = self.probes.get_mut(a.probe) else {
             return;
         };
-        if ok {
+        if a.ok {
             // The service is known up when the attempt succeeded, not when it began:
             // an attempt started just before the service was ready can still succeed.
             if track.streak_len == 0 {
-                track.streak_start = Some(end_ns);
+                track.streak_start = Some(a.end_ns);
             }
             track.streak_len += 1;
         } else {
             track.streak_len = 0;
             track.streak_start = None;
-            track.last_fail_ns = Some(start_ns);
+            // Attempts arrive in start order, not end order: keep the latest proof.
+            track.last_fail_ns = track.last_fail_ns.max(Some(a.down_at()));
         }
         if self.probes.iter().all(|t| t.streak_len >= self.stable_for) {
             let at_ns = self
@@ -147,7 +160,9 @@ impl RecoveryTracker {
                 .unwrap_or(gate);
             self.recovered = Some(Recovery {
                 at_ns,
-                lower_ns: last_fail.max(gate),
+                // A refusal that arrived after a later attempt succeeded (timer
+                // jitter around the ready instant) cannot push the bound past it.
+                lower_ns: last_fail.max(gate).min(at_ns),
             });
         }
     }
@@ -652,6 +667,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
                 start_ns,
                 latency_ns,
                 cancelled: false,
+                refused,
                 ..
             } if *start_ns >= t_inject && *start_ns < window_end => cfg
                 .probes
@@ -662,6 +678,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
                     start_ns: *start_ns,
                     end_ns: *start_ns + *latency_ns,
                     ok: *ok,
+                    refused: *refused,
                 }),
             _ => None,
         })
@@ -680,7 +697,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
     let mut tracker = RecoveryTracker::new(cfg.probes.len(), cfg.stable_for);
     tracker.set_gate(gate.elapsed_ns);
     for a in &attempts {
-        tracker.observe(a.probe, a.start_ns, a.end_ns, a.ok);
+        tracker.observe(*a);
     }
     if !attempts.iter().any(|a| a.start_ns >= gate.elapsed_ns) {
         report.reason = "no probe attempt after the fault".into();

@@ -40,15 +40,27 @@ impl Builder {
     }
 
     fn probe(&mut self, name: &str, start_ms: u64, ok: bool) -> &mut Self {
+        self.attempt(name, start_ms, 1, ok, false)
+    }
+
+    fn attempt(
+        &mut self,
+        name: &str,
+        start_ms: u64,
+        latency_ms: u64,
+        ok: bool,
+        refused: bool,
+    ) -> &mut Self {
         self.push(
-            start_ms + 1,
+            start_ms + latency_ms,
             Event::Probe {
                 probe: name.into(),
                 ok,
                 start_ns: start_ms * MS,
-                latency_ns: MS,
+                latency_ns: latency_ms * MS,
                 late_ns: 0,
                 cancelled: false,
+                refused,
                 error: None,
             },
         )
@@ -108,6 +120,66 @@ fn recovery_clock_starts_at_inject_ok_and_stops_at_first_success_of_the_streak()
         (recovered - r.injected_at.expect("injected")).num_milliseconds(),
         81
     );
+}
+
+/// A trial injected at 100 ms, its effect confirmed at 110 ms, then `attempts`
+/// (start ms, latency ms, ok, refused) and heal at 1 000 ms.
+fn evidence_trial(attempts: &[(u64, u64, bool, bool)]) -> TrialResult {
+    let mut b = Builder::new();
+    b.push(
+        100,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.push(
+        110,
+        Event::FaultEnd {
+            detail: String::new(),
+        },
+    );
+    for &(start, latency, ok, refused) in attempts {
+        b.attempt("h", start, latency, ok, refused);
+    }
+    b.push(1000, Event::HealInvoke);
+    check_trial(1, &b.records, &cfg(&["h"], 1))
+}
+
+#[test]
+fn a_refusal_proves_the_service_down_at_its_end_a_timeout_only_at_its_start() {
+    // A refusal that started at 200 and arrived at 203: down at 203.
+    let r = evidence_trial(&[(200, 3, false, true), (210, 1, true, false)]);
+    assert_eq!(r.recovery_ms, Some(111.0));
+    assert_eq!(r.recovery_lower_ms, Some(103.0));
+    // The same attempt timing out (or any other failure) proves only its start.
+    let r = evidence_trial(&[(200, 3, false, false), (210, 1, true, false)]);
+    assert_eq!(r.recovery_lower_ms, Some(100.0));
+    // A timeout that started late outweighs an earlier refusal; the later proof wins
+    // whatever order the attempts ended in.
+    let r = evidence_trial(&[
+        (150, 500, false, false),
+        (160, 2, false, true),
+        (700, 1, true, false),
+    ]);
+    assert_eq!(r.recovery_lower_ms, Some(62.0));
+    let r = evidence_trial(&[
+        (150, 2, false, true),
+        (160, 500, false, false),
+        (700, 1, true, false),
+    ]);
+    assert_eq!(r.recovery_lower_ms, Some(60.0));
+    // The latest evidence, not the effect's confirmation, bounds the recovery.
+    let r = evidence_trial(&[(400, 1, false, true), (410, 1, true, false)]);
+    assert_eq!(r.recovery_lower_ms, Some(301.0));
+}
+
+#[test]
+fn a_refusal_that_arrived_after_a_later_success_never_passes_the_recovery() {
+    // Started at 300, refused at 320 (a late wake-up); the attempt started at 305
+    // succeeded at 306.
+    let r = evidence_trial(&[(300, 20, false, true), (305, 1, true, false)]);
+    assert_eq!(r.recovery_ms, Some(206.0));
+    assert_eq!(r.recovery_lower_ms, Some(206.0));
 }
 
 #[test]
@@ -241,9 +313,16 @@ fn slow_recovery_fails_the_deadline_but_keeps_its_figure() {
 #[test]
 fn tracker_replays_attempts_seen_before_the_gate_was_known() {
     let mut t = RecoveryTracker::new(1, 2);
-    t.observe(0, 5, 6, true); // before the gate: dropped on replay
-    t.observe(0, 12, 13, true);
-    t.observe(0, 14, 15, true);
+    let ok = |start_ns, end_ns| Span {
+        probe: 0,
+        start_ns,
+        end_ns,
+        ok: true,
+        refused: false,
+    };
+    t.observe(ok(5, 6)); // before the gate: dropped on replay
+    t.observe(ok(12, 13));
+    t.observe(ok(14, 15));
     assert_eq!(t.recovered(), None, "no gate yet");
     t.set_gate(10);
     assert_eq!(

@@ -161,6 +161,11 @@ pub enum Event {
         /// probe stopped): it proves nothing and no checker counts it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         cancelled: bool,
+        /// The failure was a refused connection, which proves the service not ready
+        /// at the attempt's end (any other failure proves it only at its start).
+        /// Histories before this field: false, the start.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        refused: bool,
         /// Failure description.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,

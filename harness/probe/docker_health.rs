@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Check, RawCheck};
+use super::{Check, Failure, RawCheck};
 use crate::field::FieldError;
 use crate::stack::{Capability, Health, Stack};
 
@@ -58,12 +58,12 @@ impl Check for DockerHealth {
         &[Capability::Health]
     }
 
-    async fn attempt(&self, stack: &dyn Stack) -> Result<(), String> {
+    async fn attempt(&self, stack: &dyn Stack) -> Result<(), Failure> {
         let service = &self.service;
         match stack.health(service).await.map_err(|e| e.to_string())? {
             Some(Health::Healthy) => Ok(()),
-            Some(h) => Err(format!("health {}", h.word())),
-            None => Err(format!("service `{service}` has no healthcheck")),
+            Some(h) => Err(format!("health {}", h.word()).into()),
+            None => Err(format!("service `{service}` has no healthcheck").into()),
         }
     }
 

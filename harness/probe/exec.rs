@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Check, RawCheck};
+use super::{Check, Failure, RawCheck};
 use crate::field::{command, FieldError};
 use crate::stack::{Capability, Stack};
 
@@ -64,7 +64,7 @@ impl Check for Exec {
         &[Capability::Exec]
     }
 
-    async fn attempt(&self, stack: &dyn Stack) -> Result<(), String> {
+    async fn attempt(&self, stack: &dyn Stack) -> Result<(), Failure> {
         let out = stack
             .exec(&self.service, &self.command)
             .await
@@ -72,7 +72,7 @@ impl Check for Exec {
         if out.code == 0 {
             Ok(())
         } else {
-            Err(format!("exit code {}: {}", out.code, out.output.trim()))
+            Err(format!("exit code {}: {}", out.code, out.output.trim()).into())
         }
     }
 

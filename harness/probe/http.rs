@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Check, RawCheck};
+use super::{Check, Failure, RawCheck};
 use crate::field::{http_url, FieldError};
 use crate::stack::Stack;
 
@@ -73,18 +73,21 @@ impl Check for Http {
         "http"
     }
 
-    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), String> {
+    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), Failure> {
         let resp = self
             .client
             .get(&self.url)
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| Failure {
+                refused: e.is_connect() && super::refused(&e),
+                message: describe(&e),
+            })?;
         let status = resp.status().as_u16();
         if status == self.expect_status {
             Ok(())
         } else {
-            Err(format!("status {status}, expected {}", self.expect_status))
+            Err(format!("status {status}, expected {}", self.expect_status).into())
         }
     }
 

@@ -59,9 +59,80 @@ pub trait Check: Debug + Send + Sync + Any {
         &[]
     }
     /// One attempt: Ok when the service answered as expected, else why not.
-    async fn attempt(&self, stack: &dyn Stack) -> Result<(), String>;
+    async fn attempt(&self, stack: &dyn Stack) -> Result<(), Failure>;
     /// The check as `Any`, for tests that look at a kind's parameters.
     fn as_any(&self) -> &dyn Any;
+}
+
+/// Why an attempt failed, and which instant of the attempt that proves the service
+/// was not ready — the evidence rule behind `recovery_lower`:
+///
+/// - a **refusal** (the connection was refused: the kernel on the other side
+///   answered at once that nothing listens) proves it at the attempt's **end**, when
+///   the refusal arrived;
+/// - every other failure (a timeout, a hang, an error reply, a closed connection, a
+///   non-zero exit code) proves it only at the attempt's **start**: whatever decided
+///   it happened somewhere inside the attempt, and a timeout says nothing about the
+///   instants after the service stopped answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong, for the history and the report.
+    pub message: String,
+    /// The connection was refused (see above).
+    pub refused: bool,
+}
+
+impl Failure {
+    /// A refused connection: proves the service down at the attempt's end.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            refused: true,
+        }
+    }
+
+    /// An I/O error of a connect: a refusal when the OS says so, else a plain failure.
+    pub fn connect(e: &std::io::Error) -> Self {
+        Failure {
+            message: e.to_string(),
+            refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
+        }
+    }
+}
+
+/// Whether `e`, or an error it wraps, is the OS refusing a connection.
+pub fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            message,
+            refused: false,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::from(message.to_string())
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// The keys every probe table has.
@@ -180,8 +251,23 @@ pub struct Attempt {
     pub end_ns: u64,
     /// Success.
     pub ok: bool,
+    /// The failure was a refused connection (proves the service down at `end_ns`).
+    pub refused: bool,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+impl Attempt {
+    /// The attempt as the checkers see it.
+    pub fn span(&self) -> crate::checker::Span {
+        crate::checker::Span {
+            probe: self.probe,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            ok: self.ok,
+            refused: self.refused,
+        }
+    }
 }
 
 impl Prober {
@@ -196,11 +282,11 @@ impl Prober {
     }
 
     /// One attempt, bounded by the probe's timeout.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), Failure> {
         let attempt = self.plan.check.attempt(self.stack.as_ref());
         match tokio::time::timeout(self.plan.timeout, attempt).await {
             Ok(r) => r,
-            Err(_) => Err(format!("timed out after {:?}", self.plan.timeout)),
+            Err(_) => Err(format!("timed out after {:?}", self.plan.timeout).into()),
         }
     }
 }
@@ -224,7 +310,7 @@ pub fn in_flight_bound(period: Duration, timeout: Duration) -> usize {
 /// How an attempt ended.
 enum Done {
     /// It completed (its result and end, run ns).
-    Finished(Result<(), String>, u64),
+    Finished(Result<(), Failure>, u64),
     /// It was cancelled at this instant: a later attempt succeeded, or the loop stopped.
     Cancelled(u64, &'static str),
 }
@@ -256,7 +342,7 @@ pub async fn run_loop(
     // Sequence number of `flights[0]`; attempt `seq` is `flights[seq - first]`.
     let mut first: u64 = 0;
     let mut next: u64 = 0;
-    let mut running: tokio::task::JoinSet<(u64, Result<(), String>, u64)> =
+    let mut running: tokio::task::JoinSet<(u64, Result<(), Failure>, u64)> =
         tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -277,7 +363,7 @@ pub async fn run_loop(
                     Err(e) if e.is_panic() => {
                         let now = history.now_ns();
                         let Some(pos) = flights.iter().position(|f| f.handle.id() == e.id()) else { continue };
-                        (first + pos as u64, Err("internal error: the probe check panicked".into()), now)
+                        (first + pos as u64, Err(Failure::from("internal error: the probe check panicked")), now)
                     }
                     // An aborted attempt was already marked cancelled.
                     Err(_) => continue,
@@ -337,9 +423,12 @@ fn release(
             break;
         };
         *first += 1;
-        let (ok, error, end_ns, cancelled) = match done {
-            Done::Finished(r, end) => (r.is_ok(), r.err(), end, false),
-            Done::Cancelled(end, why) => (false, Some(format!("cancelled: {why}")), end, true),
+        let (ok, error, refused, end_ns, cancelled) = match done {
+            Done::Finished(Ok(()), end) => (true, None, false, end, false),
+            Done::Finished(Err(f), end) => (false, Some(f.message), f.refused, end, false),
+            Done::Cancelled(end, why) => {
+                (false, Some(format!("cancelled: {why}")), false, end, true)
+            }
         };
         history.record(Event::Probe {
             probe: prober.name().to_string(),
@@ -348,6 +437,7 @@ fn release(
             latency_ns: end_ns.saturating_sub(start_ns),
             late_ns,
             cancelled,
+            refused,
             error: error.clone(),
         });
         if cancelled {
@@ -358,6 +448,7 @@ fn release(
             start_ns,
             end_ns,
             ok,
+            refused,
             error,
         });
         if sent.is_err() {

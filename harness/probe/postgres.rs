@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Check, RawCheck};
+use super::{Check, Failure, RawCheck};
 use crate::field::{address, FieldError};
 use crate::stack::Stack;
 
@@ -66,7 +66,7 @@ impl Check for Postgres {
         "postgres"
     }
 
-    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), String> {
+    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), Failure> {
         let mut cfg = tokio_postgres::Config::new();
         cfg.host(self.address.ip().to_string())
             .port(self.address.port())
@@ -77,7 +77,10 @@ impl Check for Postgres {
         let (client, conn) = cfg
             .connect(tokio_postgres::NoTls)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(|e| Failure {
+                refused: super::refused(&e),
+                message: format!("connect: {e}"),
+            })?;
         let driver = tokio::spawn(conn);
         let res = client
             .simple_query("SELECT 1")
@@ -86,7 +89,7 @@ impl Check for Postgres {
             .map_err(|e| format!("query: {e}"));
         drop(client);
         driver.abort();
-        res
+        Ok(res?)
     }
 
     fn as_any(&self) -> &dyn Any {

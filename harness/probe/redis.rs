@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{Check, RawCheck};
+use super::{Check, Failure, RawCheck};
 use crate::field::{address, FieldError};
 use crate::stack::Stack;
 
@@ -90,20 +90,20 @@ impl Check for Redis {
         "redis"
     }
 
-    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), String> {
+    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), Failure> {
         let stream = tokio::net::TcpStream::connect(self.address)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::connect(&e))?;
         let mut conn = BufReader::new(stream);
         if let Some(pw) = &self.password {
             let reply = round_trip(&mut conn, &["AUTH", pw]).await?;
             if reply != "+OK" {
-                return Err(format!("AUTH: {reply}"));
+                return Err(format!("AUTH: {reply}").into());
             }
         }
         match round_trip(&mut conn, &["PING"]).await?.as_str() {
             "+PONG" => Ok(()),
-            other => Err(format!("PING: {other}")),
+            other => Err(format!("PING: {other}").into()),
         }
     }
 

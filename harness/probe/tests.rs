@@ -157,14 +157,19 @@ async fn tcp_and_http_checks_tell_a_listener_from_a_closed_port() {
     )
     .expect("tcp");
     let e = refused.check.attempt(&NoStack).await.expect_err("closed");
-    assert!(e.contains("refused"), "{e}");
+    assert!(e.message.contains("refused"), "{e}");
+    assert!(
+        e.refused,
+        "a refused connect proves the service down at its end"
+    );
     let http = plan(
         0,
         &format!("kind = \"http\"\nurl = \"http://127.0.0.1:{closed_port}/\""),
     )
     .expect("http");
     let e = http.check.attempt(&NoStack).await.expect_err("closed");
-    assert!(e.starts_with("connect: "), "{e}");
+    assert!(e.message.starts_with("connect: "), "{e}");
+    assert!(e.refused, "{e}");
 }
 
 /// A one-connection RESP server that answers every command with `reply`.
@@ -204,7 +209,11 @@ async fn redis_check_wants_pong_and_reads_loading_as_down() {
     )
     .expect("redis");
     let e = p.check.attempt(&NoStack).await.expect_err("loading");
-    assert!(e.contains("LOADING"), "{e}");
+    assert!(e.message.contains("LOADING"), "{e}");
+    assert!(
+        !e.refused,
+        "an error reply proves the service down only at the start"
+    );
 }
 
 /// First attempt hangs for `hang`, every later one succeeds at once.
@@ -219,7 +228,7 @@ impl Check for HangsOnce {
     fn kind(&self) -> &'static str {
         "hangs-once"
     }
-    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), String> {
+    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), Failure> {
         if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
             tokio::time::sleep(self.hang).await;
             return Err("hung".into());
@@ -290,7 +299,7 @@ impl Check for PanicsOnce {
     fn kind(&self) -> &'static str {
         "panics-once"
     }
-    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), String> {
+    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), Failure> {
         if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
             panic!("scripted panic in a check");
         }
@@ -362,4 +371,89 @@ async fn a_tcp_probe_takes_an_address_or_a_service_and_port() {
     .expect("valid");
     assert_eq!(p.check.service(), Some("db"));
     assert_eq!(p.check.attempt(&NoStack).await, Ok(()));
+}
+
+/// A server that accepts `n` connections and closes each at once, as Docker's port
+/// proxy does when nothing listens behind it.
+async fn closing_server(n: usize) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        for _ in 0..n {
+            let (sock, _) = listener.accept().await.expect("accept");
+            drop(sock);
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_connection_closed_within_the_hold_is_down_one_kept_open_is_up() {
+    let closing = closing_server(2).await;
+    let held = plan(
+        0,
+        &format!("kind = \"tcp\"\naddress = \"127.0.0.1:{closing}\"\nhold = \"200ms\""),
+    )
+    .expect("tcp");
+    let e = held
+        .check
+        .attempt(&NoStack)
+        .await
+        .expect_err("closed at once");
+    assert!(e.message.contains("closed by the other side"), "{e}");
+    assert!(
+        !e.refused,
+        "a close proves the service down only at the start"
+    );
+    // Without a hold the same accept is up: what the proxy makes a plain connect see.
+    let bare = plan(
+        0,
+        &format!("kind = \"tcp\"\naddress = \"127.0.0.1:{closing}\""),
+    )
+    .expect("tcp");
+    assert_eq!(bare.check.attempt(&NoStack).await, Ok(()));
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let open = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(sock);
+    });
+    let held = plan(
+        0,
+        &format!("kind = \"tcp\"\naddress = \"127.0.0.1:{open}\"\nhold = \"20ms\""),
+    )
+    .expect("tcp");
+    assert_eq!(held.check.attempt(&NoStack).await, Ok(()));
+    server.abort();
+}
+
+#[test]
+fn the_hold_defaults_to_5ms_only_for_a_fixed_address_on_docker() {
+    let tcp = |text: &str| {
+        let p = plan(0, text).expect("tcp");
+        p.check
+            .as_any()
+            .downcast_ref::<super::tcp::Tcp>()
+            .expect("a tcp check")
+            .clone()
+    };
+    let published = tcp("kind = \"tcp\"\naddress = \"127.0.0.1:16379\"");
+    assert_eq!(published.hold_on("docker"), super::tcp::DEFAULT_HOLD);
+    assert_eq!(published.hold_on("process"), Duration::ZERO);
+    let own = tcp("kind = \"tcp\"\nservice = \"redis\"\nport = 6379");
+    assert_eq!(own.hold_on("docker"), Duration::ZERO);
+    let set = tcp("kind = \"tcp\"\naddress = \"127.0.0.1:1\"\nhold = \"0s\"");
+    assert_eq!(set.hold_on("docker"), Duration::ZERO);
+    let e = plan(
+        0,
+        "kind = \"tcp\"\naddress = \"127.0.0.1:1\"\nhold = \"2s\"",
+    )
+    .expect_err("hold past the timeout");
+    assert_eq!(e.key, "hold", "{e:?}");
 }

@@ -244,7 +244,7 @@ impl Ctx {
                     if let Some(slot) = last_error.get_mut(a.probe) {
                         *slot = a.error.clone();
                     }
-                    tracker.observe(a.probe, a.start_ns, a.end_ns, a.ok);
+                    tracker.observe(a.span());
                     if tracker.recovered().is_some() {
                         break Ok(started.elapsed());
                     }
@@ -375,7 +375,7 @@ impl Ctx {
                     }
                 }
                 Some(a) = probes.attempts.recv() => {
-                    tracker.observe(a.probe, a.start_ns, a.end_ns, a.ok);
+                    tracker.observe(a.span());
                     if tracker.recovered().is_some() { return false; }
                 }
                 () = &mut observe => return false,

@@ -5,6 +5,7 @@
 //! names the file, the line where it can be found, and the key.
 
 mod fault;
+mod lint;
 mod locate;
 mod objective;
 mod probe;
@@ -12,6 +13,7 @@ pub mod raw;
 mod stack;
 mod workload;
 
+pub use lint::lint;
 use locate::{locate as locate_key, parse_raw, Validator};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

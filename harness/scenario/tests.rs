@@ -431,3 +431,41 @@ fn every_field_story_has_a_scenario_and_a_readme_row() {
         }
     }
 }
+
+#[test]
+fn a_tcp_probe_on_a_published_port_is_warned_about_and_names_the_better_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  redis:\n    image: r\n    ports: [\"127.0.0.1:${REBOUND_LINT_TEST_PORT:-16379}:6379\"]\n",
+    )
+    .expect("write");
+    let scenario = |probe: &str| {
+        format!(
+            "name = \"lint\"\n[stack]\nbackend = \"docker\"\ncompose = \"compose.yaml\"\n\
+             [[fault]]\nkind = \"sigkill\"\ntarget = \"redis\"\n\
+             [[probe]]\n{probe}\n[slo]\nsuccess-rate = 0.5\nrecover-within = \"5s\"\n"
+        )
+    };
+    let path = dir.path().join("s.toml");
+    let plan = parse(
+        &path,
+        &scenario("kind = \"tcp\"\naddress = \"127.0.0.1:16379\""),
+    )
+    .expect("valid");
+    let warnings = lint(&plan);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("published port 16379 of service `redis`")
+            && warnings[0].contains("`service = \"redis\"` with `port = 6379`"),
+        "{warnings:?}"
+    );
+    for quiet in [
+        "kind = \"tcp\"\nservice = \"redis\"\nport = 6379",
+        "kind = \"tcp\"\naddress = \"127.0.0.1:16380\"",
+        "kind = \"redis\"\naddress = \"127.0.0.1:16379\"",
+    ] {
+        let plan = parse(&path, &scenario(quiet)).expect("valid");
+        assert_eq!(lint(&plan), Vec::<String>::new(), "{quiet}");
+    }
+}

@@ -95,6 +95,96 @@ pub fn compose_services(text: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// A port a compose service publishes on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// The service.
+    pub service: String,
+    /// Host port.
+    pub host_port: u16,
+    /// The container's port behind it.
+    pub container_port: u16,
+}
+
+/// The host ports a compose file publishes, with `${VAR}`, `${VAR:-default}` and
+/// `${VAR-default}` filled from `env` as compose does; entries it cannot read
+/// (ranges, unset variables without a default) are left out.
+pub fn compose_ports(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Vec<PublishedPort> {
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
+        return Vec::new();
+    };
+    let Some(services) = doc.get("services").and_then(|s| s.as_mapping()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, svc) in services {
+        let (Some(service), Some(ports)) = (
+            name.as_str(),
+            svc.get("ports").and_then(|p| p.as_sequence()),
+        ) else {
+            continue;
+        };
+        for entry in ports {
+            let pair = match entry {
+                serde_yaml::Value::String(s) => short_port(&interpolate(s, env)),
+                serde_yaml::Value::Mapping(m) => {
+                    let num = |k: &str| match m.get(k)? {
+                        serde_yaml::Value::Number(n) => u16::try_from(n.as_u64()?).ok(),
+                        serde_yaml::Value::String(s) => interpolate(s, env).parse().ok(),
+                        _ => None,
+                    };
+                    num("published").zip(num("target"))
+                }
+                _ => None,
+            };
+            if let Some((host_port, container_port)) = pair {
+                out.push(PublishedPort {
+                    service: service.to_string(),
+                    host_port,
+                    container_port,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `[ip:]host:container[/proto]` → (host, container).
+fn short_port(s: &str) -> Option<(u16, u16)> {
+    let s = s.split('/').next()?;
+    let mut parts = s.rsplitn(3, ':');
+    let container = parts.next()?.parse().ok()?;
+    let host = parts.next()?.parse().ok()?;
+    Some((host, container))
+}
+
+/// Compose's variable substitution, for the forms the demo files use.
+fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find('}') else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let body = &rest[i + 2..i + j];
+        let value = if let Some((var, default)) = body.split_once(":-") {
+            env(var)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.into())
+        } else if let Some((var, default)) = body.split_once('-') {
+            env(var).unwrap_or_else(|| default.into())
+        } else {
+            env(body).unwrap_or_default()
+        };
+        out.push_str(&value);
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// One supervised process.
 #[derive(Debug, Clone)]
 pub struct ServicePlan {
@@ -162,4 +252,39 @@ pub fn expand(s: &str, vars: &BTreeMap<&str, String>) -> String {
         out = out.replace(&format!("${{{name}}}"), value);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_ports_are_read_with_compose_variable_defaults() {
+        let text = r#"
+services:
+  redis:
+    ports: ["127.0.0.1:${REBOUND_REDIS_PORT:-16379}:6379", "6380:6380/tcp"]
+  db:
+    ports:
+      - target: 5432
+        published: "${DB_PORT-15432}"
+  app:
+    ports: ["8080", "${UNSET}:9000"]
+"#;
+        let env = |k: &str| (k == "REBOUND_REDIS_PORT").then(|| "17000".to_string());
+        let ports = compose_ports(text, &env);
+        let seen: Vec<(&str, u16, u16)> = ports
+            .iter()
+            .map(|p| (p.service.as_str(), p.host_port, p.container_port))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("redis", 17000, 6379),
+                ("redis", 6380, 6380),
+                ("db", 15432, 5432)
+            ]
+        );
+        assert!(compose_ports("not: [valid", &env).is_empty());
+    }
 }
