@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::checker::{self, CheckConfig, TrialResult};
 use crate::exit::ExitStatus;
 use crate::history::{self, Event, HistoryError, Record};
-use crate::report::Summary;
+use crate::report::{ProbePacing, Summary};
 use crate::scenario::{self, Plan, ScenarioError};
 use crate::stats::Decision;
 use crate::verdict;
@@ -107,8 +107,33 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialResult], run_dir:
         confidence: plan.slo.confidence,
         recover_within_ms: plan.slo.recover_within.as_secs_f64() * 1e3,
         verdict: details,
+        probes: probe_pacing(plan, trials),
         run_dir: run_dir.to_path_buf(),
     }
+}
+
+/// Each probe's period next to its attempts' real pacing over `trials`.
+pub fn probe_pacing(plan: &Plan, trials: &[TrialResult]) -> Vec<ProbePacing> {
+    plan.probes
+        .iter()
+        .map(|p| {
+            let of = |f: fn(&checker::Pacing) -> Option<f64>| {
+                let mut ns: Vec<u64> = trials
+                    .iter()
+                    .flat_map(|t| t.pacing.iter().filter(|x| x.probe == p.name))
+                    .filter_map(f)
+                    .map(|ms| (ms * 1e6).round() as u64)
+                    .collect();
+                checker::median_ms(&mut ns)
+            };
+            ProbePacing {
+                name: p.name.clone(),
+                period_ms: p.period.as_secs_f64() * 1e3,
+                effective_period_ms: of(|x| x.interval_p50_ms),
+                latency_p50_ms: of(|x| x.latency_p50_ms),
+            }
+        })
+        .collect()
 }
 
 /// Why a run directory could not be re-analysed.

@@ -266,6 +266,7 @@ mod tests {
                 restarts: 0,
                 trial_ms: None,
                 timeline: Default::default(),
+                pacing: Vec::new(),
                 services: Vec::new(),
                 clients: Default::default(),
             })

@@ -210,6 +210,7 @@ mod tests {
             clients: Default::default(),
             trial_ms: None,
             timeline: Default::default(),
+            pacing: Vec::new(),
         }
     }
 

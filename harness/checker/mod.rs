@@ -211,6 +211,69 @@ pub struct TrialResult {
     /// What happened when, for the timeline chart (ms after `t_inject`).
     #[serde(skip)]
     pub timeline: Timeline,
+    /// How each probe really paced its attempts during the trial.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pacing: Vec<Pacing>,
+}
+
+/// How a probe's attempts really went in one trial: an attempt starts on every tick
+/// of the period unless the machine is late or too many are in flight, and each
+/// takes its own time — together they set how wide a recovery bracket can be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pacing {
+    /// Probe name.
+    pub probe: String,
+    /// Attempts started (cancelled ones included: they were started).
+    pub attempts: u32,
+    /// Median time between the starts of consecutive attempts.
+    pub interval_p50_ms: Option<f64>,
+    /// Median time an attempt took to complete (cancelled ones left out).
+    pub latency_p50_ms: Option<f64>,
+}
+
+/// The pacing of every probe of `probes` over a trial's records.
+pub fn pacing(records: &[Record], probes: &[String]) -> Vec<Pacing> {
+    probes
+        .iter()
+        .map(|name| {
+            let mut starts = Vec::new();
+            let mut latencies = Vec::new();
+            for r in records {
+                if let Event::Probe {
+                    probe,
+                    start_ns,
+                    latency_ns,
+                    cancelled,
+                    ..
+                } = &r.event
+                {
+                    if probe == name {
+                        starts.push(*start_ns);
+                        if !cancelled {
+                            latencies.push(*latency_ns);
+                        }
+                    }
+                }
+            }
+            starts.sort_unstable();
+            let mut intervals: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+            Pacing {
+                probe: name.clone(),
+                attempts: u32::try_from(starts.len()).unwrap_or(u32::MAX),
+                interval_p50_ms: median_ms(&mut intervals),
+                latency_p50_ms: median_ms(&mut latencies),
+            }
+        })
+        .collect()
+}
+
+/// The median of `ns` in ms (the lower middle of an even count), None when empty.
+pub fn median_ms(ns: &mut [u64]) -> Option<f64> {
+    if ns.is_empty() {
+        return None;
+    }
+    ns.sort_unstable();
+    Some(ms(ns[(ns.len() - 1) / 2]))
 }
 
 /// Kinds of marks on a trial's timeline.
@@ -586,7 +649,7 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
 
 /// A trial's result before any checker ran: what was done to whom, how long the
 /// trial took, how many services started; outcome Unknown.
-fn blank_result(trial: u32, records: &[Record]) -> TrialResult {
+fn blank_result(trial: u32, records: &[Record], probes: &[String]) -> TrialResult {
     let (fault, target) = records
         .iter()
         .find_map(|r| match &r.event {
@@ -612,6 +675,7 @@ fn blank_result(trial: u32, records: &[Record]) -> TrialResult {
         services: Vec::new(),
         clients: ClientFigures::default(),
         timeline: Timeline::default(),
+        pacing: pacing(records, probes),
         trial_ms: match (records.first(), records.last()) {
             (Some(a), Some(b)) => Some(ms(b.elapsed_ns.saturating_sub(a.elapsed_ns))),
             _ => None,
@@ -632,7 +696,7 @@ fn blank_result(trial: u32, records: &[Record]) -> TrialResult {
 }
 
 fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialResult {
-    let mut report = blank_result(trial, records);
+    let mut report = blank_result(trial, records, &cfg.probes);
 
     let inject = records
         .iter()

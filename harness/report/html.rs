@@ -79,6 +79,9 @@ th{{background:#f6f8fa}}.fail{{color:#cf222e}}.unknown{{color:#9a6700}}figure{{m
             .map(|l| format!(" <strong class=\"fail\">{l}.</strong>"))
             .unwrap_or_default()
     );
+    for p in s.probes.iter().filter(|p| p.is_notable()) {
+        let _ = writeln!(o, "<p class=\"note\">Probe {}.</p>", escape(&p.describe()));
+    }
     for c in charts {
         let _ = write!(
             o,

@@ -51,6 +51,9 @@ pub fn render(s: &Summary, trials: &[TrialResult]) -> String {
         );
     }
     let _ = writeln!(o, "\n{}. Recovery {}.", view::counts(s), view::recovery(s));
+    for p in s.probes.iter().filter(|p| p.is_notable()) {
+        let _ = writeln!(o, "\nProbe {}.", p.describe());
+    }
     if let Some(lost) = view::data_loss(s) {
         let _ = writeln!(o, "\n**{lost}**.");
     }

@@ -69,9 +69,55 @@ pub struct Summary {
     /// Statistics and decisions per objective (`details` in summary.json).
     #[serde(rename = "details")]
     pub verdict: Verdict,
+    /// How each probe really paced its attempts over the run.
+    #[serde(default)]
+    pub probes: Vec<ProbePacing>,
     /// Where the run directory is (printed, not stored: a run directory can move).
     #[serde(skip)]
     pub run_dir: PathBuf,
+}
+
+/// A probe's configured period next to what its attempts really did over a run:
+/// the recovery brackets are about `effective_period_ms + latency_p50_ms` wide.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbePacing {
+    /// Probe name.
+    pub name: String,
+    /// The configured period.
+    pub period_ms: f64,
+    /// Median time between attempt starts, over the run's trials (the median of the
+    /// trials' medians).
+    pub effective_period_ms: Option<f64>,
+    /// Median attempt latency, the same way.
+    pub latency_p50_ms: Option<f64>,
+}
+
+impl ProbePacing {
+    /// Attempts came noticeably slower than configured, or each took longer than a
+    /// period: the console and the report say so.
+    pub fn is_notable(&self) -> bool {
+        self.effective_period_ms
+            .is_some_and(|e| e > self.period_ms * 1.5)
+            || self.latency_p50_ms.is_some_and(|l| l > self.period_ms)
+    }
+
+    /// `exec-1: period 10 ms configured; attempts started every 31.0 ms (p50) and
+    /// took 85.2 ms (p50): recovery brackets are about 116.2 ms wide`.
+    pub fn describe(&self) -> String {
+        let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1} ms"));
+        let width = self
+            .effective_period_ms
+            .zip(self.latency_p50_ms)
+            .map(|(e, l)| format!(": recovery brackets are about {:.1} ms wide", e + l))
+            .unwrap_or_default();
+        format!(
+            "{}: period {} ms configured; attempts started every {} (p50) and took {} (p50){width}",
+            self.name,
+            self.period_ms,
+            f(self.effective_period_ms),
+            f(self.latency_p50_ms)
+        )
+    }
 }
 
 /// Reporters that write a row as each trial ends (`trials.csv`, `services.csv`).
@@ -397,6 +443,9 @@ fn console_figures(o: &mut String, s: &Summary) {
         v.trials, s.trials_planned, v.passed, v.failed, v.unknown
     );
     let _ = writeln!(o, "  recovery    {}", view::recovery(s));
+    for p in s.probes.iter().filter(|p| p.is_notable()) {
+        let _ = writeln!(o, "  probe       {}", p.describe());
+    }
     let sr = &v.success_rate;
     let _ = writeln!(
         o,

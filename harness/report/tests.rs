@@ -53,3 +53,31 @@ fn the_csv_header_names_every_column_with_its_unit() {
     assert_eq!(&h[..3], ["trial", "outcome", "reason"]);
     assert!(h.contains(&"recovery_lower_ms".to_string()));
 }
+
+#[test]
+fn a_probe_slower_than_its_period_is_named_in_the_console_with_its_real_pacing() {
+    let (mut s, trials) = fixture();
+    s.probes = vec![
+        ProbePacing {
+            name: "exec-1".into(),
+            period_ms: 10.0,
+            effective_period_ms: Some(10.2),
+            latency_p50_ms: Some(85.0),
+        },
+        ProbePacing {
+            name: "http-1".into(),
+            period_ms: 20.0,
+            effective_period_ms: Some(20.1),
+            latency_p50_ms: Some(1.2),
+        },
+    ];
+    let text = render_console(&s, &trials);
+    assert!(
+        text.contains("probe       exec-1: period 10 ms configured; attempts started every 10.2 ms (p50) and took 85.0 ms (p50): recovery brackets are about 95.2 ms wide"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("http-1"),
+        "a probe on pace is not mentioned: {text}"
+    );
+}
