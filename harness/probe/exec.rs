@@ -11,6 +11,12 @@ use super::{Check, Failure, RawCheck};
 use crate::field::{command, FieldError};
 use crate::stack::{Capability, Stack};
 
+/// Attempts of an exec probe in flight at once. Every `docker exec` costs the
+/// engine a process start in the container (70–100 ms each here); with one attempt
+/// on every 10 ms tick, 100 in flight, the engine fell so far behind that every
+/// attempt timed out and a restarted Redis never "recovered" within 60 s.
+pub const EXEC_IN_FLIGHT: usize = 4;
+
 /// `kind = "exec"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -64,7 +70,20 @@ impl Check for Exec {
         &[Capability::Exec]
     }
 
+    fn max_in_flight(&self) -> Option<usize> {
+        Some(EXEC_IN_FLIGHT)
+    }
+
     async fn attempt(&self, stack: &dyn Stack) -> Result<(), Failure> {
+        // An exec into a container that is not running (stopped, restarting,
+        // frozen) fails or blocks until it runs again (462 ms seen), holding an
+        // in-flight slot: the stack's own state answers at once instead.
+        if stack
+            .status(&self.service)
+            .is_ok_and(|s| !s.running || s.paused)
+        {
+            return Err(format!("service `{}` is not running", self.service).into());
+        }
         let out = stack
             .exec(&self.service, &self.command)
             .await

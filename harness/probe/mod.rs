@@ -58,6 +58,12 @@ pub trait Check: Debug + Send + Sync + Any {
     fn needs(&self) -> &'static [Capability] {
         &[]
     }
+    /// At most this many attempts in flight at once, for kinds whose attempts load
+    /// the stack itself (each `docker exec` starts a process through the engine):
+    /// overlapping them on every tick would slow every one of them down.
+    fn max_in_flight(&self) -> Option<usize> {
+        None
+    }
     /// One attempt: Ok when the service answered as expected, else why not.
     async fn attempt(&self, stack: &dyn Stack) -> Result<(), Failure>;
     /// The check as `Any`, for tests that look at a kind's parameters.
@@ -337,7 +343,9 @@ pub async fn run_loop(
 ) {
     let mut ticks = tokio::time::interval(prober.plan.period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let bound = in_flight_bound(prober.plan.period, prober.plan.timeout);
+    let bound = in_flight_bound(prober.plan.period, prober.plan.timeout)
+        .min(prober.plan.check.max_in_flight().unwrap_or(MAX_IN_FLIGHT))
+        .max(1);
     let mut flights: std::collections::VecDeque<Flight> = std::collections::VecDeque::new();
     // Sequence number of `flights[0]`; attempt `seq` is `flights[seq - first]`.
     let mut first: u64 = 0;

@@ -85,6 +85,52 @@ impl Tcp {
     }
 }
 
+impl Tcp {
+    /// The connection stays open for the hold (or the service speaks first).
+    async fn hold(&self, stream: &tokio::net::TcpStream, backend: &str) -> Result<(), Failure> {
+        let hold = self.hold_on(backend);
+        if hold.is_zero() {
+            return Ok(());
+        }
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(hold, stream.peek(&mut byte)).await {
+            // Still open after the hold, or the service spoke first (a banner).
+            Err(_) | Ok(Ok(1..)) => Ok(()),
+            Ok(Ok(0)) => Err(format!(
+                "closed by the other side within {hold:?} of connecting (a port proxy with nothing listening behind it)"
+            )
+            .into()),
+            Ok(Err(e)) => Err(format!("{e} within {hold:?} of connecting").into()),
+        }
+    }
+
+    /// A port proxy accepts before the service listens, and may keep the
+    /// connection open while its own connect to the service is still pending (on
+    /// Docker 20.10 for a whole SYN retransmission timeout, 1 s): when the stack
+    /// knows the service behind `addr`, it must accept on its own address too.
+    async fn behind(&self, addr: SocketAddr, stack: &dyn Stack) -> Result<(), Failure> {
+        if !matches!(self.target, Target::Address(_)) {
+            return Ok(());
+        }
+        let Some(inner) = stack.behind(addr).await.map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        match tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(inner)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                // Not a refusal at the attempt's end: the hold may outlast it.
+                Err(format!(
+                    "the port proxy accepted, the service behind it ({inner}) did not: {e}"
+                )
+                .into())
+            }
+            Err(_) => {
+                Err(format!("connect to the service behind the proxy ({inner}) timed out").into())
+            }
+        }
+    }
+}
+
 impl RawCheck for RawTcp {
     super::probe_common!();
 
@@ -146,20 +192,13 @@ impl Check for Tcp {
             Ok(Err(e)) => return Err(Failure::connect(&e)),
             Err(_) => return Err(format!("connect timed out after {:?}", self.timeout).into()),
         };
-        let hold = self.hold_on(stack.backend());
-        if hold.is_zero() {
-            return Ok(());
-        }
-        let mut byte = [0u8; 1];
-        match tokio::time::timeout(hold, stream.peek(&mut byte)).await {
-            // Still open after the hold, or the service spoke first (a banner).
-            Err(_) | Ok(Ok(1..)) => Ok(()),
-            Ok(Ok(0)) => Err(format!(
-                "closed by the other side within {hold:?} of connecting (a port proxy with nothing listening behind it)"
-            )
-            .into()),
-            Ok(Err(e)) => Err(format!("{e} within {hold:?} of connecting").into()),
-        }
+        // Both at once: the connection must stay open for the hold, and the
+        // service behind a port proxy must accept on its own address.
+        let (held, behind) = tokio::join!(
+            self.hold(&stream, stack.backend()),
+            self.behind(addr, stack)
+        );
+        held.and(behind)
     }
 
     fn as_any(&self) -> &dyn Any {

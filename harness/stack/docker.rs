@@ -67,6 +67,8 @@ pub struct DockerStack {
     held: Mutex<HashSet<String>>,
     disconnected: Mutex<HashMap<String, Vec<String>>>,
     events: Mutex<Option<JoinHandle<()>>>,
+    /// Published host ports: (host port, service, container port), read once.
+    published: tokio::sync::OnceCell<Vec<(u16, String, u16)>>,
     /// `docker compose` or `docker-compose`, found once (empty when attaching).
     compose_cmd: Vec<String>,
 }
@@ -140,6 +142,7 @@ impl DockerStack {
             state: watch::Sender::new(BTreeMap::new()),
             held: Mutex::new(HashSet::new()),
             disconnected: Mutex::new(HashMap::new()),
+            published: tokio::sync::OnceCell::new(),
             events: Mutex::new(None),
             compose_cmd,
         })
@@ -732,7 +735,13 @@ impl Stack for DockerStack {
     async fn address(&self, service: &str, port: u16) -> Result<std::net::SocketAddr, StackError> {
         let id = self.id(service)?;
         let info = self.inspect(&id, service).await?;
-        // A stopped container has no address: the service is down.
+        // A container that is not running (or waiting for its restart) is down: no
+        // packet is sent to an address with nothing behind it (a lost SYN waits a
+        // whole retransmission timeout, and the host's ARP entry with it).
+        let state = info.state.as_ref();
+        if !state.is_some_and(|s| s.running == Some(true) && s.restarting != Some(true)) {
+            return Err(StackError::NotRunning(service.to_string()));
+        }
         let ip = info
             .network_settings
             .and_then(|n| n.networks)
@@ -742,6 +751,43 @@ impl Stack for DockerStack {
             .find_map(|ip| ip.parse::<std::net::IpAddr>().ok())
             .ok_or_else(|| StackError::NotRunning(service.to_string()))?;
         Ok(std::net::SocketAddr::new(ip, port))
+    }
+
+    async fn behind(
+        &self,
+        host: std::net::SocketAddr,
+    ) -> Result<Option<std::net::SocketAddr>, StackError> {
+        let published = self
+            .published
+            .get_or_try_init(|| async {
+                let mut out = Vec::new();
+                for service in self.services() {
+                    let id = self.id(&service)?;
+                    let info = self.inspect(&id, &service).await?;
+                    let bindings = info.host_config.and_then(|h| h.port_bindings);
+                    for (spec, binds) in bindings.into_iter().flatten() {
+                        let Some(port) = spec
+                            .strip_suffix("/tcp")
+                            .and_then(|p| p.parse::<u16>().ok())
+                        else {
+                            continue;
+                        };
+                        for b in binds.into_iter().flatten() {
+                            if let Some(h) = b.host_port.and_then(|h| h.parse::<u16>().ok()) {
+                                out.push((h, service.clone(), port));
+                            }
+                        }
+                    }
+                }
+                Ok::<_, StackError>(out)
+            })
+            .await?;
+        match published.iter().find(|(h, _, _)| *h == host.port()) {
+            Some((_, service, port)) if host.ip().is_loopback() || host.ip().is_unspecified() => {
+                Ok(Some(self.address(service, *port).await?))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn health(&self, service: &str) -> Result<Option<Health>, StackError> {

@@ -354,6 +354,15 @@ pub trait Stack: Send + Sync {
     async fn address(&self, _service: &str, port: u16) -> Result<std::net::SocketAddr, StackError> {
         Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
+    /// The service's own address behind a host address that a port proxy serves
+    /// (docker: a published port), so a probe can tell the proxy accepting from the
+    /// service listening; None when no proxy stands in between.
+    async fn behind(
+        &self,
+        _host: std::net::SocketAddr,
+    ) -> Result<Option<std::net::SocketAddr>, StackError> {
+        Ok(None)
+    }
     /// The backend's own health status of the service, if it has one.
     async fn health(&self, _service: &str) -> Result<Option<Health>, StackError> {
         Err(StackError::Unsupported {
