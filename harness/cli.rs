@@ -122,6 +122,18 @@ enum Command {
         /// Run only shard i of n of the trials (e.g. 2/4); merge shards with `rebound merge`.
         #[arg(long, value_parser = parse_shard, value_name = "I/N")]
         shard: Option<(u32, u32)>,
+        /// First heal what killed runs of this scenario left behind (else they stop the run).
+        #[arg(long)]
+        heal_stale: bool,
+    },
+    /// Undo what runs killed mid-fault left behind (paused, cut off, filled, stopped
+    /// services; stacks not torn down), from their fault journals.
+    Heal {
+        /// Run directories (default: every unfinished run in the index).
+        run_dirs: Vec<PathBuf>,
+        /// Every unfinished run in the index (the default without run directories).
+        #[arg(long)]
+        all: bool,
     },
     /// Merge runs of one scenario (e.g. shards) into one run directory and verdict.
     Merge {
@@ -237,6 +249,7 @@ fn dispatch(command: Command) -> Outcome {
             baseline,
             save_baseline,
             shard,
+            heal_stale,
         } => cmd_run(
             scenario,
             baseline.as_deref(),
@@ -249,9 +262,11 @@ fn dispatch(command: Command) -> Outcome {
                 seed,
                 keep,
                 progress: !no_progress,
+                heal_stale,
                 ..RunOptions::default()
             },
         ),
+        Command::Heal { run_dirs, all } => cmd_heal(&run_dirs, all),
         Command::Images { force } => cmd_images(force),
         Command::Validate { files } => Ok(cmd_validate(&files)),
         Command::List { dir } => cmd_list(&dir),
@@ -380,6 +395,46 @@ fn cmd_run(
         }
     }
     Ok(outcome.exit)
+}
+
+fn cmd_heal(run_dirs: &[PathBuf], all: bool) -> Outcome {
+    use rebound::journal;
+    let pending: Vec<journal::Pending> = if run_dirs.is_empty() || all {
+        let mut p = journal::stale();
+        for d in run_dirs {
+            p.push(journal::read(d).map_err(|e| CliError::Usage(e.to_string()))?);
+        }
+        p
+    } else {
+        run_dirs
+            .iter()
+            .map(|d| journal::read(d).map_err(|e| CliError::Usage(e.to_string())))
+            .collect::<Result<_, _>>()?
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Environment(format!("starting the async runtime: {e}")))?;
+    let mut status = ExitStatus::SloMet;
+    if pending.iter().all(journal::Pending::is_clean) {
+        println!("nothing to heal");
+    }
+    for p in pending.iter().filter(|p| !p.is_clean()) {
+        println!("{}", rebound::heal::describe(p));
+        match runtime.block_on(rebound::heal::heal(p)) {
+            Ok(done) => {
+                for d in &done {
+                    println!("  {d}");
+                }
+                println!("  healed");
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                status = ExitStatus::StackFailure;
+            }
+        }
+    }
+    Ok(status)
 }
 
 fn cmd_images(force: bool) -> Outcome {

@@ -19,6 +19,7 @@ use crate::analysis::{self, RunFacts};
 use crate::checker::{self, RecoveryTracker, TrialResult};
 use crate::exit::ExitStatus;
 use crate::history::{Event, History, HistoryError};
+use crate::journal::{Journal, RunEntry};
 use crate::nemesis;
 use crate::probe::{ProbeSet, Prober};
 use crate::report::{self, ConsoleReporter, ReportError, Reporter, Summary};
@@ -54,6 +55,9 @@ pub struct RunOptions {
     pub until_decided: bool,
     /// Run only shard `(i, n)` of the trials (merge the shards with `rebound merge`).
     pub shard: Option<(u32, u32)>,
+    /// Heal what killed runs of the same scenario left behind first, instead of
+    /// refusing to start (`--heal-stale`).
+    pub heal_stale: bool,
 }
 
 impl Default for RunOptions {
@@ -68,6 +72,7 @@ impl Default for RunOptions {
             keep: false,
             until_decided: false,
             shard: None,
+            heal_stale: false,
         }
     }
 }
@@ -103,6 +108,16 @@ pub enum RunError {
         /// Probe errors and service states.
         detail: String,
     },
+    /// A killed run of the same scenario left faults or a stack behind (exit 4).
+    #[error("{0}")]
+    Stale(String),
+    /// The fault journal could not be written (exit 4): no fault is injected
+    /// without its undo record on disk.
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
+    /// `--heal-stale` could not heal a killed run (exit 4).
+    #[error(transparent)]
+    Heal(#[from] crate::heal::HealError),
     /// A bug: a task panicked. Faults were healed and the stack torn down.
     #[error("internal error (faults healed, stack torn down): {0}")]
     Internal(String),
@@ -136,6 +151,8 @@ struct Ctx {
     probers: Vec<Arc<Prober>>,
     cancel: CancellationToken,
     run_dir: RunDir,
+    /// Undo records on disk before each fault (`rebound heal`).
+    journal: Arc<Journal>,
     /// Short run tag that makes workload operation ids unique across runs.
     run_tag: String,
     /// Sequential mode: stop once the success rate is decided.
@@ -274,7 +291,22 @@ impl Ctx {
             () = self.cancel.cancelled() => interrupted = true,
             () = tokio::time::sleep(t.warm_up) => {}
         }
-        if !interrupted {
+        // The undo record reaches the disk before the fault does.
+        let journaled = if interrupted {
+            None
+        } else {
+            match self.journal.fault(&fault.kind.undo(&fault.target)) {
+                Ok(seq) => Some(seq),
+                Err(e) => {
+                    h.record(Event::FaultFail {
+                        error: format!("not injected: {e}"),
+                    });
+                    interrupted = self.cancel.is_cancelled();
+                    None
+                }
+            }
+        };
+        if journaled.is_some() {
             h.record(Event::FaultInvoke {
                 fault: fault.kind.name().into(),
                 target: fault.target.clone(),
@@ -304,7 +336,10 @@ impl Ctx {
         let heal_error = match nemesis::heal(fault, self.stack.as_ref()).await {
             Ok(detail) => {
                 h.record(Event::HealOk { detail });
-                None
+                match journaled.map(|seq| self.journal.healed(seq)) {
+                    Some(Err(e)) => Some(e.to_string()),
+                    _ => None,
+                }
             }
             Err(e) => {
                 h.record(Event::HealFail {
@@ -535,15 +570,98 @@ fn progress_message(last: &TrialResult, earlier: &[TrialResult]) -> String {
     format!("last {rec} · {ok}/{n} ok")
 }
 
-/// Spawns the Ctrl-C / SIGTERM / SIGHUP handler: cancel, then kill the stack, then exit.
+/// The journal's run entry: who runs, and which stack it brings up and must take down.
+fn run_entry(plan: &Plan, opts: &RunOptions, run_id: &str) -> RunEntry {
+    use crate::scenario::{DockerSource, StackPlan};
+    let (project, owns_stack) = match &plan.stack {
+        StackPlan::Process { .. } => (None, false),
+        StackPlan::Docker {
+            source: DockerSource::Compose { project, .. },
+            ..
+        } => (
+            Some(
+                project
+                    .clone()
+                    .unwrap_or_else(|| crate::stack::compose_project_name(&plan.name, run_id)),
+            ),
+            !opts.keep,
+        ),
+        StackPlan::Docker {
+            source: DockerSource::Attach { project },
+            ..
+        } => (Some(project.clone()), false),
+    };
+    let pid = std::process::id();
+    RunEntry {
+        run_id: run_id.to_string(),
+        scenario: plan.name.clone(),
+        pid,
+        pid_start: crate::journal::process_start(pid).unwrap_or(0),
+        backend: plan.stack.backend().to_string(),
+        project,
+        owns_stack,
+    }
+}
+
+/// Refuses to start while a killed run of the same scenario (or on the same compose
+/// project) left faults or a stack behind — or heals them first with `--heal-stale`.
+async fn check_stale(plan: &Plan, opts: &RunOptions) -> Result<(), RunError> {
+    use crate::scenario::{DockerSource, StackPlan};
+    let project = match &plan.stack {
+        StackPlan::Docker {
+            source: DockerSource::Compose {
+                project: Some(p), ..
+            },
+            ..
+        }
+        | StackPlan::Docker {
+            source: DockerSource::Attach { project: p },
+            ..
+        } => Some(p.clone()),
+        _ => None,
+    };
+    let stale: Vec<_> = crate::journal::stale()
+        .into_iter()
+        .filter(|p| p.run.scenario == plan.name || (project.is_some() && p.run.project == project))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    if !opts.heal_stale {
+        let lines: Vec<String> = stale.iter().map(crate::heal::describe).collect();
+        return Err(RunError::Stale(format!(
+            "{}
+run `rebound heal` to undo it (or `rebound run --heal-stale`)",
+            lines.join("\n")
+        )));
+    }
+    for p in &stale {
+        let done = crate::heal::heal(p).await?;
+        eprintln!(
+            "healed run {}: {}",
+            p.run.run_id,
+            if done.is_empty() {
+                "nothing left".to_string()
+            } else {
+                done.join("; ")
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Spawns the Ctrl-C / SIGTERM / SIGHUP / SIGQUIT handler: cancel, then kill the
+/// stack, then exit.
 fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        // SIGHUP (a closed terminal, a dropped SSH session) is an interruption too.
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        // SIGHUP (a closed terminal, a dropped SSH session) and SIGQUIT (Ctrl-\\)
+        // are interruptions too.
+        let (Ok(mut int), Ok(mut term), Ok(mut hup), Ok(mut quit)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
             signal(SignalKind::hangup()),
+            signal(SignalKind::quit()),
         ) else {
             tracing::warn!("cannot install signal handlers; Ctrl-C will not heal faults");
             return;
@@ -554,6 +672,7 @@ fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::ta
                 _ = int.recv() => {}
                 _ = term.recv() => {}
                 _ = hup.recv() => {}
+                _ = quit.recv() => {}
             }
             count += 1;
             match count {
@@ -654,6 +773,7 @@ pub async fn run_with(
         total,
         planned: trials_planned,
     } = Shard::of(plan, opts)?;
+    check_stale(plan, opts).await?;
     let run_id = new_run_id();
     let rd = prepare_run_dir(plan, opts, &run_id)?;
     let history = Arc::new(History::create(&rd.history())?);
@@ -666,6 +786,7 @@ pub async fn run_with(
         trials: trials_planned,
         sequential: opts.until_decided,
     });
+    let journal = Arc::new(Journal::create(rd.path(), run_entry(plan, opts, &run_id))?);
     // Per-trial outputs, each flushed as its trial ends.
     let mut reporters = report::trial_reporters(&run_dir)?;
     let build_ctx = BuildCtx {
@@ -675,11 +796,18 @@ pub async fn run_with(
         scenario_dir: std::path::absolute(&plan.base_dir).unwrap_or_else(|_| plan.base_dir.clone()),
         keep: opts.keep,
         history: Arc::clone(&history),
+        journal: Some(Arc::clone(&journal)),
     };
-    let stack = build(build_ctx).await.map_err(|source| RunError::StackUp {
-        source,
-        hint: String::new(),
-    })?;
+    let stack = match build(build_ctx).await {
+        Ok(s) => s,
+        Err(source) => {
+            let _ = journal.end("never built");
+            return Err(RunError::StackUp {
+                source,
+                hint: String::new(),
+            });
+        }
+    };
     let probers: Vec<Arc<Prober>> = plan
         .probes
         .iter()
@@ -695,6 +823,7 @@ pub async fn run_with(
         probers,
         cancel: cancel.clone(),
         run_dir: rd.clone(),
+        journal: Arc::clone(&journal),
         run_tag: run_id.rsplit('-').next().unwrap_or("run").to_string(),
         sequential: opts.until_decided,
         shard: (shard_index, shard_count),
@@ -716,6 +845,13 @@ pub async fn run_with(
     progress.finish_and_clear();
     let teardown = stack.teardown().await;
     signals.abort();
+    // A failed teardown stays in the index: `rebound heal` finishes it.
+    if teardown.is_ok() {
+        let kept = opts.keep && matches!(plan.stack, crate::scenario::StackPlan::Docker { .. });
+        if let Err(e) = journal.end(if kept { "kept (--keep)" } else { "torn down" }) {
+            tracing::warn!("{e}");
+        }
+    }
 
     let (result, _reporters) = match joined {
         Ok(pair) => pair,

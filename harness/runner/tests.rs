@@ -75,6 +75,10 @@ async fn run_fake(
     hook: impl FnOnce(FakeStack, CancellationToken) -> FakeStack + Send + 'static,
 ) -> FakeRun {
     let dir = tempfile::tempdir().expect("tempdir");
+    // The index of unfinished runs, per test (nextest runs each in its own process).
+    if std::env::var_os("REBOUND_STATE_DIR").is_none() {
+        std::env::set_var("REBOUND_STATE_DIR", dir.path().join("state"));
+    }
     let opts = RunOptions {
         out: Some(dir.path().join("run")),
         progress: false,
@@ -364,4 +368,107 @@ async fn shard_2_of_3_runs_the_global_trials_2_5_8() {
         "{:?}",
         o.trials
     );
+}
+
+#[tokio::test]
+async fn every_fault_is_journaled_before_injection_and_marked_healed_after() {
+    let p = plan(SIGKILL, SLO, "");
+    let r = run_fake(&p, trials(3), Script::default(), no_hook).await;
+    assert!(r.result.is_ok(), "{:?}", r.result.as_ref().err());
+    let text = std::fs::read_to_string(r.dir.path().join("run").join(crate::journal::JOURNAL))
+        .expect("journal");
+    let ops: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            v["op"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        ["run", "fault", "healed", "fault", "healed", "fault", "healed", "end"],
+        "{text}"
+    );
+    let pending = crate::journal::read(&r.dir.path().join("run")).expect("read");
+    assert!(pending.is_clean(), "{pending:?}");
+    // The fault's journaled undo record is exactly what heal applied.
+    assert!(
+        text.contains("\"undo\":{\"fault\":\"sigkill\",\"target\":\"app\""),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_run_of_the_same_scenario_stops_the_next_until_healed() {
+    let state = tempfile::tempdir().expect("tempdir");
+    std::env::set_var("REBOUND_STATE_DIR", state.path());
+    let p = plan(SIGKILL, SLO, "");
+    // A run of the same scenario whose rebound is gone (its pid's start time does
+    // not match), killed with a fault not healed.
+    let dead = tempfile::tempdir().expect("tempdir");
+    let run = crate::journal::RunEntry {
+        run_id: "20261202T000000Z-dead".into(),
+        scenario: p.name.clone(),
+        pid: std::process::id(),
+        pid_start: u64::MAX,
+        backend: "process".into(),
+        project: None,
+        owns_stack: false,
+    };
+    let j = crate::journal::Journal::create(dead.path(), run).expect("journal");
+    j.fault(&crate::nemesis::UndoRecord::restore("pause-for", "app"))
+        .expect("fault");
+    drop(j);
+
+    let out = tempfile::tempdir().expect("tempdir");
+    let opts = RunOptions {
+        out: Some(out.path().join("run")),
+        progress: false,
+        print_summary: false,
+        ..trials(1)
+    };
+    let build: StackBuilder<'_> = Box::new(|ctx: BuildCtx| {
+        async move {
+            Ok(
+                Arc::new(FakeStack::new(&["app"], Script::default(), ctx.history))
+                    as Arc<dyn Stack>,
+            )
+        }
+        .boxed()
+    });
+    let refused = run_with(&p, &opts, build, CancellationToken::new()).await;
+    let Err(RunError::Stale(msg)) = &refused else {
+        panic!(
+            "expected a stale-run error, got {:?}",
+            refused.as_ref().map(|o| o.exit)
+        );
+    };
+    assert!(
+        !out.path().join("run").exists(),
+        "a refused run creates nothing"
+    );
+    assert!(
+        msg.contains("20261202T000000Z-dead")
+            && msg.contains("pause-for on app")
+            && msg.contains("rebound heal"),
+        "{msg}"
+    );
+    assert_eq!(
+        RunError::Stale(msg.clone()).exit_status(),
+        ExitStatus::StackFailure
+    );
+
+    let healed = run_fake(
+        &p,
+        RunOptions {
+            heal_stale: true,
+            ..trials(1)
+        },
+        Script::default(),
+        no_hook,
+    )
+    .await;
+    assert!(healed.result.is_ok(), "{:?}", healed.result.as_ref().err());
+    assert!(crate::journal::read(dead.path()).expect("read").is_clean());
+    assert!(crate::journal::stale().is_empty());
 }

@@ -256,7 +256,11 @@ fn validate_as(
         story: raw.story.map(|s| s.trim().to_string()),
         source_path: path.to_path_buf(),
         source_text: text.to_string(),
-        base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        // `x.toml` has the parent "": the current directory, not an empty path.
+        base_dir: match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
         stack,
         faults,
         probes,

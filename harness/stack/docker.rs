@@ -67,6 +67,8 @@ pub struct DockerStack {
     held: Mutex<HashSet<String>>,
     disconnected: Mutex<HashMap<String, Vec<String>>>,
     events: Mutex<Option<JoinHandle<()>>>,
+    /// Where cut networks are recorded before they are cut (`rebound heal`).
+    journal: Option<Arc<crate::journal::Journal>>,
     /// Published host ports: (host port, service, container port), read once.
     published: tokio::sync::OnceCell<Vec<(u16, String, u16)>>,
     /// `docker compose` or `docker-compose`, found once (empty when attaching).
@@ -93,6 +95,138 @@ pub async fn connect() -> Result<Docker, StackError> {
     let docker = docker.negotiate_version().await.map_err(unreachable)?;
     docker.ping().await.map_err(unreachable)?;
     Ok(docker)
+}
+
+/// Undoes what a run whose rebound process is gone left on the engine: applies the
+/// undo records of its unhealed faults (latest first) to the project, with the
+/// networks its journal says were cut, then removes everything labelled with its
+/// run id when the run owned the stack. Returns what was done, one item each.
+pub async fn heal_dead_run(
+    project: &str,
+    run_id: &str,
+    owns_stack: bool,
+    faults: &[crate::nemesis::UndoRecord],
+    disconnected: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<String>, StackError> {
+    let stack = DockerStack::new(
+        project.to_string(),
+        Source::Attach,
+        run_id.to_string(),
+        Arc::new(History::in_memory()),
+        None,
+    )
+    .await?;
+    stack.discover().await?;
+    stack
+        .disconnected
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(disconnected.iter().map(|(s, n)| (s.clone(), n.clone())));
+    let mut done = Vec::new();
+    let mut failed = None;
+    for undo in faults.iter().rev() {
+        // A service the run removed with its stack has nothing left to undo.
+        if undo.target != crate::nemesis::ALL_SERVICES && stack.id(&undo.target).is_err() {
+            continue;
+        }
+        match undo.apply(&stack).await {
+            Ok(what) => done.push(format!("{} on {}: {what}", undo.fault, undo.target)),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    if owns_stack {
+        done.extend(remove_labelled(&stack.docker, run_id).await?);
+    }
+    match failed {
+        // Removing the stack undoes whatever a step could not.
+        Some(e) if !owns_stack => Err(e),
+        _ => Ok(done),
+    }
+}
+
+/// Removes every container (with its anonymous volumes), network and volume
+/// labelled `rebound.run=<run_id>`; returns what was removed.
+async fn remove_labelled(docker: &Docker, run_id: &str) -> Result<Vec<String>, StackError> {
+    use bollard::query_parameters::{
+        ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
+    };
+    let filters = || HashMap::from([("label".to_string(), vec![format!("rebound.run={run_id}")])]);
+    let mut done = Vec::new();
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters()),
+            ..Default::default()
+        }))
+        .await
+        .map_err(docker_err("listing the run's containers"))?;
+    for c in containers {
+        let Some(id) = c.id else { continue };
+        let name = c
+            .names
+            .and_then(|n| n.first().cloned())
+            .unwrap_or_else(|| id.clone());
+        docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(docker_err(format!("removing container {name}")))?;
+        done.push(format!(
+            "removed container {}",
+            name.trim_start_matches('/')
+        ));
+    }
+    let networks = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters()),
+        }))
+        .await
+        .map_err(docker_err("listing the run's networks"))?;
+    for n in networks {
+        let Some(name) = n.name else { continue };
+        docker
+            .remove_network(&name)
+            .await
+            .map_err(docker_err(format!("removing network {name}")))?;
+        done.push(format!("removed network {name}"));
+    }
+    let volumes = docker
+        .list_volumes(Some(ListVolumesOptions {
+            filters: Some(filters()),
+        }))
+        .await
+        .map_err(docker_err("listing the run's volumes"))?;
+    for v in volumes.volumes.into_iter().flatten() {
+        docker
+            .remove_volume(
+                &v.name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+            .map_err(docker_err(format!("removing volume {}", v.name)))?;
+        done.push(format!("removed volume {}", v.name));
+    }
+    Ok(done)
+}
+
+/// The last `n` lines of a tool's output (a Python traceback of compose v1 is
+/// ~100 lines; its last lines say what went wrong).
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim().lines().collect();
+    let skip = lines.len().saturating_sub(n);
+    let mut out = lines[skip..].join("\n");
+    if skip > 0 {
+        out = format!("(… {skip} lines) {out}");
+    }
+    out
 }
 
 /// The compose command that exists here: `docker compose` (v2) or `docker-compose` (v1).
@@ -122,6 +256,7 @@ impl DockerStack {
         source: Source,
         run_id: String,
         history: Arc<History>,
+        journal: Option<Arc<crate::journal::Journal>>,
     ) -> Result<Self, StackError> {
         let docker = connect().await?;
         let compose_cmd = match source {
@@ -143,6 +278,7 @@ impl DockerStack {
             held: Mutex::new(HashSet::new()),
             disconnected: Mutex::new(HashMap::new()),
             published: tokio::sync::OnceCell::new(),
+            journal,
             events: Mutex::new(None),
             compose_cmd,
         })
@@ -177,6 +313,9 @@ impl DockerStack {
             // A cancelled call (Ctrl-C during a stack-restart) must not race the heal
             // and teardown that follow: the compose process goes with it.
             .kill_on_drop(true)
+            // Its own process group: a terminal's Ctrl-C goes to rebound, which
+            // heals and tears down, and not to a `compose down` half-way through.
+            .process_group(0)
             .output()
             .await
             .map_err(|e| StackError::Docker {
@@ -188,7 +327,7 @@ impl DockerStack {
         } else {
             Err(StackError::Docker {
                 what,
-                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                message: last_lines(&String::from_utf8_lossy(&out.stderr), 12),
             })
         }
     }
@@ -390,6 +529,20 @@ impl Stack for DockerStack {
 
     async fn up(&self) -> Result<(), StackError> {
         if let Source::Compose { files, .. } = &self.source {
+            // Images the compose file builds itself are built first (from cache
+            // when nothing changed); `up` then never builds behind rebound's back.
+            if files
+                .iter()
+                .any(|f| std::fs::read_to_string(f).is_ok_and(|t| super::plan::compose_builds(&t)))
+            {
+                self.compose(files, &["build"]).await.map_err(|e| match e {
+                    StackError::Docker { message, .. } => StackError::Docker {
+                        what: "building the images of the compose file's `build:` services".into(),
+                        message,
+                    },
+                    other => other,
+                })?;
+            }
             self.compose(files, &["up", "-d", "--no-build"]).await?;
         }
         self.discover().await?;
@@ -630,6 +783,14 @@ impl Stack for DockerStack {
             .map(|n| n.into_keys().collect())
             .unwrap_or_default();
         for net in &nets {
+            // Written ahead: a rebound killed right after the cut can still be healed.
+            if let Some(j) = &self.journal {
+                j.disconnected(service, net)
+                    .map_err(|e| StackError::Docker {
+                        what: format!("disconnecting {service} from {net}"),
+                        message: e.to_string(),
+                    })?;
+            }
             self.docker
                 .disconnect_network(
                     net,
@@ -807,9 +968,15 @@ impl Stack for DockerStack {
         }
         match &self.source {
             Source::Compose { files, keep: false } => {
-                let down = self
-                    .compose(files, &["down", "-v", "--remove-orphans", "-t", "5"])
-                    .await;
+                let args = ["down", "-v", "--remove-orphans", "-t", "5"];
+                // Retried once: an engine busy with the last restart can refuse it.
+                let down = match self.compose(files, &args).await {
+                    Ok(()) => Ok(()),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        self.compose(files, &args).await
+                    }
+                };
                 healed.and(down)
             }
             _ => healed,

@@ -391,6 +391,8 @@ pub struct BuildCtx {
     pub keep: bool,
     /// Where the backend records lifecycle events.
     pub history: Arc<History>,
+    /// The run's fault journal (docker records cut networks in it before cutting).
+    pub journal: Option<Arc<crate::journal::Journal>>,
 }
 
 /// `rebound-<scenario>-<run suffix>`, in the characters compose accepts.
@@ -434,7 +436,10 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
                 ),
                 DockerSource::Attach { project } => (project.clone(), docker::Source::Attach),
             };
-            Arc::new(docker::DockerStack::new(project, source, ctx.run_id, ctx.history).await?)
+            Arc::new(
+                docker::DockerStack::new(project, source, ctx.run_id, ctx.history, ctx.journal)
+                    .await?,
+            )
         }
     })
 }

@@ -95,6 +95,14 @@ pub fn compose_services(text: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// Whether a compose file builds an image itself (a service with `build:`).
+pub fn compose_builds(text: &str) -> bool {
+    serde_yaml::from_str::<serde_yaml::Value>(text)
+        .ok()
+        .and_then(|doc| doc.get("services")?.as_mapping().cloned())
+        .is_some_and(|services| services.values().any(|s| s.get("build").is_some()))
+}
+
 /// A port a compose service publishes on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedPort {

@@ -162,17 +162,33 @@ impl Svc {
                 source,
             })?;
         let log_err = log.try_clone().map_err(spawn_err)?;
-        let child = Command::new(&self.program)
-            .args(&self.args)
+        let parent = nix::unistd::getpid().as_raw();
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.cwd)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(spawn_err)?;
+            .kill_on_drop(true);
+        // No orphans: if rebound dies, even by SIGKILL, the kernel kills the service.
+        // (The death signal follows the thread that forked; the runtime's worker
+        // threads live as long as the run.)
+        // SAFETY: the closure only calls prctl(2) and getppid(2), both
+        // async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)?;
+                // rebound died between fork and prctl: do not outlive it.
+                if nix::unistd::getppid().as_raw() != parent {
+                    return Err(std::io::Error::other("rebound exited"));
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(spawn_err)?;
         let pid = child.id();
         self.state.send_modify(|s| {
             s.pid = pid.and_then(|p| i32::try_from(p).ok());

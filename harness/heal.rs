@@ -1,0 +1,100 @@
+//! `rebound heal`: undoes, from their fault journals, what runs whose rebound
+//! process is gone left behind — faults not healed, stacks not torn down.
+
+use crate::journal::{self, JournalError, Pending};
+
+/// Why a run could not be healed.
+#[derive(Debug, thiserror::Error)]
+pub enum HealError {
+    /// Its rebound is still running: that process heals it (Ctrl-C).
+    #[error("run {run_id}: rebound (pid {pid}) is still running it; stop that process instead (Ctrl-C heals)")]
+    Alive {
+        /// Run id.
+        run_id: String,
+        /// rebound's pid.
+        pid: u32,
+    },
+    /// An undo step or the stack's removal failed.
+    #[error("run {run_id}: {source}")]
+    Stack {
+        /// Run id.
+        run_id: String,
+        /// What failed.
+        source: crate::stack::StackError,
+    },
+    /// The journal could not be read or updated.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// One line per unfinished run: what is left and where (`rebound run` names them).
+pub fn describe(p: &Pending) -> String {
+    let mut left = Vec::new();
+    if !p.faults.is_empty() {
+        let faults: Vec<String> = p
+            .faults
+            .iter()
+            .map(|(_, u)| format!("{} on {}", u.fault, u.target))
+            .collect();
+        left.push(format!("fault(s) not healed: {}", faults.join(", ")));
+    }
+    if p.open && p.run.owns_stack {
+        left.push(format!(
+            "its stack may still be up (compose project {})",
+            p.run.project.as_deref().unwrap_or("?")
+        ));
+    }
+    if left.is_empty() {
+        left.push("it never ended".into());
+    }
+    format!(
+        "run {} of scenario `{}` ({}), whose rebound (pid {}) is gone: {}",
+        p.run.run_id,
+        p.run.scenario,
+        p.run_dir.display(),
+        p.run.pid,
+        left.join("; ")
+    )
+}
+
+/// Undoes what `p` left behind, marks it healed in its journal and drops it from
+/// the index. Idempotent: healing a healed run does nothing. Returns what was done.
+pub async fn heal(p: &Pending) -> Result<Vec<String>, HealError> {
+    if p.alive() {
+        return Err(HealError::Alive {
+            run_id: p.run.run_id.clone(),
+            pid: p.run.pid,
+        });
+    }
+    let undo: Vec<crate::nemesis::UndoRecord> = p.faults.iter().map(|(_, u)| u.clone()).collect();
+    let done = match (p.run.backend.as_str(), &p.run.project) {
+        ("docker", Some(project)) if !p.is_clean() => crate::stack::docker::heal_dead_run(
+            project,
+            &p.run.run_id,
+            p.run.owns_stack && p.open,
+            &undo,
+            &p.disconnected,
+        )
+        .await
+        .map_err(|source| HealError::Stack {
+            run_id: p.run.run_id.clone(),
+            source,
+        })?,
+        // Process services die with rebound (the kernel's parent-death signal).
+        ("process", _) if !p.is_clean() => {
+            vec!["its services died with rebound (nothing else to undo)".into()]
+        }
+        _ => Vec::new(),
+    };
+    let entries: Vec<journal::Entry> = p
+        .faults
+        .iter()
+        .map(|(seq, _)| journal::Entry::Healed { seq: *seq })
+        .chain(p.open.then(|| journal::Entry::End {
+            stack: "healed by `rebound heal`".into(),
+        }))
+        .collect();
+    journal::append_to(&p.run_dir, &entries)?;
+    journal::forget(&p.run.run_id);
+    Ok(done)
+}

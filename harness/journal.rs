@@ -1,0 +1,409 @@
+//! The fault journal: what a run did to the world that must be undone — the stack it
+//! brought up, each fault it injected, the networks it cut — appended and fsync'd to
+//! `journal.jsonl` in the run directory *before* the act, and indexed in a per-user
+//! state directory, so that `rebound heal` can undo it after rebound itself was
+//! killed (SIGKILL, OOM, a CI time limit).
+//!
+//! State directory: `$REBOUND_STATE_DIR`, else `$XDG_STATE_HOME/rebound`, else
+//! `/var/lib/rebound` for root, else `~/.local/state/rebound`. Its `runs/<run id>`
+//! file holds the run directory of a run that has not ended cleanly yet; a clean end
+//! removes it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::nemesis::UndoRecord;
+
+/// The journal's file name in a run directory.
+pub const JOURNAL: &str = "journal.jsonl";
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Entry {
+    /// The run began (written before the stack is brought up).
+    Run(RunEntry),
+    /// A fault is about to be injected; `undo` takes it back.
+    Fault {
+        /// Its number in this journal.
+        seq: u64,
+        /// What heal does.
+        undo: UndoRecord,
+    },
+    /// docker: `service` is about to be cut off `network` (heal reconnects it).
+    Disconnected {
+        /// Service.
+        service: String,
+        /// Network name.
+        network: String,
+    },
+    /// Fault `seq` was healed.
+    Healed {
+        /// The fault's number.
+        seq: u64,
+    },
+    /// The run ended: the stack it brought up is gone (or kept on purpose).
+    End {
+        /// What happened to the stack.
+        stack: String,
+    },
+}
+
+/// Who ran and what stack it touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEntry {
+    /// Run id (the `rebound.run` label of everything it created).
+    pub run_id: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// rebound's process id.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22), so a
+    /// reused pid is not mistaken for the run.
+    pub pid_start: u64,
+    /// `process` or `docker`.
+    pub backend: String,
+    /// docker: the compose project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// docker: rebound brought the project up and must take it down (false when
+    /// attaching to a running project or with `--keep`).
+    #[serde(default)]
+    pub owns_stack: bool,
+}
+
+/// A journal could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// An I/O error on a journal or index file.
+    #[error("fault journal {path}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The journal of a running run.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+    index: PathBuf,
+    next: Mutex<u64>,
+}
+
+impl Journal {
+    /// Creates `run_dir/journal.jsonl` with its run entry and indexes it.
+    pub fn create(run_dir: &Path, run: RunEntry) -> Result<Self, JournalError> {
+        let path = run_dir.join(JOURNAL);
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |source| JournalError::Io { path: p, source }
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let runs = state_dir().join("runs");
+        std::fs::create_dir_all(&runs).map_err(io(&runs))?;
+        let index = runs.join(&run.run_id);
+        let abs = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
+        std::fs::write(&index, abs.display().to_string()).map_err(io(&index))?;
+        let journal = Journal {
+            path,
+            file: Mutex::new(file),
+            index,
+            next: Mutex::new(1),
+        };
+        journal.append(&Entry::Run(run))?;
+        Ok(journal)
+    }
+
+    /// Appends one entry and waits until it is on disk.
+    fn append(&self, entry: &Entry) -> Result<(), JournalError> {
+        let mut line = serde_json::to_string(entry).unwrap_or_default();
+        line.push('\n');
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        f.write_all(line.as_bytes())
+            .and_then(|()| f.sync_data())
+            .map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Records a fault about to be injected; returns its number for [`Self::healed`].
+    pub fn fault(&self, undo: &UndoRecord) -> Result<u64, JournalError> {
+        let seq = {
+            let mut n = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let seq = *n;
+            *n += 1;
+            seq
+        };
+        self.append(&Entry::Fault {
+            seq,
+            undo: undo.clone(),
+        })?;
+        Ok(seq)
+    }
+
+    /// Records that fault `seq` was healed.
+    pub fn healed(&self, seq: u64) -> Result<(), JournalError> {
+        self.append(&Entry::Healed { seq })
+    }
+
+    /// Records that `service` is about to be disconnected from `network`.
+    pub fn disconnected(&self, service: &str, network: &str) -> Result<(), JournalError> {
+        self.append(&Entry::Disconnected {
+            service: service.to_string(),
+            network: network.to_string(),
+        })
+    }
+
+    /// The run ended cleanly: records what became of the stack and drops the index
+    /// entry (nothing is left for `rebound heal`).
+    pub fn end(&self, stack: &str) -> Result<(), JournalError> {
+        self.append(&Entry::End {
+            stack: stack.to_string(),
+        })?;
+        match std::fs::remove_file(&self.index) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(JournalError::Io {
+                path: self.index.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+/// Where the index of unfinished runs lives (see the module docs).
+pub fn state_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("REBOUND_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("rebound");
+    }
+    if nix::unistd::Uid::effective().is_root() {
+        return PathBuf::from("/var/lib/rebound");
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".local/state/rebound"))
+        .unwrap_or_else(|| std::env::temp_dir().join("rebound-state"))
+}
+
+/// The start time of process `pid` (`/proc/<pid>/stat` field 22), None if gone.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// What a journal says is still to undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Who ran.
+    pub run: RunEntry,
+    /// Faults injected and not healed, in injection order.
+    pub faults: Vec<(u64, UndoRecord)>,
+    /// Networks each service was cut off from (docker).
+    pub disconnected: BTreeMap<String, Vec<String>>,
+    /// The run never ended: a stack it owns may still be up.
+    pub open: bool,
+}
+
+impl Pending {
+    /// The rebound process of this run is still alive.
+    pub fn alive(&self) -> bool {
+        process_start(self.run.pid) == Some(self.run.pid_start)
+    }
+
+    /// Nothing left to undo.
+    pub fn is_clean(&self) -> bool {
+        self.faults.is_empty() && !self.open
+    }
+}
+
+/// Reads the journal of `run_dir`. A torn last line (rebound killed mid-write) is
+/// ignored: the act it announced was never started.
+pub fn read(run_dir: &Path) -> Result<Pending, JournalError> {
+    let path = run_dir.join(JOURNAL);
+    let text = std::fs::read_to_string(&path).map_err(|source| JournalError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut run = None;
+    let mut faults: Vec<(u64, UndoRecord)> = Vec::new();
+    let mut disconnected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut open = true;
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<Entry>(line) else {
+            continue;
+        };
+        match entry {
+            Entry::Run(r) => run = Some(r),
+            Entry::Fault { seq, undo } => faults.push((seq, undo)),
+            Entry::Healed { seq } => faults.retain(|(s, _)| *s != seq),
+            Entry::Disconnected { service, network } => {
+                let nets = disconnected.entry(service).or_default();
+                if !nets.contains(&network) {
+                    nets.push(network);
+                }
+            }
+            Entry::End { .. } => open = false,
+        }
+    }
+    let run = run.ok_or_else(|| JournalError::Io {
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no run entry"),
+    })?;
+    Ok(Pending {
+        run_dir: run_dir.to_path_buf(),
+        run,
+        faults,
+        disconnected,
+        open,
+    })
+}
+
+/// Every run in the index whose rebound process is gone and that left something
+/// to undo (unreadable entries are skipped).
+pub fn stale() -> Vec<Pending> {
+    let Ok(dir) = std::fs::read_dir(state_dir().join("runs")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Pending> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|run_dir| read(Path::new(run_dir.trim())).ok())
+        .filter(|p| !p.alive() && !p.is_clean())
+        .collect();
+    out.sort_by(|a, b| a.run.run_id.cmp(&b.run.run_id));
+    out
+}
+
+/// Appends entries to the journal of a run that is over (`rebound heal`).
+pub fn append_to(run_dir: &Path, entries: &[Entry]) -> Result<(), JournalError> {
+    let path = run_dir.join(JOURNAL);
+    let io = |source| JournalError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(io)?;
+    // After a torn last line (killed mid-write), start on a line of our own.
+    let torn = std::fs::read(&path)
+        .map_err(|source| JournalError::Io {
+            path: path.clone(),
+            source,
+        })?
+        .last()
+        .is_some_and(|b| *b != b'\n');
+    let mut text = if torn {
+        "\n".to_string()
+    } else {
+        String::new()
+    };
+    for e in entries {
+        text.push_str(&serde_json::to_string(e).unwrap_or_default());
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_data())
+        .map_err(io)
+}
+
+/// Drops `run_id` from the index (after `rebound heal` undid everything).
+pub fn forget(run_id: &str) {
+    let _ = std::fs::remove_file(state_dir().join("runs").join(run_id));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_entry(pid: u32) -> RunEntry {
+        RunEntry {
+            run_id: "20261202T000000Z-abcd".into(),
+            scenario: "s".into(),
+            pid,
+            pid_start: process_start(pid).unwrap_or(0),
+            backend: "docker".into(),
+            project: Some("p".into()),
+            owns_stack: true,
+        }
+    }
+
+    #[test]
+    fn an_unhealed_fault_and_an_open_stack_are_pending_until_healed_and_ended() {
+        let state = tempfile::tempdir().expect("tempdir");
+        std::env::set_var("REBOUND_STATE_DIR", state.path());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = Journal::create(dir.path(), run_entry(std::process::id())).expect("journal");
+        let a = j
+            .fault(&UndoRecord::restore("pause-for", "db"))
+            .expect("fault");
+        j.disconnected("db", "p_default").expect("disconnected");
+        j.disconnected("db", "p_default").expect("twice");
+        let b = j
+            .fault(&UndoRecord::restore("sigkill", "app"))
+            .expect("fault");
+        j.healed(b).expect("healed");
+        let p = read(dir.path()).expect("read");
+        assert_eq!(p.faults.len(), 1);
+        assert_eq!((p.faults[0].0, p.faults[0].1.target.as_str()), (a, "db"));
+        assert_eq!(p.disconnected["db"], ["p_default"]);
+        assert!(p.open && p.alive(), "this process wrote it and is alive");
+        assert!(
+            stale().is_empty(),
+            "a live run is not stale, whatever it has pending"
+        );
+        // A torn last line (killed mid-write) is ignored.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL))
+            .and_then(|mut f| f.write_all(b"{\"op\":\"fau"))
+            .expect("torn");
+        assert_eq!(read(dir.path()).expect("read").faults.len(), 1);
+        // What `rebound heal` appends after a torn line still reads back.
+        append_to(dir.path(), &[Entry::Healed { seq: a }]).expect("append");
+        assert!(read(dir.path()).expect("read").faults.is_empty());
+        j.end("removed").expect("end");
+        let p = read(dir.path()).expect("read");
+        assert!(p.is_clean(), "{p:?}");
+        assert!(
+            !state.path().join("runs").join(&p.run.run_id).exists(),
+            "a clean end leaves no index entry"
+        );
+        std::env::remove_var("REBOUND_STATE_DIR");
+    }
+
+    #[test]
+    fn a_run_whose_process_is_gone_is_not_alive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut entry = run_entry(std::process::id());
+        entry.pid_start += 1; // the same pid, started at another time: reused
+        std::fs::write(
+            dir.path().join(JOURNAL),
+            format!(
+                "{}\n",
+                serde_json::to_string(&Entry::Run(entry)).expect("json")
+            ),
+        )
+        .expect("write");
+        assert!(!read(dir.path()).expect("read").alive());
+    }
+}
