@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `rebound` binary against real processes (the bundled
 //! demo-app), checking exit codes, files, measurement accuracy and Ctrl-C safety.
 
+mod crash_safety;
 mod docker_runs;
 mod helpers;
 mod process_runs;

@@ -1,0 +1,247 @@
+//! rebound itself killed (SIGKILL) while a fault is active: its fault journal lets
+//! `rebound heal` undo the fault and remove the stack it owned; until then a new run
+//! of the same scenario refuses to start and names `rebound heal`. Each test keeps
+//! its index of unfinished runs in its own state directory (`REBOUND_STATE_DIR`).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::docker_runs::{history_lines, require_images};
+use crate::helpers::*;
+
+fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+fn with_state(mut c: Command, state: &Path) -> Command {
+    c.env("REBOUND_STATE_DIR", state);
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Starts `rebound run SCENARIO EXTRA…`, waits until trial 1's fault is active,
+/// SIGKILLs rebound and returns its run id.
+fn kill_during_fault(scenario: &str, extra: &[&str], state: &Path, out: &Path) -> String {
+    kill_when(scenario, extra, state, out, "fault-ok")
+}
+
+/// Like [`kill_during_fault`], at the first history record of type `when`.
+fn kill_when(scenario: &str, extra: &[&str], state: &Path, out: &Path, when: &str) -> String {
+    let mut args = vec!["run", scenario, "--out", out.to_str().expect("utf8")];
+    args.extend(extra);
+    let mut child = with_state(rebound(), state)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while !history_lines(out).iter().any(|r| r["type"] == when) {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the fault was never injected"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    history_lines(out)[0]["run_id"]
+        .as_str()
+        .expect("run id")
+        .to_string()
+}
+
+fn labelled(kind: &str, run_id: &str) -> String {
+    let label = format!("label=rebound.run={run_id}");
+    match kind {
+        "container" => docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &label,
+            "--format",
+            "{{.Names}} {{.State}}",
+        ]),
+        _ => docker(&[kind, "ls", "-q", "--filter", &label]),
+    }
+}
+
+#[test]
+fn docker_sigkill_during_pause_is_healed_by_rebound_heal_and_blocks_the_next_run_until_then() {
+    require_images();
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = "scenarios/docker-db-pause.toml";
+    let run_id = kill_during_fault(scenario, &[], state.path(), &dir.path().join("run"));
+    let left = labelled("container", &run_id);
+    assert!(
+        left.contains("paused"),
+        "the kill must land while db is paused: {left}"
+    );
+
+    // The next run of the scenario names the killed run and `rebound heal`.
+    let refused = with_state(rebound(), state.path())
+        .args(["run", scenario, "--trials", "1", "--out"])
+        .arg(dir.path().join("refused"))
+        .output()
+        .expect("run");
+    let said = text(&refused);
+    assert_eq!(refused.status.code(), Some(4), "{said}");
+    assert!(
+        said.contains(&run_id) && said.contains("pause-for on db") && said.contains("rebound heal"),
+        "{said}"
+    );
+    assert!(
+        !dir.path().join("refused").exists(),
+        "a refused run creates nothing"
+    );
+
+    let healed = with_state(rebound(), state.path())
+        .arg("heal")
+        .output()
+        .expect("heal");
+    let said = text(&healed);
+    assert_eq!(healed.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("resumed db") && said.contains("removed container"),
+        "{said}"
+    );
+    for kind in ["container", "network", "volume"] {
+        assert_eq!(
+            labelled(kind, &run_id),
+            "",
+            "{kind}s left after heal\n{said}"
+        );
+    }
+    let again = with_state(rebound(), state.path())
+        .arg("heal")
+        .output()
+        .expect("heal again");
+    assert_eq!(again.status.code(), Some(0));
+    assert!(text(&again).contains("nothing to heal"), "{}", text(&again));
+
+    // And the scenario runs again.
+    let next = with_state(rebound(), state.path())
+        .args(["run", scenario, "--trials", "1", "--no-progress", "--out"])
+        .arg(dir.path().join("next"))
+        .output()
+        .expect("run");
+    assert!(matches!(next.status.code(), Some(0 | 2)), "{}", text(&next));
+}
+
+#[test]
+fn docker_sigkill_during_disconnect_of_a_kept_stack_is_reconnected_by_rebound_heal() {
+    require_images();
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run_id = kill_during_fault(
+        "scenarios/docker-app-disconnect.toml",
+        &["--keep"],
+        state.path(),
+        &dir.path().join("run"),
+    );
+    let app = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=rebound.run={run_id}"),
+        "--filter",
+        "label=com.docker.compose.service=app",
+    ]);
+    let nets = || docker(&["inspect", "-f", "{{len .NetworkSettings.Networks}}", &app]);
+    let cut = nets();
+    let healed = with_state(rebound(), state.path())
+        .arg("heal")
+        .arg(dir.path().join("run"))
+        .output()
+        .expect("heal");
+    let after = nets();
+    let containers = labelled("container", &run_id);
+    // A kept stack is the user's: heal reconnects, it does not remove.
+    let label = format!("label=rebound.run={run_id}");
+    for id in docker(&["ps", "-aq", "--filter", &label]).lines() {
+        docker(&["rm", "-f", "-v", id]);
+    }
+    for kind in ["network", "volume"] {
+        for n in docker(&[kind, "ls", "-q", "--filter", &label]).lines() {
+            docker(&[kind, "rm", n]);
+        }
+    }
+    assert_eq!(cut, "0", "the kill must land while app is cut off");
+    assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
+    assert!(
+        text(&healed).contains("reconnected app"),
+        "{}",
+        text(&healed)
+    );
+    assert_eq!(after, "1", "app is back on its network");
+    assert!(
+        containers.lines().count() >= 4,
+        "the kept stack stays: {containers}"
+    );
+}
+
+#[test]
+fn process_services_do_not_outlive_a_sigkilled_rebound() {
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"orphans\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\n\n\
+         [slo]\nsuccess-rate = 0.5\nrecover-within = \"60s\"\n\n[run]\ntrials = 1\nwarm-up = \"30s\"\n",
+        demo_service(port, &[], "always", "100ms")
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let out = dir.path().join("run");
+    // Killed during the warm-up, with the service running (not stopped: a stopped
+    // process in a group orphaned by the kill gets SIGHUP from the kernel anyway).
+    kill_when(
+        path.to_str().expect("utf8"),
+        &[],
+        state.path(),
+        &out,
+        "trial-start",
+    );
+    let pid = history_lines(&out)
+        .iter()
+        .find(|r| r["type"] == "service" && r["action"] == "started")
+        .and_then(|r| r["pid"].as_u64())
+        .expect("the service's pid");
+    // Orphaned by the kill: the kernel's parent-death signal ends it.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
+        if zombie {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo-app (pid {pid}) outlived rebound by more than 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let healed = with_state(rebound(), state.path())
+        .arg("heal")
+        .output()
+        .expect("heal");
+    assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
+    assert!(
+        text(&healed).contains("died with rebound"),
+        "{}",
+        text(&healed)
+    );
+}
