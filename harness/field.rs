@@ -131,3 +131,31 @@ mod tests {
         assert!(command("command", &["true".into()]).is_ok());
     }
 }
+
+/// The largest scenario or compose file rebound reads.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// Reads a regular file of at most [`MAX_FILE_BYTES`] as UTF-8: a FIFO, a device
+/// such as `/dev/zero` or a huge file is an error, never a hang or an
+/// out-of-memory.
+pub fn read_small_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("larger than {} MiB", MAX_FILE_BYTES >> 20),
+        ));
+    }
+    Ok(text)
+}

@@ -56,7 +56,7 @@ fn published_ports(plan: &Plan) -> Vec<PublishedPort> {
     let env = |k: &str| std::env::var(k).ok();
     std::iter::once(file)
         .chain(overrides)
-        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .filter_map(|f| crate::field::read_small_file(f).ok())
         .flat_map(|text| compose_ports(&text, &env))
         .collect()
 }

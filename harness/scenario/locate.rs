@@ -7,13 +7,70 @@ use std::path::Path;
 use super::raw::ScenarioFile;
 use super::ScenarioError;
 
+/// The longest duration any key accepts: longer ones are typos, and arithmetic on
+/// them (a deadline doubled, added to an instant) would overflow.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
 pub(super) fn parse_raw(path: &Path, text: &str) -> Result<ScenarioFile, ScenarioError> {
     let de =
         toml::Deserializer::parse(text).map_err(|e| toml_error(path, text, String::new(), &e))?;
+    if let Ok(table) = toml::from_str::<toml::Table>(text) {
+        if let Some((key, value)) = too_long(&toml::Value::Table(table), String::new()) {
+            let at = text.find(&format!("\"{value}\"")).unwrap_or(0);
+            return Err(ScenarioError::Parse {
+                path: path.to_path_buf(),
+                line: line_col(text, at).0,
+                column: line_col(text, at).1,
+                key,
+                message: format!(
+                    "duration \"{}\" is longer than the limit of 366 days",
+                    shorten(&value)
+                ),
+            });
+        }
+    }
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         toml_error(path, text, key, e.inner())
     })
+}
+
+/// The first string value (dotted key, 1-based array indices) that reads as a
+/// duration longer than [`MAX_DURATION`].
+fn too_long(v: &toml::Value, key: String) -> Option<(String, String)> {
+    match v {
+        toml::Value::String(s) => {
+            let long = humantime::parse_duration(s).map_or_else(
+                // "300000000000y" does not even fit: too long as well.
+                |e| matches!(e, humantime::DurationError::NumberOverflow),
+                |d| d > MAX_DURATION,
+            );
+            long.then(|| (key, s.clone()))
+        }
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| {
+            let key = if key.is_empty() {
+                k.clone()
+            } else {
+                format!("{key}.{k}")
+            };
+            too_long(v, key)
+        }),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| too_long(v, format!("{key}[{}]", i + 1))),
+        _ => None,
+    }
+}
+
+/// A value as echoed in a message: at most 60 characters, control characters escaped.
+pub(super) fn shorten(value: &str) -> String {
+    let escaped: String = value.chars().flat_map(char::escape_debug).collect();
+    if escaped.chars().count() > 60 {
+        format!("{}…", escaped.chars().take(60).collect::<String>())
+    } else {
+        escaped
+    }
 }
 
 pub(super) fn toml_error(

@@ -179,7 +179,7 @@ pub struct RunPlan {
 
 /// Reads and validates a scenario file.
 pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let text = crate::field::read_small_file(path).map_err(|source| ScenarioError::Read {
         path: path.to_path_buf(),
         source,
     })?;
@@ -195,7 +195,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Plan, ScenarioError> {
 /// Reads the scenario copy of a run directory (`RUN_DIR/scenario.toml`) for offline
 /// analysis: files it refers to (the compose file) are not needed and not read.
 pub fn load_recorded(path: &Path) -> Result<Plan, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let text = crate::field::read_small_file(path).map_err(|source| ScenarioError::Read {
         path: path.to_path_buf(),
         source,
     })?;

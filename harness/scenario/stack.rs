@@ -143,7 +143,7 @@ fn compose_service_names(
                 .chain(overrides.iter().map(|o| ("compose-overrides", o)))
             {
                 let line = locate(text, key, None, 1);
-                let body = std::fs::read_to_string(f).map_err(|e| {
+                let body = crate::field::read_small_file(f).map_err(|e| {
                     v.err(
                         format!("stack.{key}"),
                         line,

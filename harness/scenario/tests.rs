@@ -469,3 +469,91 @@ fn a_tcp_probe_on_a_published_port_is_warned_about_and_names_the_better_form() {
         assert_eq!(lint(&plan), Vec::<String>::new(), "{quiet}");
     }
 }
+
+#[test]
+fn a_duration_past_the_limit_is_an_error_at_its_key_and_line_not_a_panic() {
+    let text = "name = \"x\"\n[stack]\nbackend = \"process\"\n[[stack.service]]\nname = \"app\"\ncommand = [\"true\"]\n\
+                [[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n[[fault]]\nkind = \"pause-for\"\ntarget = \"app\"\nduration = \"400d\"\n\
+                [[probe]]\nkind = \"tcp\"\naddress = \"127.0.0.1:9\"\n[slo]\nrecover-within = \"300000000000y\"\n";
+    let e = parse(Path::new("x.toml"), text).expect_err("too long");
+    let ScenarioError::Parse {
+        line, key, message, ..
+    } = &e
+    else {
+        panic!("{e:?}")
+    };
+    // The first too-long value in file order of the tables: fault[2].duration.
+    assert_eq!((key.as_str(), *line), ("fault[2].duration", 13), "{e}");
+    assert!(message.contains("longer than the limit"), "{message}");
+    let fixed = text.replace("\"400d\"", "\"4s\"");
+    let e = parse(Path::new("x.toml"), &fixed).expect_err("still too long");
+    assert!(
+        e.to_string().contains("x.toml:18:") && e.to_string().contains("slo.recover-within"),
+        "{e}"
+    );
+    let fine = fixed.replace("\"300000000000y\"", "\"2m\"");
+    parse(Path::new("x.toml"), &fine).expect("valid");
+}
+
+/// Values a careless or hostile edit may leave in a scenario.
+const HOSTILE: &[&str] = &[
+    "\"300000000000y\"",
+    "\"0s\"",
+    "\"-1s\"",
+    "0",
+    "-1",
+    "18446744073709551616",
+    "4294967296",
+    "1e308",
+    "true",
+    "[]",
+    "{}",
+    "\"\"",
+    "\"${nope}\"",
+    "\"\\u0000\"",
+    "\"/dev/zero\"",
+    "0.0",
+    "1.5",
+    "\"99999999999999999999ms\"",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    /// Any shipped scenario with one value replaced by a hostile one: validation
+    /// never panics, and a rejection names the file.
+    #[test]
+    fn a_shipped_scenario_with_any_value_mutated_never_panics(
+        file in 0usize..64,
+        line in 0usize..200,
+        value in 0usize..HOSTILE.len(),
+    ) {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .expect("scenarios")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let path = &files[file % files.len()];
+        let text = std::fs::read_to_string(path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        // Replace the value of the first `key = value` line at or after `line`.
+        let Some(i) = (0..lines.len())
+            .map(|k| (line + k) % lines.len())
+            .find(|&k| lines[k].contains(" = ") && !lines[k].trim_start().starts_with('#'))
+        else {
+            return Ok(());
+        };
+        let key = lines[i].split(" = ").next().unwrap_or_default();
+        let mutated: String = lines
+            .iter()
+            .enumerate()
+            .map(|(k, l)| if k == i { format!("{key} = {}\n", HOSTILE[value]) } else { format!("{l}\n") })
+            .collect();
+        let result = std::panic::catch_unwind(|| parse(path, &mutated).map(|_| ()));
+        prop_assert!(result.is_ok(), "panicked on {}:{}: {key} = {}", path.display(), i + 1, HOSTILE[value]);
+        if let Ok(Err(e)) = result {
+            prop_assert!(e.to_string().starts_with(&path.display().to_string()), "{e}");
+        }
+    }
+}
