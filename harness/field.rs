@@ -108,30 +108,6 @@ pub fn command(key: &'static str, argv: &[String]) -> Result<(), FieldError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_checks_name_the_key_and_say_what_is_accepted() {
-        assert!(http_url("url", "http://127.0.0.1:1/x").is_ok());
-        let e = http_url("url", "https://x").expect_err("https");
-        assert_eq!(e.key, "url");
-        assert!(e.message.contains("plain http://"), "{e:?}");
-        assert!(address("address", "127.0.0.1:80").is_ok());
-        assert!(address("address", "localhost").is_err());
-        assert_eq!(
-            nonzero("duration", Duration::ZERO)
-                .expect_err("zero")
-                .message,
-            "duration must be greater than 0"
-        );
-        assert!(command("command", &[]).is_err());
-        assert!(command("command", &[String::new()]).is_err());
-        assert!(command("command", &["true".into()]).is_ok());
-    }
-}
-
 /// The largest scenario or compose file rebound reads.
 pub const MAX_FILE_BYTES: u64 = 4 << 20;
 
@@ -158,4 +134,28 @@ pub fn read_small_file(path: &std::path::Path) -> std::io::Result<String> {
         ));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_checks_name_the_key_and_say_what_is_accepted() {
+        assert!(http_url("url", "http://127.0.0.1:1/x").is_ok());
+        let e = http_url("url", "https://x").expect_err("https");
+        assert_eq!(e.key, "url");
+        assert!(e.message.contains("plain http://"), "{e:?}");
+        assert!(address("address", "127.0.0.1:80").is_ok());
+        assert!(address("address", "localhost").is_err());
+        assert_eq!(
+            nonzero("duration", Duration::ZERO)
+                .expect_err("zero")
+                .message,
+            "duration must be greater than 0"
+        );
+        assert!(command("command", &[]).is_err());
+        assert!(command("command", &[String::new()]).is_err());
+        assert!(command("command", &["true".into()]).is_ok());
+    }
 }
