@@ -644,6 +644,17 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
         );
     }
     report.clients = clients;
+    // A graceful stop that was not: say so where a reader looks.
+    if let Some(detail) = records.iter().find_map(|r| match &r.event {
+        Event::FaultEnd { detail } if detail.contains("ignored SIGTERM") => Some(detail),
+        _ => None,
+    }) {
+        let who = detail.split(" ignored").next().unwrap_or_default();
+        report.reason = format!(
+            "{}; {who} ignored SIGTERM for the whole grace and was SIGKILLed",
+            report.reason
+        );
+    }
     report
 }
 

@@ -548,3 +548,32 @@ fn pacing_is_the_median_interval_between_starts_and_the_median_latency() {
     assert_eq!((p[1].attempts, p[1].interval_p50_ms), (1, None));
     assert_eq!((p[2].attempts, p[2].latency_p50_ms), (0, None));
 }
+
+#[test]
+fn a_target_that_ignored_sigterm_is_named_in_the_reason() {
+    let mut b = Builder::new();
+    b.push(
+        100,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.push(
+        5100,
+        Event::FaultEnd {
+            detail: "app ignored SIGTERM for 5s, SIGKILLed, started again".into(),
+        },
+    );
+    b.attempt("h", 5200, 1, true, false);
+    b.push(6000, Event::HealInvoke);
+    let mut c = cfg(&["h"], 1);
+    c.recover_within_ms = 10_000.0;
+    let r = check_trial(1, &b.records, &c);
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+    assert!(
+        r.reason
+            .ends_with("app ignored SIGTERM for the whole grace and was SIGKILLed"),
+        "{}",
+        r.reason
+    );
+}
