@@ -4,11 +4,12 @@
 //! many minutes. Run it with
 //!
 //! ```text
-//! cargo bench --bench truth-docker -- [--trials 30] [--only redis] [--keep DIR]
+//! cargo bench --bench truth-docker -- [--trials 30] [--only redis | --case redis-sigkill] [--keep DIR]
 //! ```
 //!
-//! Truth clocks: Redis's own "Ready to accept connections" log line (1 ms
-//! resolution) and demo-app's `ready_unix_ns` (its "listening" line on docker, its
+//! Truth clocks: Redis's own log lines (1 ms resolution) — "Ready to accept
+//! connections" for the probes that need an answer, "Server initialized" (logged
+//! once it listens) for tcp probes, which can only see a listening socket — and demo-app's `ready_unix_ns` (its "listening" line on docker, its
 //! `ready.log` on the process backend; read right after `listen(2)`). Each case is
 //! one rebound run; a run with several probes is checked once per probe, each
 //! probe's bracket computed from its own attempts by rebound's own checker.
@@ -22,6 +23,10 @@ use rebound::checker::check_trial;
 use rebound::runner::RunOptions;
 
 const MAX_SLEW: f64 = 500e-6;
+
+/// A ready instant as a service logged it: (unix ns, how much later the real
+/// instant may be — the log's resolution).
+type Instant = (i128, i128);
 
 /// Where a case's truth comes from.
 #[derive(Clone, Copy)]
@@ -158,6 +163,7 @@ fn cases() -> Vec<Case> {
 struct Row {
     case: &'static str,
     probe: &'static str,
+    truth: &'static str,
     period_ms: f64,
     trials: usize,
     inside: usize,
@@ -176,6 +182,7 @@ fn main() {
     };
     let trials: u32 = value("--trials").map_or(30, |v| v.parse().expect("--trials N"));
     let only = value("--only");
+    let exact = value("--case");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // `--keep DIR`: leave the run directories there to look at.
     let kept = value("--keep").map(std::path::PathBuf::from);
@@ -183,7 +190,9 @@ fn main() {
     let work = kept.as_deref().unwrap_or(temp.path());
     let mut rows = Vec::new();
     for case in cases() {
-        if only.as_deref().is_some_and(|o| !case.name.contains(o)) {
+        if only.as_deref().is_some_and(|o| !case.name.contains(o))
+            || exact.as_deref().is_some_and(|e| case.name != e)
+        {
             continue;
         }
         eprintln!("== {} ({trials} trials)", case.name);
@@ -222,13 +231,34 @@ fn run_case(runtime: &tokio::runtime::Runtime, case: &Case, trials: u32, work: &
         Ok(o) => o.summary.run_id.clone(),
         Err(e) => {
             eprintln!("   run failed: {e}");
+            // The run kept its stack (to read the logs): remove what it made.
+            let id = rebound::history::load(&out.join("history.jsonl"))
+                .ok()
+                .and_then(|r| {
+                    r.iter().find_map(|r| match &r.event {
+                        rebound::history::Event::RunStart { run_id, .. } => Some(run_id.clone()),
+                        _ => None,
+                    })
+                });
+            if let (true, Some(id)) = (docker, id) {
+                remove_run(&id);
+            }
             return Vec::new();
         }
     };
-    let truths: Vec<(i128, i128)> = match case.clock {
-        Clock::Redis => redis_truth(&container(&run_id, "redis")),
-        Clock::DemoAppLog => app_log_truth(&container(&run_id, "app")),
-        Clock::DemoAppFile => app_file_truth(&out.join("data/app/ready.log")),
+    // A tcp probe can only see a socket listening: its truth is Redis's
+    // "Server initialized" line (logged once it listens), not "Ready to accept
+    // connections" (after loading its data, when PING answers PONG).
+    let (truths, listening): (Vec<Instant>, Vec<Instant>) = match case.clock {
+        Clock::Redis => {
+            let logs = logs(&container(&run_id, "redis"));
+            (
+                redis_truth(&logs, "Ready to accept connections"),
+                redis_truth(&logs, "Server initialized"),
+            )
+        }
+        Clock::DemoAppLog => (app_log_truth(&container(&run_id, "app")), Vec::new()),
+        Clock::DemoAppFile => (app_file_truth(&out.join("data/app/ready.log")), Vec::new()),
     };
     if docker {
         remove_run(&run_id);
@@ -239,9 +269,16 @@ fn run_case(runtime: &tokio::runtime::Runtime, case: &Case, trials: u32, work: &
     for (i, (label, _)) in case.probes.iter().enumerate() {
         let mut cfg = check_config(&plan);
         cfg.probes = vec![format!("p{i}")];
+        let tcp = label.starts_with("tcp") && !listening.is_empty();
+        let truths = if tcp { &listening } else { &truths };
         let mut row = Row {
             case: case.name,
             probe: label,
+            truth: match case.clock {
+                Clock::Redis if tcp => "listening",
+                Clock::Redis => "ready",
+                _ => "listening",
+            },
             period_ms: plan.probes[i].period.as_secs_f64() * 1e3,
             trials: 0,
             inside: 0,
@@ -297,13 +334,14 @@ fn quantile(v: &[f64], q: f64) -> f64 {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("\n| case | probe | period | truth inside | recovered before truth | error p50 | error p95 | error max | width p50 |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("\n| case | probe | truth | period | truth inside | recovered before truth | error p50 | error p95 | error max | width p50 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} | {} ms | {} of {} | {} | {:+.1} ms | {:+.1} ms | {:+.1} ms | {:.1} ms |",
+            "| {} | {} | {} | {} ms | {} of {} | {} | {:+.1} ms | {:+.1} ms | {:+.1} ms | {:.1} ms |",
             r.case,
             r.probe,
+            r.truth,
             r.period_ms,
             r.inside,
             r.trials,
@@ -347,11 +385,11 @@ fn logs(container: &str) -> String {
     )
 }
 
-/// "7:M 02 Dec 2026 06:40:01.123 * Ready to accept connections tcp" → (ns, 1 ms).
-fn redis_truth(container: &str) -> Vec<(i128, i128)> {
-    logs(container)
-        .lines()
-        .filter(|l| l.contains("Ready to accept connections"))
+/// Lines with `line`, as in "7:M 02 Dec 2026 06:40:01.123 * Ready to accept
+/// connections tcp" → (ns, 1 ms).
+fn redis_truth(logs: &str, line: &str) -> Vec<(i128, i128)> {
+    logs.lines()
+        .filter(|l| l.contains(line))
         .filter_map(|l| {
             let stamp = l.split_once(' ')?.1.get(..24)?;
             chrono::NaiveDateTime::parse_from_str(stamp, "%d %b %Y %H:%M:%S%.3f").ok()

@@ -416,7 +416,19 @@ fn cmd_heal(run_dirs: &[PathBuf], all: bool) -> Outcome {
         .build()
         .map_err(|e| CliError::Environment(format!("starting the async runtime: {e}")))?;
     let mut status = ExitStatus::SloMet;
-    if pending.iter().all(journal::Pending::is_clean) {
+    let orphaned = if run_dirs.is_empty() || all {
+        journal::orphaned()
+    } else {
+        Vec::new()
+    };
+    for (run_id, run_dir) in &orphaned {
+        println!(
+            "run {run_id}: its run directory {} (and fault journal) is gone; dropped from the index — anything it left behind carries the label rebound.run={run_id}",
+            run_dir.display()
+        );
+        journal::forget(run_id);
+    }
+    if orphaned.is_empty() && pending.iter().all(journal::Pending::is_clean) {
         println!("nothing to heal");
     }
     for p in pending.iter().filter(|p| !p.is_clean()) {

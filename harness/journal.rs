@@ -96,6 +96,8 @@ pub struct Journal {
     file: Mutex<std::fs::File>,
     index: PathBuf,
     next: Mutex<u64>,
+    /// Faults journaled and not yet healed.
+    active: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Journal {
@@ -114,15 +116,21 @@ impl Journal {
         let runs = state_dir().join("runs");
         std::fs::create_dir_all(&runs).map_err(io(&runs))?;
         let index = runs.join(&run.run_id);
-        let abs = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
-        std::fs::write(&index, abs.display().to_string()).map_err(io(&index))?;
+        let run_id = run.run_id.clone();
         let journal = Journal {
             path,
             file: Mutex::new(file),
-            index,
+            index: index.clone(),
             next: Mutex::new(1),
+            active: Mutex::new(std::collections::BTreeSet::new()),
         };
+        // The run entry first, then the index (written whole, by rename): whoever
+        // reads the index finds a journal to read.
         journal.append(&Entry::Run(run))?;
+        let abs = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_path_buf());
+        let tmp = runs.join(format!(".{run_id}.tmp"));
+        std::fs::write(&tmp, abs.display().to_string()).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &index).map_err(io(&index))?;
         Ok(journal)
     }
 
@@ -151,12 +159,21 @@ impl Journal {
             seq,
             undo: undo.clone(),
         })?;
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq);
         Ok(seq)
     }
 
     /// Records that fault `seq` was healed.
     pub fn healed(&self, seq: u64) -> Result<(), JournalError> {
-        self.append(&Entry::Healed { seq })
+        self.append(&Entry::Healed { seq })?;
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&seq);
+        Ok(())
     }
 
     /// Records that `service` is about to be disconnected from `network`.
@@ -167,12 +184,33 @@ impl Journal {
         })
     }
 
-    /// The run ended cleanly: records what became of the stack and drops the index
-    /// entry (nothing is left for `rebound heal`).
-    pub fn end(&self, stack: &str) -> Result<(), JournalError> {
+    /// The run ended: records what became of the stack. When `stack_gone` (the
+    /// stack rebound brought up was removed), faults still marked active went with
+    /// it. The index entry is dropped unless a fault is still active on a stack that
+    /// is still there — then `rebound heal` finishes the job.
+    pub fn end(&self, stack: &str, stack_gone: bool) -> Result<(), JournalError> {
+        let active: Vec<u64> = {
+            let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            if stack_gone {
+                std::mem::take(&mut *a).into_iter().collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for seq in active {
+            self.append(&Entry::Healed { seq })?;
+        }
         self.append(&Entry::End {
             stack: stack.to_string(),
         })?;
+        if !self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            return Ok(());
+        }
         match std::fs::remove_file(&self.index) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -229,9 +267,9 @@ impl Pending {
         process_start(self.run.pid) == Some(self.run.pid_start)
     }
 
-    /// Nothing left to undo.
+    /// Nothing left to undo: no fault active, and no stack of its own possibly up.
     pub fn is_clean(&self) -> bool {
-        self.faults.is_empty() && !self.open
+        self.faults.is_empty() && !(self.open && self.run.owns_stack)
     }
 }
 
@@ -278,16 +316,24 @@ pub fn read(run_dir: &Path) -> Result<Pending, JournalError> {
 }
 
 /// Every run in the index whose rebound process is gone and that left something
-/// to undo (unreadable entries are skipped).
+/// to undo. Dead runs with nothing left are dropped from the index on the way;
+/// unreadable entries are skipped (see [`orphaned`]).
 pub fn stale() -> Vec<Pending> {
     let Ok(dir) = std::fs::read_dir(state_dir().join("runs")) else {
         return Vec::new();
     };
     let mut out: Vec<Pending> = dir
         .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .filter_map(|run_dir| read(Path::new(run_dir.trim())).ok())
-        .filter(|p| !p.alive() && !p.is_clean())
+        .filter(|p| !p.alive())
+        .filter(|p| {
+            if p.is_clean() {
+                forget(&p.run.run_id);
+            }
+            !p.is_clean()
+        })
         .collect();
     out.sort_by(|a, b| a.run.run_id.cmp(&b.run.run_id));
     out
@@ -324,6 +370,31 @@ pub fn append_to(run_dir: &Path, entries: &[Entry]) -> Result<(), JournalError> 
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_data())
         .map_err(io)
+}
+
+/// Index entries whose run directory or journal is gone or unreadable: nothing can
+/// be undone from them (`rebound heal` names and drops them). (run id, run dir).
+pub fn orphaned() -> Vec<(String, PathBuf)> {
+    let Ok(dir) = std::fs::read_dir(state_dir().join("runs")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, PathBuf)> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                return None;
+            }
+            let run_dir = PathBuf::from(std::fs::read_to_string(e.path()).ok()?.trim());
+            // Only a journal that is gone: one that cannot be read now (permissions)
+            // may still hold faults to undo.
+            let gone = std::fs::metadata(run_dir.join(JOURNAL))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+            gone.then_some((name, run_dir))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Drops `run_id` from the index (after `rebound heal` undid everything).
@@ -381,7 +452,7 @@ mod tests {
         // What `rebound heal` appends after a torn line still reads back.
         append_to(dir.path(), &[Entry::Healed { seq: a }]).expect("append");
         assert!(read(dir.path()).expect("read").faults.is_empty());
-        j.end("removed").expect("end");
+        j.end("removed", true).expect("end");
         let p = read(dir.path()).expect("read");
         assert!(p.is_clean(), "{p:?}");
         assert!(

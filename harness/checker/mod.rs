@@ -8,9 +8,9 @@
 //! (the moment the service is known to be up: an attempt that began just before the
 //! service was ready can still succeed, so its start would be too early).
 //! `recovery_lower` is the latest instant that some failed attempt proves the stack
-//! was not ready, and never before `fault-end`: a refused connection proves it at
-//! the attempt's end (the refusal arrived then), any other failure — a timeout, an
-//! error reply, an exit code — only at the attempt's start. The true recovery lies
+//! was not ready, and never before `fault-end`: a refused connection proves it when
+//! the connect was issued (recorded as `proof_ns` after the start), any other
+//! failure — a timeout, an error reply, an exit code — only at the attempt's start. The true recovery lies
 //! between `recovery_lower` and `recovered_at`.
 
 use chrono::{DateTime, Utc};
@@ -53,18 +53,15 @@ pub struct Span {
     pub end_ns: u64,
     /// Success.
     pub ok: bool,
-    /// A refused connection: proves the service down at `end_ns`, not only `start_ns`.
-    pub refused: bool,
+    /// How long after `start_ns` a failure proves the service down (a refused
+    /// connect: when it was issued); 0 for every other failure.
+    pub proof_ns: u64,
 }
 
 impl Span {
     /// The latest instant this failed attempt proves the service was not ready.
     pub fn down_at(&self) -> u64 {
-        if self.refused {
-            self.end_ns
-        } else {
-            self.start_ns
-        }
+        (self.start_ns + self.proof_ns).min(self.end_ns)
     }
 }
 
@@ -742,7 +739,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
                 start_ns,
                 latency_ns,
                 cancelled: false,
-                refused,
+                proof_ns,
                 ..
             } if *start_ns >= t_inject && *start_ns < window_end => cfg
                 .probes
@@ -753,7 +750,7 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
                     start_ns: *start_ns,
                     end_ns: *start_ns + *latency_ns,
                     ok: *ok,
-                    refused: *refused,
+                    proof_ns: proof_ns.unwrap_or(0),
                 }),
             _ => None,
         })

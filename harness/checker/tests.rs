@@ -40,7 +40,7 @@ impl Builder {
     }
 
     fn probe(&mut self, name: &str, start_ms: u64, ok: bool) -> &mut Self {
-        self.attempt(name, start_ms, 1, ok, false)
+        self.attempt(name, start_ms, 1, ok, 0)
     }
 
     fn attempt(
@@ -49,7 +49,7 @@ impl Builder {
         start_ms: u64,
         latency_ms: u64,
         ok: bool,
-        refused: bool,
+        proof_ms: u64,
     ) -> &mut Self {
         self.push(
             start_ms + latency_ms,
@@ -60,7 +60,7 @@ impl Builder {
                 latency_ns: latency_ms * MS,
                 late_ns: 0,
                 cancelled: false,
-                refused,
+                proof_ns: (proof_ms > 0).then_some(proof_ms * MS),
                 error: None,
             },
         )
@@ -123,8 +123,8 @@ fn recovery_clock_starts_at_inject_ok_and_stops_at_first_success_of_the_streak()
 }
 
 /// A trial injected at 100 ms, its effect confirmed at 110 ms, then `attempts`
-/// (start ms, latency ms, ok, refused) and heal at 1 000 ms.
-fn evidence_trial(attempts: &[(u64, u64, bool, bool)]) -> TrialResult {
+/// (start ms, latency ms, ok, proof ms after the start: 0 = none) and heal at 1 000 ms.
+fn evidence_trial(attempts: &[(u64, u64, bool, u64)]) -> TrialResult {
     let mut b = Builder::new();
     b.push(
         100,
@@ -138,46 +138,42 @@ fn evidence_trial(attempts: &[(u64, u64, bool, bool)]) -> TrialResult {
             detail: String::new(),
         },
     );
-    for &(start, latency, ok, refused) in attempts {
-        b.attempt("h", start, latency, ok, refused);
+    for &(start, latency, ok, proof) in attempts {
+        b.attempt("h", start, latency, ok, proof);
     }
     b.push(1000, Event::HealInvoke);
     check_trial(1, &b.records, &cfg(&["h"], 1))
 }
 
 #[test]
-fn a_refusal_proves_the_service_down_at_its_end_a_timeout_only_at_its_start() {
-    // A refusal that started at 200 and arrived at 203: down at 203.
-    let r = evidence_trial(&[(200, 3, false, true), (210, 1, true, false)]);
+fn a_refusal_proves_the_service_down_when_its_connect_was_issued_a_timeout_only_at_its_start() {
+    // Started at 200, connect issued at 202 (after a lookup), refusal reported at
+    // 205: down at 202, not 205 (the report can come late on a busy machine).
+    let r = evidence_trial(&[(200, 5, false, 2), (210, 1, true, 0)]);
     assert_eq!(r.recovery_ms, Some(111.0));
-    assert_eq!(r.recovery_lower_ms, Some(103.0));
+    assert_eq!(r.recovery_lower_ms, Some(102.0));
     // The same attempt timing out (or any other failure) proves only its start.
-    let r = evidence_trial(&[(200, 3, false, false), (210, 1, true, false)]);
+    let r = evidence_trial(&[(200, 5, false, 0), (210, 1, true, 0)]);
     assert_eq!(r.recovery_lower_ms, Some(100.0));
-    // A timeout that started late outweighs an earlier refusal; the later proof wins
-    // whatever order the attempts ended in.
-    let r = evidence_trial(&[
-        (150, 500, false, false),
-        (160, 2, false, true),
-        (700, 1, true, false),
-    ]);
-    assert_eq!(r.recovery_lower_ms, Some(62.0));
-    let r = evidence_trial(&[
-        (150, 2, false, true),
-        (160, 500, false, false),
-        (700, 1, true, false),
-    ]);
+    // A timeout that started late outweighs an earlier refusal; the later proof
+    // wins whatever order the attempts ended in.
+    let r = evidence_trial(&[(150, 500, false, 0), (160, 2, false, 1), (700, 1, true, 0)]);
+    assert_eq!(r.recovery_lower_ms, Some(61.0));
+    let r = evidence_trial(&[(150, 2, false, 1), (160, 500, false, 0), (700, 1, true, 0)]);
     assert_eq!(r.recovery_lower_ms, Some(60.0));
     // The latest evidence, not the effect's confirmation, bounds the recovery.
-    let r = evidence_trial(&[(400, 1, false, true), (410, 1, true, false)]);
+    let r = evidence_trial(&[(400, 1, false, 1), (410, 1, true, 0)]);
+    assert_eq!(r.recovery_lower_ms, Some(301.0));
+    // A proof is never later than its attempt's end.
+    let r = evidence_trial(&[(400, 1, false, 9), (410, 1, true, 0)]);
     assert_eq!(r.recovery_lower_ms, Some(301.0));
 }
 
 #[test]
-fn a_refusal_that_arrived_after_a_later_success_never_passes_the_recovery() {
-    // Started at 300, refused at 320 (a late wake-up); the attempt started at 305
-    // succeeded at 306.
-    let r = evidence_trial(&[(300, 20, false, true), (305, 1, true, false)]);
+fn a_proof_later_than_a_later_success_never_passes_the_recovery() {
+    // Started at 300, connect issued at 310 (a slow lookup); the attempt started at
+    // 305 succeeded at 306.
+    let r = evidence_trial(&[(300, 20, false, 10), (305, 1, true, 0)]);
     assert_eq!(r.recovery_ms, Some(206.0));
     assert_eq!(r.recovery_lower_ms, Some(206.0));
 }
@@ -318,7 +314,7 @@ fn tracker_replays_attempts_seen_before_the_gate_was_known() {
         start_ns,
         end_ns,
         ok: true,
-        refused: false,
+        proof_ns: 0,
     };
     t.observe(ok(5, 6)); // before the gate: dropped on replay
     t.observe(ok(12, 13));
@@ -538,9 +534,9 @@ fn writes_that_could_not_be_read_back_make_the_trial_unknown() {
 fn pacing_is_the_median_interval_between_starts_and_the_median_latency() {
     let mut b = Builder::new();
     for (start, latency) in [(0, 80), (30, 85), (60, 90), (100, 95)] {
-        b.attempt("slow", start, latency, false, false);
+        b.attempt("slow", start, latency, false, 0);
     }
-    b.attempt("other", 5, 1, true, false);
+    b.attempt("other", 5, 1, true, 0);
     let p = pacing(&b.records, &["slow".into(), "other".into(), "none".into()]);
     assert_eq!(p[0].attempts, 4);
     assert_eq!(p[0].interval_p50_ms, Some(30.0), "intervals 30, 30, 40");
@@ -564,7 +560,7 @@ fn a_target_that_ignored_sigterm_is_named_in_the_reason() {
             detail: "app ignored SIGTERM for 5s, SIGKILLed, started again".into(),
         },
     );
-    b.attempt("h", 5200, 1, true, false);
+    b.attempt("h", 5200, 1, true, 0);
     b.push(6000, Event::HealInvoke);
     let mut c = cfg(&["h"], 1);
     c.recover_within_ms = 10_000.0;

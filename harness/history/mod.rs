@@ -161,11 +161,11 @@ pub enum Event {
         /// probe stopped): it proves nothing and no checker counts it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         cancelled: bool,
-        /// The failure was a refused connection, which proves the service not ready
-        /// at the attempt's end (any other failure proves it only at its start).
-        /// Histories before this field: false, the start.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        refused: bool,
+        /// How long after `start_ns` the failure proves the service not ready (a
+        /// refused connect: when it was issued); absent: at the start (every other
+        /// failure, and every history before this field).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proof_ns: Option<u64>,
         /// Failure description.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
@@ -343,6 +343,11 @@ impl History {
         // A panicking writer cannot leave the sink half-updated in a way that matters:
         // keep recording rather than lose the rest of the run.
         self.sink.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Monotonic nanoseconds since the run started, of the instant `at`.
+    pub fn ns_at(&self, at: std::time::Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.started).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Monotonic nanoseconds since the run started.

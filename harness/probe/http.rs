@@ -79,10 +79,7 @@ impl Check for Http {
             .get(&self.url)
             .send()
             .await
-            .map_err(|e| Failure {
-                refused: e.is_connect() && super::refused(&e),
-                message: describe(&e),
-            })?;
+            .map_err(|e| Failure::from(describe(&e)))?;
         let status = resp.status().as_u16();
         if status == self.expect_status {
             Ok(())

@@ -73,58 +73,38 @@ pub trait Check: Debug + Send + Sync + Any {
 /// Why an attempt failed, and which instant of the attempt that proves the service
 /// was not ready — the evidence rule behind `recovery_lower`:
 ///
-/// - a **refusal** (the connection was refused: the kernel on the other side
-///   answered at once that nothing listens) proves it at the attempt's **end**, when
-///   the refusal arrived;
+/// - a **refused connection** proves it when the connect was issued (`proof`): the
+///   kernel on the other side answered at once that nothing listens. Not the
+///   attempt's end: on a busy machine the wake-up that reports the refusal can come
+///   long after it, when the service may already be up;
 /// - every other failure (a timeout, a hang, an error reply, a closed connection, a
-///   non-zero exit code) proves it only at the attempt's **start**: whatever decided
-///   it happened somewhere inside the attempt, and a timeout says nothing about the
-///   instants after the service stopped answering.
+///   non-zero exit code, a refusal inside an HTTP client) proves it only at the
+///   attempt's **start**: whatever decided it happened somewhere inside the attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// What went wrong, for the history and the report.
     pub message: String,
-    /// The connection was refused (see above).
-    pub refused: bool,
+    /// When, after the attempt's start, the failure proves the service down (a
+    /// refused connect: the instant it was issued); None: the start.
+    pub proof: Option<std::time::Instant>,
 }
 
 impl Failure {
-    /// A refused connection: proves the service down at the attempt's end.
-    pub fn refused(message: impl Into<String>) -> Self {
-        Failure {
-            message: message.into(),
-            refused: true,
-        }
-    }
-
-    /// An I/O error of a connect: a refusal when the OS says so, else a plain failure.
-    pub fn connect(e: &std::io::Error) -> Self {
+    /// An I/O error of a connect issued at `issued`: a refusal proves the service
+    /// down then; any other error only at the attempt's start.
+    pub fn connect(e: &std::io::Error, issued: std::time::Instant) -> Self {
         Failure {
             message: e.to_string(),
-            refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
+            proof: (e.kind() == std::io::ErrorKind::ConnectionRefused).then_some(issued),
         }
     }
-}
-
-/// Whether `e`, or an error it wraps, is the OS refusing a connection.
-pub fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(e) = next {
-        if e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
-        {
-            return true;
-        }
-        next = e.source();
-    }
-    false
 }
 
 impl From<String> for Failure {
     fn from(message: String) -> Self {
         Failure {
             message,
-            refused: false,
+            proof: None,
         }
     }
 }
@@ -257,8 +237,8 @@ pub struct Attempt {
     pub end_ns: u64,
     /// Success.
     pub ok: bool,
-    /// The failure was a refused connection (proves the service down at `end_ns`).
-    pub refused: bool,
+    /// How long after `start_ns` the failure proves the service down (0: at the start).
+    pub proof_ns: u64,
     /// Why it failed.
     pub error: Option<String>,
 }
@@ -271,7 +251,7 @@ impl Attempt {
             start_ns: self.start_ns,
             end_ns: self.end_ns,
             ok: self.ok,
-            refused: self.refused,
+            proof_ns: self.proof_ns,
         }
     }
 }
@@ -431,11 +411,18 @@ fn release(
             break;
         };
         *first += 1;
-        let (ok, error, refused, end_ns, cancelled) = match done {
-            Done::Finished(Ok(()), end) => (true, None, false, end, false),
-            Done::Finished(Err(f), end) => (false, Some(f.message), f.refused, end, false),
+        let (ok, error, proof_ns, end_ns, cancelled) = match done {
+            Done::Finished(Ok(()), end) => (true, None, None, end, false),
+            Done::Finished(Err(f), end) => {
+                // Within the attempt, never before its start nor after its end.
+                let proof = f
+                    .proof
+                    .map(|at| history.ns_at(at).clamp(start_ns, end) - start_ns)
+                    .filter(|p| *p > 0);
+                (false, Some(f.message), proof, end, false)
+            }
             Done::Cancelled(end, why) => {
-                (false, Some(format!("cancelled: {why}")), false, end, true)
+                (false, Some(format!("cancelled: {why}")), None, end, true)
             }
         };
         history.record(Event::Probe {
@@ -445,7 +432,7 @@ fn release(
             latency_ns: end_ns.saturating_sub(start_ns),
             late_ns,
             cancelled,
-            refused,
+            proof_ns,
             error: error.clone(),
         });
         if cancelled {
@@ -456,7 +443,7 @@ fn release(
             start_ns,
             end_ns,
             ok,
-            refused,
+            proof_ns: proof_ns.unwrap_or(0),
             error,
         });
         if sent.is_err() {

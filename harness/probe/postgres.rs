@@ -77,10 +77,7 @@ impl Check for Postgres {
         let (client, conn) = cfg
             .connect(tokio_postgres::NoTls)
             .await
-            .map_err(|e| Failure {
-                refused: super::refused(&e),
-                message: format!("connect: {e}"),
-            })?;
+            .map_err(|e| Failure::from(format!("connect: {e}")))?;
         let driver = tokio::spawn(conn);
         let res = client
             .simple_query("SELECT 1")

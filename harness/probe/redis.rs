@@ -91,9 +91,10 @@ impl Check for Redis {
     }
 
     async fn attempt(&self, _stack: &dyn Stack) -> Result<(), Failure> {
+        let issued = std::time::Instant::now();
         let stream = tokio::net::TcpStream::connect(self.address)
             .await
-            .map_err(|e| Failure::connect(&e))?;
+            .map_err(|e| Failure::connect(&e, issued))?;
         let mut conn = BufReader::new(stream);
         if let Some(pw) = &self.password {
             let reply = round_trip(&mut conn, &["AUTH", pw]).await?;

@@ -186,10 +186,11 @@ impl Check for Tcp {
                 .await
                 .map_err(|e| e.to_string())?,
         };
+        let issued = std::time::Instant::now();
         let connect = tokio::net::TcpStream::connect(addr);
         let stream = match tokio::time::timeout(self.timeout, connect).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Failure::connect(&e)),
+            Ok(Err(e)) => return Err(Failure::connect(&e, issued)),
             Err(_) => return Err(format!("connect timed out after {:?}", self.timeout).into()),
         };
         // Both at once: the connection must stay open for the hold, and the

@@ -159,8 +159,8 @@ async fn tcp_and_http_checks_tell_a_listener_from_a_closed_port() {
     let e = refused.check.attempt(&NoStack).await.expect_err("closed");
     assert!(e.message.contains("refused"), "{e}");
     assert!(
-        e.refused,
-        "a refused connect proves the service down at its end"
+        e.proof.is_some(),
+        "a refused connect proves the service down when it was issued"
     );
     let http = plan(
         0,
@@ -169,7 +169,10 @@ async fn tcp_and_http_checks_tell_a_listener_from_a_closed_port() {
     .expect("http");
     let e = http.check.attempt(&NoStack).await.expect_err("closed");
     assert!(e.message.starts_with("connect: "), "{e}");
-    assert!(e.refused, "{e}");
+    assert!(
+        e.proof.is_none(),
+        "inside an HTTP client: only the start, {e}"
+    );
 }
 
 /// A one-connection RESP server that answers every command with `reply`.
@@ -211,7 +214,7 @@ async fn redis_check_wants_pong_and_reads_loading_as_down() {
     let e = p.check.attempt(&NoStack).await.expect_err("loading");
     assert!(e.message.contains("LOADING"), "{e}");
     assert!(
-        !e.refused,
+        e.proof.is_none(),
         "an error reply proves the service down only at the start"
     );
 }
@@ -404,7 +407,7 @@ async fn a_connection_closed_within_the_hold_is_down_one_kept_open_is_up() {
         .expect_err("closed at once");
     assert!(e.message.contains("closed by the other side"), "{e}");
     assert!(
-        !e.refused,
+        e.proof.is_none(),
         "a close proves the service down only at the start"
     );
     // Without a hold the same accept is up: what the proxy makes a plain connect see.

@@ -786,9 +786,10 @@ pub async fn run_with(
         trials: trials_planned,
         sequential: opts.until_decided,
     });
-    let journal = Arc::new(Journal::create(rd.path(), run_entry(plan, opts, &run_id))?);
     // Per-trial outputs, each flushed as its trial ends.
     let mut reporters = report::trial_reporters(&run_dir)?;
+    // Last before the stack is built: any error before it leaves nothing to heal.
+    let journal = Arc::new(Journal::create(rd.path(), run_entry(plan, opts, &run_id))?);
     let build_ctx = BuildCtx {
         run_id: run_id.clone(),
         scenario: plan.name.clone(),
@@ -801,7 +802,7 @@ pub async fn run_with(
     let stack = match build(build_ctx).await {
         Ok(s) => s,
         Err(source) => {
-            let _ = journal.end("never built");
+            let _ = journal.end("never built", true);
             return Err(RunError::StackUp {
                 source,
                 hint: String::new(),
@@ -848,7 +849,18 @@ pub async fn run_with(
     // A failed teardown stays in the index: `rebound heal` finishes it.
     if teardown.is_ok() {
         let kept = opts.keep && matches!(plan.stack, crate::scenario::StackPlan::Docker { .. });
-        if let Err(e) = journal.end(if kept { "kept (--keep)" } else { "torn down" }) {
+        let owned = !kept
+            && matches!(
+                plan.stack,
+                crate::scenario::StackPlan::Docker {
+                    source: crate::scenario::DockerSource::Compose { .. },
+                    ..
+                }
+            );
+        // A process stack is always gone after teardown; a kept or attached one is
+        // not, so a fault whose heal failed keeps the run in the index.
+        let gone = owned || matches!(plan.stack, crate::scenario::StackPlan::Process { .. });
+        if let Err(e) = journal.end(if kept { "kept (--keep)" } else { "torn down" }, gone) {
             tracing::warn!("{e}");
         }
     }

@@ -54,6 +54,8 @@ struct Ctr {
     starts: u64,
     exits: u64,
     last_code: Option<i32>,
+    /// Its address on its network, read once per start (probes ask on every tick).
+    ip: Option<std::net::IpAddr>,
 }
 
 /// A compose project on the local Docker Engine.
@@ -116,7 +118,9 @@ pub async fn heal_dead_run(
         None,
     )
     .await?;
-    stack.discover().await?;
+    // Nothing of the project left (killed during `compose down`, or removed by
+    // hand): no fault to undo; an owned stack may still have networks and volumes.
+    let present = stack.discover().await.is_ok();
     stack
         .disconnected
         .lock()
@@ -124,7 +128,7 @@ pub async fn heal_dead_run(
         .extend(disconnected.iter().map(|(s, n)| (s.clone(), n.clone())));
     let mut done = Vec::new();
     let mut failed = None;
-    for undo in faults.iter().rev() {
+    for undo in faults.iter().rev().filter(|_| present) {
         // A service the run removed with its stack has nothing left to undo.
         if undo.target != crate::nemesis::ALL_SERVICES && stack.id(&undo.target).is_err() {
             continue;
@@ -136,8 +140,14 @@ pub async fn heal_dead_run(
             }
         }
     }
+    if !present && !owns_stack {
+        done.push(format!("nothing of compose project {project} is left"));
+    }
     if owns_stack {
-        done.extend(remove_labelled(&stack.docker, run_id).await?);
+        // By run id, and by project for a user's compose file without rebound's labels
+        // (the project is the run's own: rebound brought it up).
+        done.extend(remove_labelled(&stack.docker, &format!("rebound.run={run_id}")).await?);
+        done.extend(remove_labelled(&stack.docker, &format!("{PROJECT_LABEL}={project}")).await?);
     }
     match failed {
         // Removing the stack undoes whatever a step could not.
@@ -147,12 +157,12 @@ pub async fn heal_dead_run(
 }
 
 /// Removes every container (with its anonymous volumes), network and volume
-/// labelled `rebound.run=<run_id>`; returns what was removed.
-async fn remove_labelled(docker: &Docker, run_id: &str) -> Result<Vec<String>, StackError> {
+/// carrying `label` (`key=value`); returns what was removed.
+async fn remove_labelled(docker: &Docker, label: &str) -> Result<Vec<String>, StackError> {
     use bollard::query_parameters::{
         ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
     };
-    let filters = || HashMap::from([("label".to_string(), vec![format!("rebound.run={run_id}")])]);
+    let filters = || HashMap::from([("label".to_string(), vec![label.to_string()])]);
     let mut done = Vec::new();
     let containers = docker
         .list_containers(Some(ListContainersOptions {
@@ -436,9 +446,11 @@ impl DockerStack {
                             Lifecycle::Started => {
                                 c.running = true;
                                 c.starts += 1;
+                                c.ip = None;
                             }
                             Lifecycle::Exited => {
                                 c.running = false;
+                                c.ip = None;
                                 c.paused = false;
                                 c.exits += 1;
                                 c.last_code = code;
@@ -813,7 +825,16 @@ impl Stack for DockerStack {
 
     async fn connect(&self, service: &str, networks: &[String]) -> Result<(), StackError> {
         let id = self.id(service)?;
-        for net in networks {
+        // Idempotent: a network the container is on already (a cut journaled but
+        // never made, or a heal repeated) is skipped, not an error.
+        let attached: Vec<String> = self
+            .inspect(&id, service)
+            .await?
+            .network_settings
+            .and_then(|n| n.networks)
+            .map(|n| n.into_keys().collect())
+            .unwrap_or_default();
+        for net in networks.iter().filter(|n| !attached.contains(n)) {
             // Compose resolves services by their name on the network: keep it as an alias.
             let endpoint = bollard::models::EndpointSettings {
                 aliases: Some(vec![service.to_string()]),
@@ -894,6 +915,22 @@ impl Stack for DockerStack {
     }
 
     async fn address(&self, service: &str, port: u16) -> Result<std::net::SocketAddr, StackError> {
+        // The engine's events say whether it runs, without asking the engine (an
+        // inspect blocks while the engine restarts the container); its address is
+        // read once per start.
+        let (running, cached) = {
+            let m = self.state.borrow();
+            let c = m
+                .get(service)
+                .ok_or_else(|| StackError::UnknownService(service.to_string()))?;
+            (c.running, c.ip)
+        };
+        if !running {
+            return Err(StackError::NotRunning(service.to_string()));
+        }
+        if let Some(ip) = cached {
+            return Ok(std::net::SocketAddr::new(ip, port));
+        }
         let id = self.id(service)?;
         let info = self.inspect(&id, service).await?;
         // A container that is not running (or waiting for its restart) is down: no
@@ -911,6 +948,11 @@ impl Stack for DockerStack {
             .filter_map(|(_, e)| e.ip_address)
             .find_map(|ip| ip.parse::<std::net::IpAddr>().ok())
             .ok_or_else(|| StackError::NotRunning(service.to_string()))?;
+        self.state.send_modify(|m| {
+            if let Some(c) = m.get_mut(service) {
+                c.ip = Some(ip);
+            }
+        });
         Ok(std::net::SocketAddr::new(ip, port))
     }
 

@@ -183,7 +183,10 @@ impl Svc {
                     .map_err(std::io::Error::from)?;
                 // rebound died between fork and prctl: do not outlive it.
                 if nix::unistd::getppid().as_raw() != parent {
-                    return Err(std::io::Error::other("rebound exited"));
+                    // No allocation between fork and exec.
+                    return Err(std::io::Error::from_raw_os_error(
+                        nix::errno::Errno::ESRCH as i32,
+                    ));
                 }
                 Ok(())
             });

@@ -784,3 +784,81 @@ fn docker_bulk_load_across_a_db_restart_loses_no_acknowledged_row() {
         "{rows} rows for {acked} acknowledged inserts"
     );
 }
+
+#[test]
+fn tcp_probe_on_the_published_port_agrees_with_redis_ready_log_line() {
+    // Docker's port proxy accepts there before Redis listens; the probe must also
+    // see Redis itself accept (or the proxy close within the hold).
+    redis_truth("kind = \"tcp\"\naddress = \"127.0.0.1:16379\"");
+}
+
+/// A user's compose file as written for production: an image it builds itself, a
+/// `service_healthy` dependency, no `init`, no rebound labels. The target runs
+/// `sleep` as PID 1 without init, so it ignores SIGTERM: the trial says so.
+#[test]
+fn a_user_compose_file_with_build_and_no_labels_runs_end_to_end() {
+    require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("cache")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("cache/Dockerfile"),
+        "FROM rebound/redis:latest\nLABEL org.example.built-by=user-compose-test\n",
+    )
+    .expect("Dockerfile");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "version: \"2.4\"\nservices:\n  cache:\n    build: ./cache\n    image: rebound-test/user-cache:latest\n\
+         \x20 worker:\n    image: rebound/redis:latest\n    command: [\"sleep\", \"infinity\"]\n    restart: always\n\
+         \x20   depends_on:\n      cache: { condition: service_healthy }\n",
+    )
+    .expect("compose");
+    let scenario = "name = \"user-compose\"\n[stack]\nbackend = \"docker\"\ncompose = \"compose.yaml\"\n\n\
+        [[fault]]\nkind = \"sigterm\"\ntarget = \"worker\"\ngrace = \"1s\"\n\n\
+        [[probe]]\nkind = \"exec\"\nservice = \"worker\"\ncommand = [\"true\"]\nperiod = \"100ms\"\n\n\
+        [[probe]]\nkind = \"exec\"\nservice = \"cache\"\ncommand = [\"redis-cli\", \"ping\"]\nperiod = \"100ms\"\n\n\
+        [slo]\nsuccess-rate = 0.5\nrecover-within = \"30s\"\n\n[run]\ntrials = 1\nwarm-up = \"500ms\"\nstartup-timeout = \"120s\"\n";
+    let path = dir.path().join("user.toml");
+    std::fs::write(&path, scenario).expect("scenario");
+    let out = dir.path().join("run");
+    let o = run_scenario(&path, &out, &["--no-progress"]);
+    let said = text(&o);
+    let _cleanup = history_lines(&out)
+        .iter()
+        .find_map(|r| r["run_id"].as_str().map(String::from))
+        .map(|id| {
+            RemoveOnDrop(format!(
+                "com.docker.compose.project={}",
+                rebound::stack::compose_project_name("user-compose", &id)
+            ))
+        });
+    let _ = Command::new("docker")
+        .args(["image", "rm", "rebound-test/user-cache:latest"])
+        .output();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "1 clean trial is inconclusive at 50 %: {said}"
+    );
+    let (header, rows) = read_csv(&out.join("trials.csv"));
+    let reason = &rows[0][header.iter().position(|h| h == "reason").expect("reason")];
+    assert!(
+        reason.contains("worker ignored SIGTERM for the whole grace and was SIGKILLed"),
+        "{reason}"
+    );
+    assert!(
+        said.contains("ignored SIGTERM"),
+        "the console names it: {said}"
+    );
+    let project = history_lines(&out)
+        .iter()
+        .find_map(|r| r["run_id"].as_str().map(String::from))
+        .map(|id| rebound::stack::compose_project_name("user-compose", &id))
+        .expect("run id");
+    let left = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+    ]);
+    assert_eq!(left, "", "the stack is torn down");
+}

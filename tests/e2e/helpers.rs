@@ -7,7 +7,38 @@ use std::process::{Command, Output};
 pub fn rebound() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rebound"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    // The index of unfinished runs, per test process: a test killed half-way must
+    // not stop later runs of its scenario on this machine.
+    c.env(
+        "REBOUND_STATE_DIR",
+        std::env::temp_dir().join(format!("rebound-e2e-state-{}", std::process::id())),
+    );
     c
+}
+
+/// Removes everything labelled `label` (`key=value`) when dropped: a failed test
+/// leaves no stack on the fixed ports the next tests use.
+pub struct RemoveOnDrop(pub String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let docker = |args: &[&str]| {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default()
+        };
+        let filter = format!("label={}", self.0);
+        for id in docker(&["ps", "-aq", "--filter", &filter]).lines() {
+            docker(&["rm", "-f", "-v", id]);
+        }
+        for kind in ["network", "volume"] {
+            for n in docker(&[kind, "ls", "-q", "--filter", &filter]).lines() {
+                docker(&[kind, "rm", n]);
+            }
+        }
+    }
 }
 
 /// Runs rebound with args, returning its output.
