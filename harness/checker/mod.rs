@@ -224,7 +224,8 @@ pub struct Pacing {
     pub attempts: u32,
     /// Median time between the starts of consecutive attempts.
     pub interval_p50_ms: Option<f64>,
-    /// Median time an attempt took to complete (cancelled ones left out).
+    /// Median time a successful attempt took (what an attempt costs when the
+    /// service is up; quick failures while it is down would hide it).
     pub latency_p50_ms: Option<f64>,
 }
 
@@ -238,15 +239,15 @@ pub fn pacing(records: &[Record], probes: &[String]) -> Vec<Pacing> {
             for r in records {
                 if let Event::Probe {
                     probe,
+                    ok,
                     start_ns,
                     latency_ns,
-                    cancelled,
                     ..
                 } = &r.event
                 {
                     if probe == name {
                         starts.push(*start_ns);
-                        if !cancelled {
+                        if *ok {
                             latencies.push(*latency_ns);
                         }
                     }

@@ -534,12 +534,14 @@ fn writes_that_could_not_be_read_back_make_the_trial_unknown() {
 fn pacing_is_the_median_interval_between_starts_and_the_median_latency() {
     let mut b = Builder::new();
     for (start, latency) in [(0, 80), (30, 85), (60, 90), (100, 95)] {
-        b.attempt("slow", start, latency, false, 0);
+        b.attempt("slow", start, latency, true, 0);
     }
+    // Quick failures while the service is down do not make it look fast.
+    b.attempt("slow", 130, 0, false, 0);
     b.attempt("other", 5, 1, true, 0);
     let p = pacing(&b.records, &["slow".into(), "other".into(), "none".into()]);
-    assert_eq!(p[0].attempts, 4);
-    assert_eq!(p[0].interval_p50_ms, Some(30.0), "intervals 30, 30, 40");
+    assert_eq!(p[0].attempts, 5);
+    assert_eq!(p[0].interval_p50_ms, Some(30.0), "intervals 30, 30, 40, 30");
     assert_eq!(p[0].latency_p50_ms, Some(85.0));
     assert_eq!((p[1].attempts, p[1].interval_p50_ms), (1, None));
     assert_eq!((p[2].attempts, p[2].latency_p50_ms), (0, None));

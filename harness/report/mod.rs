@@ -88,7 +88,7 @@ pub struct ProbePacing {
     /// Median time between attempt starts, over the run's trials (the median of the
     /// trials' medians).
     pub effective_period_ms: Option<f64>,
-    /// Median attempt latency, the same way.
+    /// Median latency of successful attempts, the same way.
     pub latency_p50_ms: Option<f64>,
 }
 
@@ -102,7 +102,7 @@ impl ProbePacing {
     }
 
     /// `exec-1: period 10 ms configured; attempts started every 31.0 ms (p50) and
-    /// took 85.2 ms (p50): recovery brackets are about 116.2 ms wide`.
+    /// succeeded in 85.2 ms (p50): recovery brackets are about 116.2 ms wide`.
     pub fn describe(&self) -> String {
         let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1} ms"));
         let width = self
@@ -111,7 +111,7 @@ impl ProbePacing {
             .map(|(e, l)| format!(": recovery brackets are about {:.1} ms wide", e + l))
             .unwrap_or_default();
         format!(
-            "{}: period {} ms configured; attempts started every {} (p50) and took {} (p50){width}",
+            "{}: period {} ms configured; attempts started every {} (p50) and succeeded in {} (p50){width}",
             self.name,
             self.period_ms,
             f(self.effective_period_ms),

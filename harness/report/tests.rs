@@ -73,7 +73,7 @@ fn a_probe_slower_than_its_period_is_named_in_the_console_with_its_real_pacing()
     ];
     let text = render_console(&s, &trials);
     assert!(
-        text.contains("probe       exec-1: period 10 ms configured; attempts started every 10.2 ms (p50) and took 85.0 ms (p50): recovery brackets are about 95.2 ms wide"),
+        text.contains("probe       exec-1: period 10 ms configured; attempts started every 10.2 ms (p50) and succeeded in 85.0 ms (p50): recovery brackets are about 95.2 ms wide"),
         "{text}"
     );
     assert!(

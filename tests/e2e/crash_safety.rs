@@ -145,7 +145,7 @@ fn docker_sigkill_during_disconnect_of_a_kept_stack_is_reconnected_by_rebound_he
         state.path(),
         &dir.path().join("run"),
     );
-    let _cleanup = RemoveOnDrop(format!("rebound.run={run_id}"));
+    let cleanup = RemoveOnDrop(format!("rebound.run={run_id}"));
     let app = docker(&[
         "ps",
         "-aq",
@@ -163,16 +163,9 @@ fn docker_sigkill_during_disconnect_of_a_kept_stack_is_reconnected_by_rebound_he
         .expect("heal");
     let after = nets();
     let containers = labelled("container", &run_id);
-    // A kept stack is the user's: heal reconnects, it does not remove.
-    let label = format!("label=rebound.run={run_id}");
-    for id in docker(&["ps", "-aq", "--filter", &label]).lines() {
-        docker(&["rm", "-f", "-v", id]);
-    }
-    for kind in ["network", "volume"] {
-        for n in docker(&[kind, "ls", "-q", "--filter", &label]).lines() {
-            docker(&[kind, "rm", n]);
-        }
-    }
+    // A kept stack is the user's: heal reconnects, it does not remove. (Removed
+    // here, before the asserts, so the ports are free for the next test.)
+    drop(cleanup);
     assert_eq!(cut, "0", "the kill must land while app is cut off");
     assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
     assert!(
