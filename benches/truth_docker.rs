@@ -8,8 +8,10 @@
 //! ```
 //!
 //! Truth clocks: Redis's own log lines (1 ms resolution) — "Ready to accept
-//! connections" for the probes that need an answer, "Server initialized" (logged
-//! once it listens) for tcp probes, which can only see a listening socket — and demo-app's `ready_unix_ns` (its "listening" line on docker, its
+//! connections" for the probes that need an answer; for tcp probes, which can only
+//! see a listening socket, the interval from "Redis is starting" to "Running
+//! mode=…" (Redis listens inside `initServer`, between the two; errors are taken
+//! from the later line) — and demo-app's `ready_unix_ns` (its "listening" line on docker, its
 //! `ready.log` on the process backend; read right after `listen(2)`). Each case is
 //! one rebound run; a run with several probes is checked once per probe, each
 //! probe's bracket computed from its own attempts by rebound's own checker.
@@ -246,15 +248,15 @@ fn run_case(runtime: &tokio::runtime::Runtime, case: &Case, trials: u32, work: &
             return Vec::new();
         }
     };
-    // A tcp probe can only see a socket listening: its truth is Redis's
-    // "Server initialized" line (logged once it listens), not "Ready to accept
-    // connections" (after loading its data, when PING answers PONG).
+    // A tcp probe can only see a socket listening: its truth is the interval in
+    // which Redis calls listen(2) (from "Redis is starting" to "Running mode=…"),
+    // not "Ready to accept connections" (after loading its data, when PING answers).
     let (truths, listening): (Vec<Instant>, Vec<Instant>) = match case.clock {
         Clock::Redis => {
             let logs = logs(&container(&run_id, "redis"));
             (
                 redis_truth(&logs, "Ready to accept connections"),
-                redis_truth(&logs, "Server initialized"),
+                redis_listening(&logs),
             )
         }
         Clock::DemoAppLog => (app_log_truth(&container(&run_id, "app")), Vec::new()),
@@ -315,7 +317,10 @@ fn run_case(runtime: &tokio::runtime::Runtime, case: &Case, trials: u32, work: &
             if rec + slack < truth_ms {
                 row.early += 1;
             }
-            row.errors_ms.push(rec - truth_ms);
+            // From the latest written instant (an interval's end; a point's own
+            // millisecond).
+            let reference_ms = truth_ms + (res_ms - 1.0).max(0.0);
+            row.errors_ms.push(rec - reference_ms);
             row.widths_ms.push(rec - low);
         }
         rows.push(row);
@@ -397,6 +402,25 @@ fn redis_truth(logs: &str, line: &str) -> Vec<(i128, i128)> {
         .filter_map(|t| t.and_utc().timestamp_nanos_opt())
         .map(|ns| (i128::from(ns), 1_000_000))
         .collect()
+}
+
+/// The interval in which Redis starts listening, per start: from its "Redis is
+/// starting" line to its "Running mode=…" line (+1 ms, the log's resolution).
+fn redis_listening(logs: &str) -> Vec<(i128, i128)> {
+    let mut out = Vec::new();
+    let mut starting = None;
+    for l in logs.lines() {
+        if l.contains("Redis is starting") {
+            starting = redis_truth(l, "Redis is starting").first().map(|t| t.0);
+        } else if l.contains("Running mode=") {
+            if let (Some(from), Some(&(to, _))) =
+                (starting.take(), redis_truth(l, "Running mode=").first())
+            {
+                out.push((from, to - from + 1_000_000));
+            }
+        }
+    }
+    out
 }
 
 /// demo-app's "… ready_unix_ns 1764657601123456789)" → (ns, 0).

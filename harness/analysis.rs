@@ -126,11 +126,22 @@ pub fn probe_pacing(plan: &Plan, trials: &[TrialResult]) -> Vec<ProbePacing> {
                     .collect();
                 checker::median_ms(&mut ns)
             };
+            let gap = trials
+                .iter()
+                .flat_map(|t| {
+                    t.pacing
+                        .iter()
+                        .filter(|x| x.probe == p.name)
+                        .filter_map(move |x| Some((x.gap_max_ms?, t.trial)))
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0));
             ProbePacing {
                 name: p.name.clone(),
                 period_ms: p.period.as_secs_f64() * 1e3,
                 effective_period_ms: of(|x| x.interval_p50_ms),
                 latency_p50_ms: of(|x| x.latency_p50_ms),
+                gap_max_ms: gap.map(|g| g.0),
+                gap_trial: gap.map(|g| g.1),
             }
         })
         .collect()

@@ -213,6 +213,17 @@ pub struct TrialResult {
     pub pacing: Vec<Pacing>,
 }
 
+impl TrialResult {
+    /// The largest time between two consecutive attempt starts of any probe in the
+    /// trial (trials.csv `probe_gap_ms`).
+    pub fn probe_gap_ms(&self) -> Option<f64> {
+        self.pacing
+            .iter()
+            .filter_map(|p| p.gap_max_ms)
+            .max_by(f64::total_cmp)
+    }
+}
+
 /// How a probe's attempts really went in one trial: an attempt starts on every tick
 /// of the period unless the machine is late or too many are in flight, and each
 /// takes its own time — together they set how wide a recovery bracket can be.
@@ -227,6 +238,11 @@ pub struct Pacing {
     /// Median time a successful attempt took (what an attempt costs when the
     /// service is up; quick failures while it is down would hide it).
     pub latency_p50_ms: Option<f64>,
+    /// The largest time between the starts of two consecutive attempts: how long
+    /// the service went unobserved at worst (a dead spell shorter than this can be
+    /// missed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_max_ms: Option<f64>,
 }
 
 /// The pacing of every probe of `probes` over a trial's records.
@@ -255,11 +271,13 @@ pub fn pacing(records: &[Record], probes: &[String]) -> Vec<Pacing> {
             }
             starts.sort_unstable();
             let mut intervals: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+            let gap_max_ms = intervals.iter().max().map(|&g| ms(g));
             Pacing {
                 probe: name.clone(),
                 attempts: u32::try_from(starts.len()).unwrap_or(u32::MAX),
                 interval_p50_ms: median_ms(&mut intervals),
                 latency_p50_ms: median_ms(&mut latencies),
+                gap_max_ms,
             }
         })
         .collect()

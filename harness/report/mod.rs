@@ -90,15 +90,33 @@ pub struct ProbePacing {
     pub effective_period_ms: Option<f64>,
     /// Median latency of successful attempts, the same way.
     pub latency_p50_ms: Option<f64>,
+    /// The largest time between two consecutive attempt starts in any trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_max_ms: Option<f64>,
+    /// The trial in which that gap was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_trial: Option<u32>,
 }
 
+/// A gap between two attempt starts above this many periods is reported: a dead
+/// spell that short could have gone unseen.
+pub const GAP_WARN_PERIODS: f64 = 2.0;
+
 impl ProbePacing {
-    /// Attempts came noticeably slower than configured, or each took longer than a
-    /// period: the console and the report say so.
+    /// Attempts came noticeably slower than configured, each took longer than a
+    /// period, or two attempts were more than [`GAP_WARN_PERIODS`] periods apart:
+    /// the console and the report say so.
     pub fn is_notable(&self) -> bool {
         self.effective_period_ms
             .is_some_and(|e| e > self.period_ms * 1.5)
             || self.latency_p50_ms.is_some_and(|l| l > self.period_ms)
+            || self.gap_is_notable()
+    }
+
+    /// Two attempts were more than [`GAP_WARN_PERIODS`] periods apart.
+    pub fn gap_is_notable(&self) -> bool {
+        self.gap_max_ms
+            .is_some_and(|g| g > self.period_ms * GAP_WARN_PERIODS)
     }
 
     /// `exec-1: period 10 ms configured; attempts started every 31.0 ms (p50) and
@@ -110,8 +128,14 @@ impl ProbePacing {
             .zip(self.latency_p50_ms)
             .map(|(e, l)| format!(": recovery brackets are about {:.1} ms wide", e + l))
             .unwrap_or_default();
+        let gap = match (self.gap_max_ms, self.gap_trial) {
+            (Some(g), Some(t)) if self.gap_is_notable() => format!(
+                "; two attempts were {g:.1} ms apart in trial {t}, more than {GAP_WARN_PERIODS}× the period (a shorter outage could go unseen)"
+            ),
+            _ => String::new(),
+        };
         format!(
-            "{}: period {} ms configured; attempts started every {} (p50) and succeeded in {} (p50){width}",
+            "{}: period {} ms configured; attempts started every {} (p50) and succeeded in {} (p50){width}{gap}",
             self.name,
             self.period_ms,
             f(self.effective_period_ms),
@@ -200,6 +224,7 @@ pub struct TrialRow {
     downtime_ms: String,
     probes_ok: u64,
     probes_failed: u64,
+    probe_gap_ms: String,
     restarts: u64,
     ops_ok: u64,
     ops_failed: u64,
@@ -232,6 +257,7 @@ impl TrialRow {
             downtime_ms: ms_cell(t.downtime_ms),
             probes_ok: t.probes_ok,
             probes_failed: t.probes_failed,
+            probe_gap_ms: ms_cell(t.probe_gap_ms()),
             restarts: t.restarts,
             ops_ok: c.ops_ok,
             ops_failed: c.ops_failed,

@@ -49,7 +49,7 @@ fn trials_csv_snapshot() {
 #[test]
 fn the_csv_header_names_every_column_with_its_unit() {
     let h = TrialRow::header();
-    assert_eq!(h.len(), 25);
+    assert_eq!(h.len(), 26);
     assert_eq!(&h[..3], ["trial", "outcome", "reason"]);
     assert!(h.contains(&"recovery_lower_ms".to_string()));
 }
@@ -63,12 +63,16 @@ fn a_probe_slower_than_its_period_is_named_in_the_console_with_its_real_pacing()
             period_ms: 10.0,
             effective_period_ms: Some(10.2),
             latency_p50_ms: Some(85.0),
+            gap_max_ms: Some(12.0),
+            gap_trial: Some(2),
         },
         ProbePacing {
             name: "http-1".into(),
             period_ms: 20.0,
             effective_period_ms: Some(20.1),
             latency_p50_ms: Some(1.2),
+            gap_max_ms: Some(39.9),
+            gap_trial: Some(3),
         },
     ];
     let text = render_console(&s, &trials);
@@ -80,4 +84,61 @@ fn a_probe_slower_than_its_period_is_named_in_the_console_with_its_real_pacing()
         !text.contains("http-1"),
         "a probe on pace is not mentioned: {text}"
     );
+    assert!(!text.contains("apart"), "a gap within 2 periods: {text}");
+}
+
+#[test]
+fn a_gap_of_more_than_two_periods_between_attempts_is_named_with_its_trial() {
+    let (mut s, trials) = fixture();
+    s.probes = vec![ProbePacing {
+        name: "http-1".into(),
+        period_ms: 10.0,
+        effective_period_ms: Some(10.0),
+        latency_p50_ms: Some(1.0),
+        gap_max_ms: Some(26.0),
+        gap_trial: Some(3),
+    }];
+    let text = render_console(&s, &trials);
+    assert!(
+        text.contains("two attempts were 26.0 ms apart in trial 3, more than 2× the period"),
+        "{text}"
+    );
+    let md = markdown::render(&s, &trials);
+    assert!(md.contains("26.0 ms apart in trial 3"), "{md}");
+}
+
+#[test]
+fn a_trials_largest_probe_gap_is_the_largest_start_interval_of_any_probe() {
+    use crate::history::{Event, Record};
+    let probe = |name: &str, start_ms: u64| Record {
+        seq: 0,
+        time: chrono::Utc::now(),
+        elapsed_ns: start_ms * 1_000_000,
+        trial: Some(1),
+        event: Event::Probe {
+            probe: name.into(),
+            ok: true,
+            start_ns: start_ms * 1_000_000,
+            latency_ns: 1_000_000,
+            late_ns: 0,
+            cancelled: false,
+            proof_ns: None,
+            error: None,
+        },
+    };
+    let records: Vec<Record> = [
+        ("a", 0),
+        ("a", 10),
+        ("a", 36),
+        ("a", 46),
+        ("b", 0),
+        ("b", 30),
+    ]
+    .iter()
+    .map(|(n, t)| probe(n, *t))
+    .collect();
+    let pacing = crate::checker::pacing(&records, &["a".into(), "b".into()]);
+    assert_eq!(pacing[0].gap_max_ms, Some(26.0));
+    assert_eq!(pacing[1].gap_max_ms, Some(30.0));
+    assert_eq!(pacing[0].interval_p50_ms, Some(10.0));
 }
