@@ -87,6 +87,19 @@ pub fn address(key: &'static str, address: &str) -> Result<SocketAddr, FieldErro
     })
 }
 
+/// An expected HTTP status: the same rule for every key that takes one (probes,
+/// faults, workloads).
+pub fn http_status(key: &'static str, status: u16) -> Result<u16, FieldError> {
+    if (100..=599).contains(&status) {
+        Ok(status)
+    } else {
+        Err(FieldError::new(
+            key,
+            format!("{status} is not an HTTP status (100..=599)"),
+        ))
+    }
+}
+
 /// A duration that must not be zero.
 pub fn nonzero(key: &'static str, d: Duration) -> Result<Duration, FieldError> {
     if d.is_zero() {

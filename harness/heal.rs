@@ -44,6 +44,12 @@ pub fn describe(p: &Pending) -> String {
             p.run.project.as_deref().unwrap_or("?")
         ));
     }
+    for (service, pgid, pids) in p.leftover_processes() {
+        left.push(format!(
+            "{} process(es) of service `{service}` still running (process group {pgid})",
+            pids.len()
+        ));
+    }
     if left.is_empty() {
         left.push("it never ended".into());
     }
@@ -55,6 +61,31 @@ pub fn describe(p: &Pending) -> String {
         p.run.pid,
         left.join("; ")
     )
+}
+
+/// SIGKILLs what is left in the process groups of a dead process run.
+fn kill_leftovers(p: &Pending) -> Vec<String> {
+    let mut done = Vec::new();
+    for (service, pgid, pids) in p.leftover_processes() {
+        for pid in &pids {
+            if let Ok(pid) = i32::try_from(*pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        done.push(format!(
+            "killed {} leftover process(es) of service `{service}` (process group {pgid}: pid {})",
+            pids.len(),
+            list.join(", ")
+        ));
+    }
+    if done.is_empty() {
+        done.push("its services died with rebound (nothing else to undo)".into());
+    }
+    done
 }
 
 /// Undoes what `p` left behind, marks it healed in its journal and drops it from
@@ -80,10 +111,9 @@ pub async fn heal(p: &Pending) -> Result<Vec<String>, HealError> {
             run_id: p.run.run_id.clone(),
             source,
         })?,
-        // Process services die with rebound (the kernel's parent-death signal).
-        ("process", _) if !p.is_clean() => {
-            vec!["its services died with rebound (nothing else to undo)".into()]
-        }
+        // A service's leader dies with rebound (the kernel's parent-death signal);
+        // what it forked stays in its process group.
+        ("process", _) if !p.is_clean() => kill_leftovers(p),
         _ => Vec::new(),
     };
     let entries: Vec<journal::Entry> = p

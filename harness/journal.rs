@@ -41,6 +41,18 @@ pub enum Entry {
         /// Network name.
         network: String,
     },
+    /// process: a service process was started as the leader of its own process
+    /// group. Its children stay in that group; `rebound heal` kills what is left of
+    /// it (the kernel's parent-death signal only reaches the leader).
+    Group {
+        /// Service.
+        service: String,
+        /// Process group id (the leader's pid).
+        pgid: i32,
+        /// The leader's start time in clock ticks since boot (`/proc/<pid>/stat`
+        /// field 22): members started before it belong to another group of that id.
+        start: u64,
+    },
     /// Fault `seq` was healed.
     Healed {
         /// The fault's number.
@@ -176,6 +188,19 @@ impl Journal {
         Ok(())
     }
 
+    /// Records a process group a service was just started in (process backend).
+    pub fn group(&self, service: &str, pgid: i32) -> Result<(), JournalError> {
+        let start = u32::try_from(pgid)
+            .ok()
+            .and_then(process_start)
+            .unwrap_or(0);
+        self.append(&Entry::Group {
+            service: service.to_string(),
+            pgid,
+            start,
+        })
+    }
+
     /// Records that `service` is about to be disconnected from `network`.
     pub fn disconnected(&self, service: &str, network: &str) -> Result<(), JournalError> {
         self.append(&Entry::Disconnected {
@@ -259,6 +284,41 @@ pub struct Pending {
     pub disconnected: BTreeMap<String, Vec<String>>,
     /// The run never ended: a stack it owns may still be up.
     pub open: bool,
+    /// process: the process groups its services were started in, `(service, pgid,
+    /// leader start)`.
+    pub groups: Vec<(String, i32, u64)>,
+}
+
+/// Every live (not zombie) process by process group: `pgid → [(pid, start time)]`,
+/// from one pass over `/proc`.
+fn process_groups() -> BTreeMap<i32, Vec<(u32, u64)>> {
+    let mut out: BTreeMap<i32, Vec<(u32, u64)>> = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for pid in dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // Fields 3 (state), 5 (pgrp) and 22 (start time).
+        let (Some(pgrp), Some(start)) = (
+            fields.get(2).and_then(|g| g.parse::<i32>().ok()),
+            fields.get(19).and_then(|t| t.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        if fields.first() != Some(&"Z") {
+            out.entry(pgrp).or_default().push((pid, start));
+        }
+    }
+    out
 }
 
 impl Pending {
@@ -267,9 +327,36 @@ impl Pending {
         process_start(self.run.pid) == Some(self.run.pid_start)
     }
 
-    /// Nothing left to undo: no fault active, and no stack of its own possibly up.
+    /// Nothing left to undo: no fault active, no stack of its own possibly up, and
+    /// no process left in a group its services were started in.
     pub fn is_clean(&self) -> bool {
-        self.faults.is_empty() && !(self.open && self.run.owns_stack)
+        self.faults.is_empty()
+            && !(self.open && self.run.owns_stack)
+            && self.leftover_processes().is_empty()
+    }
+
+    /// process: `(service, pgid, pids)` of every group that still has members,
+    /// while the run never ended.
+    pub fn leftover_processes(&self) -> Vec<(String, i32, Vec<u32>)> {
+        if !self.open || self.groups.is_empty() {
+            return Vec::new();
+        }
+        let live = process_groups();
+        // A pid, and so a group id, is not reused while any member of the group
+        // lives, so a member started no earlier than the journaled leader belongs to
+        // that group's lineage.
+        self.groups
+            .iter()
+            .filter_map(|(service, pgid, start)| {
+                let pids: Vec<u32> = live
+                    .get(pgid)?
+                    .iter()
+                    .filter(|(_, t)| t >= start)
+                    .map(|(p, _)| *p)
+                    .collect();
+                (!pids.is_empty()).then(|| (service.clone(), *pgid, pids))
+            })
+            .collect()
     }
 }
 
@@ -285,6 +372,7 @@ pub fn read(run_dir: &Path) -> Result<Pending, JournalError> {
     let mut faults: Vec<(u64, UndoRecord)> = Vec::new();
     let mut disconnected: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut open = true;
+    let mut groups = Vec::new();
     for line in text.lines() {
         let Ok(entry) = serde_json::from_str::<Entry>(line) else {
             continue;
@@ -299,6 +387,11 @@ pub fn read(run_dir: &Path) -> Result<Pending, JournalError> {
                     nets.push(network);
                 }
             }
+            Entry::Group {
+                service,
+                pgid,
+                start,
+            } => groups.push((service, pgid, start)),
             Entry::End { .. } => open = false,
         }
     }
@@ -312,6 +405,7 @@ pub fn read(run_dir: &Path) -> Result<Pending, JournalError> {
         faults,
         disconnected,
         open,
+        groups,
     })
 }
 
@@ -476,5 +570,47 @@ mod tests {
         )
         .expect("write");
         assert!(!read(dir.path()).expect("read").alive());
+    }
+
+    #[test]
+    fn a_journaled_process_group_with_a_live_member_is_left_over_until_it_dies() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        let pgid = i32::try_from(child.id()).expect("pid");
+        let mut entry = run_entry(std::process::id());
+        entry.backend = "process".into();
+        entry.owns_stack = false;
+        let lines = [
+            Entry::Run(entry),
+            Entry::Group {
+                service: "app".into(),
+                pgid,
+                start: process_start(child.id()).expect("start"),
+            },
+        ];
+        let text: String = lines
+            .iter()
+            .map(|e| serde_json::to_string(e).expect("json") + "\n")
+            .collect();
+        std::fs::write(dir.path().join(JOURNAL), &text).expect("write");
+        let p = read(dir.path()).expect("read");
+        assert_eq!(
+            p.leftover_processes(),
+            vec![("app".to_string(), pgid, vec![child.id()])]
+        );
+        assert!(!p.is_clean());
+        // A group recorded with a later leader start is another group of that id.
+        let mut later = p.clone();
+        later.groups[0].2 += 1_000_000;
+        assert!(later.leftover_processes().is_empty());
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        assert!(p.leftover_processes().is_empty());
+        assert!(p.is_clean());
     }
 }

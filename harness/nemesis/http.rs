@@ -71,9 +71,15 @@ impl RawKind for RawHttp {
             url: self.url,
             method,
             body: self.body,
-            expect_status: self.expect_status,
+            expect_status: self
+                .expect_status
+                .map(|s| crate::field::http_status("expect-status", s))
+                .transpose()?,
             expect_body: self.expect_body,
-            timeout: self.timeout.unwrap_or(Duration::from_secs(30)),
+            timeout: crate::field::nonzero(
+                "timeout",
+                self.timeout.unwrap_or(Duration::from_secs(30)),
+            )?,
         };
         Ok(FaultPlan::new(self.target, plan))
     }

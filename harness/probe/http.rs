@@ -44,13 +44,8 @@ impl RawCheck for RawHttp {
 
     fn check(self, timeout: Duration) -> Result<Arc<dyn Check>, FieldError> {
         http_url("url", &self.url)?;
-        let expect_status = self.expect_status.unwrap_or(200);
-        if !(100..=599).contains(&expect_status) {
-            return Err(FieldError::new(
-                "expect-status",
-                format!("{expect_status} is not an HTTP status"),
-            ));
-        }
+        let expect_status =
+            crate::field::http_status("expect-status", self.expect_status.unwrap_or(200))?;
         // No connection pool: every attempt is a fresh connection.
         let client = reqwest::Client::builder()
             .timeout(timeout)

@@ -421,7 +421,13 @@ impl Ctx {
     /// Starts the stack and waits for steady state; false when cancelled meanwhile.
     async fn bring_up(&self) -> Result<bool, RunError> {
         let plan = &self.plan;
-        if let Err(source) = self.stack.up().await {
+        // Ctrl-C during bring-up: stop waiting for it (its compose child is killed
+        // with the future) and go straight to teardown, which removes what was made.
+        let up = tokio::select! {
+            r = self.stack.up() => r,
+            () = self.cancel.cancelled() => return Ok(false),
+        };
+        if let Err(source) = up {
             let hint = match &source {
                 StackError::Spawn { service, .. } => {
                     format!("\n  (log: {})", self.service_log(service).display())
@@ -682,7 +688,10 @@ fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::ta
                 }
                 2 => {
                     eprintln!("rebound: killing the stack now (again: exit at once)");
-                    stack.kill_now();
+                    // Off the signal task: it may wait on the engine, and a third
+                    // signal must still exit at once.
+                    let stack = Arc::clone(&stack);
+                    tokio::task::spawn_blocking(move || stack.kill_now());
                 }
                 _ => std::process::exit(i32::from(ExitStatus::Interrupted.code())),
             }

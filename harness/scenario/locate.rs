@@ -30,8 +30,212 @@ pub(super) fn parse_raw(path: &Path, text: &str) -> Result<ScenarioFile, Scenari
         }
     }
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
-        toml_error(path, text, key, e.inner())
+        let segs: Vec<Seg> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+                _ => None,
+            })
+            .collect();
+        // Inside a table tagged by `kind` or `backend` serde buffers the table and
+        // loses both the key and its position: find the key by taking keys out
+        // until the error goes away, then its own line under its table's header.
+        let tagged = matches!(segs.as_slice(), [Seg::Key(k)] if k == "stack")
+            || matches!(segs.as_slice(), [Seg::Key(k), Seg::Index(_)] if ["fault", "probe", "workload"].contains(&k.as_str()));
+        if tagged {
+            if let Some(found) = tagged_culprit(path, text, e.inner()) {
+                return found;
+            }
+        }
+        // A missing field: the table it is missing from, at its header.
+        if e.inner().message().starts_with("missing field") {
+            let key = if segs.is_empty() {
+                "(top level)".to_string()
+            } else {
+                dotted(&segs)
+            };
+            let line = if segs.is_empty() {
+                1
+            } else {
+                line_of_table(text, &segs).unwrap_or(1)
+            };
+            return ScenarioError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column: 1,
+                key,
+                message: e.inner().message().trim().to_string(),
+            };
+        }
+        toml_error(path, text, e.path().to_string(), e.inner())
+    })
+}
+
+/// The header line of the table `path` names (`[slo]`, the n-th `[[fault]]`).
+fn line_of_table(text: &str, path: &[Seg]) -> Option<usize> {
+    match path.last()? {
+        Seg::Index(n) => {
+            let names: Vec<&str> = path
+                .iter()
+                .filter_map(|s| match s {
+                    Seg::Key(k) => Some(k.as_str()),
+                    Seg::Index(_) => None,
+                })
+                .collect();
+            header_line(text, &format!("[[{}]]", names.join(".")), *n)
+        }
+        Seg::Key(_) => {
+            let names: Vec<&str> = path
+                .iter()
+                .filter_map(|s| match s {
+                    Seg::Key(k) => Some(k.as_str()),
+                    Seg::Index(_) => None,
+                })
+                .collect();
+            let header = format!("[{}]", names.join("."));
+            text.lines().position(|l| l.trim() == header).map(|i| i + 1)
+        }
+    }
+}
+
+/// One step of a path into the TOML tree.
+#[derive(Debug, Clone, PartialEq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// `stack.service[2].restart` (1-based indices, as rebound's own checks count).
+fn dotted(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for s in path {
+        match s {
+            Seg::Key(k) if out.is_empty() => out.push_str(k),
+            Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{}]", i + 1)),
+        }
+    }
+    out
+}
+
+fn without(root: &toml::Value, path: &[Seg]) -> Option<toml::Value> {
+    let mut copy = root.clone();
+    let (last, parent) = path.split_last()?;
+    let mut node = &mut copy;
+    for s in parent {
+        node = match (s, node) {
+            (Seg::Key(k), toml::Value::Table(t)) => t.get_mut(k)?,
+            (Seg::Index(i), toml::Value::Array(a)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    match (last, node) {
+        (Seg::Key(k), toml::Value::Table(t)) => {
+            t.remove(k)?;
+        }
+        (Seg::Index(i), toml::Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+        }
+        _ => return None,
+    }
+    Some(copy)
+}
+
+fn node<'v>(root: &'v toml::Value, path: &[Seg]) -> Option<&'v toml::Value> {
+    path.iter().try_fold(root, |n, s| match (s, n) {
+        (Seg::Key(k), toml::Value::Table(t)) => t.get(k),
+        (Seg::Index(i), toml::Value::Array(a)) => a.get(*i),
+        _ => None,
+    })
+}
+
+/// The deepest key under `at` whose removal makes the file read (or read up to a
+/// missing `that key`): the one the error is about.
+fn culprit(root: &toml::Value, at: Vec<Seg>) -> Option<Vec<Seg>> {
+    let children: Vec<Seg> = match node(root, &at)? {
+        toml::Value::Table(t) => t.keys().map(|k| Seg::Key(k.clone())).collect(),
+        toml::Value::Array(a) => (0..a.len()).map(Seg::Index).collect(),
+        _ => return None,
+    };
+    for c in children {
+        let mut path = at.clone();
+        path.push(c.clone());
+        let Some(modified) = without(root, &path) else {
+            continue;
+        };
+        let fixed = match modified.try_into::<ScenarioFile>() {
+            Ok(_) => true,
+            // Without a present key serde reads on and then misses it: that key
+            // was the one it could not read. Not so for a tag, which is read
+            // first whatever the table's other keys hold.
+            Err(e) => match &c {
+                Seg::Key(k) if k != "kind" && k != "backend" => {
+                    e.message().trim() == format!("missing field `{k}`")
+                }
+                _ => false,
+            },
+        };
+        if fixed {
+            return Some(culprit(root, path.clone()).unwrap_or(path));
+        }
+    }
+    None
+}
+
+/// The line of `path`'s last key: searched from the header of the innermost
+/// array-of-tables element (or table) on the path.
+fn line_of(text: &str, path: &[Seg]) -> Option<usize> {
+    let mut header_at = 1;
+    let mut prefix: Vec<&str> = Vec::new();
+    for (i, s) in path.iter().enumerate() {
+        match s {
+            Seg::Key(k) => prefix.push(k),
+            Seg::Index(n) => {
+                header_at = header_line(text, &format!("[[{}]]", prefix.join(".")), *n)?;
+                continue;
+            }
+        }
+        let is_last = i + 1 == path.len();
+        if !is_last {
+            if let Some(l) = text
+                .lines()
+                .enumerate()
+                .skip(header_at.saturating_sub(1))
+                .find(|(_, l)| l.trim() == format!("[{}]", prefix.join(".")))
+            {
+                header_at = l.0 + 1;
+            }
+        }
+    }
+    match path.last()? {
+        Seg::Key(k) => locate(text, k, None, header_at).or(Some(header_at)),
+        Seg::Index(_) => Some(header_at),
+    }
+}
+
+fn tagged_culprit(path: &Path, text: &str, e: &toml::de::Error) -> Option<ScenarioError> {
+    // A missing key has no line of its own: its table is named instead.
+    if e.message().starts_with("missing field") {
+        return None;
+    }
+    let root: toml::Value = toml::from_str::<toml::Table>(text).ok()?.into();
+    let found = culprit(&root, Vec::new())?;
+    let line = line_of(text, &found)?;
+    let column = text
+        .lines()
+        .nth(line - 1)
+        .map_or(1, |l| l.len() - l.trim_start().len() + 1);
+    Some(ScenarioError::Parse {
+        path: path.to_path_buf(),
+        line,
+        column,
+        key: dotted(&found),
+        message: e.message().trim().to_string(),
     })
 }
 

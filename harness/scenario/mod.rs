@@ -41,7 +41,7 @@ pub enum ScenarioError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or does not match the scenario schema.
-    #[error("{path}:{line}:{column}: {key}: {message}", path = path.display())]
+    #[error("{path}:{line}:{column}: {key}: {message}", path = path.display(), key = tidy(key, KEY_LIMIT), message = tidy(message, MESSAGE_LIMIT))]
     Parse {
         /// The scenario path.
         path: PathBuf,
@@ -55,7 +55,7 @@ pub enum ScenarioError {
         message: String,
     },
     /// The file parses but a value is not acceptable.
-    #[error("{path}{at}: {key}: {message}", path = path.display(), at = line.map(|l| format!(":{l}")).unwrap_or_default())]
+    #[error("{path}{at}: {key}: {message}", path = path.display(), at = line.map(|l| format!(":{l}")).unwrap_or_default(), key = tidy(key, KEY_LIMIT), message = tidy(message, MESSAGE_LIMIT))]
     Invalid {
         /// The scenario path.
         path: PathBuf,
@@ -66,6 +66,33 @@ pub enum ScenarioError {
         /// What is wrong and what is accepted.
         message: String,
     },
+}
+
+/// The longest key a message echoes, in characters.
+const KEY_LIMIT: usize = 80;
+/// The longest message, in characters: a value pasted whole (a 100 000-character
+/// key) must not become a 200 KB error.
+const MESSAGE_LIMIT: usize = 400;
+
+/// `s` as echoed to a terminal: control characters escaped (a value cannot move
+/// the cursor or clear the screen), at most `limit` characters, `…` where cut.
+pub fn tidy(s: &str, limit: usize) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for c in s.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
+        count += piece.chars().count();
+        if count > limit {
+            out.push('…');
+            return out;
+        }
+        out.push_str(&piece);
+    }
+    out
 }
 
 /// A validated scenario: every default filled in, every reference resolved.

@@ -66,9 +66,18 @@ fn process(
                 "command must name a program",
             ));
         }
-        for arg in s.command.iter().chain(s.env.values()) {
+        // Every field that expands placeholders checks them the same way.
+        for arg in &s.command {
             check_placeholders(arg)
                 .map_err(|m| v.err_in("[[stack.service]]", i, "command", None, m))?;
+        }
+        for value in s.env.values() {
+            check_placeholders(value)
+                .map_err(|m| v.err_in("[[stack.service]]", i, "env", None, m))?;
+        }
+        if let Some(w) = &s.workdir {
+            check_placeholders(&w.display().to_string())
+                .map_err(|m| v.err_in("[[stack.service]]", i, "workdir", None, m))?;
         }
         let backoff = s.restart_backoff.unwrap_or(Duration::from_millis(100));
         let max_backoff = s

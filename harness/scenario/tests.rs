@@ -557,3 +557,118 @@ proptest! {
         }
     }
 }
+
+/// `(line, key, message)` of a parse error.
+fn parse_error(text: &str) -> (usize, String, String) {
+    match parse_str(text) {
+        Err(ScenarioError::Parse {
+            line, key, message, ..
+        }) => (line, key, message),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle")
+        + 1
+}
+
+#[test]
+fn a_type_error_inside_a_tagged_table_names_its_dotted_key_and_its_own_line() {
+    let text = VALID.replace("restart = \"on-failure\"", "restart = true");
+    let (line, key, message) = parse_error(&text);
+    assert_eq!(key, "stack.service[1].restart", "{message}");
+    assert_eq!(line, line_of(&text, "restart = true"), "{message}");
+    assert!(message.contains("invalid type"), "{message}");
+
+    let text = VALID.replace("duration = \"2s\"", "duration = 5");
+    let (line, key, message) = parse_error(&text);
+    assert_eq!(key, "fault[1].duration", "{message}");
+    assert_eq!(line, line_of(&text, "duration = 5"), "{message}");
+
+    // The second of two probes, under its own header.
+    let text = VALID.replace(
+        "address = \"127.0.0.1:9\"\n",
+        "address = \"127.0.0.1:9\"\n\n[[probe]]\nkind = \"tcp\"\naddress = \"127.0.0.1:9\"\nperiod = [1]\n",
+    );
+    let (line, key, message) = parse_error(&text);
+    assert_eq!(key, "probe[2].period", "{message}");
+    assert_eq!(line, line_of(&text, "period = [1]"), "{message}");
+}
+
+#[test]
+fn a_missing_field_names_the_table_it_is_missing_from_at_its_header() {
+    let text = VALID.replace("target = \"app\"\n", "");
+    let (line, key, message) = parse_error(&text);
+    assert_eq!(key, "fault[1]", "{message}");
+    assert_eq!(line, line_of(&text, "[[fault]]"), "{message}");
+    assert!(message.contains("missing field `target`"), "{message}");
+
+    let text = VALID.replace("recover-within = \"3s\"\n", "");
+    let (line, key, message) = parse_error(&text);
+    assert_eq!(key, "slo", "{message}");
+    assert_eq!(line, line_of(&text, "[slo]"), "{message}");
+
+    let text = VALID.replace("name = \"t\"\n", "");
+    let (_, key, message) = parse_error(&text);
+    assert_eq!(key, "(top level)", "{message}");
+    assert!(message.contains("missing field `name`"), "{message}");
+}
+
+#[test]
+fn echoed_keys_and_values_are_escaped_and_truncated() {
+    let long = "k".repeat(100_000);
+    let text = VALID.replace("trials = 7", &format!("{long} = 7"));
+    let e = parse_str(&text).expect_err("unknown key").to_string();
+    assert!(e.len() < 1_000, "{} bytes", e.len());
+    assert!(e.contains('…'), "{e}");
+    let text = VALID.replace("name = \"app\"", "name = \"a\\u001b[2Jb\"");
+    let e = parse_str(&text).expect_err("bad name").to_string();
+    assert!(!e.contains('\u{1b}'), "{e:?}");
+    assert_eq!(tidy("a\nb", 10), "a\\nb");
+    assert_eq!(tidy("abcdef", 3), "abc…");
+}
+
+#[test]
+fn the_same_key_follows_the_same_rule_in_every_table() {
+    let workdir = VALID.replace(
+        "restart = \"on-failure\"",
+        "restart = \"on-failure\"\nworkdir = \"${nowhere}/x\"",
+    );
+    let msg = parse_str(&workdir).expect_err("workdir").to_string();
+    assert!(
+        msg.contains("workdir") && msg.contains("${nowhere}"),
+        "{msg}"
+    );
+
+    let fault = |extra: &str| {
+        VALID.replace(
+            "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
+            &format!("kind = \"http\"\ntarget = \"app\"\nurl = \"http://127.0.0.1:9/x\"\n{extra}"),
+        )
+    };
+    for (extra, key) in [
+        ("expect-status = 0", "expect-status"),
+        ("timeout = \"0s\"", "timeout"),
+    ] {
+        let msg = parse_str(&fault(extra)).expect_err(extra).to_string();
+        assert!(msg.contains(&format!("fault[1].{key}")), "{extra}: {msg}");
+    }
+    let reads = |extra: &str| {
+        format!(
+            "{VALID}\n[[workload]]\nkind = \"reads\"\nurl = \"http://127.0.0.1:9/x\"\n{extra}\n"
+        )
+    };
+    for (extra, key) in [
+        ("expect-status = 0", "expect-status"),
+        ("timeout = \"0s\"", "timeout"),
+    ] {
+        let msg = parse_str(&reads(extra)).expect_err(extra).to_string();
+        assert!(
+            msg.contains(&format!("workload[1].{key}")),
+            "{extra}: {msg}"
+        );
+    }
+}

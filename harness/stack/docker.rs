@@ -85,6 +85,41 @@ fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) ->
     }
 }
 
+/// How long one `docker` CLI call of the emergency path may take.
+const CLI_BOUND: Duration = Duration::from_secs(20);
+
+/// Runs `docker ARGS…` synchronously for at most [`CLI_BOUND`] (killed after);
+/// its stdout, or None when it failed or took too long.
+fn bounded_cli<'a>(args: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut child = std::process::Command::new("docker")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + CLI_BOUND;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let mut out = String::new();
+                if let Some(mut o) = child.stdout.take() {
+                    let _ = std::io::Read::read_to_string(&mut o, &mut out);
+                }
+                return status.success().then_some(out);
+            }
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
 /// Connects to the local engine and negotiates the API version (the engine here speaks 1.41).
 pub async fn connect() -> Result<Docker, StackError> {
     let unreachable = |e: bollard::errors::Error| {
@@ -1027,12 +1062,42 @@ impl Stack for DockerStack {
 
     fn kill_now(&self) {
         // Only a stack rebound brought up is killed; an attached one is left running.
-        if matches!(self.source, Source::Compose { .. }) {
-            let ids: Vec<String> = self.state.borrow().values().map(|c| c.id.clone()).collect();
-            let _ = std::process::Command::new("docker")
-                .arg("kill")
-                .args(ids)
-                .output();
+        let Source::Compose { keep, .. } = &self.source else {
+            return;
+        };
+        let ids: Vec<String> = self.state.borrow().values().map(|c| c.id.clone()).collect();
+        // A frozen container cannot die: the engine's kill (and so `rm -f`) waits for
+        // it forever holding the container's lock, and the heal's unpause then waits
+        // on that lock (Docker 20.10, measured). Thaw first; "not paused" errors are
+        // expected for the rest.
+        let _ = bounded_cli(std::iter::once("unpause").chain(ids.iter().map(String::as_str)));
+        if *keep {
+            let _ = bounded_cli(std::iter::once("kill").chain(ids.iter().map(String::as_str)));
+            return;
+        }
+        // Killed and removed with their anonymous volumes, then the project's
+        // networks and named volumes: nothing of a stack rebound made is left even
+        // if teardown cannot run any more. Each call is bounded (a wedged engine).
+        let _ = bounded_cli(
+            ["rm", "-f", "-v"]
+                .into_iter()
+                .chain(ids.iter().map(String::as_str)),
+        );
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        for kind in ["network", "volume"] {
+            let listed = bounded_cli([kind, "ls", "-q", "--filter", label.as_str()]);
+            let names: Vec<String> = listed
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if !names.is_empty() {
+                let _ = bounded_cli(
+                    [kind, "rm"]
+                        .into_iter()
+                        .chain(names.iter().map(String::as_str)),
+                );
+            }
         }
     }
 }

@@ -372,7 +372,9 @@ pub trait Stack: Send + Sync {
     }
     /// Stops everything (resumes frozen processes first) and releases resources.
     async fn teardown(&self) -> Result<(), StackError>;
-    /// Emergency: SIGKILL everything now, synchronously (second Ctrl-C).
+    /// Emergency: SIGKILL everything now, synchronously (second Ctrl-C); a stack
+    /// rebound brought up (and does not keep) is removed with its networks and
+    /// volumes as well.
     fn kill_now(&self);
 }
 
@@ -415,7 +417,10 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
                 run_dir: ctx.run_dir,
                 scenario_dir: ctx.scenario_dir,
             };
-            Arc::new(process::ProcessStack::new(services, &expand, ctx.history)?)
+            Arc::new(
+                process::ProcessStack::new(services, &expand, ctx.history)?
+                    .with_journal(ctx.journal),
+            )
         }
         StackPlan::Docker { source, .. } => {
             let (project, source) = match source {

@@ -82,6 +82,8 @@ struct Svc {
     max_backoff: Duration,
     grace: Duration,
     state: watch::Sender<State>,
+    /// Where each new process group is recorded before anything can fork in it.
+    journal: std::sync::OnceLock<Arc<crate::journal::Journal>>,
 }
 
 /// A stack of local processes.
@@ -193,6 +195,14 @@ impl Svc {
         }
         let child = cmd.spawn().map_err(spawn_err)?;
         let pid = child.id();
+        if let (Some(j), Some(pgid)) = (self.journal.get(), pid.and_then(|p| i32::try_from(p).ok()))
+        {
+            // Best effort: the service runs either way; heal then cannot find what
+            // it forks.
+            if let Err(e) = j.group(&self.name, pgid) {
+                tracing::warn!("service `{}`: {e}", self.name);
+            }
+        }
         self.state.send_modify(|s| {
             s.pid = pid.and_then(|p| i32::try_from(p).ok());
             s.pgid = s.pid;
@@ -409,6 +419,7 @@ impl ProcessStack {
                     max_backoff: s.restart_max_backoff,
                     grace: s.stop_grace,
                     state: watch::Sender::new(State::default()),
+                    journal: std::sync::OnceLock::new(),
                 })
             })
             .collect();
@@ -418,6 +429,18 @@ impl ProcessStack {
             supervisors: Mutex::new(Vec::new()),
             killed: AtomicBool::new(false),
         })
+    }
+
+    /// Records every process group a service is started in to `journal`, so
+    /// `rebound heal` can end what a service forked if rebound is killed (the
+    /// kernel's parent-death signal reaches only the service's own process).
+    pub fn with_journal(self, journal: Option<Arc<crate::journal::Journal>>) -> Self {
+        if let Some(j) = journal {
+            for s in &self.services {
+                let _ = s.journal.set(Arc::clone(&j));
+            }
+        }
+        self
     }
 
     fn svc(&self, name: &str) -> Result<&Arc<Svc>, StackError> {

@@ -146,10 +146,7 @@ fn plan_of(raw: impl RawClient, index: usize) -> Result<WorkloadPlan, FieldError
     if max_ops == 0 {
         return Err(FieldError::new("max-ops", "max-ops must be at least 1"));
     }
-    let timeout = c
-        .timeout
-        .unwrap_or(Duration::from_secs(1))
-        .max(Duration::from_millis(1));
+    let timeout = crate::field::nonzero("timeout", c.timeout.unwrap_or(Duration::from_secs(1)))?;
     let client = raw.client()?;
     Ok(WorkloadPlan {
         name: name.unwrap_or_else(|| format!("{}-{}", client.stem(), index + 1)),

@@ -48,7 +48,10 @@ impl RawClient for RawReads {
         loopback_url("url", &self.url)?;
         Ok(Arc::new(Reads {
             url: self.url,
-            expect_status: self.expect_status.unwrap_or(200),
+            expect_status: crate::field::http_status(
+                "expect-status",
+                self.expect_status.unwrap_or(200),
+            )?,
         }))
     }
 }

@@ -238,3 +238,120 @@ fn process_services_do_not_outlive_a_sigkilled_rebound() {
         .unwrap_or(0);
     assert_eq!(index, 0, "no index entry left");
 }
+
+/// The processes of process group `pgid` (not zombies).
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() != Some(&"Z") && f.get(2).and_then(|g| g.parse().ok()) == Some(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// SIGKILLs whatever is left in a process group when the test ends, passed or not.
+struct KillGroupOnDrop(i32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        for pid in group_members(self.0) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// A service that forks (a shell that starts a helper, then execs the server): the
+/// kernel's parent-death signal ends only the service's own process; the journal
+/// records its process group, the next run refuses while the helper lives, and
+/// `rebound heal` kills it.
+#[test]
+fn what_a_process_service_forked_is_killed_by_rebound_heal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("state");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"forks\"\n[stack]\nbackend = \"process\"\n\n[[stack.service]]\nname = \"app\"\n\
+         command = [\"sh\", \"-c\", \"sleep 300 & exec \\\"$0\\\" demo-app --port {port} --data-dir \\\"$1\\\"\", \"${{rebound}}\", \"${{run_dir}}/data/app\"]\n\
+         restart = \"always\"\nrestart-backoff = \"100ms\"\nrestart-max-backoff = \"100ms\"\n\n\
+         [[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\n\n\
+         [slo]\nsuccess-rate = 0.5\nrecover-within = \"60s\"\n\n[run]\ntrials = 1\nwarm-up = \"30s\"\n"
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let out = dir.path().join("run");
+    kill_when(
+        path.to_str().expect("utf8"),
+        &[],
+        state.path(),
+        &out,
+        "trial-start",
+    );
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).expect("journal");
+    let pgid = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["op"] == "group")
+        .and_then(|e| e["pgid"].as_i64())
+        .expect("a group entry in the journal") as i32;
+    let _cleanup = KillGroupOnDrop(pgid);
+    // demo-app (the leader) goes with rebound; the helper it forked does not.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while group_members(pgid).len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "demo-app outlived rebound by 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let left = group_members(pgid);
+    assert_eq!(
+        left.len(),
+        1,
+        "the forked helper outlives rebound: {left:?}"
+    );
+    let again = with_state(rebound(), state.path())
+        .args(["run", path.to_str().expect("utf8"), "--out"])
+        .arg(dir.path().join("again"))
+        .output()
+        .expect("run");
+    assert_eq!(again.status.code(), Some(4), "{}", text(&again));
+    assert!(
+        text(&again).contains("process(es) of service `app` still running")
+            && text(&again).contains("rebound heal"),
+        "{}",
+        text(&again)
+    );
+    let healed = with_state(rebound(), state.path())
+        .arg("heal")
+        .output()
+        .expect("heal");
+    assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
+    assert!(
+        text(&healed).contains("killed 1 leftover process(es) of service `app`"),
+        "{}",
+        text(&healed)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !group_members(pgid).is_empty() {
+        assert!(Instant::now() < deadline, "heal did not kill the helper");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let twice = with_state(rebound(), state.path())
+        .arg("heal")
+        .output()
+        .expect("heal");
+    assert!(text(&twice).contains("nothing to heal"), "{}", text(&twice));
+}

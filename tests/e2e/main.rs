@@ -5,5 +5,6 @@ mod crash_safety;
 mod docker_runs;
 mod helpers;
 mod process_runs;
+mod signals;
 mod stories;
 mod truth;
