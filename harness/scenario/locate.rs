@@ -75,25 +75,16 @@ pub(super) fn parse_raw(path: &Path, text: &str) -> Result<ScenarioFile, Scenari
 
 /// The header line of the table `path` names (`[slo]`, the n-th `[[fault]]`).
 fn line_of_table(text: &str, path: &[Seg]) -> Option<usize> {
+    let names: Vec<&str> = path
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
     match path.last()? {
-        Seg::Index(n) => {
-            let names: Vec<&str> = path
-                .iter()
-                .filter_map(|s| match s {
-                    Seg::Key(k) => Some(k.as_str()),
-                    Seg::Index(_) => None,
-                })
-                .collect();
-            header_line(text, &format!("[[{}]]", names.join(".")), *n)
-        }
+        Seg::Index(n) => header_line(text, &format!("[[{}]]", names.join(".")), *n),
         Seg::Key(_) => {
-            let names: Vec<&str> = path
-                .iter()
-                .filter_map(|s| match s {
-                    Seg::Key(k) => Some(k.as_str()),
-                    Seg::Index(_) => None,
-                })
-                .collect();
             let header = format!("[{}]", names.join("."));
             text.lines().position(|l| l.trim() == header).map(|i| i + 1)
         }

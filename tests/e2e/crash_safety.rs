@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crate::docker_runs::{history_lines, require_images};
 use crate::helpers::*;
 
-fn docker(args: &[&str]) -> String {
+/// `docker ARGS…`'s trimmed stdout, whether or not it succeeded.
+pub(crate) fn docker(args: &[&str]) -> String {
     let o = Command::new("docker")
         .args(args)
         .output()
@@ -134,50 +135,83 @@ fn docker_sigkill_during_pause_is_healed_by_rebound_heal_and_blocks_the_next_run
     assert!(matches!(next.status.code(), Some(0 | 2)), "{}", text(&next));
 }
 
-#[test]
-fn docker_sigkill_during_disconnect_of_a_kept_stack_is_reconnected_by_rebound_heal() {
+/// What `rebound heal` did to a kept stack whose rebound was SIGKILLed during the
+/// fault of `scenario`: `look` at `service`'s container before and after heal.
+struct KeptHeal {
+    before: String,
+    after: String,
+    healed: std::process::Output,
+    containers: String,
+}
+
+fn heal_kept(scenario: &str, service: &str, look: &str) -> KeptHeal {
     require_images();
     let state = tempfile::tempdir().expect("state dir");
     let dir = tempfile::tempdir().expect("tempdir");
-    let run_id = kill_during_fault(
-        "scenarios/docker-app-disconnect.toml",
-        &["--keep"],
-        state.path(),
-        &dir.path().join("run"),
-    );
+    let run_id = kill_during_fault(scenario, &["--keep"], state.path(), &dir.path().join("run"));
     let cleanup = RemoveOnDrop(format!("rebound.run={run_id}"));
-    let app = docker(&[
+    let id = docker(&[
         "ps",
         "-aq",
         "--filter",
         &format!("label=rebound.run={run_id}"),
         "--filter",
-        "label=com.docker.compose.service=app",
+        &format!("label=com.docker.compose.service={service}"),
     ]);
-    let nets = || docker(&["inspect", "-f", "{{len .NetworkSettings.Networks}}", &app]);
-    let cut = nets();
+    let inspect = || docker(&["inspect", "-f", look, &id]);
+    let before = inspect();
     let healed = with_state(rebound(), state.path())
         .arg("heal")
         .arg(dir.path().join("run"))
         .output()
         .expect("heal");
-    let after = nets();
+    let after = inspect();
     let containers = labelled("container", &run_id);
-    // A kept stack is the user's: heal reconnects, it does not remove. (Removed
-    // here, before the asserts, so the ports are free for the next test.)
+    // A kept stack is the user's: heal undoes the fault, it does not remove the
+    // stack. (Removed here, before the asserts, so the ports are free.)
     drop(cleanup);
-    assert_eq!(cut, "0", "the kill must land while app is cut off");
-    assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
-    assert!(
-        text(&healed).contains("reconnected app"),
-        "{}",
-        text(&healed)
+    KeptHeal {
+        before,
+        after,
+        healed,
+        containers,
+    }
+}
+
+#[test]
+fn docker_sigkill_during_disconnect_of_a_kept_stack_is_reconnected_by_rebound_heal() {
+    let h = heal_kept(
+        "scenarios/docker-app-disconnect.toml",
+        "app",
+        "{{len .NetworkSettings.Networks}}",
     );
-    assert_eq!(after, "1", "app is back on its network");
+    let said = text(&h.healed);
+    assert_eq!(h.before, "0", "the kill must land while app is cut off");
+    assert_eq!(h.healed.status.code(), Some(0), "{said}");
+    assert!(said.contains("reconnected app"), "{said}");
+    assert_eq!(h.after, "1", "app is back on its network");
     assert!(
-        containers.lines().count() >= 4,
-        "the kept stack stays: {containers}"
+        h.containers.lines().count() >= 4,
+        "the kept stack stays: {}",
+        h.containers
     );
+}
+
+#[test]
+fn docker_sigkill_during_stop_for_of_a_kept_stack_is_started_by_rebound_heal() {
+    let h = heal_kept(
+        "scenarios/docker-redis-down.toml",
+        "redis",
+        "{{.State.Status}}",
+    );
+    let said = text(&h.healed);
+    assert_eq!(
+        h.before, "exited",
+        "the kill must land while redis is stopped"
+    );
+    assert_eq!(h.healed.status.code(), Some(0), "{said}");
+    assert!(said.contains("started redis"), "{said}");
+    assert_eq!(h.after, "running", "redis runs again after heal");
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub(crate) fn history_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
 }
 
 /// Removes everything a run labelled with its run id (used after --keep).
-fn remove_run(run_id: &str) {
+pub(crate) fn remove_run(run_id: &str) {
     let label = format!("label=rebound.run={run_id}");
     let ids = docker(&["ps", "-aq", "--filter", &label]);
     if !ids.is_empty() {
