@@ -9,8 +9,8 @@
 //!
 //! Truth clocks: Redis's own log lines (1 ms resolution) — "Ready to accept
 //! connections" for the probes that need an answer; for tcp probes, which can only
-//! see a listening socket, the interval from "Redis is starting" to "Running
-//! mode=…" (Redis listens inside `initServer`, between the two; errors are taken
+//! see a listening socket, the interval from "Redis is starting" to "Server
+//! initialized" (Redis listens between the two, in any version; errors are taken
 //! from the later line) — and demo-app's `ready_unix_ns` (its "listening" line on docker, its
 //! `ready.log` on the process backend; read right after `listen(2)`). Each case is
 //! one rebound run; a run with several probes is checked once per probe, each
@@ -249,7 +249,7 @@ fn run_case(runtime: &tokio::runtime::Runtime, case: &Case, trials: u32, work: &
         }
     };
     // A tcp probe can only see a socket listening: its truth is the interval in
-    // which Redis calls listen(2) (from "Redis is starting" to "Running mode=…"),
+    // which Redis calls listen(2) (from "Redis is starting" to "Server initialized"),
     // not "Ready to accept connections" (after loading its data, when PING answers).
     let (truths, listening): (Vec<Instant>, Vec<Instant>) = match case.clock {
         Clock::Redis => {
@@ -405,17 +405,18 @@ fn redis_truth(logs: &str, line: &str) -> Vec<(i128, i128)> {
 }
 
 /// The interval in which Redis starts listening, per start: from its "Redis is
-/// starting" line to its "Running mode=…" line (+1 ms, the log's resolution).
+/// starting" line to its "Server initialized" line (+1 ms, the log's resolution).
 fn redis_listening(logs: &str) -> Vec<(i128, i128)> {
     let mut out = Vec::new();
     let mut starting = None;
     for l in logs.lines() {
         if l.contains("Redis is starting") {
             starting = redis_truth(l, "Redis is starting").first().map(|t| t.0);
-        } else if l.contains("Running mode=") {
-            if let (Some(from), Some(&(to, _))) =
-                (starting.take(), redis_truth(l, "Running mode=").first())
-            {
+        } else if l.contains("Server initialized") {
+            if let (Some(from), Some(&(to, _))) = (
+                starting.take(),
+                redis_truth(l, "Server initialized").first(),
+            ) {
                 out.push((from, to - from + 1_000_000));
             }
         }

@@ -66,21 +66,40 @@ pub fn describe(p: &Pending) -> String {
 /// SIGKILLs what is left in the process groups of a dead process run.
 fn kill_leftovers(p: &Pending) -> Vec<String> {
     let mut done = Vec::new();
-    for (service, pgid, pids) in p.leftover_processes() {
-        for pid in &pids {
-            if let Ok(pid) = i32::try_from(*pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+    // Twice: what a leftover forks between the scan and its kill is found again.
+    for _ in 0..2 {
+        for (service, pgid, pids) in p.leftover_processes() {
+            let mut killed = Vec::new();
+            let mut failed = Vec::new();
+            for pid in pids {
+                let sent = i32::try_from(pid).ok().map(|raw| {
+                    nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(raw),
+                        nix::sys::signal::Signal::SIGKILL,
+                    )
+                });
+                match sent {
+                    Some(Ok(())) => killed.push(pid.to_string()),
+                    Some(Err(e)) => failed.push(format!("{pid} ({e})")),
+                    None => failed.push(pid.to_string()),
+                }
+            }
+            if !killed.is_empty() {
+                done.push(format!(
+                    "killed {} leftover process(es) of service `{service}` (process group {pgid}: pid {})",
+                    killed.len(),
+                    killed.join(", ")
+                ));
+            }
+            if !failed.is_empty() {
+                done.push(format!(
+                    "could not kill process(es) of service `{service}`: pid {}",
+                    failed.join(", ")
+                ));
             }
         }
-        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
-        done.push(format!(
-            "killed {} leftover process(es) of service `{service}` (process group {pgid}: pid {})",
-            pids.len(),
-            list.join(", ")
-        ));
+        // Let the kernel reap what was killed before looking again.
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     if done.is_empty() {
         done.push("its services died with rebound (nothing else to undo)".into());

@@ -18,6 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::nemesis::UndoRecord;
 
+/// The environment variable that marks every process of a process-backend service
+/// (and what it forks) with its run id: `rebound heal` kills only processes that
+/// carry it.
+pub const RUN_ENV: &str = "REBOUND_RUN";
+
 /// The journal's file name in a run directory.
 pub const JOURNAL: &str = "journal.jsonl";
 
@@ -354,16 +359,23 @@ impl Pending {
             return Vec::new();
         }
         let live = process_groups();
-        // A pid, and so a group id, is not reused while any member of the group
-        // lives, so a member started no earlier than the journaled leader belongs to
-        // that group's lineage.
+        // A group id can be reused once the group is empty, by anyone: a member
+        // counts only if it was started no earlier than the journaled leader and
+        // carries this run's mark in its environment.
+        let marked = |pid: u32| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|kv| kv == format!("{RUN_ENV}={}", self.run.run_id).as_bytes())
+            })
+        };
         self.groups
             .iter()
+            .filter(|(_, _, start)| *start > 0)
             .filter_map(|(service, pgid, start)| {
                 let pids: Vec<u32> = live
                     .get(pgid)?
                     .iter()
-                    .filter(|(_, t)| t >= start)
+                    .filter(|(pid, t)| t >= start && marked(*pid))
                     .map(|(p, _)| *p)
                     .collect();
                 (!pids.is_empty()).then(|| (service.clone(), *pgid, pids))
@@ -588,7 +600,15 @@ mod tests {
     fn a_journaled_process_group_with_a_live_member_is_left_over_until_it_dies() {
         use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().expect("tempdir");
+        let entry_id = run_entry(std::process::id()).run_id;
         let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env(RUN_ENV, &entry_id)
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        // The same group without the run's mark is somebody else's.
+        let mut stranger = std::process::Command::new("sleep")
             .arg("30")
             .process_group(0)
             .spawn()
@@ -610,11 +630,21 @@ mod tests {
             .map(|e| serde_json::to_string(e).expect("json") + "\n")
             .collect();
         std::fs::write(dir.path().join(JOURNAL), &text).expect("write");
-        let p = read(dir.path()).expect("read");
+        let mut p = read(dir.path()).expect("read");
         assert_eq!(
             p.leftover_processes(),
             vec![("app".to_string(), pgid, vec![child.id()])]
         );
+        let stranger_pgid = i32::try_from(stranger.id()).expect("pid");
+        p.groups.push((
+            "other".into(),
+            stranger_pgid,
+            process_start(stranger.id()).expect("start"),
+        ));
+        assert_eq!(p.leftover_processes().len(), 1, "only the marked group");
+        stranger.kill().expect("kill");
+        stranger.wait().expect("reap");
+        p.groups.pop();
         assert!(!p.is_clean());
         // A group recorded with a later leader start is another group of that id.
         let mut later = p.clone();

@@ -688,10 +688,11 @@ fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::ta
                 }
                 2 => {
                     eprintln!("rebound: killing the stack now (again: exit at once)");
-                    // Off the signal task: it may wait on the engine, and a third
-                    // signal must still exit at once.
+                    // On a thread of its own, detached: it may wait on the engine,
+                    // and neither a third signal nor the runtime's shutdown may
+                    // wait for it.
                     let stack = Arc::clone(&stack);
-                    tokio::task::spawn_blocking(move || stack.kill_now());
+                    std::thread::spawn(move || stack.kill_now());
                 }
                 _ => std::process::exit(i32::from(ExitStatus::Interrupted.code())),
             }

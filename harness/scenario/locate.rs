@@ -39,57 +39,48 @@ pub(super) fn parse_raw(path: &Path, text: &str) -> Result<ScenarioFile, Scenari
                 _ => None,
             })
             .collect();
+        let message = e.inner().message().trim().to_string();
+        let missing = message.starts_with("missing field");
         // Inside a table tagged by `kind` or `backend` serde buffers the table and
-        // loses both the key and its position: find the key by taking keys out
-        // until the error goes away, then its own line under its table's header.
+        // loses both the key and its position.
         let tagged = matches!(segs.as_slice(), [Seg::Key(k)] if k == "stack")
             || matches!(segs.as_slice(), [Seg::Key(k), Seg::Index(_)] if ["fault", "probe", "workload"].contains(&k.as_str()));
-        if tagged {
-            if let Some(found) = tagged_culprit(path, text, e.inner()) {
-                return found;
-            }
+        if !(tagged || missing) {
+            return toml_error(path, text, e.path().to_string(), e.inner());
         }
-        // A missing field: the table it is missing from, at its header.
-        if e.inner().message().starts_with("missing field") {
-            let key = if segs.is_empty() {
+        let Some(root) = toml::from_str::<toml::Table>(text).ok().map(toml::Value::from) else {
+            return toml_error(path, text, e.path().to_string(), e.inner());
+        };
+        // The key (or, for a missing key, the array element) whose removal lets the
+        // file read: deeper than serde could say, never shallower.
+        let at = if tagged {
+            let mut budget = CULPRIT_BUDGET;
+            culprit(&root, segs.clone(), missing, &mut budget).unwrap_or(segs)
+        } else {
+            segs
+        };
+        let line = line_of(text, &root, &at);
+        let column = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .map_or(1, |l| l.len() - l.trim_start().len() + 1);
+        ScenarioError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            key: if at.is_empty() {
                 "(top level)".to_string()
             } else {
-                dotted(&segs)
-            };
-            let line = if segs.is_empty() {
-                1
-            } else {
-                line_of_table(text, &segs).unwrap_or(1)
-            };
-            return ScenarioError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column: 1,
-                key,
-                message: e.inner().message().trim().to_string(),
-            };
+                dotted(&at)
+            },
+            message,
         }
-        toml_error(path, text, e.path().to_string(), e.inner())
     })
 }
 
-/// The header line of the table `path` names (`[slo]`, the n-th `[[fault]]`).
-fn line_of_table(text: &str, path: &[Seg]) -> Option<usize> {
-    let names: Vec<&str> = path
-        .iter()
-        .filter_map(|s| match s {
-            Seg::Key(k) => Some(k.as_str()),
-            Seg::Index(_) => None,
-        })
-        .collect();
-    match path.last()? {
-        Seg::Index(n) => header_line(text, &format!("[[{}]]", names.join(".")), *n),
-        Seg::Key(_) => {
-            let header = format!("[{}]", names.join("."));
-            text.lines().position(|l| l.trim() == header).map(|i| i + 1)
-        }
-    }
-}
+/// How many trial deserializations the search for a culprit may make: a huge file
+/// (a 4 MiB argv) must not turn an error message into minutes of work.
+const CULPRIT_BUDGET: u32 = 64;
 
 /// One step of a path into the TOML tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,89 +136,153 @@ fn node<'v>(root: &'v toml::Value, path: &[Seg]) -> Option<&'v toml::Value> {
     })
 }
 
-/// The deepest key under `at` whose removal makes the file read (or read up to a
-/// missing `that key`): the one the error is about.
-fn culprit(root: &toml::Value, at: Vec<Seg>) -> Option<Vec<Seg>> {
+/// The deepest place under `at` whose removal makes the file read.
+///
+/// For a type error, a key that serde then misses (`missing field` that key; never a
+/// tag, which is read first whatever the table holds) counts as well: the key it
+/// could not read. For a missing key (`missing`), only an array element whose
+/// removal makes the file read counts: the table the key is missing from.
+fn culprit(root: &toml::Value, at: Vec<Seg>, missing: bool, budget: &mut u32) -> Option<Vec<Seg>> {
     let children: Vec<Seg> = match node(root, &at)? {
         toml::Value::Table(t) => t.keys().map(|k| Seg::Key(k.clone())).collect(),
         toml::Value::Array(a) => (0..a.len()).map(Seg::Index).collect(),
         _ => return None,
     };
     for c in children {
+        if *budget == 0 {
+            return None;
+        }
+        *budget -= 1;
         let mut path = at.clone();
         path.push(c.clone());
         let Some(modified) = without(root, &path) else {
             continue;
         };
-        let fixed = match modified.try_into::<ScenarioFile>() {
-            Ok(_) => true,
-            // Without a present key serde reads on and then misses it: that key
-            // was the one it could not read. Not so for a tag, which is read
-            // first whatever the table's other keys hold.
-            Err(e) => match &c {
-                Seg::Key(k) if k != "kind" && k != "backend" => {
-                    e.message().trim() == format!("missing field `{k}`")
-                }
-                _ => false,
-            },
+        let container = matches!(
+            node(root, &path),
+            Some(toml::Value::Table(_) | toml::Value::Array(_))
+        );
+        let reads = modified.try_into::<ScenarioFile>();
+        let missed_itself = match (&reads, &c) {
+            (Err(e), Seg::Key(k)) if k != "kind" && k != "backend" => {
+                e.message().trim() == format!("missing field `{k}`")
+            }
+            _ => false,
         };
-        if fixed {
-            return Some(culprit(root, path.clone()).unwrap_or(path));
+        if missing {
+            // Look inside a table or array whose removal only made serde miss it;
+            // answer only with an element whose removal made the file read.
+            let deeper = (reads.is_ok() || (missed_itself && container))
+                .then(|| culprit(root, path.clone(), true, budget))
+                .flatten();
+            if deeper.is_some() {
+                return deeper;
+            }
+            if reads.is_ok() && matches!(c, Seg::Index(_)) {
+                return Some(path);
+            }
+        } else if reads.is_ok() || missed_itself {
+            return Some(culprit(root, path.clone(), false, budget).unwrap_or(path));
         }
     }
     None
 }
 
-/// The line of `path`'s last key: searched from the header of the innermost
-/// array-of-tables element (or table) on the path.
-fn line_of(text: &str, path: &[Seg]) -> Option<usize> {
-    let mut header_at = 1;
-    let mut prefix: Vec<&str> = Vec::new();
-    for (i, s) in path.iter().enumerate() {
-        match s {
-            Seg::Key(k) => prefix.push(k),
-            Seg::Index(n) => {
-                header_at = header_line(text, &format!("[[{}]]", prefix.join(".")), *n)?;
-                continue;
-            }
-        }
-        let is_last = i + 1 == path.len();
-        if !is_last {
-            if let Some(l) = text
-                .lines()
-                .enumerate()
-                .skip(header_at.saturating_sub(1))
-                .find(|(_, l)| l.trim() == format!("[{}]", prefix.join(".")))
-            {
-                header_at = l.0 + 1;
-            }
-        }
-    }
-    match path.last()? {
-        Seg::Key(k) => locate(text, k, None, header_at).or(Some(header_at)),
-        Seg::Index(_) => Some(header_at),
-    }
+/// Whether a line is a table header (`[x]`, `[[x]]`), and its name.
+fn header_name(line: &str) -> Option<&str> {
+    let l = line.trim();
+    let inner = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"));
+    inner
+        .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+        .map(str::trim)
 }
 
-fn tagged_culprit(path: &Path, text: &str, e: &toml::de::Error) -> Option<ScenarioError> {
-    // A missing key has no line of its own: its table is named instead.
-    if e.message().starts_with("missing field") {
-        return None;
+/// The line of `key = …` in the section that starts at line `from` (up to the next
+/// header), also when written dotted (`env.PORT = 1` for `PORT`).
+fn locate_in_section(text: &str, key: &str, from: usize) -> Option<usize> {
+    for (i, l) in text.lines().enumerate().skip(from.saturating_sub(1)) {
+        if i + 1 > from && header_name(l).is_some() {
+            return None;
+        }
+        let Some((k, _)) = l.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().trim_matches('"');
+        if k == key || k.ends_with(&format!(".{key}")) {
+            return Some(i + 1);
+        }
     }
-    let root: toml::Value = toml::from_str::<toml::Table>(text).ok()?.into();
-    let found = culprit(&root, Vec::new())?;
-    let line = line_of(text, &found)?;
-    let column = text
-        .lines()
-        .nth(line - 1)
-        .map_or(1, |l| l.len() - l.trim_start().len() + 1);
-    Some(ScenarioError::Parse {
-        path: path.to_path_buf(),
-        line,
-        column,
-        key: dotted(&found),
-        message: e.message().trim().to_string(),
-    })
+    None
+}
+
+/// The line `[name]` after line `from`, before the next header outside `name`'s
+/// parent (`[[stack.service]]`'s `[stack.service.env]` is looked for only up to the
+/// next `[[stack.service]]`).
+fn sub_header(text: &str, name: &str, from: usize) -> Option<usize> {
+    let parent = name.rsplit_once('.').map_or("", |p| p.0);
+    if parent.is_empty() {
+        // A top-level table: wherever its header is.
+        return text
+            .lines()
+            .position(|l| header_name(l) == Some(name) && !l.trim().starts_with("[["))
+            .map(|i| i + 1);
+    }
+    for (i, l) in text.lines().enumerate().skip(from) {
+        let Some(h) = header_name(l) else { continue };
+        if h == name && !l.trim().starts_with("[[") {
+            return Some(i + 1);
+        }
+        let inside = !parent.is_empty()
+            && h.starts_with(&format!("{parent}."))
+            && !l.trim().starts_with(&format!("[[{parent}]]"));
+        if !inside {
+            return None;
+        }
+    }
+    None
+}
+
+/// The line of the place `path` names: a key's own line in its table, a table's
+/// header, an array element's header, the key of an inline table or array; never
+/// a line of another table.
+fn line_of(text: &str, root: &toml::Value, path: &[Seg]) -> usize {
+    let mut header_at = 1;
+    let mut names: Vec<&str> = Vec::new();
+    for (i, seg) in path.iter().enumerate() {
+        match seg {
+            Seg::Key(k) => {
+                names.push(k);
+                let name = names.join(".");
+                match node(root, &path[..=i]) {
+                    Some(toml::Value::Table(_)) => match sub_header(text, &name, header_at) {
+                        Some(l) => header_at = l,
+                        // Inline (`env = { … }`) or dotted: the key's own line.
+                        None => return locate_in_section(text, k, header_at).unwrap_or(header_at),
+                    },
+                    Some(toml::Value::Array(a))
+                        if !a.is_empty() && a.iter().all(toml::Value::is_table) =>
+                    {
+                        match header_line(text, &format!("[[{name}]]"), 0) {
+                            // The element (next on the path) finds its own header.
+                            Some(first) if i + 1 == path.len() => return first,
+                            Some(_) => {}
+                            None => {
+                                return locate_in_section(text, k, header_at).unwrap_or(header_at)
+                            }
+                        }
+                    }
+                    // A value, or an array of values: the key's line.
+                    _ => return locate_in_section(text, k, header_at).unwrap_or(header_at),
+                }
+            }
+            Seg::Index(n) => {
+                if let Some(l) = header_line(text, &format!("[[{}]]", names.join(".")), *n) {
+                    header_at = l;
+                }
+            }
+        }
+    }
+    header_at
 }
 
 /// The first string value (dotted key, 1-based array indices) that reads as a

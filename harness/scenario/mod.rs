@@ -74,13 +74,16 @@ const KEY_LIMIT: usize = 80;
 /// key) must not become a 200 KB error.
 const MESSAGE_LIMIT: usize = 400;
 
-/// `s` as echoed to a terminal: control characters escaped (a value cannot move
-/// the cursor or clear the screen), at most `limit` characters, `…` where cut.
+/// `s` as echoed to a terminal: control characters and bidirectional or
+/// zero-width marks escaped (a value cannot move the cursor, clear the screen or
+/// reorder what is shown), at most `limit` characters, `…` where cut.
 pub fn tidy(s: &str, limit: usize) -> String {
     let mut out = String::new();
     let mut count = 0;
     for c in s.chars() {
-        let piece: String = if c.is_control() {
+        // Control characters, and the invisible ones that reorder or hide text.
+        let hidden = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
+        let piece: String = if c.is_control() || hidden {
             c.escape_default().collect()
         } else {
             c.to_string()

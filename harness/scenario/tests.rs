@@ -629,6 +629,7 @@ fn echoed_keys_and_values_are_escaped_and_truncated() {
     assert!(!e.contains('\u{1b}'), "{e:?}");
     assert_eq!(tidy("a\nb", 10), "a\\nb");
     assert_eq!(tidy("abcdef", 3), "abc…");
+    assert_eq!(tidy("a\u{202e}b", 20), "a\\u{202e}b");
 }
 
 #[test]
@@ -671,4 +672,98 @@ fn the_same_key_follows_the_same_rule_in_every_table() {
             "{extra}: {msg}"
         );
     }
+}
+
+const TWO_SERVICES: &str = r#"
+name = "t"
+
+[stack]
+backend = "process"
+
+[[stack.service]]
+name = "app"
+command = ["demo-app"]
+
+[stack.service.env]
+PORT = "1"
+
+[[stack.service]]
+name = "db"
+command = ["demo-app"]
+
+[[fault]]
+kind = "sigkill"
+target = "app"
+
+[[probe]]
+kind = "tcp"
+service = "db"
+port = 9
+
+[slo]
+recover-within = "3s"
+"#;
+
+#[test]
+fn errors_in_stack_tables_point_at_their_own_table() {
+    // The error is in the [stack] table itself.
+    for bad in ["backend = \"bogus\"", "backend = 5"] {
+        let text = TWO_SERVICES.replace("backend = \"process\"", bad);
+        let (line, key, message) = parse_error(&text);
+        assert_eq!(key, "stack.backend", "{bad}: {message}");
+        assert_eq!(line, line_of(&text, bad), "{bad}: {message}");
+    }
+    // An integer in the second service's argv: the element, the key, its line.
+    let text = TWO_SERVICES.replacen(
+        "name = \"db\"\ncommand = [\"demo-app\"]",
+        "name = \"db\"\ncommand = [\"demo-app\", 8080]",
+        1,
+    );
+    let (line, key, message) = parse_error(&text);
+    assert_eq!(key, "stack.service[2].command[2]", "{message}");
+    assert_eq!(line, line_of(&text, "8080"), "{message}");
+    // A bad value in a sub-table of the first service, not the second's lines.
+    let text = TWO_SERVICES.replace("PORT = \"1\"", "PORT = 1");
+    let (line, key, message) = parse_error(&text);
+    assert_eq!(key, "stack.service[1].env.PORT", "{message}");
+    assert_eq!(line, line_of(&text, "PORT = 1"), "{message}");
+    // A key missing in the second service names that service at its header.
+    let text = TWO_SERVICES.replace("name = \"db\"\n", "");
+    let (line, key, message) = parse_error(&text);
+    assert_eq!(key, "stack.service[2]", "{message}");
+    let second = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim() == "[[stack.service]]")
+        .nth(1)
+        .map(|(i, _)| i + 1);
+    assert_eq!(Some(line), second, "{message}");
+    assert!(message.contains("missing field `name`"), "{message}");
+    // Service tables under the docker backend: their header, not a probe's
+    // `service = …` line.
+    let text = TWO_SERVICES.replace(
+        "backend = \"process\"",
+        "backend = \"docker\"\ncompose = \"c.yaml\"",
+    );
+    let (line, key, message) = parse_error(&text);
+    assert_eq!(key, "stack.service", "{message}");
+    assert_eq!(line, line_of(&text, "[[stack.service]]"), "{message}");
+}
+
+#[test]
+fn a_huge_bad_array_is_reported_quickly() {
+    let argv: Vec<String> = (0..50_000).map(|i| format!("\"a{i}\"")).collect();
+    let text = TWO_SERVICES.replacen(
+        "command = [\"demo-app\"]",
+        &format!("command = [{}, 1]", argv.join(", ")),
+        1,
+    );
+    let started = std::time::Instant::now();
+    let e = parse_str(&text).expect_err("an integer in argv");
+    // A bound that only catches the quadratic search it replaced (minutes).
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{e}"
+    );
+    assert!(e.to_string().contains("stack"), "{e}");
 }

@@ -1054,7 +1054,15 @@ impl Stack for DockerStack {
                         self.compose(files, &args).await
                     }
                 };
-                healed.and(down)
+                // What a compose up killed mid-way (Ctrl-C at bring-up) may still
+                // have had created after `down` listed the project.
+                let swept = remove_labelled(
+                    &self.docker,
+                    &format!("com.docker.compose.project={}", self.project),
+                )
+                .await
+                .map(|_| ());
+                healed.and(down).and(swept)
             }
             _ => healed,
         }
@@ -1065,25 +1073,43 @@ impl Stack for DockerStack {
         let Source::Compose { keep, .. } = &self.source else {
             return;
         };
-        let ids: Vec<String> = self.state.borrow().values().map(|c| c.id.clone()).collect();
+        // What the events saw, and what compose made that they did not yet (a
+        // second Ctrl-C during bring-up).
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        let mut ids: Vec<String> = self.state.borrow().values().map(|c| c.id.clone()).collect();
+        if let Some(listed) = bounded_cli(["ps", "-aq", "--no-trunc", "--filter", label.as_str()]) {
+            for id in listed.split_whitespace() {
+                if !ids
+                    .iter()
+                    .any(|known| known.starts_with(id) || id.starts_with(known.as_str()))
+                {
+                    ids.push(id.to_string());
+                }
+            }
+        }
         // A frozen container cannot die: the engine's kill (and so `rm -f`) waits for
         // it forever holding the container's lock, and the heal's unpause then waits
         // on that lock (Docker 20.10, measured). Thaw first; "not paused" errors are
         // expected for the rest.
-        let _ = bounded_cli(std::iter::once("unpause").chain(ids.iter().map(String::as_str)));
+        if !ids.is_empty() {
+            let _ = bounded_cli(std::iter::once("unpause").chain(ids.iter().map(String::as_str)));
+        }
         if *keep {
-            let _ = bounded_cli(std::iter::once("kill").chain(ids.iter().map(String::as_str)));
+            if !ids.is_empty() {
+                let _ = bounded_cli(std::iter::once("kill").chain(ids.iter().map(String::as_str)));
+            }
             return;
         }
         // Killed and removed with their anonymous volumes, then the project's
         // networks and named volumes: nothing of a stack rebound made is left even
         // if teardown cannot run any more. Each call is bounded (a wedged engine).
-        let _ = bounded_cli(
-            ["rm", "-f", "-v"]
-                .into_iter()
-                .chain(ids.iter().map(String::as_str)),
-        );
-        let label = format!("label=com.docker.compose.project={}", self.project);
+        if !ids.is_empty() {
+            let _ = bounded_cli(
+                ["rm", "-f", "-v"]
+                    .into_iter()
+                    .chain(ids.iter().map(String::as_str)),
+            );
+        }
         for kind in ["network", "volume"] {
             let listed = bounded_cli([kind, "ls", "-q", "--filter", label.as_str()]);
             let names: Vec<String> = listed

@@ -419,7 +419,7 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
             };
             Arc::new(
                 process::ProcessStack::new(services, &expand, ctx.history)?
-                    .with_journal(ctx.journal),
+                    .with_run(&ctx.run_id, ctx.journal),
             )
         }
         StackPlan::Docker { source, .. } => {

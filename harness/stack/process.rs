@@ -82,7 +82,7 @@ struct Svc {
     max_backoff: Duration,
     grace: Duration,
     state: watch::Sender<State>,
-    /// Where each new process group is recorded before anything can fork in it.
+    /// Where each new process group is recorded, right after its leader started.
     journal: std::sync::OnceLock<Arc<crate::journal::Journal>>,
 }
 
@@ -431,13 +431,19 @@ impl ProcessStack {
         })
     }
 
-    /// Records every process group a service is started in to `journal`, so
-    /// `rebound heal` can end what a service forked if rebound is killed (the
-    /// kernel's parent-death signal reaches only the service's own process).
-    pub fn with_journal(self, journal: Option<Arc<crate::journal::Journal>>) -> Self {
-        if let Some(j) = journal {
-            for s in &self.services {
-                let _ = s.journal.set(Arc::clone(&j));
+    /// Records every process group a service is started in to `journal`, and
+    /// marks every service process with `REBOUND_RUN=<run_id>` in its environment
+    /// (inherited by what it forks), so `rebound heal` can end what a service forked
+    /// if rebound is killed — the kernel's parent-death signal reaches only the
+    /// service's own process — and only that.
+    pub fn with_run(mut self, run_id: &str, journal: Option<Arc<crate::journal::Journal>>) -> Self {
+        for s in &mut self.services {
+            if let Some(svc) = Arc::get_mut(s) {
+                svc.env
+                    .push((crate::journal::RUN_ENV.to_string(), run_id.to_string()));
+            }
+            if let Some(j) = &journal {
+                let _ = s.journal.set(Arc::clone(j));
             }
         }
         self

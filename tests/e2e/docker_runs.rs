@@ -572,10 +572,11 @@ fn docker_demo_app_keeps_items_in_postgres_across_a_db_restart_and_caches_in_red
 enum RedisTruth {
     /// "Ready to accept connections": Redis answers commands (a `redis` probe).
     Ready,
-    /// Redis listens on its port. It does so inside `initServer`, after its first log
-    /// line ("Redis is starting") and before "Running mode=…, port=…"; from then on the
-    /// kernel completes connections into the backlog, although Redis only answers
-    /// after loading its data ("Ready"). So a tcp probe recovers somewhere in that
+    /// Redis listens on its port: after its first log line ("Redis is starting") and
+    /// before "Server initialized" (inside `initServer` up to 7.0, in
+    /// `initListeners` from 7.2 — both before that line). From then on the kernel
+    /// completes connections into the backlog, although Redis only answers after
+    /// loading its data ("Ready"). So a tcp probe recovers somewhere in that
     /// interval, a few ms before "Ready" — not at "Ready".
     Listening,
 }
@@ -606,7 +607,7 @@ fn redis_truths(log: &str, truth: RedisTruth) -> Vec<crate::truth::Truth> {
             for line in log.lines() {
                 if line.contains("Redis is starting") {
                     starting = redis_log_time(line);
-                } else if line.contains("Running mode=") {
+                } else if line.contains("Server initialized") {
                     if let (Some(from), Some(to)) = (starting.take(), redis_log_time(line)) {
                         out.push(crate::truth::Truth {
                             at_unix_ns: from,
