@@ -33,6 +33,15 @@ impl RunFacts {
     pub fn from_records(records: &[Record]) -> Self {
         let mut facts = RunFacts::default();
         for r in records {
+            facts.observe(r);
+        }
+        facts
+    }
+
+    /// Takes in one record of the history (in order).
+    pub fn observe(&mut self, r: &Record) {
+        let facts = self;
+        {
             match &r.event {
                 Event::RunStart {
                     run_id,
@@ -56,7 +65,6 @@ impl RunFacts {
                 _ => {}
             }
         }
-        facts
     }
 }
 
@@ -166,13 +174,32 @@ pub enum AnalysisError {
 pub fn reanalyse(run_dir: &Path) -> Result<(Summary, Vec<TrialResult>), AnalysisError> {
     let rd = crate::run_dir::RunDir::open(run_dir)?;
     let plan = scenario::load_recorded(&rd.scenario())?;
-    let records = history::load(&rd.history())?;
-    let facts = RunFacts::from_records(&records);
     let cfg = check_config(&plan);
-    let trials: Vec<TrialResult> = history::finished_trials(&records)
-        .iter()
-        .map(|(n, recs)| checker::check_trial(*n, recs, &cfg))
-        .collect();
+    // Streamed: a trial's records go into a bounded capture, as during the run, so
+    // a re-check of hour-long trials needs no more memory than the run did and
+    // computes the same figures.
+    let mut facts = RunFacts::default();
+    let mut trials: Vec<TrialResult> = Vec::new();
+    // The trial being read: its number, capture, and whether it finished.
+    let mut open: Option<(u32, checker::Capture, bool)> = None;
+    let close = |open: Option<(u32, checker::Capture, bool)>, trials: &mut Vec<TrialResult>| {
+        if let Some((n, capture, true)) = open {
+            trials.push(checker::check_capture(n, &capture, &cfg));
+        }
+    };
+    history::read(&rd.history(), |r| {
+        facts.observe(&r);
+        let Some(t) = r.trial else { return };
+        if open.as_ref().is_none_or(|(n, _, _)| *n != t) {
+            close(open.take(), &mut trials);
+            open = Some((t, checker::Capture::new(&cfg.probes, cfg.stable_for), false));
+        }
+        if let Some((_, capture, finished)) = open.as_mut() {
+            capture.push(&r);
+            *finished |= matches!(r.event, Event::TrialEnd { interrupted: false });
+        }
+    })?;
+    close(open.take(), &mut trials);
     let summary = summarize(&plan, &facts, &trials, run_dir);
     Ok((summary, trials))
 }

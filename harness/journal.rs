@@ -447,10 +447,12 @@ pub fn stale() -> Vec<Pending> {
         .filter_map(|run_dir| read(Path::new(run_dir.trim())).ok())
         .filter(|p| !p.alive())
         .filter(|p| {
-            if p.is_clean() {
+            // One /proc scan per run: cleanliness looks for leftover processes.
+            let clean = p.is_clean();
+            if clean {
                 forget(&p.run.run_id);
             }
-            !p.is_clean()
+            !clean
         })
         .collect();
     out.sort_by(|a, b| a.run.run_id.cmp(&b.run.run_id));

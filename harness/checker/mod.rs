@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::history::{Event, Lifecycle, Record};
 use crate::stack::Health;
 
+mod capture;
+pub use capture::{Capture, Fold};
+
 /// Outcome of one trial (or one checker). Merged: Fail > Unknown > Pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,13 +68,16 @@ impl Span {
     }
 }
 
+/// Attempts a [`RecoveryTracker`] keeps before its gate is opened.
+pub const PENDING_MAX: usize = 1024;
+
 /// Incremental recovery detection over probe attempts; used live by the runner
 /// (to stop observing) and offline by [`check_trial`] (to compute the figures).
 #[derive(Debug, Clone)]
 pub struct RecoveryTracker {
     stable_for: u32,
     gate_ns: Option<u64>,
-    pending: Vec<Span>,
+    pending: std::collections::VecDeque<Span>,
     probes: Vec<ProbeTrack>,
     recovered: Option<Recovery>,
 }
@@ -99,14 +105,16 @@ impl RecoveryTracker {
         RecoveryTracker {
             stable_for: stable_for.max(1),
             gate_ns: None,
-            pending: Vec::new(),
+            pending: std::collections::VecDeque::new(),
             probes: vec![ProbeTrack::default(); probes],
             recovered: None,
         }
     }
 
     /// Opens the gate: attempts started at or after `gate_ns` count. Attempts seen
-    /// before the gate was known are replayed.
+    /// before the gate was known are replayed (the latest [`PENDING_MAX`] of them:
+    /// the runner opens the gate when the fault's end is recorded, after every
+    /// attempt it had seen ended, so a long fault cannot grow this list).
     pub fn set_gate(&mut self, gate_ns: u64) {
         if self.gate_ns.is_some() {
             return;
@@ -120,7 +128,10 @@ impl RecoveryTracker {
     /// Feeds one probe attempt (per probe, in start order).
     pub fn observe(&mut self, a: Span) {
         let Some(gate) = self.gate_ns else {
-            self.pending.push(a);
+            if self.pending.len() >= PENDING_MAX {
+                self.pending.pop_front();
+            }
+            self.pending.push_back(a);
             return;
         };
         if a.start_ns < gate || self.recovered.is_some() {
@@ -214,8 +225,8 @@ pub struct TrialResult {
 }
 
 impl TrialResult {
-    /// The largest time between two consecutive attempt starts of any probe in the
-    /// trial (trials.csv `probe_gap_ms`).
+    /// The largest time between two consecutive attempt starts of any probe
+    /// between `t_inject` and heal (trials.csv `probe_gap_ms`).
     pub fn probe_gap_ms(&self) -> Option<f64> {
         self.pacing
             .iter()
@@ -238,49 +249,16 @@ pub struct Pacing {
     /// Median time a successful attempt took (what an attempt costs when the
     /// service is up; quick failures while it is down would hide it).
     pub latency_p50_ms: Option<f64>,
-    /// The largest time between the starts of two consecutive attempts: how long
-    /// the service went unobserved at worst (a dead spell shorter than this can be
-    /// missed).
+    /// The largest time between the starts of two consecutive attempts while an
+    /// outage counts (between `t_inject` and heal): how long the service went
+    /// unobserved at worst (a dead spell shorter than this can be missed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap_max_ms: Option<f64>,
 }
 
 /// The pacing of every probe of `probes` over a trial's records.
 pub fn pacing(records: &[Record], probes: &[String]) -> Vec<Pacing> {
-    probes
-        .iter()
-        .map(|name| {
-            let mut starts = Vec::new();
-            let mut latencies = Vec::new();
-            for r in records {
-                if let Event::Probe {
-                    probe,
-                    ok,
-                    start_ns,
-                    latency_ns,
-                    ..
-                } = &r.event
-                {
-                    if probe == name {
-                        starts.push(*start_ns);
-                        if *ok {
-                            latencies.push(*latency_ns);
-                        }
-                    }
-                }
-            }
-            starts.sort_unstable();
-            let mut intervals: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-            let gap_max_ms = intervals.iter().max().map(|&g| ms(g));
-            Pacing {
-                probe: name.clone(),
-                attempts: u32::try_from(starts.len()).unwrap_or(u32::MAX),
-                interval_p50_ms: median_ms(&mut intervals),
-                latency_p50_ms: median_ms(&mut latencies),
-                gap_max_ms,
-            }
-        })
-        .collect()
+    Capture::of(records, probes, 1).pacing()
 }
 
 /// The median of `ns` in ms (the lower middle of an even count), None when empty.
@@ -316,16 +294,30 @@ pub enum Mark {
 pub struct Timeline {
     /// `(ms, lane, mark)`.
     pub marks: Vec<(f64, String, Mark)>,
+    /// Probe attempts folded into spans (long runs of one result): `(from ms, to
+    /// ms, lane, mark)`, each span's attempts all [`Mark::ProbeOk`] or all
+    /// [`Mark::ProbeFail`].
+    pub spans: Vec<(f64, f64, String, Mark)>,
     /// When the fault's effect ended (the recovery gate), ms after `t_inject`.
     pub fault_end_ms: Option<f64>,
 }
 
 /// Builds the timeline of a trial.
-pub fn timeline(records: &[Record], inject: &Record) -> Timeline {
+pub fn timeline(capture: &Capture, inject: &Record) -> Timeline {
     let t0 = inject.elapsed_ns as i64;
     let rel = |ns: u64| (ns as i64 - t0) as f64 / 1e6;
     let mut t = Timeline::default();
-    for r in records {
+    for f in &capture.folds {
+        if let Some(name) = capture.probe_name(f.probe) {
+            t.spans.push((
+                rel(f.first_start_ns),
+                rel(f.last_start_ns),
+                format!("probe {name}"),
+                if f.ok { Mark::ProbeOk } else { Mark::ProbeFail },
+            ));
+        }
+    }
+    for r in &capture.records {
         match &r.event {
             Event::Probe {
                 probe,
@@ -610,7 +602,17 @@ pub fn recoveries(trials: &[TrialResult]) -> Vec<f64> {
 /// Computes a trial's outcome and figures from its records alone: recovery first,
 /// then what the clients saw and whether acknowledged writes survived.
 pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialResult {
-    let mut report = check_recovery(trial, records, cfg);
+    check_capture(
+        trial,
+        &Capture::of(records, &cfg.probes, cfg.stable_for),
+        cfg,
+    )
+}
+
+/// [`check_trial`] of a trial's records as a [`Capture`] took them in.
+pub fn check_capture(trial: u32, capture: &Capture, cfg: &CheckConfig) -> TrialResult {
+    let records = capture.records.as_slice();
+    let mut report = check_recovery(trial, capture, cfg);
     let inject_ns = records
         .iter()
         .find(|r| matches!(r.event, Event::FaultOk { .. }))
@@ -676,7 +678,8 @@ pub fn check_trial(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRe
 
 /// A trial's result before any checker ran: what was done to whom, how long the
 /// trial took, how many services started; outcome Unknown.
-fn blank_result(trial: u32, records: &[Record], probes: &[String]) -> TrialResult {
+fn blank_result(trial: u32, capture: &Capture) -> TrialResult {
+    let records = capture.records.as_slice();
     let (fault, target) = records
         .iter()
         .find_map(|r| match &r.event {
@@ -702,11 +705,10 @@ fn blank_result(trial: u32, records: &[Record], probes: &[String]) -> TrialResul
         services: Vec::new(),
         clients: ClientFigures::default(),
         timeline: Timeline::default(),
-        pacing: pacing(records, probes),
-        trial_ms: match (records.first(), records.last()) {
-            (Some(a), Some(b)) => Some(ms(b.elapsed_ns.saturating_sub(a.elapsed_ns))),
-            _ => None,
-        },
+        pacing: capture.pacing(),
+        trial_ms: capture
+            .span_ns
+            .map(|(first, last)| ms(last.saturating_sub(first))),
         restarts: records
             .iter()
             .filter(|r| {
@@ -722,8 +724,9 @@ fn blank_result(trial: u32, records: &[Record], probes: &[String]) -> TrialResul
     }
 }
 
-fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialResult {
-    let mut report = blank_result(trial, records, &cfg.probes);
+fn check_recovery(trial: u32, capture: &Capture, cfg: &CheckConfig) -> TrialResult {
+    let records = capture.records.as_slice();
+    let mut report = blank_result(trial, capture);
 
     let inject = records
         .iter()
@@ -741,13 +744,15 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
     let t_inject = inject.elapsed_ns;
     report.injected_at = Some(inject.time);
     report.services = service_timelines(records, inject);
-    report.timeline = timeline(records, inject);
+    report.timeline = timeline(capture, inject);
     // The observation window closes when heal begins (or at the last record).
     let window_end = records
         .iter()
         .find(|r| matches!(r.event, Event::HealInvoke))
-        .or(records.last())
-        .map_or(t_inject, |r| r.elapsed_ns);
+        .map(|r| r.elapsed_ns)
+        .or(capture.span_ns.map(|(_, last)| last))
+        .unwrap_or(t_inject);
+    let in_window = |start_ns: u64| start_ns >= t_inject && start_ns < window_end;
 
     let attempts: Vec<Span> = records
         .iter()
@@ -760,22 +765,32 @@ fn check_recovery(trial: u32, records: &[Record], cfg: &CheckConfig) -> TrialRes
                 cancelled: false,
                 proof_ns,
                 ..
-            } if *start_ns >= t_inject && *start_ns < window_end => cfg
-                .probes
-                .iter()
-                .position(|p| p == probe)
-                .map(|probe| Span {
-                    probe,
-                    start_ns: *start_ns,
-                    end_ns: *start_ns + *latency_ns,
-                    ok: *ok,
-                    proof_ns: proof_ns.unwrap_or(0),
-                }),
+            } if in_window(*start_ns) => {
+                cfg.probes
+                    .iter()
+                    .position(|p| p == probe)
+                    .map(|probe| Span {
+                        probe,
+                        start_ns: *start_ns,
+                        end_ns: *start_ns + *latency_ns,
+                        ok: *ok,
+                        proof_ns: proof_ns.unwrap_or(0),
+                    })
+            }
             _ => None,
         })
         .collect();
-    report.probes_ok = attempts.iter().filter(|a| a.ok).count() as u64;
-    report.probes_failed = attempts.len() as u64 - report.probes_ok;
+    // Folded attempts count too (a fold lies wholly inside or outside the window).
+    let folded = |ok: bool| -> u64 {
+        capture
+            .folds
+            .iter()
+            .filter(|f| f.ok == ok && in_window(f.first_start_ns))
+            .map(|f| f.count)
+            .sum()
+    };
+    report.probes_ok = attempts.iter().filter(|a| a.ok).count() as u64 + folded(true);
+    report.probes_failed = attempts.iter().filter(|a| !a.ok).count() as u64 + folded(false);
     report.downtime_ms = Some(ms(downtime_ns(&attempts, cfg.probes.len(), window_end)));
 
     let Some(gate) = records

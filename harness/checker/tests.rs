@@ -575,3 +575,234 @@ fn a_target_that_ignored_sigterm_is_named_in_the_reason() {
         r.reason
     );
 }
+
+/// One probe's attempts for [`random_trial`]: segments of (result, how many).
+type Segments = Vec<(bool, u16)>;
+
+/// A trial shaped like the runner's: probes on their own periods, attempts
+/// recorded in start order when released (never before an earlier one), phase
+/// records at the given times, a service restart and a few client operations.
+fn random_trial(
+    probes: &[(u64, Segments, u64)],
+    inject_ms: u64,
+    gate_ms: Option<u64>,
+    heal_ms: u64,
+) -> Vec<Record> {
+    let mut timed: Vec<(u64, u64, Event)> = Vec::new();
+    let mut order = 0u64;
+    let mut at = |ns: u64, event: Event, timed: &mut Vec<(u64, u64, Event)>| {
+        order += 1;
+        timed.push((ns, order, event));
+    };
+    at(
+        0,
+        Event::TrialStart {
+            fault: "sigkill".into(),
+            target: "app".into(),
+        },
+        &mut timed,
+    );
+    at(
+        inject_ms * MS,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+        &mut timed,
+    );
+    at(
+        inject_ms * MS + 1,
+        Event::service("app", Lifecycle::Exited, None),
+        &mut timed,
+    );
+    if let Some(g) = gate_ms {
+        at(
+            g * MS,
+            Event::FaultEnd {
+                detail: String::new(),
+            },
+            &mut timed,
+        );
+        at(
+            g * MS + 1,
+            Event::service("app", Lifecycle::Started, None),
+            &mut timed,
+        );
+    }
+    at(heal_ms * MS, Event::HealInvoke, &mut timed);
+    for (k, start) in [inject_ms.saturating_sub(3), inject_ms + 2, heal_ms + 1]
+        .into_iter()
+        .enumerate()
+    {
+        at(
+            start * MS + 500_000,
+            Event::OpComplete {
+                workload: "w".into(),
+                id: format!("op-{k}"),
+                result: if k == 1 {
+                    crate::history::OpResult::Info
+                } else {
+                    crate::history::OpResult::Ok
+                },
+                start_ns: start * MS,
+                latency_ns: 500_000,
+                error: None,
+            },
+            &mut timed,
+        );
+    }
+    for (p, (period_us, segments, salt)) in probes.iter().enumerate() {
+        let mut start = *salt % 1000 * 1000;
+        let mut released = 0u64;
+        let mut i = 0u64;
+        for (ok, n) in segments {
+            for _ in 0..*n {
+                i += 1;
+                let h = (i * 2654435761 + salt) % 1000;
+                let latency = 200_000 + h * 3_000; // 0.2–3.2 ms, jittered
+                let cancelled = h < 15;
+                let proof = (!ok && h % 3 == 0).then_some(h * 1_000);
+                released = released.max(start + latency) + 1;
+                at(
+                    released,
+                    Event::Probe {
+                        probe: format!("p{p}"),
+                        ok: *ok && !cancelled,
+                        start_ns: start,
+                        latency_ns: latency,
+                        late_ns: h % 7,
+                        cancelled,
+                        proof_ns: proof,
+                        error: None,
+                    },
+                    &mut timed,
+                );
+                start += period_us * 1000 + h % 5 * 1000;
+            }
+        }
+    }
+    at(
+        released_end(&timed),
+        Event::TrialEnd { interrupted: false },
+        &mut timed,
+    );
+    timed.sort_by_key(|(ns, order, _)| (*ns, *order));
+    let base = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .expect("date");
+    timed
+        .into_iter()
+        .enumerate()
+        .map(|(i, (ns, _, event))| Record {
+            seq: i as u64 + 1,
+            time: base + chrono::Duration::nanoseconds(ns as i64),
+            elapsed_ns: ns,
+            trial: Some(1),
+            event,
+        })
+        .collect()
+}
+
+fn released_end(timed: &[(u64, u64, Event)]) -> u64 {
+    timed.iter().map(|t| t.0).max().unwrap_or(0) + 1
+}
+
+/// A result without its timeline (the folding capture draws runs as spans).
+fn figures(mut r: TrialResult) -> TrialResult {
+    r.timeline = Timeline::default();
+    r
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Folding long runs changes no figure: every field of the result is the same
+    /// as when every record is kept.
+    #[test]
+    fn a_folding_capture_computes_what_keeping_every_record_computes(
+        probes in proptest::collection::vec(
+            (1u64..30_000, proptest::collection::vec((proptest::bool::ANY, 1u16..40), 1..12), 0u64..10_000),
+            1..4,
+        ),
+        stable_for in 1u32..5,
+        inject_ms in 5u64..200,
+        gate_after in proptest::option::of(0u64..300),
+        heal_after in 0u64..600,
+    ) {
+        let gate_ms = gate_after.map(|g| inject_ms + g);
+        let heal_ms = gate_ms.unwrap_or(inject_ms) + heal_after;
+        let records = random_trial(&probes, inject_ms, gate_ms, heal_ms);
+        let names: Vec<String> = (0..probes.len()).map(|p| format!("p{p}")).collect();
+        let mut c = cfg(&names.iter().map(String::as_str).collect::<Vec<_>>(), stable_for);
+        c.write_workloads = Vec::new();
+        let (mut folding, mut all) = (
+            Capture::new(&c.probes, stable_for),
+            Capture::keeping_all(&c.probes, stable_for),
+        );
+        for r in &records {
+            folding.push(r);
+            all.push(r);
+        }
+        let folded = check_capture(1, &folding, &c);
+        let kept = check_capture(1, &all, &c);
+        // Every attempt is somewhere on the timeline: a mark or inside a span.
+        let marks = folded.timeline.marks.iter().filter(|m| m.1.starts_with("probe ")).count();
+        let spans = folding.folds.iter().map(|f| f.count as usize).sum::<usize>();
+        let attempts = records.iter().filter(|r| matches!(r.event, Event::Probe { cancelled: false, .. })).count();
+        proptest::prop_assert_eq!(marks + spans, attempts);
+        proptest::prop_assert_eq!(figures(folded), figures(kept));
+    }
+}
+
+#[test]
+fn an_hour_of_100_hz_probing_keeps_a_few_records_and_counts_every_attempt() {
+    // 360 000 attempts: up for 20 minutes, down for 20 (the fault), up again.
+    let mut b = Builder::new();
+    let up = |b: &mut Builder, from: u64, to: u64, ok: bool| {
+        for t in (from..to).step_by(10) {
+            b.probe("h", t, ok);
+        }
+    };
+    up(&mut b, 0, 1_200_000, true);
+    b.push(
+        1_200_000,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    );
+    b.push(
+        1_200_001,
+        Event::FaultEnd {
+            detail: String::new(),
+        },
+    );
+    up(&mut b, 1_200_010, 2_400_000, false);
+    up(&mut b, 2_400_000, 3_600_000, true);
+    b.push(3_600_002, Event::HealInvoke);
+    b.push(3_600_003, Event::TrialEnd { interrupted: false });
+    let mut capture = Capture::new(&["h".into()], 3);
+    for r in &b.records {
+        capture.push(r);
+    }
+    assert!(capture.kept() < 20, "kept {} records", capture.kept());
+    let mut c = cfg(&["h"], 3);
+    c.recover_within_ms = 3_600_000.0;
+    let r = check_capture(1, &capture, &c);
+    assert_eq!(r.outcome, Outcome::Pass, "{}", r.reason);
+    assert_eq!((r.probes_ok, r.probes_failed), (120_000, 119_999));
+    assert_eq!(
+        r.recovery_ms,
+        Some(1_200_001.0),
+        "first success of the streak ended at 2 400 001"
+    );
+    assert_eq!(r.pacing[0].attempts, 359_999);
+    assert_eq!(
+        r.pacing[0].gap_max_ms,
+        Some(20.0),
+        "no attempt at 1 200 000"
+    );
+    // Binned after 4 096 values: the 10 ms interval to within 0.1 %.
+    let p50 = r.pacing[0].interval_p50_ms.expect("interval");
+    assert!((p50 - 10.0).abs() < 0.01, "{p50}");
+    assert_eq!(r.timeline.spans.len(), 3, "{:?}", r.timeline.spans);
+}

@@ -290,10 +290,15 @@ pub enum HistoryError {
     },
 }
 
+/// What a trial's records are handed to as they are written ([`History::begin_trial`]).
+pub type Tap = Box<dyn FnMut(&Record) + Send>;
+
 struct Sink {
     out: Option<BufWriter<File>>,
     seq: u64,
-    capture: Option<Vec<Record>>,
+    /// Every record, in an in-memory history.
+    kept: Option<Vec<Record>>,
+    tap: Option<Tap>,
     write_error: Option<std::io::Error>,
 }
 
@@ -318,11 +323,17 @@ impl History {
         ))
     }
 
-    /// A history kept in memory only (tests, dry runs).
+    /// A history kept in memory only, every record of it (tests, short-lived
+    /// helpers such as heal): [`History::records`] returns them.
     pub fn in_memory() -> Self {
         let h = Self::with_sink(None, None);
-        h.lock().capture = Some(Vec::new());
+        h.lock().kept = Some(Vec::new());
         h
+    }
+
+    /// Every record of an in-memory history so far (empty for a file history).
+    pub fn records(&self) -> Vec<Record> {
+        self.lock().kept.clone().unwrap_or_default()
     }
 
     fn with_sink(out: Option<BufWriter<File>>, path: Option<PathBuf>) -> Self {
@@ -332,7 +343,8 @@ impl History {
             sink: Mutex::new(Sink {
                 out,
                 seq: 0,
-                capture: None,
+                kept: None,
+                tap: None,
                 write_error: None,
             }),
             path,
@@ -357,11 +369,12 @@ impl History {
 
     /// Appends an event, flushes it, and returns the record.
     pub fn record(&self, event: Event) -> Record {
+        // Read under the lock: a record is tagged with the trial whose tap gets it.
+        let mut sink = self.lock();
         let trial = match self.trial.load(Ordering::SeqCst) {
             0 => None,
             n => Some(n),
         };
-        let mut sink = self.lock();
         let record = Record {
             seq: 0,
             time: Utc::now(),
@@ -390,22 +403,28 @@ impl History {
                 sink.write_error.get_or_insert(e);
             }
         }
-        if let Some(c) = sink.capture.as_mut() {
+        if let Some(tap) = sink.tap.as_mut() {
+            tap(&record);
+        }
+        if let Some(c) = sink.kept.as_mut() {
             c.push(record.clone());
         }
         record
     }
 
-    /// Tags following records with `trial` and starts capturing them in memory.
-    pub fn begin_trial(&self, trial: u32) {
+    /// Tags following records with `trial` and hands each of them to `tap` as it is
+    /// written (the runner's bounded [`Capture`](crate::checker::Capture)).
+    pub fn begin_trial(&self, trial: u32, tap: Option<Tap>) {
+        let mut sink = self.lock();
         self.trial.store(trial, Ordering::SeqCst);
-        self.lock().capture = Some(Vec::new());
+        sink.tap = tap;
     }
 
-    /// Stops tagging and returns the records captured since [`History::begin_trial`].
-    pub fn end_trial(&self) -> Vec<Record> {
+    /// Stops tagging records and drops the trial's tap.
+    pub fn end_trial(&self) {
+        let mut sink = self.lock();
         self.trial.store(0, Ordering::SeqCst);
-        self.lock().capture.take().unwrap_or_default()
+        sink.tap = None;
     }
 
     /// The first write error, if any write failed (the run goes on; the caller reports it).
@@ -421,21 +440,34 @@ impl History {
 /// Reads a `history.jsonl`. A torn last line (the writer was killed mid-line) is
 /// ignored; a bad line anywhere else is an error.
 pub fn load(path: &Path) -> Result<Vec<Record>, HistoryError> {
+    let mut out = Vec::new();
+    read(path, |r| out.push(r))?;
+    Ok(out)
+}
+
+/// Reads a `history.jsonl` record by record, handing each to `each`, in memory
+/// bounded by the longest line; errors as [`load`].
+pub fn read(path: &Path, mut each: impl FnMut(Record)) -> Result<(), HistoryError> {
     let io = |source| HistoryError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = File::open(path).map_err(io)?;
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(io)?;
-    let mut out = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
+    // A line that does not parse is an error only if another line follows it.
+    let mut bad: Option<(usize, serde_json::Error)> = None;
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io)?;
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Record>(line) {
+        if let Some((line, source)) = bad.take() {
+            return Err(HistoryError::Corrupt {
+                path: path.to_path_buf(),
+                line,
+                source,
+            });
+        }
+        match serde_json::from_str::<Record>(&line) {
             Ok(Record {
                 event: Event::RunStart { format, .. },
                 ..
@@ -445,18 +477,11 @@ pub fn load(path: &Path) -> Result<Vec<Record>, HistoryError> {
                     found: format,
                 })
             }
-            Ok(r) => out.push(r),
-            Err(_) if i + 1 == lines.len() => break,
-            Err(source) => {
-                return Err(HistoryError::Corrupt {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    source,
-                })
-            }
+            Ok(r) => each(r),
+            Err(source) => bad = Some((i + 1, source)),
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Splits a run's records into finished trials: `(trial number, its records)`,
@@ -532,21 +557,29 @@ mod tests {
         let path = dir.path().join("history.jsonl");
         let h = History::create(&path).expect("create");
         h.record(Event::StackUp);
-        h.begin_trial(1);
+        let tapped = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let into = std::sync::Arc::clone(&tapped);
+        h.begin_trial(
+            1,
+            Some(Box::new(move |r| into.lock().expect("tap").push(r.clone()))),
+        );
         h.record(Event::FaultOk {
             detail: "SIGKILL".into(),
         });
         h.record(Event::TrialEnd { interrupted: false });
-        let captured = h.end_trial();
+        h.end_trial();
+        h.record(Event::StackUp);
+        // The tap got the trial's records, and none after it ended.
+        let captured = tapped.lock().expect("tap").clone();
         assert_eq!(captured.len(), 2);
         drop(h);
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .expect("open");
-        f.write_all(b"{\"seq\":4,\"ti").expect("torn");
+        f.write_all(b"{\"seq\":5,\"ti").expect("torn");
         let loaded = load(&path).expect("load");
-        assert_eq!(loaded.len(), 3);
+        assert_eq!(loaded.len(), 4);
         assert_eq!(loaded[1], captured[0]);
         assert_eq!(loaded[0].trial, None);
         assert_eq!(loaded[1].trial, Some(1));

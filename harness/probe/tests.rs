@@ -256,7 +256,7 @@ async fn a_hanging_attempt_does_not_delay_the_next_and_is_cancelled_by_its_succe
         timeout: Duration::from_secs(10),
     };
     let history = Arc::new(History::in_memory());
-    history.begin_trial(1);
+    history.begin_trial(1, None);
     let prober = Arc::new(Prober::new(plan, Arc::new(NoStack)));
     let mut set = ProbeSet::start(&[prober], &history);
     let first = set.attempts.recv().await.expect("an attempt");
@@ -265,7 +265,8 @@ async fn a_hanging_attempt_does_not_delay_the_next_and_is_cancelled_by_its_succe
         first.ok,
         "the first attempt sent on is the success: {first:?}"
     );
-    let records = history.end_trial();
+    history.end_trial();
+    let records = history.records();
     let probes: Vec<&Event> = records
         .iter()
         .map(|r| &r.event)

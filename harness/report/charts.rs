@@ -322,27 +322,38 @@ fn featured(trials: &[TrialResult]) -> Option<&TrialResult> {
         })
 }
 
+/// The lanes of a timeline, in order of first appearance.
+fn timeline_lanes(tl: &crate::checker::Timeline) -> Vec<&str> {
+    let mut lanes: Vec<&str> = Vec::new();
+    for lane in tl
+        .marks
+        .iter()
+        .map(|m| &m.1)
+        .chain(tl.spans.iter().map(|s| &s.2))
+    {
+        if !lanes.contains(&lane.as_str()) {
+            lanes.push(lane);
+        }
+    }
+    lanes
+}
+
 fn timeline<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     trial: &TrialResult,
 ) -> Result<(), String> {
     use crate::checker::Mark;
     let tl = &trial.timeline;
-    let mut lanes: Vec<&str> = Vec::new();
-    for (_, lane, _) in &tl.marks {
-        if !lanes.contains(&lane.as_str()) {
-            lanes.push(lane);
-        }
-    }
+    let lanes = timeline_lanes(tl);
     // A little warm-up context before the fault, all of the observation after it.
-    let left = tl.marks.iter().map(|m| m.0).fold(0.0, f64::min).max(-300.0);
-    let right = tl
-        .marks
-        .iter()
-        .map(|m| m.0)
-        .fold(trial.recovery_ms.unwrap_or(0.0), f64::max)
-        * 1.05
-        + 10.0;
+    let times = || {
+        tl.marks
+            .iter()
+            .map(|m| m.0)
+            .chain(tl.spans.iter().flat_map(|s| [s.0, s.1]))
+    };
+    let left = times().fold(0.0, f64::min).max(-300.0);
+    let right = times().fold(trial.recovery_ms.unwrap_or(0.0), f64::max) * 1.05 + 10.0;
     let rows = lanes.len().max(1) as f64;
     let mut chart = frame(root, 150, left..right, -0.5f64..rows - 0.5)?;
     let names: Vec<String> = lanes.iter().map(|s| s.to_string()).collect();
@@ -381,6 +392,20 @@ fn timeline<DB: DrawingBackend>(
             .map_err(draw)?;
     }
     let y_of = |lane: &str| lanes.iter().position(|l| *l == lane).unwrap_or(0) as f64;
+    // Long runs of one probe result, folded while the trial ran: a bar as thick as
+    // the attempts' dots.
+    chart
+        .draw_series(tl.spans.iter().filter(|s| s.1 >= left && s.0 <= right).map(
+            |(from, to, lane, mark)| {
+                let y = y_of(lane);
+                let color = if *mark == Mark::ProbeFail { RED } else { GREEN };
+                Rectangle::new(
+                    [(from.max(left), y - 0.08), (to.min(right), y + 0.08)],
+                    color.filled(),
+                )
+            },
+        ))
+        .map_err(draw)?;
     chart
         .draw_series(tl.marks.iter().filter(|m| m.0 >= left && m.0 <= right).map(
             |(x, lane, mark)| {
@@ -469,10 +494,7 @@ impl Inputs<'_> {
     fn size(&self, kind: Kind) -> (u32, u32) {
         match (kind, featured(self.trials)) {
             (Kind::Timeline, Some(t)) => {
-                let mut lanes: Vec<&str> = t.timeline.marks.iter().map(|m| m.1.as_str()).collect();
-                lanes.sort_unstable();
-                lanes.dedup();
-                (SIZE.0, 120 + 36 * lanes.len() as u32)
+                (SIZE.0, 120 + 36 * timeline_lanes(&t.timeline).len() as u32)
             }
             _ => SIZE,
         }

@@ -126,19 +126,49 @@ fn a_trials_largest_probe_gap_is_the_largest_start_interval_of_any_probe() {
             error: None,
         },
     };
-    let records: Vec<Record> = [
+    // The fault at 60 ms, heal at 120 ms: only gaps that overlap that window count.
+    let mut records: Vec<Record> = [
         ("a", 0),
-        ("a", 10),
-        ("a", 36),
-        ("a", 46),
-        ("b", 0),
-        ("b", 30),
+        ("a", 50),
+        ("a", 70),
+        ("a", 80),
+        ("a", 106),
+        ("a", 116),
+        ("a", 130),
+        ("a", 230),
+        ("b", 65),
+        ("b", 95),
+        ("b", 105),
+        ("b", 115),
     ]
     .iter()
     .map(|(n, t)| probe(n, *t))
     .collect();
+    let at = |ms: u64, event: Event| Record {
+        seq: 0,
+        time: chrono::Utc::now(),
+        elapsed_ns: ms * 1_000_000,
+        trial: Some(1),
+        event,
+    };
+    records.push(at(
+        60,
+        Event::FaultOk {
+            detail: String::new(),
+        },
+    ));
+    records.push(at(120, Event::HealInvoke));
+    records.sort_by_key(|r| r.elapsed_ns);
     let pacing = crate::checker::pacing(&records, &["a".into(), "b".into()]);
-    assert_eq!(pacing[0].gap_max_ms, Some(26.0));
+    assert_eq!(
+        pacing[0].gap_max_ms,
+        Some(26.0),
+        "80 → 106; not 0 → 50 (before the fault) nor 130 → 230 (after heal)"
+    );
     assert_eq!(pacing[1].gap_max_ms, Some(30.0));
-    assert_eq!(pacing[0].interval_p50_ms, Some(10.0));
+    assert_eq!(
+        pacing[0].interval_p50_ms,
+        Some(20.0),
+        "the median of 50, 20, 10, 26, 10, 14, 100"
+    );
 }

@@ -514,7 +514,18 @@ impl Ctx {
             }
             let i = t.number;
             let fault = &plan.faults[t.injections[0].fault];
-            self.history.begin_trial(i);
+            // The trial's records, kept in bounded memory as they are written.
+            let capture = Arc::new(std::sync::Mutex::new(checker::Capture::new(
+                &cfg.probes,
+                cfg.stable_for,
+            )));
+            let tap = Arc::clone(&capture);
+            self.history.begin_trial(
+                i,
+                Some(Box::new(move |r| {
+                    tap.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+                })),
+            );
             self.history.record(Event::TrialStart {
                 fault: fault.kind.name().into(),
                 target: fault.target.clone(),
@@ -525,12 +536,15 @@ impl Ctx {
                 steady_error,
             } = self.trial(&t).await;
             self.history.record(Event::TrialEnd { interrupted });
-            let records = self.history.end_trial();
+            self.history.end_trial();
             if interrupted {
                 facts.interrupted = true;
                 break;
             }
-            let report = checker::check_trial(i, &records, &cfg);
+            let report = {
+                let capture = capture.lock().unwrap_or_else(|p| p.into_inner());
+                checker::check_capture(i, &capture, &cfg)
+            };
             for r in reporters.iter_mut() {
                 r.trial_finished(&report)?;
             }

@@ -24,7 +24,7 @@ pub(super) fn parse_raw(path: &Path, text: &str) -> Result<ScenarioFile, Scenari
                 key,
                 message: format!(
                     "duration \"{}\" is longer than the limit of 366 days",
-                    shorten(&value)
+                    super::tidy(&value, 60)
                 ),
             });
         }
@@ -310,16 +310,6 @@ fn too_long(v: &toml::Value, key: String) -> Option<(String, String)> {
             .enumerate()
             .find_map(|(i, v)| too_long(v, format!("{key}[{}]", i + 1))),
         _ => None,
-    }
-}
-
-/// A value as echoed in a message: at most 60 characters, control characters escaped.
-pub(super) fn shorten(value: &str) -> String {
-    let escaped: String = value.chars().flat_map(char::escape_debug).collect();
-    if escaped.chars().count() > 60 {
-        format!("{}…", escaped.chars().take(60).collect::<String>())
-    } else {
-        escaped
     }
 }
 

@@ -377,11 +377,12 @@ mod tests {
         let raw: RawWorkload = toml::from_str(&table).expect("table");
         let plan = raw.plan(0).expect("valid");
         let history = Arc::new(History::in_memory());
-        history.begin_trial(1);
+        history.begin_trial(1, None);
         let set = WorkloadSet::start(std::slice::from_ref(&plan), &history, "t");
         tokio::time::sleep(Duration::from_millis(300)).await;
         let acked = set.stop().await;
-        let records = history.end_trial();
+        history.end_trial();
+        let records = history.records();
         let invoked = records
             .iter()
             .filter(|r| matches!(r.event, Event::OpInvoke { .. }))
