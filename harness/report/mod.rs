@@ -514,7 +514,7 @@ fn console_footer(o: &mut String, s: &Summary) {
         let saved = u64::from(s.trials_planned).saturating_sub(v.trials);
         let _ = writeln!(
             o,
-            "  sequential  decided after {} of at most {} trials ({saved} saved; bounds at 1 − α·6/(π²n²))",
+            "  sequential  decided after {} of at most {} trials ({saved} saved; anytime-valid e-values, valid at every look)",
             v.trials, s.trials_planned
         );
     }
