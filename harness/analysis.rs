@@ -8,7 +8,7 @@ use crate::exit::ExitStatus;
 use crate::history::{self, Event, HistoryError, Record};
 use crate::report::{ProbePacing, Summary};
 use crate::scenario::{self, Plan, ScenarioError};
-use crate::stats::Decision;
+use crate::stats::{self, Decision};
 use crate::verdict;
 
 /// Facts about a run that are not per trial.
@@ -26,6 +26,8 @@ pub struct RunFacts {
     pub stopped_early: Option<String>,
     /// Sequential mode (`--until-decided`).
     pub sequential: bool,
+    /// The ledger's evidence the run started from (`--evidence`).
+    pub evidence: Option<crate::evidence::Prior>,
 }
 
 impl RunFacts {
@@ -99,7 +101,26 @@ pub fn exit_status(decision: Decision, facts: &RunFacts) -> ExitStatus {
 
 /// Decides the verdict over finished trials and builds the summary.
 pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialResult], run_dir: &Path) -> Summary {
-    let details = verdict::decide_with(trials, &plan.slo, facts.sequential);
+    let mut details = verdict::decide_with(trials, &plan.slo, facts.sequential);
+    let evidence = facts.evidence.as_ref().map(|prior| {
+        // The e-values of the ledger's runs and this one multiply: decide the
+        // success rate on the pooled counts, anytime-valid.
+        let (k, n) = (
+            prior.successes + details.passed,
+            prior.trials + details.trials,
+        );
+        details = verdict::with_pooled_rate(
+            details.clone(),
+            stats::decide_rate_sequential(k, n, plan.slo.success_rate, plan.slo.confidence),
+        );
+        crate::report::EvidenceView {
+            file: prior.file.clone(),
+            runs: prior.runs + 1,
+            successes: k,
+            trials: n,
+            ignored: prior.ignored,
+        }
+    });
     let exit = exit_status(details.decision, facts);
     Summary {
         scenario: plan.name.clone(),
@@ -116,6 +137,7 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialResult], run_dir:
         recover_within_ms: plan.slo.recover_within.as_secs_f64() * 1e3,
         verdict: details,
         probes: probe_pacing(plan, trials),
+        evidence,
         run_dir: run_dir.to_path_buf(),
     }
 }
@@ -167,6 +189,9 @@ pub enum AnalysisError {
     /// The history cannot be read.
     #[error(transparent)]
     History(#[from] HistoryError),
+    /// The run's record of its evidence cannot be read.
+    #[error(transparent)]
+    Evidence(#[from] crate::evidence::EvidenceError),
 }
 
 /// Re-checks every finished trial of a run directory from `scenario.toml` and
@@ -200,6 +225,7 @@ pub fn reanalyse(run_dir: &Path) -> Result<(Summary, Vec<TrialResult>), Analysis
         }
     })?;
     close(open.take(), &mut trials);
+    facts.evidence = crate::evidence::load_prior(run_dir)?;
     let summary = summarize(&plan, &facts, &trials, run_dir);
     Ok((summary, trials))
 }

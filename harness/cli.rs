@@ -125,6 +125,10 @@ enum Command {
         /// First heal what killed runs of this scenario left behind (else they stop the run).
         #[arg(long)]
         heal_stale: bool,
+        /// Evidence ledger: decide the success rate on the trials of every earlier
+        /// run of this scenario recorded in FILE too (anytime-valid), then add this run.
+        #[arg(long, value_name = "FILE")]
+        evidence: Option<PathBuf>,
     },
     /// Undo what runs killed mid-fault left behind (paused, cut off, filled, stopped
     /// services; stacks not torn down), from their fault journals.
@@ -250,6 +254,7 @@ fn dispatch(command: Command) -> Outcome {
             save_baseline,
             shard,
             heal_stale,
+            evidence,
         } => cmd_run(
             scenario,
             baseline.as_deref(),
@@ -263,6 +268,7 @@ fn dispatch(command: Command) -> Outcome {
                 keep,
                 progress: !no_progress,
                 heal_stale,
+                evidence,
                 ..RunOptions::default()
             },
         ),

@@ -19,6 +19,7 @@
 pub mod analysis;
 pub mod checker;
 pub mod compare;
+pub mod evidence;
 pub mod exit;
 pub mod field;
 pub mod heal;

@@ -95,6 +95,17 @@ fn finite(x: Option<f64>) -> Option<f64> {
     x.filter(|v| v.is_finite())
 }
 
+/// `v` with its success-rate decision replaced by `rate` (decided on more trials
+/// than `v`'s own: the evidence ledger's), and the overall decision merged again.
+pub fn with_pooled_rate(mut v: Verdict, rate: RateDecision) -> Verdict {
+    v.decision = v
+        .limits
+        .iter()
+        .fold(rate.decision, |d, l| d.merge(l.decision));
+    v.success_rate = rate;
+    v
+}
+
 /// Decides the SLO over the given trials, as a fixed-size run.
 pub fn decide(trials: &[TrialResult], slo: &Slo) -> Verdict {
     decide_with(trials, slo, false)

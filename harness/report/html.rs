@@ -55,7 +55,11 @@ th{{background:#f6f8fa}}.fail{{color:#cf222e}}.unknown{{color:#9a6700}}figure{{m
         "<table><tr><th>objective</th><th>result</th><th>decision</th></tr>\n<tr><td>{}</td><td>{}{}</td><td>{}</td></tr>\n",
         view::success_objective(s),
         view::success_result(s),
-        view::more_to_pass(s).map(|m| format!("; {m}")).unwrap_or_default(),
+        view::more_to_pass(s)
+            .map(|m| format!("; {m}"))
+            .into_iter()
+            .chain(view::evidence(s).map(|e| format!(". {}", escape(&e))))
+            .collect::<String>(),
         sr.decision.word()
     );
     for l in &v.limits {

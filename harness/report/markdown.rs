@@ -57,6 +57,9 @@ pub fn render(s: &Summary, trials: &[TrialResult]) -> String {
     if let Some(lost) = view::data_loss(s) {
         let _ = writeln!(o, "\n**{lost}**.");
     }
+    if let Some(e) = view::evidence(s) {
+        let _ = writeln!(o, "\n{e}.");
+    }
     if let Some(m) = view::more_to_pass(s) {
         let _ = writeln!(o, "\n{m}.");
     }

@@ -72,9 +72,27 @@ pub struct Summary {
     /// How each probe really paced its attempts over the run.
     #[serde(default)]
     pub probes: Vec<ProbePacing>,
+    /// The evidence ledger the success rate was decided on (`--evidence`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceView>,
     /// Where the run directory is (printed, not stored: a run directory can move).
     #[serde(skip)]
     pub run_dir: PathBuf,
+}
+
+/// The pooled evidence of a ledger's runs of one scenario, this run included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceView {
+    /// The ledger.
+    pub file: PathBuf,
+    /// Runs pooled (this one included).
+    pub runs: u64,
+    /// Their passed trials.
+    pub successes: u64,
+    /// Their trials.
+    pub trials: u64,
+    /// Ledger lines of other scenarios or other versions of this one.
+    pub ignored: u64,
 }
 
 /// A probe's configured period next to what its attempts really did over a run:
@@ -510,6 +528,24 @@ fn console_figures(o: &mut String, s: &Summary) {
 
 fn console_footer(o: &mut String, s: &Summary) {
     let v = &s.verdict;
+    if let Some(e) = &s.evidence {
+        let ignored = if e.ignored > 0 {
+            format!(
+                "; {} line(s) of other scenarios or versions not counted",
+                e.ignored
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "  evidence    {} run(s) in {}: {}/{} trials passed — the success rate is decided on all of them (e-values multiply){ignored}",
+            e.runs,
+            e.file.display(),
+            e.successes,
+            e.trials
+        );
+    }
     if s.sequential && !s.interrupted && s.stopped_early.is_none() {
         let saved = u64::from(s.trials_planned).saturating_sub(v.trials);
         let _ = writeln!(

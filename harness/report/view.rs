@@ -72,6 +72,19 @@ pub fn more_to_pass(s: &Summary) -> Option<String> {
         .map(|m| format!("{m} more consecutive successful trials would prove the target"))
 }
 
+/// The evidence ledger the success rate was decided on, if the run used one.
+pub fn evidence(s: &Summary) -> Option<String> {
+    s.evidence.as_ref().map(|e| {
+        format!(
+            "Success rate decided on the evidence of {} run(s) in `{}`: {} of {} trials passed (anytime-valid e-values, which multiply across runs)",
+            e.runs,
+            e.file.display(),
+            e.successes,
+            e.trials
+        )
+    })
+}
+
 /// Lost acknowledged writes, if any.
 pub fn data_loss(s: &Summary) -> Option<String> {
     let v = &s.verdict;

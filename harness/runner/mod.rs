@@ -58,6 +58,9 @@ pub struct RunOptions {
     /// Heal what killed runs of the same scenario left behind first, instead of
     /// refusing to start (`--heal-stale`).
     pub heal_stale: bool,
+    /// Evidence ledger (`--evidence FILE`): decide the success rate on the pooled
+    /// trials of every earlier run of this scenario in it, and append this run.
+    pub evidence: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -73,6 +76,7 @@ impl Default for RunOptions {
             until_decided: false,
             shard: None,
             heal_stale: false,
+            evidence: None,
         }
     }
 }
@@ -121,13 +125,18 @@ pub enum RunError {
     /// A bug: a task panicked. Faults were healed and the stack torn down.
     #[error("internal error (faults healed, stack torn down): {0}")]
     Internal(String),
+    /// The evidence ledger cannot be read or written (exit 3).
+    #[error(transparent)]
+    Evidence(#[from] crate::evidence::EvidenceError),
 }
 
 impl RunError {
     /// The documented exit status for this error.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            RunError::RunDir { .. } | RunError::Usage(_) => ExitStatus::Invalid,
+            RunError::RunDir { .. } | RunError::Usage(_) | RunError::Evidence(_) => {
+                ExitStatus::Invalid
+            }
             _ => ExitStatus::StackFailure,
         }
     }
@@ -157,6 +166,8 @@ struct Ctx {
     run_tag: String,
     /// Sequential mode: stop once the success rate is decided.
     sequential: bool,
+    /// Earlier evidence from the ledger: (successes, trials).
+    prior: (u64, u64),
     /// This run's shard `(i, n)`, 1-based; `(1, 1)` when not sharded.
     shard: (u32, u32),
     /// Trials of the whole run (all shards).
@@ -461,9 +472,10 @@ impl Ctx {
             .filter(|t| t.outcome == checker::Outcome::Pass)
             .count() as u64;
         let slo = &self.plan.slo;
+        // With a ledger, the earlier runs' evidence counts too.
         let d = crate::stats::decide_rate_sequential(
-            passed,
-            reports.len() as u64,
+            passed + self.prior.0,
+            reports.len() as u64 + self.prior.1,
             slo.success_rate,
             slo.confidence,
         );
@@ -798,8 +810,23 @@ pub async fn run_with(
         planned: trials_planned,
     } = Shard::of(plan, opts)?;
     check_stale(plan, opts).await?;
+    // Read before anything runs: a bad ledger stops the run at once (exit 3).
+    let prior = opts
+        .evidence
+        .as_deref()
+        .map(|f| {
+            crate::evidence::read(
+                f,
+                &plan.name,
+                &crate::evidence::scenario_hash(&plan.source_text),
+            )
+        })
+        .transpose()?;
     let run_id = new_run_id();
     let rd = prepare_run_dir(plan, opts, &run_id)?;
+    if let Some(p) = &prior {
+        crate::evidence::save_prior(rd.path(), p)?;
+    }
     let history = Arc::new(History::create(&rd.history())?);
     let run_dir = rd.path().to_path_buf();
     history.record(Event::RunStart {
@@ -851,6 +878,7 @@ pub async fn run_with(
         journal: Arc::clone(&journal),
         run_tag: run_id.rsplit('-').next().unwrap_or("run").to_string(),
         sequential: opts.until_decided,
+        prior: prior.as_ref().map_or((0, 0), |p| (p.successes, p.trials)),
         shard: (shard_index, shard_count),
         total_trials: total,
     });
@@ -917,6 +945,7 @@ pub async fn run_with(
             .get_or_insert(format!("teardown failed: {e}"));
     }
     facts.sequential = opts.until_decided;
+    facts.evidence = prior;
     finish(plan, opts, &history, &run_dir, facts, trials)
 }
 
@@ -937,6 +966,20 @@ fn finish(
         return Err(e.into());
     }
     let summary = analysis::summarize(plan, &facts, &trials, run_dir);
+    // A finished run adds its trials to the ledger (an interrupted one does not:
+    // where it stopped was chosen by a person, not by the rule).
+    if let (Some(file), false) = (&opts.evidence, facts.interrupted) {
+        crate::evidence::append(
+            file,
+            &crate::evidence::Entry {
+                scenario: plan.name.clone(),
+                hash: crate::evidence::scenario_hash(&plan.source_text),
+                run_id: facts.run_id.clone(),
+                successes: summary.verdict.passed,
+                trials: summary.verdict.trials,
+            },
+        )?;
+    }
     for mut r in report::final_reporters(run_dir) {
         r.run_finished(&summary, &trials)?;
     }

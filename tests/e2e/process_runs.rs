@@ -510,6 +510,65 @@ fn until_decided_stops_as_soon_as_the_sequential_rule_decides() {
 }
 
 #[test]
+fn three_runs_of_15_clean_trials_pass_90_percent_on_their_pooled_evidence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = |trials: u32| {
+        format!(
+            "name = \"evidence\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+             [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"10ms\"\n\n\
+             [slo]\nsuccess-rate = 0.9\nrecover-within = \"5s\"\n\n[run]\ntrials = {trials}\nwarm-up = \"50ms\"\nstable-for = 2\n",
+            demo_service(port, &[], "always", "0s"),
+        )
+    };
+    let file = write_scenario(dir.path(), &scenario(15));
+    let ledger = dir.path().join("ledger/evidence.jsonl");
+    let ledger_arg = ledger.to_str().expect("utf8");
+    let mut codes = Vec::new();
+    let mut last = None;
+    for i in 1..=3 {
+        let out = dir.path().join(format!("run{i}"));
+        let o = run_scenario(&file, &out, &["--evidence", ledger_arg]);
+        let (_, rows) = read_csv(&out.join("trials.csv"));
+        assert!(
+            rows.iter().all(|r| r[1] == "pass"),
+            "run {i}: every trial passes: {}",
+            text(&o)
+        );
+        codes.push(o.status.code());
+        if i == 3 {
+            assert!(
+                text(&o).contains("evidence    3 run(s) in")
+                    && text(&o).contains("45/45 trials passed"),
+                "{}",
+                text(&o)
+            );
+        }
+        last = Some(out);
+    }
+    // 15 clean trials prove at most 81.9 % (no single run can pass 90 %); the
+    // pooled e-value 1.1^n reaches 20 at n = 32, i.e. in the third run.
+    assert_eq!(codes, vec![Some(2), Some(2), Some(0)]);
+    let lines = std::fs::read_to_string(&ledger).expect("ledger");
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    // Re-checking the third run decides on the same evidence.
+    let last = last.expect("a run");
+    let c = run(&["check", last.to_str().expect("utf8")]);
+    assert_eq!(c.status.code(), Some(0), "{}", text(&c));
+    // An edited scenario is another experiment: its evidence starts anew.
+    let edited = write_scenario(dir.path(), &scenario(16));
+    let out = dir.path().join("run-edited");
+    let o = run_scenario(&edited, &out, &["--evidence", ledger_arg]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("evidence    1 run(s) in")
+            && text(&o).contains("3 line(s) of other scenarios or versions not counted"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn compare_says_no_change_for_a_a_and_regressed_for_a_twice_slower_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();

@@ -1,0 +1,228 @@
+//! The evidence ledger (`run --evidence FILE`): the success counts of earlier runs
+//! of one scenario, one JSON line per run, whose sequential e-values multiply into
+//! one anytime-valid success-rate verdict — nightly runs of 30 trials add up.
+//!
+//! The e-values of [`stats::log_e_values`](crate::stats::log_e_values) depend on
+//! the totals (k, n) only, so the product over runs is the e-value of the pooled
+//! counts. Only runs of the same scenario text count: editing the scenario (its
+//! hash) starts a new ledger in the same file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file in a run directory recording the evidence a run started from, so that
+/// `rebound check` and `rebound report` decide as the run did.
+pub const PRIOR_FILE: &str = "evidence.json";
+
+/// Largest ledger read (a line per run: millions of runs).
+const MAX_LEDGER_BYTES: u64 = 64 << 20;
+
+/// One run's line in the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Scenario name.
+    pub scenario: String,
+    /// [`scenario_hash`] of the scenario's text.
+    pub hash: String,
+    /// The run.
+    pub run_id: String,
+    /// Trials that passed.
+    pub successes: u64,
+    /// Trials counted (pass, fail and unknown).
+    pub trials: u64,
+}
+
+/// What the ledger held for a scenario when a run started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prior {
+    /// The ledger.
+    pub file: PathBuf,
+    /// Hash of the scenario text the counted runs share.
+    pub hash: String,
+    /// Earlier runs counted.
+    pub runs: u64,
+    /// Their passed trials.
+    pub successes: u64,
+    /// Their trials.
+    pub trials: u64,
+    /// Lines of other scenarios, or of other versions of this one (not counted).
+    pub ignored: u64,
+}
+
+/// Errors reading or writing a ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// I/O on the ledger or the run directory's copy.
+    #[error("evidence ledger {path}: {source}", path = path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A line is not a ledger entry.
+    #[error("evidence ledger {path}:{line}: not an entry: {source}", path = path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// Not a regular file, or too large.
+    #[error("evidence ledger {path}: {why}", path = path.display())]
+    NotALedger {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+/// A stable hash of a scenario's text (FNV-1a, 64 bits, hex): the same bytes give
+/// the same hash on every machine and Rust version.
+pub fn scenario_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The evidence `file` holds for the scenario named `scenario` with text hash
+/// `hash`; a missing file holds none.
+pub fn read(file: &Path, scenario: &str, hash: &str) -> Result<Prior, EvidenceError> {
+    let io = |source| EvidenceError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
+    let mut prior = Prior {
+        file: file.to_path_buf(),
+        hash: hash.to_string(),
+        runs: 0,
+        successes: 0,
+        trials: 0,
+        ignored: 0,
+    };
+    let meta = match std::fs::metadata(file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(prior),
+        other => other.map_err(io)?,
+    };
+    let not = |why: String| EvidenceError::NotALedger {
+        path: file.to_path_buf(),
+        why,
+    };
+    if !meta.is_file() {
+        return Err(not("not a regular file".into()));
+    }
+    if meta.len() > MAX_LEDGER_BYTES {
+        return Err(not(format!("larger than {} MiB", MAX_LEDGER_BYTES >> 20)));
+    }
+    let text = std::fs::read_to_string(file).map_err(io)?;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e: Entry = serde_json::from_str(line).map_err(|source| EvidenceError::Corrupt {
+            path: file.to_path_buf(),
+            line: i + 1,
+            source,
+        })?;
+        if e.scenario != scenario || e.hash != hash || e.successes > e.trials {
+            prior.ignored += 1;
+            continue;
+        }
+        prior.runs += 1;
+        prior.successes = prior.successes.saturating_add(e.successes);
+        prior.trials = prior.trials.saturating_add(e.trials);
+    }
+    Ok(prior)
+}
+
+/// Appends a run's entry to the ledger (creating it and its directory), synced.
+pub fn append(file: &Path, entry: &Entry) -> Result<(), EvidenceError> {
+    let io = |source| EvidenceError::Io {
+        path: file.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)
+        .map_err(io)?;
+    let mut line = serde_json::to_string(entry).map_err(|e| io(std::io::Error::other(e)))?;
+    line.push('\n');
+    f.write_all(line.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Records in `run_dir` the evidence a run started from.
+pub fn save_prior(run_dir: &Path, prior: &Prior) -> Result<(), EvidenceError> {
+    let path = run_dir.join(PRIOR_FILE);
+    let text = serde_json::to_string_pretty(prior).map_err(|e| EvidenceError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    std::fs::write(&path, text).map_err(|source| EvidenceError::Io { path, source })
+}
+
+/// The evidence a run recorded in `run_dir` it started from, if it used a ledger.
+pub fn load_prior(run_dir: &Path) -> Result<Option<Prior>, EvidenceError> {
+    let path = run_dir.join(PRIOR_FILE);
+    match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(EvidenceError::Io { path, source }),
+        Ok(text) => {
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|source| EvidenceError::Corrupt {
+                    path,
+                    line: 1,
+                    source,
+                })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_runs_of_the_same_scenario_text_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("nightly/evidence.jsonl");
+        let h = scenario_hash("name = \"a\"\n");
+        assert_eq!(h, scenario_hash("name = \"a\"\n"));
+        assert_ne!(h, scenario_hash("name = \"a\" \n"));
+        let empty = read(&file, "a", &h).expect("missing file");
+        assert_eq!((empty.runs, empty.trials), (0, 0));
+        let entry = |hash: &str, k, n| Entry {
+            scenario: "a".into(),
+            hash: hash.into(),
+            run_id: "r".into(),
+            successes: k,
+            trials: n,
+        };
+        append(&file, &entry(&h, 15, 15)).expect("append");
+        append(&file, &entry(&h, 14, 15)).expect("append");
+        append(&file, &entry("other", 15, 15)).expect("append");
+        let p = read(&file, "a", &h).expect("read");
+        assert_eq!((p.runs, p.successes, p.trials, p.ignored), (2, 29, 30, 1));
+        std::fs::write(&file, "{\"scenario\":1}\n").expect("write");
+        let e = read(&file, "a", &h).expect_err("corrupt");
+        assert!(
+            e.to_string().contains("evidence.jsonl:1: not an entry"),
+            "{e}"
+        );
+        let e = read(dir.path(), "a", &h).expect_err("a directory");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+}
