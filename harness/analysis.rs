@@ -137,6 +137,19 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialResult], run_dir:
         recover_within_ms: plan.slo.recover_within.as_secs_f64() * 1e3,
         verdict: details,
         probes: probe_pacing(plan, trials),
+        operating: stats::oc_failure_rates(plan.slo.success_rate)
+            .iter()
+            .map(|&theta| crate::report::OcPoint {
+                failure_rate: theta,
+                pass_probability: stats::pass_probability(
+                    u64::from(facts.trials_planned),
+                    plan.slo.success_rate,
+                    plan.slo.confidence,
+                    theta,
+                    facts.sequential,
+                ),
+            })
+            .collect(),
         evidence,
         run_dir: run_dir.to_path_buf(),
     }

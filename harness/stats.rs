@@ -260,6 +260,62 @@ pub fn decide_rate_sequential(k: u64, n: u64, target: f64, c: f64) -> RateDecisi
     }
 }
 
+/// The design's operating characteristic at true failure rate `theta`: the
+/// chance that a run of `n` trials (fixed design; `sequential`: at most `n`,
+/// stopping as soon as it is decided) ends PASS for a `target` at confidence `c`.
+/// Exact (binomial sums; a dynamic programme over the undecided states).
+pub fn pass_probability(n: u64, target: f64, c: f64, theta: f64, sequential: bool) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    if !sequential {
+        // The most failures a PASS allows: the lower bound falls with each one.
+        let Some(f_max) = (0..=n)
+            .take_while(|&f| rate_lower_bound(n - f, n, c) >= target)
+            .last()
+        else {
+            return 0.0;
+        };
+        return Binomial::new(theta.clamp(0.0, 1.0), n).map_or(0.0, |b| b.cdf(f_max));
+    }
+    let threshold = (1.0 / (1.0 - c)).ln();
+    // undecided[f]: probability of f failures so far with no decision yet.
+    let mut undecided = vec![1.0f64];
+    let mut passed = 0.0;
+    for trials in 1..=n {
+        let mut next = vec![0.0; undecided.len() + 1];
+        for (f, p) in undecided.iter().enumerate() {
+            next[f] += p * (1.0 - theta);
+            next[f + 1] += p * theta;
+        }
+        for (f, p) in next.iter_mut().enumerate() {
+            let (e_pass, e_fail) = log_e_values(trials - f as u64, trials, target);
+            if e_pass >= threshold {
+                passed += *p;
+                *p = 0.0;
+            } else if e_fail >= threshold {
+                *p = 0.0;
+            }
+        }
+        // States beyond the last live one can never come back.
+        while next.last().is_some_and(|p| *p == 0.0) && next.len() > 1 {
+            next.pop();
+        }
+        if next.iter().all(|p| *p < 1e-15) {
+            break;
+        }
+        undecided = next;
+    }
+    passed
+}
+
+/// The failure rates an operating characteristic is shown at for a target:
+/// a tenth, a fifth and half of the allowed rate, and the allowed rate itself.
+pub fn oc_failure_rates(target: f64) -> [f64; 4] {
+    let theta0 = 1.0 - target;
+    [theta0 / 10.0, theta0 / 5.0, theta0 / 2.0, theta0]
+}
+
 /// Nearest-rank quantile of sorted data: the ⌈q·n⌉-th smallest (q = 1 is the max).
 pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -494,6 +550,24 @@ mod tests {
             decide_rate_sequential(0, 2, 0.9, 0.95).decision,
             Decision::Inconclusive
         );
+    }
+
+    #[test]
+    fn operating_characteristics_match_the_published_figures() {
+        // 299 clean trials for 99 %: passes a 0.1 % stack 74 % of the time, a 1 % one 5 %.
+        let oc = |theta| pass_probability(299, 0.99, 0.95, theta, false);
+        assert!((oc(0.001) - 0.741).abs() < 0.002, "{}", oc(0.001));
+        assert!((oc(0.002) - 0.549).abs() < 0.002, "{}", oc(0.002));
+        assert!((oc(0.01) - 0.0495).abs() < 0.001, "{}", oc(0.01));
+        // 473 trials allow one failure.
+        assert!((pass_probability(473, 0.99, 0.95, 0.001, false) - 0.918).abs() < 0.003);
+        // Sequential, at the target itself: a false PASS at most α.
+        let at_target = pass_probability(2000, 0.9, 0.95, 0.1, true);
+        assert!(at_target <= 0.05, "{at_target}");
+        // A clean stack always passes within 32 trials; a 70 % one almost never.
+        assert!((pass_probability(32, 0.9, 0.95, 0.0, true) - 1.0).abs() < 1e-12);
+        assert!(pass_probability(31, 0.9, 0.95, 0.0, true) < 1e-12);
+        assert!(pass_probability(2000, 0.9, 0.95, 0.3, true) < 1e-3);
     }
 
     proptest! {

@@ -57,6 +57,9 @@ pub fn render(s: &Summary, trials: &[TrialResult]) -> String {
     if let Some(lost) = view::data_loss(s) {
         let _ = writeln!(o, "\n**{lost}**.");
     }
+    if let Some(oc) = view::operating(s) {
+        let _ = writeln!(o, "\nThis design: {oc}.");
+    }
     if let Some(e) = view::evidence(s) {
         let _ = writeln!(o, "\n{e}.");
     }

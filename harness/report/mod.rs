@@ -72,12 +72,25 @@ pub struct Summary {
     /// How each probe really paced its attempts over the run.
     #[serde(default)]
     pub probes: Vec<ProbePacing>,
+    /// The design's operating characteristic: how often a run of this many trials
+    /// (fixed or sequential) passes a stack with a given true failure rate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operating: Vec<OcPoint>,
     /// The evidence ledger the success rate was decided on (`--evidence`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceView>,
     /// Where the run directory is (printed, not stored: a run directory can move).
     #[serde(skip)]
     pub run_dir: PathBuf,
+}
+
+/// One point of an operating characteristic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcPoint {
+    /// True failure rate of the stack.
+    pub failure_rate: f64,
+    /// Chance that the design ends PASS.
+    pub pass_probability: f64,
 }
 
 /// The pooled evidence of a ledger's runs of one scenario, this run included.
@@ -528,6 +541,9 @@ fn console_figures(o: &mut String, s: &Summary) {
 
 fn console_footer(o: &mut String, s: &Summary) {
     let v = &s.verdict;
+    if let Some(oc) = view::operating(s) {
+        let _ = writeln!(o, "  design      {oc}");
+    }
     if let Some(e) = &s.evidence {
         let ignored = if e.ignored > 0 {
             format!(

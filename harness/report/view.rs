@@ -72,6 +72,66 @@ pub fn more_to_pass(s: &Summary) -> Option<String> {
         .map(|m| format!("{m} more consecutive successful trials would prove the target"))
 }
 
+/// The operating characteristic in words: how often this design passes stacks
+/// that fail a little, and one that fails exactly as often as allowed.
+pub fn operating(s: &Summary) -> Option<String> {
+    let pct = |x: f64| {
+        let v = x * 100.0;
+        if v >= 10.0 || v == 0.0 {
+            format!("{v:.0} %")
+        } else {
+            let t = format!("{v:.2}");
+            format!("{} %", t.trim_end_matches('0').trim_end_matches('.'))
+        }
+    };
+    let (last, rest) = s.operating.split_last()?;
+    if s.operating.iter().all(|p| p.pass_probability < 1e-9) {
+        let needed = if s.sequential {
+            (1..=1_000_000u64).find(|&n| {
+                crate::stats::decide_rate_sequential(n, n, s.target_success_rate, s.confidence)
+                    .decision
+                    == crate::stats::Decision::Pass
+            })
+        } else {
+            crate::stats::successes_needed(0, 0, s.target_success_rate, s.confidence)
+        };
+        return Some(format!(
+            "{} trials can never pass, whatever the stack: proving {} at {} confidence takes {} clean trials",
+            s.trials_planned,
+            pct(s.target_success_rate),
+            pct(s.confidence),
+            needed.map_or("more than a million".into(), |n| n.to_string())
+        ));
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for (i, p) in rest.iter().enumerate() {
+        parts.push(if i == 0 {
+            format!(
+                "{} of trials {} of the time",
+                pct(p.failure_rate),
+                pct(p.pass_probability)
+            )
+        } else {
+            format!("{}: {}", pct(p.failure_rate), pct(p.pass_probability))
+        });
+    }
+    parts.push(format!(
+        "{} (as often as allowed): {}",
+        pct(last.failure_rate),
+        pct(last.pass_probability)
+    ));
+    Some(format!(
+        "{} trials ({}) pass a stack that fails {}",
+        s.trials_planned,
+        if s.sequential {
+            "at most; sequential"
+        } else {
+            "fixed"
+        },
+        parts.join("; ")
+    ))
+}
+
 /// The evidence ledger the success rate was decided on, if the run used one.
 pub fn evidence(s: &Summary) -> Option<String> {
     s.evidence.as_ref().map(|e| {
