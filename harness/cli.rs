@@ -147,6 +147,10 @@ enum Command {
         /// Output run directory.
         #[arg(long)]
         out: PathBuf,
+        /// Evidence ledger: decide on its earlier runs plus the merged trials, and
+        /// add the merged run to it (the shards' own lines are never counted twice).
+        #[arg(long, value_name = "FILE")]
+        evidence: Option<PathBuf>,
     },
     /// Compare a run with a baseline: Improved / Regressed / No change per figure.
     Compare {
@@ -283,8 +287,12 @@ fn dispatch(command: Command) -> Outcome {
             run_dir,
             noise,
         } => cmd_compare(&baseline, &run_dir, noise),
-        Command::Merge { run_dirs, out } => {
-            let (summary, trials) = rebound::merge::merge(&run_dirs, &out)?;
+        Command::Merge {
+            run_dirs,
+            out,
+            evidence,
+        } => {
+            let (summary, trials) = rebound::merge::merge(&run_dirs, &out, evidence.as_deref())?;
             print!("{}", render_console(&summary, &trials));
             Ok(summary.verdict.exit_status())
         }

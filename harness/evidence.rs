@@ -32,6 +32,10 @@ pub struct Entry {
     pub successes: u64,
     /// Trials counted (pass, fail and unknown).
     pub trials: u64,
+    /// For a merged run (`rebound merge --evidence`): the runs it is made of. Their
+    /// own lines, if any, and this one are never both counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
 }
 
 /// What the ledger held for a scenario when a run started.
@@ -47,7 +51,8 @@ pub struct Prior {
     pub successes: u64,
     /// Their trials.
     pub trials: u64,
-    /// Lines of other scenarios, or of other versions of this one (not counted).
+    /// Lines not counted: other scenarios, other versions of this one, and runs
+    /// already counted (a merged run and its parts) or part of the current run.
     pub ignored: u64,
 }
 
@@ -94,8 +99,16 @@ pub fn scenario_hash(text: &str) -> String {
 }
 
 /// The evidence `file` holds for the scenario named `scenario` with text hash
-/// `hash`; a missing file holds none.
-pub fn read(file: &Path, scenario: &str, hash: &str) -> Result<Prior, EvidenceError> {
+/// `hash`, leaving out the runs in `exclude` (their trials are in the run being
+/// decided: the shards of a merge); a missing file holds none. A run is counted
+/// once: a merged run's line is skipped when one of its parts was counted, and a
+/// part's line when its merged run was.
+pub fn read(
+    file: &Path,
+    scenario: &str,
+    hash: &str,
+    exclude: &[String],
+) -> Result<Prior, EvidenceError> {
     let io = |source| EvidenceError::Io {
         path: file.to_path_buf(),
         source,
@@ -123,6 +136,7 @@ pub fn read(file: &Path, scenario: &str, hash: &str) -> Result<Prior, EvidenceEr
         return Err(not(format!("larger than {} MiB", MAX_LEDGER_BYTES >> 20)));
     }
     let text = std::fs::read_to_string(file).map_err(io)?;
+    let mut counted: std::collections::HashSet<String> = exclude.iter().cloned().collect();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -132,10 +146,16 @@ pub fn read(file: &Path, scenario: &str, hash: &str) -> Result<Prior, EvidenceEr
             line: i + 1,
             source,
         })?;
-        if e.scenario != scenario || e.hash != hash || e.successes > e.trials {
+        let ids = || std::iter::once(&e.run_id).chain(&e.parts);
+        if e.scenario != scenario
+            || e.hash != hash
+            || e.successes > e.trials
+            || ids().any(|id| counted.contains(id))
+        {
             prior.ignored += 1;
             continue;
         }
+        counted.extend(ids().cloned());
         prior.runs += 1;
         prior.successes = prior.successes.saturating_add(e.successes);
         prior.trials = prior.trials.saturating_add(e.trials);
@@ -202,27 +222,56 @@ mod tests {
         let h = scenario_hash("name = \"a\"\n");
         assert_eq!(h, scenario_hash("name = \"a\"\n"));
         assert_ne!(h, scenario_hash("name = \"a\" \n"));
-        let empty = read(&file, "a", &h).expect("missing file");
+        let empty = read(&file, "a", &h, &[]).expect("missing file");
         assert_eq!((empty.runs, empty.trials), (0, 0));
-        let entry = |hash: &str, k, n| Entry {
+        let entry = |id: &str, hash: &str, k, n| Entry {
             scenario: "a".into(),
             hash: hash.into(),
-            run_id: "r".into(),
+            run_id: id.into(),
             successes: k,
             trials: n,
+            parts: Vec::new(),
         };
-        append(&file, &entry(&h, 15, 15)).expect("append");
-        append(&file, &entry(&h, 14, 15)).expect("append");
-        append(&file, &entry("other", 15, 15)).expect("append");
-        let p = read(&file, "a", &h).expect("read");
-        assert_eq!((p.runs, p.successes, p.trials, p.ignored), (2, 29, 30, 1));
+        append(&file, &entry("r1", &h, 15, 15)).expect("append");
+        append(&file, &entry("r2", &h, 14, 15)).expect("append");
+        append(&file, &entry("r3", "other", 15, 15)).expect("append");
+        // The same run's line twice (a ledger concatenated from two machines' copies).
+        append(&file, &entry("r2", &h, 14, 15)).expect("append");
+        let p = read(&file, "a", &h, &[]).expect("read");
+        assert_eq!((p.runs, p.successes, p.trials, p.ignored), (2, 29, 30, 2));
         std::fs::write(&file, "{\"scenario\":1}\n").expect("write");
-        let e = read(&file, "a", &h).expect_err("corrupt");
+        let e = read(&file, "a", &h, &[]).expect_err("corrupt");
         assert!(
             e.to_string().contains("evidence.jsonl:1: not an entry"),
             "{e}"
         );
-        let e = read(dir.path(), "a", &h).expect_err("a directory");
+        let e = read(dir.path(), "a", &h, &[]).expect_err("a directory");
         assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_merged_run_and_its_shards_are_counted_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("evidence.jsonl");
+        let h = scenario_hash("x");
+        let entry = |id: &str, k, n, parts: &[&str]| Entry {
+            scenario: "a".into(),
+            hash: h.clone(),
+            run_id: id.into(),
+            successes: k,
+            trials: n,
+            parts: parts.iter().map(|p| p.to_string()).collect(),
+        };
+        // Shard s1 recorded itself, then the merge of s1 and s2 was recorded.
+        append(&file, &entry("s1", 10, 10, &[])).expect("append");
+        append(&file, &entry("m", 20, 20, &["s1", "s2"])).expect("append");
+        append(&file, &entry("s2", 10, 10, &[])).expect("append");
+        append(&file, &entry("later", 5, 5, &[])).expect("append");
+        let p = read(&file, "a", &h, &[]).expect("read");
+        // s1 is counted; m shares s1 and is skipped; s2 is new; later is new.
+        assert_eq!((p.runs, p.successes, p.trials, p.ignored), (3, 25, 25, 1));
+        // Deciding a merge of s1 and s2: neither shard's own line counts.
+        let p = read(&file, "a", &h, &["s1".into(), "s2".into()]).expect("read");
+        assert_eq!((p.runs, p.successes, p.trials, p.ignored), (1, 5, 5, 3));
     }
 }

@@ -28,6 +28,23 @@ pub enum MergeError {
         /// The first run's scenario.
         expected: String,
     },
+    /// A run was made from another version of the scenario's text.
+    #[error(
+        "{dir} ran another version of scenario `{name}` (its scenario.toml differs from {first}'s); merge only runs of the same text",
+        dir = dir.display(),
+        first = first.display()
+    )]
+    OtherVersion {
+        /// The run directory.
+        dir: PathBuf,
+        /// The first run directory.
+        first: PathBuf,
+        /// The scenario.
+        name: String,
+    },
+    /// The evidence ledger could not be read or written.
+    #[error(transparent)]
+    Evidence(#[from] crate::evidence::EvidenceError),
     /// The output directory cannot hold the merged run.
     #[error(transparent)]
     Out(#[from] RunDirError),
@@ -60,8 +77,16 @@ fn load(dir: &Path) -> Result<Run, MergeError> {
     })
 }
 
-/// Merges `dirs` into `out` and returns the merged verdict.
-pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Summary, Vec<TrialResult>), MergeError> {
+/// Merges `dirs` into `out` and returns the merged verdict. With an evidence
+/// ledger (`merge --evidence FILE`), the success rate is decided on the ledger's
+/// earlier runs plus the merged trials (the shards' own lines, if they wrote any,
+/// are left out), and the merged run is added to the ledger with its shards as
+/// its parts, so no trial is ever counted twice.
+pub fn merge(
+    dirs: &[PathBuf],
+    out: &Path,
+    evidence: Option<&Path>,
+) -> Result<(Summary, Vec<TrialResult>), MergeError> {
     if dirs.len() < 2 {
         return Err(MergeError::TooFew);
     }
@@ -77,7 +102,25 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Summary, Vec<TrialResult>)
             expected,
         });
     }
+    let hash = crate::evidence::scenario_hash(&runs[0].plan.source_text);
+    if let Some(other) = runs
+        .iter()
+        .find(|r| crate::evidence::scenario_hash(&r.plan.source_text) != hash)
+    {
+        return Err(MergeError::OtherVersion {
+            dir: other.dir.clone(),
+            first: runs[0].dir.clone(),
+            name: expected,
+        });
+    }
+    let parts: Vec<String> = runs.iter().map(|r| r.facts.run_id.clone()).collect();
+    let prior = evidence
+        .map(|file| crate::evidence::read(file, &expected, &hash, &parts))
+        .transpose()?;
     let rd = RunDir::create(out, &runs[0].plan.source_text)?;
+    if let Some(p) = &prior {
+        crate::evidence::save_prior(rd.path(), p)?;
+    }
     // The one history writer: the records keep their times, get new sequence numbers.
     let history = History::create(&rd.history()).map_err(AnalysisError::from)?;
     for r in merged_records(&runs) {
@@ -88,6 +131,19 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<(Summary, Vec<TrialResult>)
     }
     drop(history);
     let (summary, trials) = analysis::reanalyse(out)?;
+    if let Some(file) = evidence {
+        crate::evidence::append(
+            file,
+            &crate::evidence::Entry {
+                scenario: expected,
+                hash,
+                run_id: summary.run_id.clone(),
+                successes: summary.verdict.passed,
+                trials: summary.verdict.trials,
+                parts,
+            },
+        )?;
+    }
     report::rewrite_all(out, &summary, &trials)?;
     Ok((summary, trials))
 }

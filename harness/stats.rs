@@ -660,18 +660,25 @@ mod tests {
     #[test]
     fn the_pruned_operating_characteristic_equals_the_full_one_and_scales_to_a_million_trials() {
         for target in [0.9, 0.99] {
-            for theta in oc_failure_rates(target)
-                .into_iter()
-                .chain([0.0, 0.3 * (1.0 - target), 2.0 * (1.0 - target)])
-            {
+            for theta in oc_failure_rates(target).into_iter().chain([
+                0.0,
+                0.3 * (1.0 - target),
+                2.0 * (1.0 - target),
+            ]) {
                 let full = pass_probability_by_every_state(1500, target, 0.95, theta);
                 let fast = pass_probability(1500, target, 0.95, theta, true);
-                assert!((full - fast).abs() < 1e-9, "{target} {theta}: {full} vs {fast}");
+                assert!(
+                    (full - fast).abs() < 1e-9,
+                    "{target} {theta}: {full} vs {fast}"
+                );
                 // A million trials: the sequential value has converged; the fixed
                 // one is a single binomial tail.
                 let million = pass_probability(1_000_000, target, 0.95, theta, true);
                 let long = pass_probability(100_000, target, 0.95, theta, true);
-                assert!((million - long).abs() < 1e-6, "{target} {theta}: {million} vs {long}");
+                assert!(
+                    (million - long).abs() < 1e-6,
+                    "{target} {theta}: {million} vs {long}"
+                );
                 let fixed = pass_probability(1_000_000, target, 0.95, theta, false);
                 assert!((0.0..=1.0).contains(&fixed));
                 // Far better than required passes a million-trial fixed design;

@@ -104,7 +104,7 @@ pub struct EvidenceView {
     pub successes: u64,
     /// Their trials.
     pub trials: u64,
-    /// Ledger lines of other scenarios or other versions of this one.
+    /// Ledger lines not counted: other scenarios or versions, runs counted already.
     pub ignored: u64,
 }
 
@@ -547,7 +547,7 @@ fn console_footer(o: &mut String, s: &Summary) {
     if let Some(e) = &s.evidence {
         let ignored = if e.ignored > 0 {
             format!(
-                "; {} line(s) of other scenarios or versions not counted",
+                "; {} line(s) not counted (other scenarios or versions, or trials counted already)",
                 e.ignored
             )
         } else {

@@ -819,6 +819,7 @@ pub async fn run_with(
                 f,
                 &plan.name,
                 &crate::evidence::scenario_hash(&plan.source_text),
+                &[],
             )
         })
         .transpose()?;
@@ -977,6 +978,7 @@ fn finish(
                 run_id: facts.run_id.clone(),
                 successes: summary.verdict.passed,
                 trials: summary.verdict.trials,
+                parts: Vec::new(),
             },
         )?;
     }

@@ -562,7 +562,7 @@ fn three_runs_of_15_clean_trials_pass_90_percent_on_their_pooled_evidence() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         text(&o).contains("evidence    1 run(s) in")
-            && text(&o).contains("3 line(s) of other scenarios or versions not counted"),
+            && text(&o).contains("3 line(s) not counted (other scenarios or versions"),
         "{}",
         text(&o)
     );
@@ -672,6 +672,56 @@ fn shards_cover_the_schedule_and_merge_into_one_verdict() {
         again.status.code(),
         Some(3),
         "merging into an existing run must be refused"
+    );
+    // With a ledger: the merged run is one entry made of its shards, and a second
+    // merge of the same shards does not count their trials twice.
+    let ledger = dir.path().join("evidence.jsonl");
+    let merge_into = |name: &str| {
+        let out = dir.path().join(name);
+        let o = run(&[
+            "merge",
+            shards[0].to_str().expect("utf8"),
+            shards[1].to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--evidence",
+            ledger.to_str().expect("utf8"),
+        ]);
+        assert_eq!(o.status.code(), m.status.code(), "{}", text(&o));
+        summary(&out)
+    };
+    for name in ["merged-e1", "merged-e2"] {
+        let s = merge_into(name);
+        assert_eq!(s["evidence"]["runs"], 1, "{s}");
+        assert_eq!(s["evidence"]["trials"], 7, "{s}");
+    }
+    let lines = std::fs::read_to_string(&ledger).expect("ledger");
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(lines.contains("\"parts\":["), "{lines}");
+    // A shard of an edited scenario is another experiment: refused.
+    let edited = dir.path().join("shard-edited");
+    std::fs::create_dir(&edited).expect("mkdir");
+    for f in std::fs::read_dir(&shards[1]).expect("shard") {
+        let f = f.expect("entry").path();
+        if f.is_file() {
+            std::fs::copy(&f, edited.join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let toml = edited.join("scenario.toml");
+    let text_of = std::fs::read_to_string(&toml).expect("scenario") + "# edited\n";
+    std::fs::write(&toml, text_of).expect("write");
+    let other = run(&[
+        "merge",
+        shards[0].to_str().expect("utf8"),
+        edited.to_str().expect("utf8"),
+        "--out",
+        dir.path().join("merged-x").to_str().expect("utf8"),
+    ]);
+    assert_eq!(other.status.code(), Some(3), "{}", text(&other));
+    assert!(
+        text(&other).contains("ran another version of scenario `sharded`"),
+        "{}",
+        text(&other)
     );
 }
 
