@@ -121,6 +121,10 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialResult], run_dir:
             ignored: prior.ignored,
         }
     });
+    let per_fault = verdict::per_fault(trials, &plan.slo, facts.sequential);
+    if plan.slo.per_fault {
+        details = verdict::worst_of_faults(details, &per_fault);
+    }
     let exit = exit_status(details.decision, facts);
     Summary {
         scenario: plan.name.clone(),
@@ -151,6 +155,8 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialResult], run_dir:
             })
             .collect(),
         evidence,
+        per_fault,
+        decided_per_fault: plan.slo.per_fault,
         run_dir: run_dir.to_path_buf(),
     }
 }

@@ -42,6 +42,9 @@ pub enum MergeError {
         /// The scenario.
         name: String,
     },
+    /// `--evidence` with a scenario decided per fault.
+    #[error("{}", crate::runner::PER_FAULT_EVIDENCE)]
+    PerFaultEvidence,
     /// The evidence ledger could not be read or written.
     #[error(transparent)]
     Evidence(#[from] crate::evidence::EvidenceError),
@@ -112,6 +115,9 @@ pub fn merge(
             first: runs[0].dir.clone(),
             name: expected,
         });
+    }
+    if evidence.is_some() && runs[0].plan.slo.per_fault {
+        return Err(MergeError::PerFaultEvidence);
     }
     let parts: Vec<String> = runs.iter().map(|r| r.facts.run_id.clone()).collect();
     let prior = evidence

@@ -79,6 +79,76 @@ impl Verdict {
     }
 }
 
+/// One fault's share of a run (a fault is its kind and target, e.g. `sigkill → app`):
+/// its trials' figures and decisions on their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultVerdict {
+    /// Fault kind.
+    pub fault: String,
+    /// Its target.
+    pub target: String,
+    /// The verdict over its trials only.
+    pub verdict: Verdict,
+}
+
+impl FaultVerdict {
+    /// `sigkill → app`.
+    pub fn label(&self) -> String {
+        fault_label(&self.fault, &self.target)
+    }
+}
+
+/// A fault's name for people: `sigkill → app`, or the kind alone for a stack-wide
+/// fault.
+pub fn fault_label(fault: &str, target: &str) -> String {
+    if target.is_empty() || target == crate::nemesis::ALL_SERVICES {
+        fault.to_string()
+    } else {
+        format!("{fault} → {target}")
+    }
+}
+
+/// The trials of each fault (kind and target), in the order the faults first ran.
+pub fn by_fault(trials: &[TrialResult]) -> Vec<((String, String), Vec<TrialResult>)> {
+    let mut groups: Vec<((String, String), Vec<TrialResult>)> = Vec::new();
+    for t in trials {
+        let key = (t.fault.clone(), t.target.clone());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(t.clone()),
+            None => groups.push((key, vec![t.clone()])),
+        }
+    }
+    groups
+}
+
+/// Every fault's verdict over its own trials, when the run had more than one fault;
+/// empty otherwise (the run's verdict is that fault's).
+pub fn per_fault(trials: &[TrialResult], slo: &Slo, sequential: bool) -> Vec<FaultVerdict> {
+    let groups = by_fault(trials);
+    if groups.len() < 2 {
+        return Vec::new();
+    }
+    groups
+        .into_iter()
+        .map(|((fault, target), ts)| FaultVerdict {
+            verdict: decide_with(&ts, slo, sequential),
+            fault,
+            target,
+        })
+        .collect()
+}
+
+/// With `[slo] per-fault = true`, the run's decision is the worst of its faults'.
+pub fn worst_of_faults(mut v: Verdict, faults: &[FaultVerdict]) -> Verdict {
+    if let Some(first) = faults.first() {
+        v.decision = faults
+            .iter()
+            .skip(1)
+            .fold(first.verdict.decision, |d, f| d.merge(f.verdict.decision));
+    }
+    v
+}
+
 /// Recovery times of decided trials, sorted; a trial that never recovered counts
 /// as +∞ (its recovery is longer than anything observed), unknown trials are left out.
 fn recovery_sample(trials: &[TrialResult]) -> Vec<f64> {
@@ -232,6 +302,7 @@ mod tests {
             recover_within: Duration::from_secs(5),
             limits,
             max_lost_writes: 0,
+            per_fault: false,
         }
     }
 
@@ -273,6 +344,40 @@ mod tests {
         assert_eq!(v.recovery.max_ms, None);
         assert_eq!(v.recovery.p50_ms, Some(100.0));
         assert_eq!(v.limits[0].decision, Decision::Fail);
+    }
+
+    #[test]
+    fn each_fault_gets_its_own_figures_and_per_fault_takes_the_worst() {
+        // sigkill always recovers in 300 ms; sigterm in 200 ms but only 5 of 20 times.
+        let mut trials = Vec::new();
+        for i in 1..=40u32 {
+            let mut t = if i % 2 == 1 {
+                trial(i, Outcome::Pass, Some(300.0))
+            } else if i % 8 == 0 {
+                trial(i, Outcome::Pass, Some(200.0))
+            } else {
+                trial(i, Outcome::Fail, None)
+            };
+            if i % 2 == 0 {
+                t.fault = "sigterm".into();
+            }
+            trials.push(t);
+        }
+        let s = slo(0.5, vec![]);
+        let pooled = decide(&trials, &s);
+        assert_eq!(pooled.passed, 25);
+        assert_eq!(pooled.decision, Decision::Inconclusive);
+        let faults = per_fault(&trials, &s, false);
+        let labels: Vec<String> = faults.iter().map(FaultVerdict::label).collect();
+        assert_eq!(labels, ["sigkill → app", "sigterm → app"]);
+        assert_eq!(faults[0].verdict.recovery.p50_ms, Some(300.0));
+        assert_eq!(faults[1].verdict.passed, 5);
+        assert_eq!(faults[0].verdict.decision, Decision::Pass);
+        assert_eq!(faults[1].verdict.decision, Decision::Fail);
+        assert_eq!(worst_of_faults(pooled, &faults).decision, Decision::Fail);
+        // One fault: no breakdown (it would repeat the run's verdict).
+        assert!(per_fault(&trials[..1], &s, false).is_empty());
+        assert_eq!(fault_label("stack-restart", "*"), "stack-restart");
     }
 
     #[test]

@@ -101,18 +101,44 @@ fn deadline_label(deadline_ms: f64, top: f64) -> String {
     }
 }
 
-fn ecdf<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    trials: &[TrialResult],
-    deadline_ms: f64,
-) -> Result<(), String> {
+/// Colours of the per-fault series, in order (the first is the single-series blue).
+const SERIES: [RGBColor; 6] = [
+    BLUE,
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+];
+
+/// The ECDF's step points of one group of trials, up to `right`: the fraction is
+/// over all its decided trials, so trials that never recovered keep it below 1.
+fn ecdf_points(trials: &[TrialResult], right: f64) -> Vec<(f64, f64)> {
     let v = recoveries(trials);
     let n = trials
         .iter()
         .filter(|t| t.outcome != Outcome::Unknown)
         .count()
         .max(1) as f64;
-    let mut chart = frame(root, 56, 0f64..x_max(&v, deadline_ms), 0f64..1.02f64)?;
+    let mut points = vec![(0.0, 0.0)];
+    for (i, x) in v.iter().enumerate() {
+        points.push((*x, i as f64 / n));
+        points.push((*x, (i + 1) as f64 / n));
+    }
+    if !v.is_empty() {
+        points.push((right, (v.len() as f64) / n));
+    }
+    points
+}
+
+fn ecdf<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    trials: &[TrialResult],
+    deadline_ms: f64,
+) -> Result<(), String> {
+    let v = recoveries(trials);
+    let right = x_max(&v, deadline_ms);
+    let mut chart = frame(root, 56, 0f64..right, 0f64..1.02f64)?;
     chart
         .configure_mesh()
         .x_desc("recovery time (ms)")
@@ -122,34 +148,65 @@ fn ecdf<DB: DrawingBackend>(
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(draw)?;
-    // Trials that never recovered keep the curve below 1: the fraction is over all decided trials.
-    let mut points = vec![(0.0, 0.0)];
-    for (i, x) in v.iter().enumerate() {
-        points.push((*x, i as f64 / n));
-        points.push((*x, (i + 1) as f64 / n));
+    let groups = crate::verdict::by_fault(trials);
+    if groups.len() < 2 {
+        chart
+            .draw_series(LineSeries::new(
+                ecdf_points(trials, right),
+                BLUE.stroke_width(2),
+            ))
+            .map_err(draw)?
+            .label("ECDF")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+    } else {
+        // One series per fault (kind and target), each with its own median.
+        for (i, ((fault, target), ts)) in groups.iter().enumerate() {
+            let colour = SERIES[i % SERIES.len()];
+            let p50 = stats::quantile(&recoveries(ts), 0.5);
+            chart
+                .draw_series(LineSeries::new(
+                    ecdf_points(ts, right),
+                    colour.stroke_width(2),
+                ))
+                .map_err(draw)?
+                .label(format!(
+                    "{} · p50 {}",
+                    crate::verdict::fault_label(fault, target),
+                    p50.map_or("—".into(), |x| format!("{x:.0} ms"))
+                ))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                });
+            if let Some(x) = p50 {
+                chart
+                    .draw_series(LineSeries::new(
+                        vec![(x, 0.0), (x, 0.5)],
+                        colour.mix(0.6).stroke_width(1),
+                    ))
+                    .map_err(draw)?;
+            }
+        }
     }
-    if !v.is_empty() {
-        points.push((x_max(&v, deadline_ms), (v.len() as f64) / n));
-    }
-    chart
-        .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
-        .map_err(draw)?
-        .label("ECDF")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
     chart
         // Beyond the axis it is drawn on the right edge, and the legend says so.
         .draw_series(LineSeries::new(
             vec![
-                (deadline_ms.min(x_max(&v, deadline_ms)), 0.0),
-                (deadline_ms.min(x_max(&v, deadline_ms)), 1.02),
+                (deadline_ms.min(right), 0.0),
+                (deadline_ms.min(right), 1.02),
             ],
             RED.stroke_width(2),
         ))
         .map_err(draw)?
-        .label(deadline_label(deadline_ms, x_max(&v, deadline_ms)))
+        .label(deadline_label(deadline_ms, right))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
-    // Labels at different heights so that close quantiles stay readable.
-    for (label, q, y) in [("p50", 0.5, 0.08), ("p95", 0.95, 0.18), ("p99", 0.99, 0.28)] {
+    // Labels at different heights so that close quantiles stay readable; with one
+    // series per fault, each carries its own median instead.
+    let marks: &[(&str, f64, f64)] = if groups.len() < 2 {
+        &[("p50", 0.5, 0.08), ("p95", 0.95, 0.18), ("p99", 0.99, 0.28)]
+    } else {
+        &[]
+    };
+    for &(label, q, y) in marks {
         if let Some(x) = stats::quantile(&v, q) {
             chart
                 .draw_series(LineSeries::new(

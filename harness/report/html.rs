@@ -83,8 +83,30 @@ th{{background:#f6f8fa}}.fail{{color:#cf222e}}.unknown{{color:#9a6700}}figure{{m
             .map(|l| format!(" <strong class=\"fail\">{l}.</strong>"))
             .unwrap_or_default()
     );
+    let rows = view::per_fault(s);
+    if !rows.is_empty() {
+        o.push_str("<h2>Per fault</h2>\n<table><tr><th>fault</th><th>trials</th><th>recovery</th><th>success rate</th><th>decision</th></tr>\n");
+        for r in &rows {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&r.label),
+                escape(&r.counts),
+                escape(&r.recovery),
+                escape(&r.success),
+                r.decision.word()
+            );
+        }
+        o.push_str("</table>\n");
+        if let Some(note) = view::per_fault_note(s) {
+            let _ = writeln!(o, "<p class=\"note\">Per fault: {}.</p>", escape(note));
+        }
+    }
     for p in s.probes.iter().filter(|p| p.is_notable()) {
         let _ = writeln!(o, "<p class=\"note\">Probe {}.</p>", escape(&p.describe()));
+    }
+    if let Some(oc) = view::operating(s) {
+        let _ = writeln!(o, "<p class=\"note\">This design: {}.</p>", escape(&oc));
     }
     for c in charts {
         let _ = write!(

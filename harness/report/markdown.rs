@@ -51,6 +51,27 @@ pub fn render(s: &Summary, trials: &[TrialResult]) -> String {
         );
     }
     let _ = writeln!(o, "\n{}. Recovery {}.", view::counts(s), view::recovery(s));
+    let rows = view::per_fault(s);
+    if !rows.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n| fault | trials | recovery | success rate | decision |\n|---|---|---|---|---|"
+        );
+        for r in &rows {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                r.label.replace('|', "\\|"),
+                r.counts,
+                r.recovery,
+                r.success,
+                r.decision.word()
+            );
+        }
+        if let Some(note) = view::per_fault_note(s) {
+            let _ = writeln!(o, "\nPer fault: {note}.");
+        }
+    }
     for p in s.probes.iter().filter(|p| p.is_notable()) {
         let _ = writeln!(o, "\nProbe {}.", p.describe());
     }

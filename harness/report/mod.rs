@@ -79,6 +79,13 @@ pub struct Summary {
     /// The evidence ledger the success rate was decided on (`--evidence`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<EvidenceView>,
+    /// Each fault's (kind and target) own figures and decisions, when the run had
+    /// more than one (`per_fault` in summary.json).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_fault: Vec<crate::verdict::FaultVerdict>,
+    /// `[slo] per-fault = true`: the verdict is the worst of the faults' decisions.
+    #[serde(default)]
+    pub decided_per_fault: bool,
     /// Where the run directory is (printed, not stored: a run directory can move).
     #[serde(skip)]
     pub run_dir: PathBuf,
@@ -500,6 +507,25 @@ fn console_figures(o: &mut String, s: &Summary) {
         v.trials, s.trials_planned, v.passed, v.failed, v.unknown
     );
     let _ = writeln!(o, "  recovery    {}", view::recovery(s));
+    let rows = view::per_fault(s);
+    let width = rows
+        .iter()
+        .map(|r| r.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (i, r) in rows.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "  {:<11} {:<width$}  {} → {}",
+            if i == 0 { "per fault" } else { "" },
+            r.label,
+            r.short,
+            r.decision.word()
+        );
+    }
+    if let Some(note) = view::per_fault_note(s) {
+        let _ = writeln!(o, "              {note}");
+    }
     for p in s.probes.iter().filter(|p| p.is_notable()) {
         let _ = writeln!(o, "  probe       {}", p.describe());
     }

@@ -17,7 +17,11 @@ pub fn meaning(d: Decision) -> &'static str {
 /// The recovery quantiles: `p50 … · p95 … · p99 … · max …`, with the trials that
 /// never recovered counted as ∞.
 pub fn recovery(s: &Summary) -> String {
-    let r = &s.verdict.recovery;
+    recovery_of(&s.verdict.recovery)
+}
+
+/// [`recovery`] of any group of trials.
+pub fn recovery_of(r: &crate::verdict::RecoveryStats) -> String {
     let never = if r.not_recovered > 0 {
         format!(" ({} never recovered: counted as ∞)", r.not_recovered)
     } else {
@@ -30,6 +34,80 @@ pub fn recovery(s: &Summary) -> String {
         ms(r.p99_ms),
         ms(r.max_ms)
     )
+}
+
+/// One fault's line of the per-fault breakdown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultRow {
+    /// `sigkill → app`.
+    pub label: String,
+    /// `10 trials: 10 pass, 0 fail, 0 unknown`.
+    pub counts: String,
+    /// Its recovery quantiles.
+    pub recovery: String,
+    /// `10/10 = 100.0%, bounds [74.1%, 100.0%]`.
+    pub success: String,
+    /// The same on one console line: `10/10 pass · p50 … · p95 … · max … · bounds […]`.
+    pub short: String,
+    /// Its decision on its own trials (success rate and quantile limits).
+    pub decision: Decision,
+}
+
+/// The per-fault breakdown, when the run had more than one fault.
+pub fn per_fault(s: &Summary) -> Vec<FaultRow> {
+    s.per_fault
+        .iter()
+        .map(|f| {
+            let v = &f.verdict;
+            let sr = &v.success_rate;
+            FaultRow {
+                label: f.label(),
+                counts: format!(
+                    "{} trials: {} pass, {} fail, {} unknown",
+                    v.trials, v.passed, v.failed, v.unknown
+                ),
+                recovery: recovery_of(&v.recovery),
+                success: format!(
+                    "{}/{} = {}, bounds [{}, {}]",
+                    sr.successes,
+                    sr.trials,
+                    pct(sr.observed),
+                    pct(sr.lower),
+                    pct(sr.upper)
+                ),
+                short: {
+                    let r = &v.recovery;
+                    let mut others = String::new();
+                    if v.failed > 0 {
+                        others += &format!(", {} fail", v.failed);
+                    }
+                    if v.unknown > 0 {
+                        others += &format!(", {} unknown", v.unknown);
+                    }
+                    format!(
+                        "{}/{} pass{others} · p50 {} · p95 {} · max {} · bounds [{}, {}]",
+                        v.passed,
+                        v.trials,
+                        ms(r.p50_ms),
+                        ms(r.p95_ms),
+                        ms(r.max_ms),
+                        pct(sr.lower),
+                        pct(sr.upper)
+                    )
+                },
+                decision: v.decision,
+            }
+        })
+        .collect()
+}
+
+/// What the per-fault decisions mean for the verdict.
+pub fn per_fault_note(s: &Summary) -> Option<&'static str> {
+    (!s.per_fault.is_empty()).then_some(if s.decided_per_fault {
+        "each fault is decided on its own trials and the verdict is the worst of them (`[slo] per-fault = true`)"
+    } else {
+        "each fault's decision on its own trials is shown for reading; the verdict is decided on all trials together (`[slo] per-fault = true` decides per fault)"
+    })
 }
 
 /// The trial counts: `20 trials: 20 pass, 0 fail, 0 unknown`.

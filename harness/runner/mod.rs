@@ -130,6 +130,9 @@ pub enum RunError {
     Evidence(#[from] crate::evidence::EvidenceError),
 }
 
+/// Why `--evidence` and `[slo] per-fault = true` do not go together.
+pub const PER_FAULT_EVIDENCE: &str = "--evidence pools one success rate over all trials, but `[slo] per-fault = true` decides each fault on its own trials, which the ledger does not record: use one or the other";
+
 impl RunError {
     /// The documented exit status for this error.
     pub fn exit_status(&self) -> ExitStatus {
@@ -467,11 +470,52 @@ impl Ctx {
         if !self.sequential {
             return false;
         }
+        let slo = &self.plan.slo;
+        if slo.per_fault {
+            // Decided once every fault has run and the worst of them is decided.
+            let mut planned: Vec<(String, &str)> = self
+                .plan
+                .faults
+                .iter()
+                .map(|f| (f.kind.name().to_string(), f.target.as_str()))
+                .collect();
+            planned.sort();
+            planned.dedup();
+            let groups = crate::verdict::by_fault(reports);
+            if groups.len() < planned.len() {
+                return false;
+            }
+            let d = groups
+                .iter()
+                .map(|(_, ts)| {
+                    let k = ts
+                        .iter()
+                        .filter(|t| t.outcome == checker::Outcome::Pass)
+                        .count() as u64;
+                    crate::stats::decide_rate_sequential(
+                        k,
+                        ts.len() as u64,
+                        slo.success_rate,
+                        slo.confidence,
+                    )
+                    .decision
+                })
+                .reduce(crate::stats::Decision::merge)
+                .unwrap_or(crate::stats::Decision::Inconclusive);
+            if d == crate::stats::Decision::Inconclusive {
+                return false;
+            }
+            tracing::info!(
+                trials = reports.len(),
+                decision = d.word(),
+                "sequential rule decided every fault"
+            );
+            return true;
+        }
         let passed = reports
             .iter()
             .filter(|t| t.outcome == checker::Outcome::Pass)
             .count() as u64;
-        let slo = &self.plan.slo;
         // With a ledger, the earlier runs' evidence counts too.
         let d = crate::stats::decide_rate_sequential(
             passed + self.prior.0,
@@ -810,6 +854,9 @@ pub async fn run_with(
         planned: trials_planned,
     } = Shard::of(plan, opts)?;
     check_stale(plan, opts).await?;
+    if opts.evidence.is_some() && plan.slo.per_fault {
+        return Err(RunError::Usage(PER_FAULT_EVIDENCE.into()));
+    }
     // Read before anything runs: a bad ledger stops the run at once (exit 3).
     let prior = opts
         .evidence

@@ -351,6 +351,27 @@ async fn the_sequential_rule_stops_as_soon_as_the_rate_is_decided() {
 }
 
 #[tokio::test]
+async fn per_fault_sequential_runs_until_every_fault_is_decided() {
+    let opts = RunOptions {
+        until_decided: true,
+        ..trials(200)
+    };
+    let faults = format!("{SIGKILL}[[fault]]\nkind = \"sigterm\"\ntarget = \"app\"\n");
+    let slo = "success-rate = 0.5\nconfidence = 0.8\nrecover-within = \"2s\"\nper-fault = true";
+    let r = run_fake(&plan(&faults, slo, ""), opts, Script::default(), no_hook).await;
+    let o = r.outcome();
+    // Each fault needs the clean trials one rate needs; they alternate.
+    let d = |k: u64| crate::stats::decide_rate_sequential(k, k, 0.5, 0.8).decision;
+    let m = (1..200u64)
+        .find(|&k| d(k) != crate::stats::Decision::Inconclusive)
+        .expect("decides");
+    assert_eq!(o.trials.len() as u64, 2 * m);
+    assert_eq!(o.exit, ExitStatus::SloMet);
+    assert_eq!(o.summary.per_fault.len(), 2);
+    assert!(o.summary.decided_per_fault);
+}
+
+#[tokio::test]
 async fn shard_2_of_3_runs_the_global_trials_2_5_8() {
     let faults = "[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\
                   [[fault]]\nkind = \"sigterm\"\ntarget = \"app\"\n\

@@ -180,6 +180,9 @@ pub struct Slo {
     pub limits: Vec<(Quantile, Duration)>,
     /// Acknowledged writes a trial may lose.
     pub max_lost_writes: u64,
+    /// `per-fault = true`: each fault (kind and target) is decided on its own
+    /// trials and the run's verdict is the worst of them.
+    pub per_fault: bool,
 }
 
 /// Validated trial mechanics.

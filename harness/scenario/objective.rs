@@ -68,6 +68,7 @@ pub(super) fn slo(v: &Validator<'_>, s: RawSlo) -> Result<Slo, ScenarioError> {
         recover_within: s.recover_within,
         limits,
         max_lost_writes: s.max_lost_writes.unwrap_or(0),
+        per_fault: s.per_fault.unwrap_or(false),
     })
 }
 

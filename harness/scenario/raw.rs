@@ -127,6 +127,9 @@ pub struct RawSlo {
     pub max: Option<Duration>,
     /// Acknowledged writes a trial may lose and still succeed (default 0).
     pub max_lost_writes: Option<u64>,
+    /// Decide the SLO for each fault (kind and target) on its own trials; the
+    /// run's verdict is the worst of them (default false).
+    pub per_fault: Option<bool>,
 }
 
 /// `[run]`: trial mechanics. Every key has a default.

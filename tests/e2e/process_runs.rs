@@ -41,6 +41,39 @@ fn quickstart_passes_and_check_repeats_its_verdict() {
     let s = summary(&out);
     assert_eq!(s["verdict"], "pass");
     assert_eq!(s["details"]["passed"], 20);
+    // SIGKILL and SIGTERM are two distributions: each has its own figures, and the
+    // ECDF draws them as two series with their own medians. After SIGKILL the restart
+    // policy waits its 100 ms back-off; `sigterm` starts the service again itself.
+    let faults = s["per_fault"].as_array().expect("per_fault");
+    let p50 = |i: usize| {
+        faults[i]["verdict"]["recovery"]["p50_ms"]
+            .as_f64()
+            .expect("p50")
+    };
+    assert_eq!(faults.len(), 2, "{s}");
+    assert_eq!(
+        (faults[0]["fault"].as_str(), faults[1]["fault"].as_str()),
+        (Some("sigkill"), Some("sigterm"))
+    );
+    assert_eq!(faults[0]["verdict"]["trials"], 10);
+    assert!(
+        p50(0) > p50(1) + 50.0,
+        "sigkill p50 {} vs sigterm {}",
+        p50(0),
+        p50(1)
+    );
+    let ecdf = std::fs::read_to_string(out.join("charts/recovery-ecdf.svg")).expect("ecdf");
+    for (i, fault) in ["sigkill", "sigterm"].iter().enumerate() {
+        let label = format!("{fault} → app · p50 {:.0} ms", p50(i));
+        assert!(ecdf.contains(&label), "no series `{label}` in the ECDF");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).expect("html");
+    assert!(html.contains("<h2>Per fault</h2>"));
+    assert!(
+        text(&o).contains("per fault   sigkill → app"),
+        "{}",
+        text(&o)
+    );
 
     let c = run(&["check", out.to_str().expect("utf8")]);
     assert_eq!(c.status.code(), Some(0), "{}", text(&c));
