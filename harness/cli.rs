@@ -130,6 +130,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         evidence: Option<PathBuf>,
     },
+    /// How many trials the scenario's SLO needs (fixed and sequential design), what
+    /// its planned trials can prove, and the wall time a pilot run predicts.
+    Plan {
+        /// Scenario file (default: scenarios/quickstart.toml).
+        scenario: Option<PathBuf>,
+        /// A pilot run directory: estimate wall time from its trial durations.
+        #[arg(long, value_name = "RUN_DIR")]
+        from: Option<PathBuf>,
+        /// The sequential design's cap (default: 5× the fixed design's clean trials).
+        #[arg(long)]
+        max_trials: Option<u64>,
+    },
     /// Undo what runs killed mid-fault left behind (paused, cut off, filled, stopped
     /// services; stacks not torn down), from their fault journals.
     Heal {
@@ -281,6 +293,11 @@ fn dispatch(command: Command) -> Outcome {
         Command::Validate { files } => Ok(cmd_validate(&files)),
         Command::List { dir } => cmd_list(&dir),
         Command::Check { run_dir } => cmd_check(&run_dir),
+        Command::Plan {
+            scenario,
+            from,
+            max_trials,
+        } => cmd_plan(scenario, from.as_deref(), max_trials),
         Command::Report { run_dir } => cmd_report(&run_dir),
         Command::Compare {
             baseline,
@@ -546,6 +563,31 @@ fn cmd_report(run_dir: &Path) -> Outcome {
     rebound::report::rewrite_all(run_dir, &summary, &trials)?;
     print!("{}", render_console(&summary, &trials));
     Ok(summary.verdict.exit_status())
+}
+
+fn cmd_plan(scenario: Option<PathBuf>, from: Option<&Path>, max_trials: Option<u64>) -> Outcome {
+    let path = scenario.unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO));
+    let plan = scenario::load(&path)?;
+    if max_trials == Some(0) {
+        return Err(CliError::Usage("--max-trials must be at least 1".into()));
+    }
+    let pilot = match from {
+        None => None,
+        Some(dir) => {
+            let (summary, trials) = rebound::analysis::reanalyse(dir)?;
+            let same = rebound::run_dir::RunDir::open(dir)
+                .ok()
+                .and_then(|rd| std::fs::read_to_string(rd.scenario()).ok())
+                .is_some_and(|text| {
+                    rebound::evidence::scenario_hash(&text)
+                        == rebound::evidence::scenario_hash(&plan.source_text)
+                });
+            Some((dir.to_path_buf(), summary.run_id, trials, same))
+        }
+    };
+    let p = rebound::planning::plan(&plan, pilot, max_trials);
+    print!("{}", rebound::planning::render(&p));
+    Ok(ExitStatus::SloMet)
 }
 
 fn cmd_check(run_dir: &Path) -> Outcome {

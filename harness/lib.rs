@@ -27,6 +27,7 @@ pub mod history;
 pub mod journal;
 pub mod merge;
 pub mod nemesis;
+pub mod planning;
 pub mod probe;
 pub mod report;
 pub mod run_dir;

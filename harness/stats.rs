@@ -371,6 +371,95 @@ pub fn pass_probability(n: u64, target: f64, c: f64, theta: f64, sequential: boo
     passed
 }
 
+/// A sequential design's behaviour at one true failure rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SequentialOc {
+    /// Chance it ends PASS within its trials.
+    pub pass: f64,
+    /// Chance it ends FAIL within its trials.
+    pub fail: f64,
+    /// Expected number of trials it runs (undecided runs run all of them).
+    pub mean_trials: f64,
+}
+
+/// The sequential design with at most `n` trials at true failure rate `theta`:
+/// the chances of PASS and FAIL and the expected trial count, from the same
+/// banded dynamic programme as [`pass_probability`] (states under 10⁻¹⁸ dropped)
+/// but run to the end, since every undecided run costs all `n` trials.
+pub fn sequential_oc(n: u64, target: f64, c: f64, theta: f64) -> SequentialOc {
+    let theta = theta.clamp(0.0, 1.0);
+    let threshold = (1.0 / (1.0 - c)).ln();
+    let (a_pass, a_fail) = log_e_values(1, 1, target);
+    let (b_pass, b_fail) = log_e_values(0, 1, target);
+    let mut band = vec![1.0f64];
+    let mut first = 0u64;
+    let mut next = Vec::new();
+    let (mut pass, mut fail, mut mean) = (0.0, 0.0, 0.0);
+    for trials in 1..=n {
+        // Every run still undecided runs this trial.
+        let live: f64 = band.iter().sum();
+        if live < 1e-15 {
+            break;
+        }
+        mean += live;
+        next.clear();
+        next.resize(band.len() + 1, 0.0);
+        for (i, p) in band.iter().enumerate() {
+            next[i] += p * (1.0 - theta);
+            next[i + 1] += p * theta;
+        }
+        for (i, p) in next.iter_mut().enumerate() {
+            let f = (first + i as u64) as f64;
+            let s = trials as f64 - f;
+            if s * a_pass + f * b_pass >= threshold {
+                pass += *p;
+                *p = 0.0;
+            } else if s * a_fail + f * b_fail >= threshold {
+                fail += *p;
+                *p = 0.0;
+            } else if *p < 1e-18 {
+                *p = 0.0;
+            }
+        }
+        let start = next.iter().position(|p| *p > 0.0).unwrap_or(next.len());
+        let end = next.iter().rposition(|p| *p > 0.0).map_or(start, |e| e + 1);
+        std::mem::swap(&mut band, &mut next);
+        band.truncate(end);
+        band.drain(..start);
+        first += start as u64;
+    }
+    SequentialOc {
+        pass,
+        fail,
+        mean_trials: mean,
+    }
+}
+
+/// Trials a design needs to PASS with `failures` failed trials among them:
+/// `(fixed, sequential)`; the fixed count is None beyond a million trials.
+pub fn trials_to_pass(failures: u64, target: f64, c: f64) -> (Option<u64>, u64) {
+    let fixed = successes_needed(0, failures, target, c).map(|m| m + failures);
+    let threshold = (1.0 / (1.0 - c)).ln();
+    let (a, _) = log_e_values(1, 1, target);
+    let (b, _) = log_e_values(0, 1, target);
+    // (n − f)·a + f·b ≥ ln(1/α).
+    let successes = ((threshold - failures as f64 * b) / a).ceil().max(0.0) as u64;
+    (fixed, successes + failures)
+}
+
+/// Trials before the one-sided upper confidence bound of the q-quantile exists
+/// (the quantile limit can PASS): the smallest n with 1 − qⁿ ≥ c, i.e.
+/// n ≥ ln(1 − c) / ln q (p99 at 95 %: 299).
+pub fn trials_to_bound_quantile(q: f64, c: f64) -> Option<u64> {
+    if !(0.0..1.0).contains(&q) || !(0.0..1.0).contains(&c) {
+        return None;
+    }
+    if q == 0.0 {
+        return Some(1);
+    }
+    Some(((1.0 - c).ln() / q.ln()).ceil().max(1.0) as u64)
+}
+
 /// The failure rates an operating characteristic is shown at for a target:
 /// a tenth, a fifth and half of the allowed rate, and the allowed rate itself.
 pub fn oc_failure_rates(target: f64) -> [f64; 4] {
@@ -690,6 +779,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn trial_counts_for_planning() {
+        // Fixed: 299 clean prove 99 %, 473 with one failure; 29 clean prove 90 %.
+        assert_eq!(trials_to_pass(0, 0.99, 0.95).0, Some(299));
+        assert_eq!(trials_to_pass(1, 0.99, 0.95).0, Some(473));
+        assert_eq!(trials_to_pass(0, 0.9, 0.95).0, Some(29));
+        // Sequential: 32 clean for 90 %; each count agrees with the decision rule.
+        for target in [0.8, 0.9, 0.99] {
+            for f in 0..3 {
+                let (_, n) = trials_to_pass(f, target, 0.95);
+                let d = |n: u64| decide_rate_sequential(n - f, n, target, 0.95).decision;
+                assert_eq!(d(n), Decision::Pass, "{target} {f}");
+                assert_ne!(d(n - 1), Decision::Pass, "{target} {f}");
+            }
+        }
+        assert_eq!(trials_to_pass(0, 0.9, 0.95).1, 32);
+        assert_eq!(trials_to_bound_quantile(0.99, 0.95), Some(299));
+        assert_eq!(trials_to_bound_quantile(0.5, 0.95), Some(5));
+        assert_eq!(quantile_bound_ranks(5, 0.5, 0.95).1, Some(5));
+        assert_eq!(quantile_bound_ranks(4, 0.5, 0.95).1, None);
+        // The expected trial count: a clean stack always stops at 32; the PASS
+        // chance agrees with `pass_probability`.
+        let clean = sequential_oc(500, 0.9, 0.95, 0.0);
+        assert!((clean.mean_trials - 32.0).abs() < 1e-9 && (clean.pass - 1.0).abs() < 1e-12);
+        for theta in [0.01, 0.05, 0.1, 0.3] {
+            let oc = sequential_oc(500, 0.9, 0.95, theta);
+            assert!((oc.pass - pass_probability(500, 0.9, 0.95, theta, true)).abs() < 1e-9);
+            assert!(oc.pass + oc.fail <= 1.0 + 1e-12);
+            assert!((1.0..=500.0).contains(&oc.mean_trials), "{theta}: {oc:?}");
+        }
+        // A 70 % stack against 90 %: FAILs, on average within the median of ~17.
+        let bad = sequential_oc(500, 0.9, 0.95, 0.3);
+        assert!(bad.fail > 0.99 && bad.mean_trials < 25.0, "{bad:?}");
     }
 
     proptest! {

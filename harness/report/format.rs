@@ -26,6 +26,17 @@ pub fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
+/// A share in the short form sentences use: `74 %`, `1.15 %`, `0.1 %`, `0 %`.
+pub fn pct_short(x: f64) -> String {
+    let v = x * 100.0;
+    if v >= 10.0 || v == 0.0 {
+        format!("{v:.0} %")
+    } else {
+        let t = format!("{v:.2}");
+        format!("{} %", t.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
 /// A wall-clock instant in a CSV cell (RFC 3339, microseconds, UTC), empty if none.
 pub fn time_cell(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))

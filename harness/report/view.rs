@@ -153,15 +153,7 @@ pub fn more_to_pass(s: &Summary) -> Option<String> {
 /// The operating characteristic in words: how often this design passes stacks
 /// that fail a little, and one that fails exactly as often as allowed.
 pub fn operating(s: &Summary) -> Option<String> {
-    let pct = |x: f64| {
-        let v = x * 100.0;
-        if v >= 10.0 || v == 0.0 {
-            format!("{v:.0} %")
-        } else {
-            let t = format!("{v:.2}");
-            format!("{} %", t.trim_end_matches('0').trim_end_matches('.'))
-        }
-    };
+    let pct = super::format::pct_short;
     let (last, rest) = s.operating.split_last()?;
     if s.operating.iter().all(|p| p.pass_probability < 1e-9) {
         let needed = if s.sequential {
