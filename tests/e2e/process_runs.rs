@@ -630,7 +630,12 @@ fn compare_says_no_change_for_a_a_and_regressed_for_a_twice_slower_start() {
     let aa = run(&["compare", &s(&runs[0]), &s(&runs[1])]);
     assert_eq!(aa.status.code(), Some(0), "{}", text(&aa));
     let aa_text = text(&aa);
-    assert_eq!(aa_text.matches("No change").count(), 3, "{aa_text}");
+    assert_eq!(aa_text.matches("No change").count(), 4, "{aa_text}");
+    assert_eq!(
+        aa_text.matches("No change (detects").count(),
+        4,
+        "{aa_text}"
+    );
     let slow = run(&["compare", &s(&runs[0]), &s(&runs[2])]);
     assert_eq!(slow.status.code(), Some(1), "{}", text(&slow));
     let line = text(&slow)
