@@ -37,6 +37,9 @@ pub enum CliError {
         /// Why.
         source: RunDirError,
     },
+    /// An A/B run could not finish.
+    #[error(transparent)]
+    Ab(#[from] rebound::ab::AbError),
     /// Runs could not be merged.
     #[error(transparent)]
     Merge(#[from] MergeError),
@@ -63,6 +66,7 @@ impl CliError {
             | CliError::Merge(_)
             | CliError::Report(_) => ExitStatus::Invalid,
             CliError::Run(e) => e.exit_status(),
+            CliError::Ab(e) => e.exit_status(),
             CliError::Environment(_) => ExitStatus::StackFailure,
         }
     }
@@ -163,6 +167,29 @@ enum Command {
         /// add the merged run to it (the shards' own lines are never counted twice).
         #[arg(long, value_name = "FILE")]
         evidence: Option<PathBuf>,
+    },
+    /// Interleaved A/B run: baseline and candidate trials alternate in ABBA blocks in
+    /// one session (same schedule, same seed), then the two sides are compared.
+    Ab {
+        /// The baseline scenario.
+        baseline: PathBuf,
+        /// The candidate scenario.
+        candidate: PathBuf,
+        /// Trials per side (default: the baseline's [run] trials).
+        #[arg(long)]
+        trials: Option<u32>,
+        /// Trials per block (default 1).
+        #[arg(long, default_value_t = 1)]
+        block: u32,
+        /// Output directory (default: reports/ab/<time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Schedule seed shared by both sides.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Relative change of recovery figures treated as noise.
+        #[arg(long, default_value_t = 0.05)]
+        noise: f64,
     },
     /// Compare a run with a baseline: Improved / Regressed / No change per figure.
     Compare {
@@ -304,6 +331,15 @@ fn dispatch(command: Command) -> Outcome {
             run_dir,
             noise,
         } => cmd_compare(&baseline, &run_dir, noise),
+        Command::Ab {
+            baseline,
+            candidate,
+            trials,
+            block,
+            out,
+            seed,
+            noise,
+        } => cmd_ab(&baseline, &candidate, trials, block, out, seed, noise),
         Command::Merge {
             run_dirs,
             out,
@@ -563,6 +599,49 @@ fn cmd_report(run_dir: &Path) -> Outcome {
     rebound::report::rewrite_all(run_dir, &summary, &trials)?;
     print!("{}", render_console(&summary, &trials));
     Ok(summary.verdict.exit_status())
+}
+
+fn cmd_ab(
+    baseline: &Path,
+    candidate: &Path,
+    trials: Option<u32>,
+    block: u32,
+    out: Option<PathBuf>,
+    seed: Option<u64>,
+    noise: f64,
+) -> Outcome {
+    let cfg = compare_config(noise).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--noise must be a non-negative number, got {noise}"
+        ))
+    })?;
+    let a = scenario::load(baseline)?;
+    let b = scenario::load(candidate)?;
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from("reports/ab").join(chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string())
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Environment(format!("starting the async runtime: {e}")))?;
+    let o = runtime.block_on(rebound::ab::run(
+        &a,
+        &b,
+        &rebound::ab::AbOptions {
+            trials,
+            block,
+            out: out.clone(),
+            seed,
+            compare: cfg,
+        },
+    ))?;
+    print!("{}", o.text);
+    println!(
+        "  run dirs           {} · {}",
+        o.baseline.display(),
+        o.candidate.display()
+    );
+    Ok(o.exit)
 }
 
 fn cmd_plan(scenario: Option<PathBuf>, from: Option<&Path>, max_trials: Option<u64>) -> Outcome {

@@ -425,7 +425,10 @@ pub fn render(c: &Comparison, baseline_label: &str, run_label: &str) -> String {
                 lo * 100.0,
                 hi * 100.0
             ),
-            (None, _, Some(p), _) => format!("Fisher p(worse) = {p:.3}"),
+            (None, _, Some(p), _) if f.figure == "success rate" => {
+                format!("Fisher p(worse) = {p:.3}")
+            }
+            (None, _, Some(p), _) => format!("MW p = {p:.3}"),
             _ => String::new(),
         };
         // Next to every "No change": what these runs could have seen.
@@ -439,11 +442,12 @@ pub fn render(c: &Comparison, baseline_label: &str, run_label: &str) -> String {
             (Change::NoChange, Some(d)) => {
                 format!(" (detects ±{:.1}% 80% of the time)", d * 100.0)
             }
+            (Change::NoChange, None) => " (too few trials to detect any change)".to_string(),
             _ => String::new(),
         };
         let _ = writeln!(
             o,
-            "  {:<18} {:>10} → {:<10} {:<47} {}{could}",
+            "  {:<18} {:>10} → {:<10} {:<51} {}{could}",
             f.figure,
             b,
             r,

@@ -16,6 +16,7 @@
 //! [`report::format`]; file names of a run are [`run_dir`]; the runner is unit-tested
 //! on an in-memory fake stack (`stack/fake.rs`).
 
+pub mod ab;
 pub mod analysis;
 pub mod checker;
 pub mod compare;

@@ -654,6 +654,104 @@ fn compare_says_no_change_for_a_a_and_regressed_for_a_twice_slower_start() {
 }
 
 #[test]
+fn an_interleaved_ab_run_alternates_abba_blocks_and_finds_a_twice_slower_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = |name: &str, delay: &str| {
+        let text = format!(
+            "name = \"{name}\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+             [[fault]]\nkind = \"sigterm\"\ntarget = \"app\"\n\n\
+             [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"10ms\"\n\n\
+             [slo]\nsuccess-rate = 0.5\nrecover-within = \"5s\"\n\n[run]\ntrials = 6\nwarm-up = \"100ms\"\n",
+            demo_service(port, &["--startup-delay", delay], "always", "0s"),
+        );
+        write_scenario(&dir.path().join(name), &text)
+    };
+    let (a, b) = (scenario("fast", "150ms"), scenario("slow", "300ms"));
+    let out = dir.path().join("ab");
+    let o = run(&[
+        "ab",
+        a.to_str().expect("utf8"),
+        b.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--seed",
+        "7",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let line = text(&o)
+        .lines()
+        .find(|l| l.contains("recovery shift"))
+        .map(str::to_string)
+        .expect("shift line");
+    assert!(line.contains("Regressed"), "{line}");
+    // ABBA: blocks 1, 3, 5 run the baseline first, 2, 4, 6 the candidate.
+    let mut blocks: Vec<String> = std::fs::read_dir(out.join("blocks"))
+        .expect("blocks")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    blocks.sort();
+    assert_eq!(blocks.len(), 12, "{blocks:?}");
+    assert_eq!(
+        &blocks[..4],
+        [
+            "001-baseline-001",
+            "002-candidate-001",
+            "003-candidate-002",
+            "004-baseline-002"
+        ]
+    );
+    // Both sides ran the same schedule: block j of each injected the same fault.
+    let fault_of = |name: &str| {
+        let (h, rows) = read_csv(&out.join("blocks").join(name).join("trials.csv"));
+        column(&h, &rows, "fault")
+    };
+    for j in 1..=6 {
+        let find = |side: &str| {
+            blocks
+                .iter()
+                .find(|b| b.ends_with(&format!("{side}-{j:03}")))
+                .expect("block")
+                .clone()
+        };
+        assert_eq!(
+            fault_of(&find("baseline")),
+            fault_of(&find("candidate")),
+            "block {j}"
+        );
+    }
+    // Each side is one merged run of 6 trials with both faults.
+    for side in ["baseline", "candidate"] {
+        let (h, rows) = read_csv(&out.join(side).join("trials.csv"));
+        let mut faults = column(&h, &rows, "fault");
+        faults.sort();
+        assert_eq!(
+            faults,
+            ["sigkill", "sigkill", "sigkill", "sigterm", "sigterm", "sigterm"]
+        );
+    }
+    assert!(out.join("compare.txt").is_file() && out.join("compare.json").is_file());
+    // Too few blocks is refused before anything runs.
+    let few = run(&[
+        "ab",
+        a.to_str().expect("utf8"),
+        b.to_str().expect("utf8"),
+        "--trials",
+        "2",
+        "--block",
+        "2",
+        "--out",
+        dir.path().join("few").to_str().expect("utf8"),
+    ]);
+    assert_eq!(few.status.code(), Some(3), "{}", text(&few));
+    assert!(
+        text(&few).contains("needs at least 2 per side"),
+        "{}",
+        text(&few)
+    );
+}
+
+#[test]
 fn shards_cover_the_schedule_and_merge_into_one_verdict() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
