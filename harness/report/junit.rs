@@ -101,6 +101,43 @@ pub fn render(
         case.set_classname(format!("{class}.slo"));
         suite.add_test_case(case);
     }
+    // `[slo] per-fault = true`: each fault's decision is part of the verdict, so
+    // each is a case of its own.
+    if summary.decided_per_fault {
+        for f in &summary.per_fault {
+            let fv = &f.verdict;
+            let fr = &fv.success_rate;
+            let mut case = TestCase::new(
+                format!("SLO for {} alone", f.label()),
+                decision_status(
+                    fv.decision,
+                    format!(
+                        "{}/{} trials succeeded; one-sided bounds [{:.2}%, {:.2}%]; {}",
+                        fr.successes,
+                        fr.trials,
+                        fr.lower * 100.0,
+                        fr.upper * 100.0,
+                        fv.limits
+                            .iter()
+                            .map(|l| format!(
+                                "{} ≤ {:.0} ms {}",
+                                l.quantile.label(),
+                                l.limit_ms,
+                                l.decision.word()
+                            ))
+                            .chain(std::iter::once(format!(
+                                "success rate {}",
+                                fr.decision.word()
+                            )))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            );
+            case.set_classname(format!("{class}.slo.per-fault"));
+            suite.add_test_case(case);
+        }
+    }
     let mut report = Report::new("rebound");
     report.add_test_suite(suite);
     report.to_string()

@@ -172,3 +172,31 @@ fn a_trials_largest_probe_gap_is_the_largest_start_interval_of_any_probe() {
         "the median of 50, 20, 10, 26, 10, 14, 100"
     );
 }
+
+#[test]
+fn per_fault_decisions_are_junit_cases_only_when_they_decide() {
+    let (mut s, t) = fixture();
+    assert_eq!(
+        s.per_fault.len(),
+        2,
+        "the fixture has sigkill and sigterm trials"
+    );
+    let plain = junit::render(&s, &t).expect("junit");
+    assert!(!plain.contains("alone"), "{plain}");
+    s.decided_per_fault = true;
+    let xml = junit::render(&s, &t).expect("junit");
+    for fault in ["sigkill → app", "sigterm → app"] {
+        let case = format!("SLO for {fault} alone");
+        let at = xml
+            .find(&case)
+            .unwrap_or_else(|| panic!("no case `{case}` in {xml}"));
+        // 3 clean trials of each cannot prove 80 %: not proven is not passed.
+        let rest = &xml[at..];
+        let end = rest.find("</testcase>").expect("case end");
+        assert!(
+            rest[..end].contains("type=\"Inconclusive\""),
+            "{}",
+            &rest[..end]
+        );
+    }
+}
