@@ -30,6 +30,7 @@ pub mod merge;
 pub mod nemesis;
 pub mod planning;
 pub mod probe;
+pub mod proxy;
 pub mod report;
 pub mod run_dir;
 pub mod runner;

@@ -14,6 +14,7 @@ pub mod db_restart;
 pub mod disk_fill;
 pub mod exec;
 pub mod http;
+pub mod link;
 pub mod network;
 pub mod pause;
 pub mod signal;
@@ -86,6 +87,10 @@ pub trait Fault: Debug + Send + Sync + Any {
     /// Stack primitives beyond the basic ones that the kind uses.
     fn needs(&self) -> &'static [Capability] {
         &[]
+    }
+    /// Whether `target` names a `[[stack.link]]` rather than a service.
+    fn targets_link(&self) -> bool {
+        false
     }
     /// Performs the instantaneous action; its success is `t_inject`. Returns what was
     /// done and the effect to await.
@@ -170,6 +175,14 @@ registry! {
     Exec => exec::RawExec,
     /// docker: restart every service of the stack (no `target`).
     StackRestart => stack_restart::RawStackRestart,
+    /// Delay everything on a link of rebound's proxy (`[[stack.link]]`).
+    LinkLatency => link::latency::RawLinkLatency,
+    /// Cap a link's rate.
+    LinkBandwidth => link::bandwidth::RawLinkBandwidth,
+    /// Accept connections on a link and answer nothing.
+    LinkBlackhole => link::blackhole::RawLinkBlackhole,
+    /// Reset every connection on a link.
+    LinkReset => link::reset::RawLinkReset,
 }
 
 /// Performs the fault's instantaneous action; its success is `t_inject`.

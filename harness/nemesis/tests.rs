@@ -20,6 +20,16 @@ const EVERY_KIND: &[(&str, &str)] = &[
     ("http", "target = \"app\"\nurl = \"http://127.0.0.1:1/x\""),
     ("exec", "target = \"app\"\ncommand = [\"true\"]"),
     ("stack-restart", "mode = \"parallel\""),
+    (
+        "link-latency",
+        "target = \"db\"\nlatency = \"100ms\"\nduration = \"1s\"",
+    ),
+    (
+        "link-bandwidth",
+        "target = \"db\"\nbytes-per-sec = 1000\nduration = \"1s\"",
+    ),
+    ("link-blackhole", "target = \"db\"\nduration = \"1s\""),
+    ("link-reset", "target = \"db\"\nduration = \"1s\""),
 ];
 
 fn docker() -> PlanCtx {

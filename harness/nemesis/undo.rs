@@ -37,6 +37,11 @@ pub enum UndoStep {
     },
     /// Bring back every service that a stack-wide fault left missing or stopped.
     EnsureUp,
+    /// Lift whatever fault is on a link of rebound's proxy.
+    ClearLink {
+        /// The link.
+        link: String,
+    },
 }
 
 /// Everything heal does for one fault, in order.
@@ -125,6 +130,10 @@ impl UndoStep {
                 exec_ok(stack, service, &argv(&["rm", "-f", path])).await?;
                 Some(format!("removed {path}"))
             }
+            UndoStep::ClearLink { link } => stack
+                .set_link(link, None)
+                .await?
+                .map(|f| format!("lifted {} on link {link}", f.describe())),
             UndoStep::EnsureUp => {
                 let started = stack.ensure_up().await?;
                 Some(if started.is_empty() {

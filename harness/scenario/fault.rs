@@ -33,13 +33,36 @@ pub(super) fn validate(
                 "kind",
                 Some(kind),
                 format!(
-                    "`{kind}` needs the docker backend: the {} backend cannot {}",
+                    "`{kind}` needs the {} backend: the {} backend cannot {}",
+                    if cap == crate::stack::Capability::Link {
+                        "process"
+                    } else {
+                        "docker"
+                    },
                     ctx.backend,
                     cap.describe()
                 ),
             ));
         }
         let target = &plan.target;
+        if plan.kind.targets_link() {
+            let links = stack.link_names();
+            if !links.contains(target) {
+                return Err(v.err_in(
+                    "[[fault]]",
+                    i,
+                    "target",
+                    Some(&format!("\"{target}\"")),
+                    if links.is_empty() {
+                        format!("`{kind}` acts on a link, and the stack has none: add a [[stack.link]] named `{target}`")
+                    } else {
+                        format!("unknown link `{target}`; links are: {}", links.join(", "))
+                    },
+                ));
+            }
+            faults.push(plan);
+            continue;
+        }
         let exists = known.as_ref().is_none_or(|k| k.contains(target));
         if target != ALL_SERVICES && !exists {
             return Err(v.err_in(

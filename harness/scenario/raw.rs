@@ -57,6 +57,9 @@ pub enum RawStack {
         /// `[[stack.service]]` entries.
         #[serde(rename = "service")]
         services: Vec<RawService>,
+        /// `[[stack.link]]` entries: paths through rebound's fault proxy.
+        #[serde(default, rename = "link")]
+        links: Vec<RawLink>,
     },
     /// A compose project on the local Docker Engine.
     Docker {
@@ -70,6 +73,23 @@ pub enum RawStack {
         /// Project name for `compose` (default `rebound-<scenario>-<run>`).
         project: Option<String>,
     },
+}
+
+/// `[[stack.link]]` of the process backend: rebound listens on `listen` and
+/// forwards every connection to `upstream`, applying link faults on the way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLink {
+    /// Link name (the target of `link-*` faults).
+    pub name: String,
+    /// The service that connects through it.
+    pub from: Option<String>,
+    /// The service it reaches.
+    pub to: Option<String>,
+    /// `127.0.0.1:PORT` the proxy listens on (the service under test connects here).
+    pub listen: String,
+    /// `127.0.0.1:PORT` it forwards to.
+    pub upstream: String,
 }
 
 /// `[[stack.service]]` of the process backend.

@@ -16,9 +16,11 @@ use super::{
 /// Turns the raw `[stack]` into a plan.
 pub(super) fn validate(v: &Validator<'_>, raw: RawStack) -> Result<StackPlan, ScenarioError> {
     match raw {
-        RawStack::Process { services } => Ok(StackPlan::Process {
-            services: process(v, services)?,
-        }),
+        RawStack::Process { services, links } => {
+            let services = process(v, services)?;
+            let links = links_of(v, links, &services)?;
+            Ok(StackPlan::Process { services, links })
+        }
         RawStack::Docker {
             compose,
             compose_overrides,
@@ -30,6 +32,80 @@ pub(super) fn validate(v: &Validator<'_>, raw: RawStack) -> Result<StackPlan, Sc
             Ok(StackPlan::Docker { source, services })
         }
     }
+}
+
+/// The `[[stack.link]]` tables: unique names, loopback addresses, services that exist.
+fn links_of(
+    v: &Validator<'_>,
+    links: Vec<super::raw::RawLink>,
+    services: &[ServicePlan],
+) -> Result<Vec<super::LinkPlan>, ScenarioError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, l) in links.into_iter().enumerate() {
+        let err = |key: &str, value: Option<&str>, msg: String| {
+            v.err_in("[[stack.link]]", i, key, value, msg)
+        };
+        if l.name.is_empty() || !seen.insert(l.name.clone()) {
+            return Err(err(
+                "name",
+                Some(&format!("\"{}\"", l.name)),
+                format!("link names must be unique and not empty (`{}`)", l.name),
+            ));
+        }
+        let addr = |key: &str, text: &str| -> Result<std::net::SocketAddr, ScenarioError> {
+            let a: std::net::SocketAddr = text.parse().map_err(|_| {
+                err(
+                    key,
+                    Some(&format!("\"{text}\"")),
+                    format!("`{text}` is not an address such as 127.0.0.1:15433"),
+                )
+            })?;
+            if !a.ip().is_loopback() {
+                return Err(err(
+                    key,
+                    Some(&format!("\"{text}\"")),
+                    format!("`{text}`: links of the process backend stay on loopback (127.0.0.1)"),
+                ));
+            }
+            Ok(a)
+        };
+        let listen = addr("listen", &l.listen)?;
+        let upstream = addr("upstream", &l.upstream)?;
+        if listen == upstream {
+            return Err(err(
+                "upstream",
+                None,
+                "upstream must differ from listen (the proxy would forward to itself)".into(),
+            ));
+        }
+        for (key, svc) in [("from", &l.from), ("to", &l.to)] {
+            if let Some(name) = svc {
+                if !services.iter().any(|s| &s.name == name) {
+                    return Err(err(
+                        key,
+                        Some(&format!("\"{name}\"")),
+                        format!(
+                            "unknown service `{name}`; services are: {}",
+                            services
+                                .iter()
+                                .map(|s| s.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        out.push(super::LinkPlan {
+            name: l.name,
+            from: l.from,
+            to: l.to,
+            listen,
+            upstream,
+        });
+    }
+    Ok(out)
 }
 
 /// The `[[stack.service]]` tables of a process stack.

@@ -64,7 +64,7 @@ fn a_valid_file_gets_every_default() {
             duration: Duration::from_secs(2)
         }
     );
-    let StackPlan::Process { services } = &plan.stack else {
+    let StackPlan::Process { services, .. } = &plan.stack else {
         panic!("process backend expected")
     };
     assert_eq!(services[0].restart, RestartPolicy::OnFailure);
@@ -766,4 +766,53 @@ fn a_huge_bad_array_is_reported_quickly() {
         "{e}"
     );
     assert!(e.to_string().contains("stack"), "{e}");
+}
+
+#[test]
+fn links_are_checked_and_link_faults_target_them() {
+    let link = "\n[[stack.link]]\nname = \"front\"\nto = \"app\"\nlisten = \"127.0.0.1:18091\"\nupstream = \"127.0.0.1:18090\"\n";
+    let with_link = VALID.replace("\n[[fault]]", &format!("{link}\n[[fault]]"));
+    let fault =
+        "kind = \"link-latency\"\ntarget = \"front\"\nlatency = \"100ms\"\nduration = \"1s\"";
+    let text = with_link.replace(
+        "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
+        fault,
+    );
+    let plan = parse_str(&text).expect("a link fault on a link");
+    assert_eq!(plan.stack.link_names(), ["front"]);
+    assert_eq!(plan.faults[0].kind.name(), "link-latency");
+    let msg = |t: &str| parse_str(t).expect_err("invalid").to_string();
+    // A link fault names a link, not a service; without links it says what to add.
+    let m = msg(&text.replace("target = \"front\"", "target = \"app\""));
+    assert!(m.contains("unknown link `app`; links are: front"), "{m}");
+    let m = msg(&text.replace(link, "\n"));
+    assert!(m.contains("add a [[stack.link]] named `front`"), "{m}");
+    // Links stay on loopback, have distinct names and real services.
+    let m = msg(&text.replace(
+        "listen = \"127.0.0.1:18091\"",
+        "listen = \"10.0.0.1:18091\"",
+    ));
+    assert!(m.contains("stay on loopback"), "{m}");
+    let m = msg(&text.replace("listen = \"127.0.0.1:18091\"", "listen = \"localhost\""));
+    assert!(m.contains("is not an address"), "{m}");
+    let m = msg(&text.replace("to = \"app\"", "to = \"db\""));
+    assert!(m.contains("unknown service `db`"), "{m}");
+    let m = msg(&text.replace(
+        "upstream = \"127.0.0.1:18090\"",
+        "upstream = \"127.0.0.1:18091\"",
+    ));
+    assert!(m.contains("must differ from listen"), "{m}");
+    let twice = text.replace(link, &format!("{link}{link}"));
+    assert!(msg(&twice).contains("link names must be unique"));
+    // Parameters: jitter above latency, zero rate.
+    let m = msg(&text.replace(
+        "latency = \"100ms\"",
+        "latency = \"100ms\"\njitter = \"200ms\"",
+    ));
+    assert!(m.contains("larger than latency"), "{m}");
+    let bw = text.replace(
+        fault,
+        "kind = \"link-bandwidth\"\ntarget = \"front\"\nbytes-per-sec = 0\nduration = \"1s\"",
+    );
+    assert!(msg(&bw).contains("must be at least 1"));
 }

@@ -130,6 +130,8 @@ pub enum Capability {
     Exec,
     /// Report a service's healthcheck status.
     Health,
+    /// Put faults on links through rebound's TCP proxy (`[[stack.link]]`).
+    Link,
 }
 
 impl Capability {
@@ -142,6 +144,7 @@ impl Capability {
             Capability::Network => "disconnect a network",
             Capability::Exec => "exec in a service",
             Capability::Health => "report health status",
+            Capability::Link => "fault a link through rebound's proxy",
         }
     }
 
@@ -363,6 +366,18 @@ pub trait Stack: Send + Sync {
     ) -> Result<Option<std::net::SocketAddr>, StackError> {
         Ok(None)
     }
+    /// Sets (None: lifts) the fault on a link of rebound's proxy; returns the fault
+    /// it replaced.
+    async fn set_link(
+        &self,
+        _link: &str,
+        _fault: Option<crate::proxy::LinkFault>,
+    ) -> Result<Option<crate::proxy::LinkFault>, StackError> {
+        Err(StackError::Unsupported {
+            backend: self.backend(),
+            op: "fault a link",
+        })
+    }
     /// The backend's own health status of the service, if it has one.
     async fn health(&self, _service: &str) -> Result<Option<Health>, StackError> {
         Err(StackError::Unsupported {
@@ -411,7 +426,7 @@ pub fn compose_project_name(scenario: &str, run_id: &str) -> String {
 /// Builds the backend a plan names; starts nothing yet (see [`Stack::up`]).
 pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, StackError> {
     Ok(match plan {
-        StackPlan::Process { services } => {
+        StackPlan::Process { services, links } => {
             let expand = process::ExpandContext {
                 rebound: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rebound")),
                 run_dir: ctx.run_dir,
@@ -419,7 +434,8 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
             };
             Arc::new(
                 process::ProcessStack::new(services, &expand, ctx.history)?
-                    .with_run(&ctx.run_id, ctx.journal),
+                    .with_run(&ctx.run_id, ctx.journal)
+                    .with_links(links.clone()),
             )
         }
         StackPlan::Docker { source, .. } => {

@@ -15,6 +15,8 @@ pub enum StackPlan {
     Process {
         /// Services in start order.
         services: Vec<ServicePlan>,
+        /// Links through rebound's fault proxy (`[[stack.link]]`).
+        links: Vec<LinkPlan>,
     },
     /// A compose project on the local Docker Engine.
     Docker {
@@ -48,7 +50,7 @@ impl StackPlan {
     /// Names of all services, in start order (None when only the running stack knows).
     pub fn service_names(&self) -> Option<Vec<String>> {
         match self {
-            StackPlan::Process { services } => {
+            StackPlan::Process { services, .. } => {
                 Some(services.iter().map(|s| s.name.clone()).collect())
             }
             StackPlan::Docker { services, .. } => services.clone(),
@@ -63,11 +65,19 @@ impl StackPlan {
         }
     }
 
+    /// Names of the links rebound's proxy serves (`[[stack.link]]`).
+    pub fn link_names(&self) -> Vec<String> {
+        match self {
+            StackPlan::Process { links, .. } => links.iter().map(|l| l.name.clone()).collect(),
+            StackPlan::Docker { .. } => Vec::new(),
+        }
+    }
+
     /// What the backend can do beyond the basic primitives; validation reads it.
     pub fn capabilities(&self) -> Capabilities {
         use Capability::*;
         match self {
-            StackPlan::Process { .. } => Capabilities::BASIC,
+            StackPlan::Process { .. } => Capabilities::of(&[Link]),
             StackPlan::Docker {
                 source: DockerSource::Attach { .. },
                 ..
@@ -191,6 +201,22 @@ fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// `[[stack.link]]`: a connection path that runs through rebound's fault proxy —
+/// the service under test connects to `listen`, the proxy forwards to `upstream`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkPlan {
+    /// Link name, the target of link faults.
+    pub name: String,
+    /// The service that connects (documentation; checked to exist).
+    pub from: Option<String>,
+    /// The service connected to (documentation; checked to exist).
+    pub to: Option<String>,
+    /// Where the proxy listens (loopback).
+    pub listen: std::net::SocketAddr,
+    /// Where it forwards to (loopback).
+    pub upstream: std::net::SocketAddr,
 }
 
 /// One supervised process.

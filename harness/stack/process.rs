@@ -93,6 +93,9 @@ pub struct ProcessStack {
     supervisors: Mutex<Vec<JoinHandle<()>>>,
     /// Set by `kill_now`: nothing may be started any more.
     killed: AtomicBool,
+    /// `[[stack.link]]`: the fault proxies, bound at the first `up`.
+    links: Vec<super::plan::LinkPlan>,
+    proxies: Mutex<Vec<crate::proxy::Proxy>>,
 }
 
 fn signal_name(sig: Signal) -> String {
@@ -428,7 +431,39 @@ impl ProcessStack {
             history,
             supervisors: Mutex::new(Vec::new()),
             killed: AtomicBool::new(false),
+            links: Vec::new(),
+            proxies: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Serves `links` through rebound's fault proxy from the first `up` on.
+    pub fn with_links(mut self, links: Vec<super::plan::LinkPlan>) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// Binds every link's proxy that is not listening yet.
+    async fn bind_links(&self) -> Result<(), StackError> {
+        let bound: Vec<String> = self
+            .proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        for l in self.links.iter().filter(|l| !bound.contains(&l.name)) {
+            let proxy = crate::proxy::Proxy::bind(&l.name, l.listen, l.upstream)
+                .await
+                .map_err(|source| StackError::Io {
+                    what: format!("link `{}`: listening on {}", l.name, l.listen),
+                    source,
+                })?;
+            self.proxies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(proxy);
+        }
+        Ok(())
     }
 
     /// Records every process group a service is started in to `journal`, and
@@ -492,6 +527,8 @@ impl Stack for ProcessStack {
 
     async fn up(&self) -> Result<(), StackError> {
         self.refuse_if_killed()?;
+        // Links first: a service may connect through one as it starts.
+        self.bind_links().await?;
         for svc in &self.services {
             if svc.state.borrow().pid.is_some() {
                 continue;
@@ -616,11 +653,44 @@ impl Stack for ProcessStack {
         {
             task.abort();
         }
+        for p in self
+            .proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            p.shutdown();
+        }
         first_error.map_or(Ok(()), Err)
+    }
+
+    async fn set_link(
+        &self,
+        link: &str,
+        fault: Option<crate::proxy::LinkFault>,
+    ) -> Result<Option<crate::proxy::LinkFault>, StackError> {
+        let proxies = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
+        match proxies.iter().find(|p| p.name() == link) {
+            Some(p) => Ok(p.set(fault)),
+            // Not bound (bring-up failed before it): nothing to lift, nothing to set.
+            None if fault.is_none() => Ok(None),
+            None => Err(StackError::Command {
+                what: format!("link `{link}`"),
+                message: "no such link is listening".into(),
+            }),
+        }
     }
 
     fn kill_now(&self) {
         self.killed.store(true, Ordering::SeqCst);
+        for p in self
+            .proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            p.shutdown();
+        }
         for svc in &self.services {
             svc.state.send_modify(|s| s.want_up = false);
             if let Some(pid) = svc.state.borrow().pid {

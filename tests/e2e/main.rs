@@ -4,6 +4,7 @@
 mod crash_safety;
 mod docker_runs;
 mod helpers;
+mod network;
 mod process_runs;
 mod signals;
 mod stories;

@@ -1,0 +1,66 @@
+//! Link faults: `link-latency`, `link-bandwidth`, `link-blackhole` and
+//! `link-reset` put a fault on a `[[stack.link]]` of rebound's TCP proxy for a
+//! while, then lift it; one file per kind, this module holds what they share (the
+//! timed effect and the undo record that lifts whatever is on the link).
+
+pub mod bandwidth;
+pub mod blackhole;
+pub mod latency;
+pub mod reset;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Effect, Injected, UndoRecord, UndoStep};
+use crate::proxy::LinkFault;
+use crate::stack::{Stack, StackError};
+
+/// Puts `fault` on `link`; the effect lifts it after `duration`.
+async fn inject_for(
+    link: &str,
+    fault: LinkFault,
+    duration: Duration,
+    stack: &dyn Stack,
+) -> Result<Injected, StackError> {
+    let what = fault.describe();
+    stack.set_link(link, Some(fault)).await?;
+    Ok(Injected::new(
+        format!("link {link}: {what} for {duration:?}"),
+        LiftAfter {
+            link: link.to_string(),
+            what,
+            duration,
+        },
+    ))
+}
+
+/// The undo of every link fault: lift whatever is on the link.
+fn undo(kind: &str, link: &str) -> UndoRecord {
+    UndoRecord {
+        fault: kind.to_string(),
+        target: link.to_string(),
+        steps: vec![UndoStep::ClearLink {
+            link: link.to_string(),
+        }],
+    }
+}
+
+/// Effect of a link fault: lifted after its duration.
+struct LiftAfter {
+    link: String,
+    what: String,
+    duration: Duration,
+}
+
+#[async_trait]
+impl Effect for LiftAfter {
+    async fn wait(self: Box<Self>, stack: &dyn Stack) -> Result<String, StackError> {
+        tokio::time::sleep(self.duration).await;
+        stack.set_link(&self.link, None).await?;
+        Ok(format!(
+            "link {}: {} lifted after {:?}",
+            self.link, self.what, self.duration
+        ))
+    }
+}
