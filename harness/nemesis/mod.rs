@@ -16,6 +16,7 @@ pub mod exec;
 pub mod http;
 pub mod link;
 pub mod network;
+pub mod partition;
 pub mod pause;
 pub mod signal;
 pub mod stack_restart;
@@ -87,6 +88,10 @@ pub trait Fault: Debug + Send + Sync + Any {
     /// Stack primitives beyond the basic ones that the kind uses.
     fn needs(&self) -> &'static [Capability] {
         &[]
+    }
+    /// Services the fault acts on besides its target (validated to exist).
+    fn services(&self) -> Vec<String> {
+        Vec::new()
     }
     /// Whether `target` names a `[[stack.link]]` rather than a service.
     fn targets_link(&self) -> bool {
@@ -175,6 +180,9 @@ registry! {
     Exec => exec::RawExec,
     /// docker: restart every service of the stack (no `target`).
     StackRestart => stack_restart::RawStackRestart,
+    /// docker: split the stack into groups that cannot reach each other (iptables
+    /// in each service's network namespace), then join them.
+    PartitionFor => partition::RawPartitionFor,
     /// Delay everything on a link of rebound's proxy (`[[stack.link]]`).
     LinkLatency => link::latency::RawLinkLatency,
     /// Cap a link's rate.

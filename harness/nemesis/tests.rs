@@ -29,6 +29,10 @@ const EVERY_KIND: &[(&str, &str)] = &[
         "target = \"db\"\nbytes-per-sec = 1000\nduration = \"1s\"",
     ),
     ("link-blackhole", "target = \"db\"\nduration = \"1s\""),
+    (
+        "partition-for",
+        "groups = [[\"app\"], [\"db\"]]\nduration = \"1s\"",
+    ),
     ("link-reset", "target = \"db\"\nduration = \"1s\""),
 ];
 
@@ -156,4 +160,38 @@ fn undo_records_restore_the_target_and_are_plain_data() {
     let all = plan("stack-restart", "", &docker()).expect("valid");
     assert_eq!(all.target, ALL_SERVICES);
     assert_eq!(all.kind.undo(&all.target).steps, [UndoStep::EnsureUp]);
+}
+
+#[test]
+fn partition_groups_are_checked_and_undone_in_every_service() {
+    let ctx = docker();
+    let p = plan(
+        "partition-for",
+        "groups = [[\"app\"], [\"db\", \"redis\"]]\nduration = \"5s\"",
+        &ctx,
+    )
+    .expect("valid");
+    assert_eq!(p.target, ALL_SERVICES);
+    assert_eq!(p.kind.services(), ["app", "db", "redis"]);
+    let undo = p.kind.undo(&p.target);
+    assert_eq!(
+        undo.steps,
+        ["app", "db", "redis"].map(|s| UndoStep::ClearChain {
+            service: s.into(),
+            chain: partition::CHAIN.into(),
+        })
+    );
+    for (groups, why) in [
+        ("[[\"app\"]]", "at least two groups"),
+        ("[[\"app\"], []]", "none empty"),
+        ("[[\"app\"], [\"app\", \"db\"]]", "`app` is in two groups"),
+    ] {
+        let e = plan(
+            "partition-for",
+            &format!("groups = {groups}\nduration = \"5s\""),
+            &ctx,
+        )
+        .expect_err(groups);
+        assert!(e.message.contains(why), "{groups}: {}", e.message);
+    }
 }

@@ -37,6 +37,14 @@ pub enum UndoStep {
     },
     /// Bring back every service that a stack-wide fault left missing or stopped.
     EnsureUp,
+    /// Delete rebound's iptables chain (and the jumps to it) in a service's
+    /// network namespace.
+    ClearChain {
+        /// Service.
+        service: String,
+        /// The chain.
+        chain: String,
+    },
     /// Lift whatever fault is on a link of rebound's proxy.
     ClearLink {
         /// The link.
@@ -129,6 +137,11 @@ impl UndoStep {
             UndoStep::RemoveFile { service, path } => {
                 exec_ok(stack, service, &argv(&["rm", "-f", path])).await?;
                 Some(format!("removed {path}"))
+            }
+            UndoStep::ClearChain { service, chain } => {
+                super::partition::clear(stack, service, chain)
+                    .await?
+                    .then(|| format!("removed {chain} in {service}"))
             }
             UndoStep::ClearLink { link } => stack
                 .set_link(link, None)

@@ -63,6 +63,24 @@ pub(super) fn validate(
             faults.push(plan);
             continue;
         }
+        if let (Some(k), Some(missing)) = (
+            known.as_ref(),
+            plan.kind
+                .services()
+                .into_iter()
+                .find(|s| !known.as_ref().is_some_and(|k| k.contains(s))),
+        ) {
+            return Err(v.err_in(
+                "[[fault]]",
+                i,
+                "groups",
+                None,
+                format!(
+                    "unknown service `{missing}`; services are: {}",
+                    k.join(", ")
+                ),
+            ));
+        }
         let exists = known.as_ref().is_none_or(|k| k.contains(target));
         if target != ALL_SERVICES && !exists {
             return Err(v.err_in(

@@ -816,3 +816,16 @@ fn links_are_checked_and_link_faults_target_them() {
     );
     assert!(msg(&bw).contains("must be at least 1"));
 }
+
+#[test]
+fn kernel_network_faults_need_the_docker_backend() {
+    let text = VALID.replace(
+        "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
+        "kind = \"partition-for\"\ngroups = [[\"app\"], [\"db\"]]\nduration = \"2s\"",
+    );
+    let m = parse_str(&text).expect_err("process backend").to_string();
+    assert!(
+        m.contains("needs the docker backend: the process backend cannot enter a service's network namespace"),
+        "{m}"
+    );
+}

@@ -910,6 +910,55 @@ impl Stack for DockerStack {
         Ok(nets)
     }
 
+    async fn addresses(&self, service: &str) -> Result<Vec<std::net::IpAddr>, StackError> {
+        let id = self.id(service)?;
+        let info = self.inspect(&id, service).await?;
+        Ok(info
+            .network_settings
+            .and_then(|n| n.networks)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, e)| e.ip_address)
+            .filter_map(|ip| ip.parse().ok())
+            .collect())
+    }
+
+    async fn netns(&self, service: &str, argv: &[String]) -> Result<ExecOutput, StackError> {
+        let id = self.id(service)?;
+        let info = self.inspect(&id, service).await?;
+        let pid = info
+            .state
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+            .ok_or_else(|| StackError::NotRunning(service.to_string()))?;
+        let what = format!("`{}` in the network namespace of {service}", argv.join(" "));
+        let mut cmd = tokio::process::Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(pid.to_string())
+            .arg("-n")
+            .arg("--")
+            .args(argv)
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
+            .await
+            .map_err(|_| StackError::Command {
+                what: what.clone(),
+                message: "did not finish within 20 s".into(),
+            })?
+            .map_err(|e| StackError::Command {
+                what: what.clone(),
+                message: format!(
+                    "cannot run nsenter (rebound must run as root on the engine's host): {e}"
+                ),
+            })?;
+        let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&out.stderr));
+        Ok(ExecOutput {
+            code: i64::from(out.status.code().unwrap_or(-1)),
+            output,
+        })
+    }
+
     async fn exec(&self, service: &str, argv: &[String]) -> Result<ExecOutput, StackError> {
         let id = self.id(service)?;
         let what = format!("exec {argv:?} in {service}");

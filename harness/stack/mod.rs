@@ -132,6 +132,9 @@ pub enum Capability {
     Health,
     /// Put faults on links through rebound's TCP proxy (`[[stack.link]]`).
     Link,
+    /// Run a command in a service's network namespace from the host (iptables,
+    /// tc): the kernel-level network faults.
+    Netns,
 }
 
 impl Capability {
@@ -145,6 +148,7 @@ impl Capability {
             Capability::Exec => "exec in a service",
             Capability::Health => "report health status",
             Capability::Link => "fault a link through rebound's proxy",
+            Capability::Netns => "enter a service's network namespace",
         }
     }
 
@@ -365,6 +369,21 @@ pub trait Stack: Send + Sync {
         _host: std::net::SocketAddr,
     ) -> Result<Option<std::net::SocketAddr>, StackError> {
         Ok(None)
+    }
+    /// Every address the service has on its networks.
+    async fn addresses(&self, _service: &str) -> Result<Vec<std::net::IpAddr>, StackError> {
+        Err(StackError::Unsupported {
+            backend: self.backend(),
+            op: "list a service's addresses",
+        })
+    }
+    /// Runs an argv of the host (iptables, tc) inside the service's network
+    /// namespace.
+    async fn netns(&self, _service: &str, _argv: &[String]) -> Result<ExecOutput, StackError> {
+        Err(StackError::Unsupported {
+            backend: self.backend(),
+            op: "enter a service's network namespace",
+        })
     }
     /// Sets (None: lifts) the fault on a link of rebound's proxy; returns the fault
     /// it replaced.

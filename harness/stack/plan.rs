@@ -81,9 +81,9 @@ impl StackPlan {
             StackPlan::Docker {
                 source: DockerSource::Attach { .. },
                 ..
-            } => Capabilities::of(&[Restart, RestartAll, Network, Exec, Health]),
+            } => Capabilities::of(&[Restart, RestartAll, Network, Exec, Health, Netns]),
             StackPlan::Docker { .. } => {
-                Capabilities::of(&[Restart, RestartAll, Compose, Network, Exec, Health])
+                Capabilities::of(&[Restart, RestartAll, Compose, Network, Exec, Health, Netns])
             }
         }
     }

@@ -389,3 +389,90 @@ fn what_a_process_service_forked_is_killed_by_rebound_heal() {
         .expect("heal");
     assert!(text(&twice).contains("nothing to heal"), "{}", text(&twice));
 }
+
+/// `partition-for` really partitions (a connect between groups times out, one
+/// within a group succeeds), and after rebound is SIGKILLed mid-partition on a kept
+/// stack, `rebound heal` deletes its iptables chain in every namespace.
+#[test]
+fn docker_partition_cuts_only_between_groups_and_rebound_heal_removes_its_chains() {
+    require_images();
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let run_id = kill_during_fault(
+        "scenarios/docker-app-db-partition.toml",
+        &["--keep"],
+        state.path(),
+        &out,
+    );
+    let _cleanup = RemoveOnDrop(format!("rebound.run={run_id}"));
+    let id = |service: &str| {
+        docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=rebound.run={run_id}"),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+    };
+    // The exit code of a 3 s connect from one service to another (124: timed out).
+    let connect = |from: &str, to: &str, port: u16| {
+        Command::new("docker")
+            .args(["exec", &id(from), "timeout", "3", "bash", "-c"])
+            .arg(format!("</dev/tcp/{to}/{port}"))
+            .status()
+            .expect("docker exec")
+            .code()
+    };
+    let has_chain = |service: &str| {
+        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &id(service)]);
+        Command::new("nsenter")
+            .args([
+                "-t",
+                &pid,
+                "-n",
+                "iptables",
+                "-w",
+                "5",
+                "-S",
+                "REBOUND-PARTITION",
+            ])
+            .output()
+            .expect("nsenter")
+            .status
+            .success()
+    };
+    assert_eq!(connect("app", "db", 5432), Some(124), "app → db is cut");
+    assert_eq!(
+        connect("redis", "app", 8080),
+        Some(124),
+        "redis → app is cut"
+    );
+    assert_eq!(
+        connect("db", "redis", 6379),
+        Some(0),
+        "db → redis, one group, is not"
+    );
+    for s in ["app", "db", "redis"] {
+        assert!(has_chain(s), "{s} has rebound's chain while partitioned");
+    }
+    let healed = with_state(rebound(), state.path())
+        .arg("heal")
+        .arg(&out)
+        .output()
+        .expect("heal");
+    let said = text(&healed);
+    assert_eq!(healed.status.code(), Some(0), "{said}");
+    assert!(said.contains("removed REBOUND-PARTITION in app"), "{said}");
+    for s in ["app", "db", "redis", "web"] {
+        assert!(!has_chain(s), "{s} still has rebound's chain after heal");
+    }
+    assert_eq!(connect("app", "db", 5432), Some(0), "app reaches db again");
+    let again = with_state(rebound(), state.path())
+        .arg("heal")
+        .arg(&out)
+        .output()
+        .expect("heal");
+    assert!(text(&again).contains("nothing to heal"), "{}", text(&again));
+}
