@@ -15,9 +15,12 @@ pub mod disk_fill;
 pub mod exec;
 pub mod http;
 pub mod link;
+pub mod loss;
+pub mod netfilter;
 pub mod network;
 pub mod partition;
 pub mod pause;
+pub mod qdisc;
 pub mod signal;
 pub mod stack_restart;
 pub mod stop;
@@ -183,6 +186,12 @@ registry! {
     /// docker: split the stack into groups that cannot reach each other (iptables
     /// in each service's network namespace), then join them.
     PartitionFor => partition::RawPartitionFor,
+    /// docker: drop a random share of the target's packets (iptables statistic).
+    LossFor => loss::RawLossFor,
+    /// docker: shape what the target sends to a rate (tc tbf).
+    BandwidthFor => qdisc::RawBandwidthFor,
+    /// docker: delay what the target sends (tc netem, where the kernel has it).
+    LatencyFor => qdisc::RawLatencyFor,
     /// Delay everything on a link of rebound's proxy (`[[stack.link]]`).
     LinkLatency => link::latency::RawLinkLatency,
     /// Cap a link's rate.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::netfilter::{clear, cut};
 use super::{
     Effect, Fault, FaultPlan, Injected, PlanCtx, RawKind, UndoRecord, UndoStep, ALL_SERVICES,
 };
@@ -71,91 +72,6 @@ impl RawKind for RawPartitionFor {
     }
 }
 
-fn iptables(args: &[&str]) -> Vec<String> {
-    ["iptables", "-w", "5"]
-        .iter()
-        .chain(args)
-        .map(|s| s.to_string())
-        .collect()
-}
-
-/// Adds rebound's chain to `service`'s namespace (idempotent) with a DROP rule
-/// from and to each of `peers`.
-async fn cut(
-    stack: &dyn Stack,
-    service: &str,
-    peers: &[std::net::IpAddr],
-) -> Result<(), StackError> {
-    let run = |args: Vec<String>| async move { stack.netns(service, &args).await };
-    let created = run(iptables(&["-N", CHAIN])).await?;
-    if created.code != 0 && !created.output.contains("already exists") {
-        return Err(StackError::Command {
-            what: format!("iptables in the network namespace of {service}"),
-            message: format!(
-                "exit code {}: {} (partition-for needs iptables on the engine's host: apt-get install iptables)",
-                created.code,
-                created.output.trim()
-            ),
-        });
-    }
-    for hook in ["INPUT", "OUTPUT"] {
-        if run(iptables(&["-C", hook, "-j", CHAIN])).await?.code != 0 {
-            ok(
-                service,
-                run(iptables(&["-I", hook, "1", "-j", CHAIN])).await?,
-            )?;
-        }
-    }
-    for ip in peers {
-        let ip = ip.to_string();
-        for dir in ["-s", "-d"] {
-            ok(
-                service,
-                run(iptables(&["-A", CHAIN, dir, &ip, "-j", "DROP"])).await?,
-            )?;
-        }
-    }
-    Ok(())
-}
-
-fn ok(service: &str, out: crate::stack::ExecOutput) -> Result<(), StackError> {
-    if out.code == 0 {
-        Ok(())
-    } else {
-        Err(StackError::Command {
-            what: format!("iptables in the network namespace of {service}"),
-            message: format!("exit code {}: {}", out.code, out.output.trim()),
-        })
-    }
-}
-
-/// Removes rebound's chain and its jumps from `service`'s namespace; true when
-/// there was one. A service that is not running has no namespace left to clean.
-pub(crate) async fn clear(
-    stack: &dyn Stack,
-    service: &str,
-    chain: &str,
-) -> Result<bool, StackError> {
-    let run = |args: Vec<String>| async move { stack.netns(service, &args).await };
-    match run(iptables(&["-S", chain])).await {
-        Err(StackError::NotRunning(_)) => return Ok(false),
-        Err(e) => return Err(e),
-        Ok(o) if o.code != 0 => return Ok(false),
-        Ok(_) => {}
-    }
-    for hook in ["INPUT", "OUTPUT"] {
-        // A jump added twice (two injections) is deleted twice.
-        for _ in 0..16 {
-            if run(iptables(&["-D", hook, "-j", chain])).await?.code != 0 {
-                break;
-            }
-        }
-    }
-    ok(service, run(iptables(&["-F", chain])).await?)?;
-    ok(service, run(iptables(&["-X", chain])).await?)?;
-    Ok(true)
-}
-
 #[async_trait]
 impl Fault for PartitionFor {
     fn name(&self) -> &'static str {
@@ -187,7 +103,15 @@ impl Fault for PartitionFor {
                 .flat_map(|(_, ips)| ips.iter().copied())
                 .collect();
             for s in g {
-                cut(stack, s, &others).await?;
+                let rules: Vec<Vec<String>> = others
+                    .iter()
+                    .flat_map(|ip| {
+                        ["-s", "-d"].map(|dir| {
+                            vec![dir.to_string(), ip.to_string(), "-j".into(), "DROP".into()]
+                        })
+                    })
+                    .collect();
+                cut(stack, s, CHAIN, &["INPUT", "OUTPUT"], &rules).await?;
             }
         }
         let groups = self

@@ -30,6 +30,18 @@ const EVERY_KIND: &[(&str, &str)] = &[
     ),
     ("link-blackhole", "target = \"db\"\nduration = \"1s\""),
     (
+        "loss-for",
+        "target = \"db\"\nprobability = 0.3\nduration = \"1s\"",
+    ),
+    (
+        "bandwidth-for",
+        "target = \"db\"\nbytes-per-sec = 100000\nduration = \"1s\"",
+    ),
+    (
+        "latency-for",
+        "target = \"db\"\nlatency = \"100ms\"\nduration = \"1s\"",
+    ),
+    (
         "partition-for",
         "groups = [[\"app\"], [\"db\"]]\nduration = \"1s\"",
     ),

@@ -45,6 +45,13 @@ pub enum UndoStep {
         /// The chain.
         chain: String,
     },
+    /// Delete a root qdisc of this kind rebound set on a service's interfaces.
+    ClearQdisc {
+        /// Service.
+        service: String,
+        /// `tbf` or `netem`.
+        qdisc: String,
+    },
     /// Lift whatever fault is on a link of rebound's proxy.
     ClearLink {
         /// The link.
@@ -139,9 +146,14 @@ impl UndoStep {
                 Some(format!("removed {path}"))
             }
             UndoStep::ClearChain { service, chain } => {
-                super::partition::clear(stack, service, chain)
+                super::netfilter::clear(stack, service, chain)
                     .await?
                     .then(|| format!("removed {chain} in {service}"))
+            }
+            UndoStep::ClearQdisc { service, qdisc } => {
+                super::netfilter::clear_qdisc(stack, service, qdisc)
+                    .await?
+                    .then(|| format!("removed the {qdisc} qdisc of {service}"))
             }
             UndoStep::ClearLink { link } => stack
                 .set_link(link, None)

@@ -476,3 +476,101 @@ fn docker_partition_cuts_only_between_groups_and_rebound_heal_removes_its_chains
         .expect("heal");
     assert!(text(&again).contains("nothing to heal"), "{}", text(&again));
 }
+
+/// A docker scenario of the demo stack with one fault table.
+fn demo_scenario(dir: &Path, name: &str, fault: &str) -> std::path::PathBuf {
+    let compose = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/demo/compose.yaml");
+    write_scenario(
+        &dir.join(name),
+        &format!(
+            "name = \"{name}\"\n[stack]\nbackend = \"docker\"\ncompose = \"{compose}\"\n\n[[fault]]\n{fault}\n\n\
+             [[probe]]\nkind = \"tcp\"\nservice = \"redis\"\nport = 6379\nperiod = \"50ms\"\n\n\
+             [slo]\nsuccess-rate = 0.5\nrecover-within = \"60s\"\n\n[run]\ntrials = 1\nwarm-up = \"500ms\"\nstartup-timeout = \"120s\"\n"
+        ),
+    )
+}
+
+/// `loss-for` with p = 0.3 on what redis receives: a share of fresh connects that is
+/// consistent with 0.3 times out (a lost SYN is retransmitted only after 1 s), and
+/// `rebound heal` after a SIGKILL mid-fault removes the chain; `latency-for` on this
+/// kernel, which has no netem, fails with a message naming the proxy alternative.
+#[test]
+fn docker_loss_for_drops_a_binomial_share_and_latency_for_names_the_alternative() {
+    require_images();
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = demo_scenario(
+        dir.path(),
+        "loss",
+        "kind = \"loss-for\"\ntarget = \"redis\"\nprobability = 0.3\ndirection = \"ingress\"\nduration = \"120s\"",
+    );
+    let out = dir.path().join("run");
+    let run_id = kill_during_fault(
+        scenario.to_str().expect("utf8"),
+        &["--keep"],
+        state.path(),
+        &out,
+    );
+    let cleanup = RemoveOnDrop(format!("rebound.run={run_id}"));
+    let id = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=rebound.run={run_id}"),
+        "--filter",
+        "label=com.docker.compose.service=redis",
+    ]);
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &id,
+    ]);
+    let addr: std::net::SocketAddr = format!("{ip}:6379").parse().expect("redis address");
+    let n = 200u32;
+    let lost = (0..n)
+        .filter(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err()
+        })
+        .count() as f64;
+    eprintln!("loss-for p = 0.3: {lost} of {n} connects timed out");
+    // Binomial(200, 0.3): mean 60, sd 6.5; ± 3.3 sd is a 99.9 % band.
+    let (mean, sd) = (0.3 * f64::from(n), (f64::from(n) * 0.3 * 0.7).sqrt());
+    assert!(
+        (lost - mean).abs() <= 3.3 * sd,
+        "{lost} of {n} connects timed out; 0.3 would give {mean} ± {:.0}",
+        3.3 * sd
+    );
+    let healed = with_state(rebound(), state.path())
+        .arg("heal")
+        .arg(&out)
+        .output()
+        .expect("heal");
+    assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
+    assert!(
+        text(&healed).contains("removed REBOUND-LOSS in redis"),
+        "{}",
+        text(&healed)
+    );
+    let after = (0..50)
+        .filter(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err()
+        })
+        .count();
+    assert_eq!(after, 0, "connects time out after heal");
+    drop(cleanup);
+
+    let latency = demo_scenario(
+        dir.path(),
+        "latency",
+        "kind = \"latency-for\"\ntarget = \"redis\"\nlatency = \"100ms\"\nduration = \"2s\"",
+    );
+    let o = run_scenario(&latency, &dir.path().join("latency-run"), &[]);
+    let (h, rows) = read_csv(&dir.path().join("latency-run/trials.csv"));
+    assert_eq!(column(&h, &rows, "outcome"), ["unknown"], "{}", text(&o));
+    let reason = &column(&h, &rows, "reason")[0];
+    assert!(
+        reason.contains("no `netem` qdisc") && reason.contains("link-latency"),
+        "{reason}"
+    );
+}
