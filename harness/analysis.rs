@@ -121,7 +121,12 @@ pub fn summarize(plan: &Plan, facts: &RunFacts, trials: &[TrialResult], run_dir:
             ignored: prior.ignored,
         }
     });
-    let per_fault = verdict::per_fault(trials, &plan.slo, facts.sequential);
+    let planned: Vec<(String, String)> = plan
+        .faults
+        .iter()
+        .map(|f| (f.kind.name().to_string(), f.target.clone()))
+        .collect();
+    let per_fault = verdict::per_fault(trials, &plan.slo, facts.sequential, &planned);
     if plan.slo.per_fault {
         details = verdict::worst_of_faults(details, &per_fault);
     }

@@ -101,8 +101,8 @@ pub fn scenario_hash(text: &str) -> String {
 /// The evidence `file` holds for the scenario named `scenario` with text hash
 /// `hash`, leaving out the runs in `exclude` (their trials are in the run being
 /// decided: the shards of a merge); a missing file holds none. A run is counted
-/// once: a merged run's line is skipped when one of its parts was counted, and a
-/// part's line when its merged run was.
+/// once: runs' own lines first, then a merged run's line only when none of its
+/// parts was counted (a merge overlapping a counted run is skipped whole).
 pub fn read(
     file: &Path,
     scenario: &str,
@@ -136,7 +136,7 @@ pub fn read(
         return Err(not(format!("larger than {} MiB", MAX_LEDGER_BYTES >> 20)));
     }
     let text = std::fs::read_to_string(file).map_err(io)?;
-    let mut counted: std::collections::HashSet<String> = exclude.iter().cloned().collect();
+    let mut entries = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -146,12 +146,21 @@ pub fn read(
             line: i + 1,
             source,
         })?;
+        if e.scenario != scenario || e.hash != hash || e.successes > e.trials {
+            prior.ignored += 1;
+        } else {
+            entries.push(e);
+        }
+    }
+    // Every run counts once. Runs' own lines first (each run id once), then merged
+    // lines whose runs are all still uncounted; a merge that shares a run with a
+    // counted line is skipped whole (it may undercount, never overcount).
+    let mut counted: std::collections::HashSet<String> = exclude.iter().cloned().collect();
+    let (leaves, merges): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.parts.is_empty());
+    for e in leaves.iter().chain(&merges) {
         let ids = || std::iter::once(&e.run_id).chain(&e.parts);
-        if e.scenario != scenario
-            || e.hash != hash
-            || e.successes > e.trials
-            || ids().any(|id| counted.contains(id))
-        {
+        if ids().any(|id| counted.contains(id)) {
             prior.ignored += 1;
             continue;
         }
@@ -181,6 +190,19 @@ pub fn append(file: &Path, entry: &Entry) -> Result<(), EvidenceError> {
     line.push('\n');
     f.write_all(line.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)
+}
+
+/// The runs a run id stands for: a merge (`merged-a+b`, nested `merged-merged-a+b+c`)
+/// stands for its leaves, any other run for itself.
+pub fn leaves(run_id: &str) -> Vec<String> {
+    let mut rest = run_id;
+    while let Some(r) = rest.strip_prefix("merged-") {
+        rest = r;
+    }
+    if rest.len() == run_id.len() {
+        return vec![run_id.to_string()];
+    }
+    rest.split('+').map(str::to_string).collect()
 }
 
 /// Records in `run_dir` the evidence a run started from.
@@ -268,10 +290,16 @@ mod tests {
         append(&file, &entry("s2", 10, 10, &[])).expect("append");
         append(&file, &entry("later", 5, 5, &[])).expect("append");
         let p = read(&file, "a", &h, &[]).expect("read");
-        // s1 is counted; m shares s1 and is skipped; s2 is new; later is new.
+        // The runs' own lines count (s1, s2, later); m shares s1 and is skipped.
         assert_eq!((p.runs, p.successes, p.trials, p.ignored), (3, 25, 25, 1));
+        // A merge of a merge: listed by its leaves, it shares s1 and is skipped too.
+        append(&file, &entry("m2", 30, 30, &["s1", "s2", "s3"])).expect("append");
+        let p2 = read(&file, "a", &h, &[]).expect("read");
+        assert_eq!((p2.runs, p2.trials), (3, 25));
+        assert_eq!(leaves("merged-merged-a+b+c"), ["a", "b", "c"]);
+        assert_eq!(leaves("20261202T1-ab"), ["20261202T1-ab"]);
         // Deciding a merge of s1 and s2: neither shard's own line counts.
         let p = read(&file, "a", &h, &["s1".into(), "s2".into()]).expect("read");
-        assert_eq!((p.runs, p.successes, p.trials, p.ignored), (1, 5, 5, 3));
+        assert_eq!((p.runs, p.successes, p.trials, p.ignored), (1, 5, 5, 4));
     }
 }

@@ -119,7 +119,11 @@ pub fn merge(
     if evidence.is_some() && runs[0].plan.slo.per_fault {
         return Err(MergeError::PerFaultEvidence);
     }
-    let parts: Vec<String> = runs.iter().map(|r| r.facts.run_id.clone()).collect();
+    // The leaves: a merged run among the inputs stands for the runs it was made of.
+    let parts: Vec<String> = runs
+        .iter()
+        .flat_map(|r| crate::evidence::leaves(&r.facts.run_id))
+        .collect();
     let prior = evidence
         .map(|file| crate::evidence::read(file, &expected, &hash, &parts))
         .transpose()?;

@@ -21,7 +21,7 @@ pub struct RatePlan {
     /// `(failures, fixed, sequential)`: trials to PASS with that many failures
     /// among them (fixed: None beyond a million).
     pub to_pass: Vec<(u64, Option<u64>, u64)>,
-    /// The scenario's `[run] trials`.
+    /// The scenario's `[run] trials` (per fault with `[slo] per-fault`: its share).
     pub planned: u64,
     /// Most failures a PASS of the planned fixed run allows (None: it cannot pass).
     pub planned_failures_allowed: Option<u64>,
@@ -108,7 +108,19 @@ pub fn plan(
             (f, fixed, seq)
         })
         .collect();
-    let planned = u64::from(plan.run.trials);
+    // Per fault, each fault is decided on its share of the trials.
+    let faults_n = {
+        let mut keys: Vec<(&str, &str)> = plan
+            .faults
+            .iter()
+            .map(|f| (f.kind.name(), f.target.as_str()))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys.len().max(1) as u64
+    };
+    let share = if slo.per_fault { faults_n } else { 1 };
+    let planned = u64::from(plan.run.trials) / share;
     let planned_failures_allowed = (0..=planned)
         .take_while(|&f| stats::rate_lower_bound(planned - f, planned, c) >= target)
         .last();
@@ -146,16 +158,7 @@ pub fn plan(
                 .flatten(),
         })
         .collect();
-    let faults = {
-        let mut keys: Vec<(&str, &str)> = plan
-            .faults
-            .iter()
-            .map(|f| (f.kind.name(), f.target.as_str()))
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys.len()
-    };
+    let faults = faults_n as usize;
     let settle_ms = plan.run.settle.as_secs_f64() * 1e3;
     let pilot = pilot.map(|(run_dir, run_id, trials, same_scenario)| {
         let mut times: Vec<f64> = trials
@@ -285,7 +288,7 @@ pub fn render(p: &TrialPlan) -> String {
     if let Some(n) = p.per_fault {
         let _ = writeln!(
             o,
-            "    [slo] per-fault = true: each of the {n} faults needs these trials on its own ({n}× in all)"
+            "    [slo] per-fault = true: each of the {n} faults needs these trials on its own ({n}× in all); the fixed column is one fault's share of the planned trials"
         );
     }
     if !p.limits.is_empty() {
@@ -353,11 +356,8 @@ pub fn render(p: &TrialPlan) -> String {
     }
     let factor = p.per_fault.unwrap_or(1) as u64;
     for (what, n) in shown {
-        let n = n * if what.starts_with("planned") {
-            1
-        } else {
-            factor
-        };
+        // Per fault, every count is one fault's: the run needs it for each.
+        let n = n * factor;
         let _ = writeln!(
             o,
             "    {:>6} trials  ≈ {:>12}   {what}",

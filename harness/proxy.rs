@@ -232,15 +232,38 @@ async fn connection(
     serial: u64,
 ) {
     let _ = client.set_nodelay(true);
+    // A connection accepted during a black hole waits; one its client gives up on
+    // meanwhile is dropped (never forwarded once the hole lifts).
+    loop {
+        if !is_blackhole(&rx.borrow_and_update()) {
+            break;
+        }
+        tokio::select! {
+            c = rx.changed() => if c.is_err() { return; },
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+                match socket2::SockRef::from(&client).peek(&mut probe) {
+                    Ok(0) => return,
+                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => return,
+                    _ => {}
+                }
+            }
+        }
+    }
     if !pass(&mut rx).await {
         reset(&client);
         return;
     }
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        // The upstream refuses: the client sees the same.
-        reset(&client);
-        return;
-    };
+    let server =
+        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(upstream)).await {
+            Ok(Ok(server)) => server,
+            // The upstream refuses or does not answer: the client's accepted
+            // connection is reset (it cannot see a refusal: its connect succeeded).
+            _ => {
+                reset(&client);
+                return;
+            }
+        };
     let _ = server.set_nodelay(true);
     let client = Arc::new(client);
     let server = Arc::new(server);
@@ -306,10 +329,14 @@ async fn direction(
     upstream: bool,
     serial: u64,
 ) {
+    // Bounded in chunks of at most 16 KiB: at most 1 MiB in flight per direction.
     let (tx, mut queue) = mpsc::channel::<(Instant, Vec<u8>)>(64);
+    // The peer ended with an RST (or an error), not a FIN: pass that on as an RST.
+    let aborted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut read_rx = rx.clone();
     let reader = {
         let from = Arc::clone(&from);
+        let aborted = Arc::clone(&aborted);
         async move {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
@@ -324,7 +351,10 @@ async fn direction(
                             Ok(0) => { drop(tx); return; }
                             Ok(n) => n,
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                            Err(_) => return,
+                            Err(_) => {
+                                aborted.store(true, std::sync::atomic::Ordering::SeqCst);
+                                return;
+                            }
                         }
                     }
                     c = read_rx.changed() => { if c.is_err() { return; } continue; }
@@ -344,58 +374,70 @@ async fn direction(
         let mut last_seed = None;
         // Bandwidth pacing: the earliest instant the next byte may leave.
         let mut next_free = Instant::now();
-        let mut last_due = Instant::now();
         while let Some((arrived, chunk)) = queue.recv().await {
-            let fault = write_rx.borrow_and_update().clone();
-            let mut due = arrived;
-            match &fault {
-                Some(LinkFault::Latency {
-                    delay,
-                    jitter,
-                    direction,
-                    seed: s,
-                }) if direction.applies(upstream) => {
-                    if last_seed != Some(*s) {
-                        rng = rand_chacha::ChaCha8Rng::seed_from_u64(s ^ stream);
-                        last_seed = Some(*s);
+            // One jitter draw per chunk, in [-1, 1].
+            let draw: f64 = rng.random_range(-1.0..=1.0);
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                // The fault as it is now decides when the next piece may leave; when
+                // it changes while a piece waits, the piece is planned again (a
+                // lifted fault releases it at once).
+                let fault = write_rx.borrow_and_update().clone();
+                let mut due = arrived;
+                let mut piece = rest.len();
+                match &fault {
+                    Some(LinkFault::Latency {
+                        delay,
+                        jitter,
+                        direction,
+                        seed: s,
+                    }) if direction.applies(upstream) => {
+                        if last_seed != Some(*s) {
+                            rng = rand_chacha::ChaCha8Rng::seed_from_u64(s ^ stream);
+                            last_seed = Some(*s);
+                        }
+                        let d = (delay.as_secs_f64() + draw * jitter.as_secs_f64()).max(0.0);
+                        due += Duration::from_secs_f64(d);
                     }
-                    let j = jitter.as_secs_f64();
-                    let d = (delay.as_secs_f64()
-                        + if j > 0.0 {
-                            rng.random_range(-j..=j)
-                        } else {
-                            0.0
-                        })
-                    .max(0.0);
-                    due += Duration::from_secs_f64(d);
+                    Some(LinkFault::Bandwidth {
+                        bytes_per_sec,
+                        direction,
+                    }) if direction.applies(upstream) && *bytes_per_sec > 0 => {
+                        // Pieces of a twentieth of a second, so a slow rate paces
+                        // evenly and a lifted fault takes effect within 50 ms.
+                        piece = piece.min((*bytes_per_sec / 20).max(1) as usize);
+                        due = due.max(next_free);
+                    }
+                    _ => {}
                 }
-                _ => {}
-            }
-            // In order: never before the previous chunk.
-            due = due.max(last_due);
-            if let Some(LinkFault::Bandwidth {
-                bytes_per_sec,
-                direction,
-            }) = &fault
-            {
-                if direction.applies(upstream) && *bytes_per_sec > 0 {
-                    due = due.max(next_free);
-                    next_free =
-                        due + Duration::from_secs_f64(chunk.len() as f64 / *bytes_per_sec as f64);
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => {}
+                    c = write_rx.changed() => {
+                        if c.is_err() { return; }
+                        continue;
+                    }
                 }
-            }
-            last_due = due;
-            tokio::time::sleep_until(due).await;
-            if !pass(&mut write_rx).await {
-                return;
-            }
-            if write_all(&to, &chunk).await.is_err() {
-                return;
+                if !pass(&mut write_rx).await {
+                    return;
+                }
+                if write_all(&to, &rest[..piece]).await.is_err() {
+                    return;
+                }
+                if let Some(LinkFault::Bandwidth { bytes_per_sec, .. }) = &fault {
+                    if *bytes_per_sec > 0 {
+                        next_free = due.max(Instant::now())
+                            + Duration::from_secs_f64(piece as f64 / *bytes_per_sec as f64);
+                    }
+                }
+                rest = &rest[piece..];
             }
         }
         // The other side closed its sending half: pass the FIN on — unless the
-        // link is being reset, which must reach the peer as an RST, not a FIN.
-        if !is_reset(&write_rx.borrow()) {
+        // link is being reset or the peer aborted, which must reach the other
+        // peer as an RST, not a FIN.
+        if is_reset(&write_rx.borrow()) || aborted.load(std::sync::atomic::Ordering::SeqCst) {
+            reset(&to);
+        } else {
             let _ = shutdown_write(&to);
         }
     };

@@ -296,11 +296,8 @@ pub fn pass_probability(n: u64, target: f64, c: f64, theta: f64, sequential: boo
         }
         return Binomial::new(theta, n).map_or(0.0, |b| b.cdf(lo));
     }
-    const DROP: f64 = 1e-18;
-    let threshold = (1.0 / (1.0 - c)).ln();
-    // log E after s successes and f failures is s·a + f·b on each side (`log_e_values`).
-    let (a_pass, a_fail) = log_e_values(1, 1, target);
-    let (b_pass, b_fail) = log_e_values(0, 1, target);
+    let mut band = Band::new(target, c);
+    let (a_pass, b_pass) = (band.a_pass, band.b_pass);
     let drift = (1.0 - theta) * a_pass + theta * b_pass;
     let lambda = (drift < 0.0 && theta > 0.0).then(|| {
         let g = |l: f64| (1.0 - theta) * (l * a_pass).exp() + theta * (l * b_pass).exp() - 1.0;
@@ -319,48 +316,19 @@ pub fn pass_probability(n: u64, target: f64, c: f64, theta: f64, sequential: boo
         }
         lo.max(f64::MIN_POSITIVE)
     });
-    // band[i]: probability of `first + i` failures so far, no decision yet.
-    let mut band = vec![1.0f64];
-    let mut first = 0u64;
-    let mut next = Vec::new();
     let mut passed = 0.0;
     for trials in 1..=n {
-        next.clear();
-        next.resize(band.len() + 1, 0.0);
-        for (i, p) in band.iter().enumerate() {
-            next[i] += p * (1.0 - theta);
-            next[i + 1] += p * theta;
-        }
-        let mut live = 0.0;
-        for (i, p) in next.iter_mut().enumerate() {
-            let f = (first + i as u64) as f64;
-            let s = trials as f64 - f;
-            if s * a_pass + f * b_pass >= threshold {
-                passed += *p;
-                *p = 0.0;
-            } else if s * a_fail + f * b_fail >= threshold || *p < DROP {
-                *p = 0.0;
-            }
-            live += *p;
-        }
-        // Trim dead states at both ends of the band.
-        let start = next.iter().position(|p| *p > 0.0).unwrap_or(next.len());
-        let end = next.iter().rposition(|p| *p > 0.0).map_or(start, |e| e + 1);
-        std::mem::swap(&mut band, &mut next);
-        band.truncate(end);
-        band.drain(..start);
-        first += start as u64;
-        if live < 1e-15 || band.is_empty() {
+        let (pass, _) = band.step(trials, theta);
+        passed += pass;
+        if band.live() < 1e-15 {
             break;
         }
         if let Some(lambda) = lambda.filter(|_| trials % 32 == 0) {
             let later: f64 = band
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let f = (first + i as u64) as f64;
+                .states()
+                .map(|(f, p)| {
                     let l = (trials as f64 - f) * a_pass + f * b_pass;
-                    p * (lambda * (l - threshold)).exp()
+                    p * (lambda * (l - band.threshold)).exp()
                 })
                 .sum();
             if later < 1e-12 {
@@ -369,6 +337,93 @@ pub fn pass_probability(n: u64, target: f64, c: f64, theta: f64, sequential: boo
         }
     }
     passed
+}
+
+/// The undecided states of a sequential run as a band of failure counts: after
+/// each trial, the probability of every count of failures with no decision yet.
+/// States under 10⁻¹⁸ are dropped, so the band stays O(√n) wide.
+struct Band {
+    /// `states[i]`: probability of `first + i` failures, undecided.
+    states: Vec<f64>,
+    first: u64,
+    next: Vec<f64>,
+    threshold: f64,
+    /// log E after s successes and f failures is s·a + f·b on each side.
+    a_pass: f64,
+    b_pass: f64,
+    a_fail: f64,
+    b_fail: f64,
+}
+
+impl Band {
+    fn new(target: f64, c: f64) -> Self {
+        let (a_pass, a_fail) = log_e_values(1, 1, target);
+        let (b_pass, b_fail) = log_e_values(0, 1, target);
+        Band {
+            states: vec![1.0],
+            first: 0,
+            next: Vec::new(),
+            threshold: (1.0 / (1.0 - c)).ln(),
+            a_pass,
+            b_pass,
+            a_fail,
+            b_fail,
+        }
+    }
+
+    /// Probability that no decision has been reached.
+    fn live(&self) -> f64 {
+        self.states.iter().sum()
+    }
+
+    /// `(failures, probability)` of every undecided state.
+    fn states(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        self.states
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((self.first + i as u64) as f64, *p))
+    }
+
+    /// Runs trial number `trials` at failure rate `theta`; returns the probability
+    /// that it decided PASS and FAIL.
+    fn step(&mut self, trials: u64, theta: f64) -> (f64, f64) {
+        self.next.clear();
+        self.next.resize(self.states.len() + 1, 0.0);
+        for (i, p) in self.states.iter().enumerate() {
+            self.next[i] += p * (1.0 - theta);
+            self.next[i + 1] += p * theta;
+        }
+        let (mut pass, mut fail) = (0.0, 0.0);
+        for (i, p) in self.next.iter_mut().enumerate() {
+            let f = (self.first + i as u64) as f64;
+            let s = trials as f64 - f;
+            if s * self.a_pass + f * self.b_pass >= self.threshold {
+                pass += *p;
+                *p = 0.0;
+            } else if s * self.a_fail + f * self.b_fail >= self.threshold {
+                fail += *p;
+                *p = 0.0;
+            } else if *p < 1e-18 {
+                *p = 0.0;
+            }
+        }
+        // Trim dead states at both ends of the band.
+        let start = self
+            .next
+            .iter()
+            .position(|p| *p > 0.0)
+            .unwrap_or(self.next.len());
+        let end = self
+            .next
+            .iter()
+            .rposition(|p| *p > 0.0)
+            .map_or(start, |e| e + 1);
+        std::mem::swap(&mut self.states, &mut self.next);
+        self.states.truncate(end);
+        self.states.drain(..start);
+        self.first += start as u64;
+        (pass, fail)
+    }
 }
 
 /// A sequential design's behaviour at one true failure rate.
@@ -388,45 +443,18 @@ pub struct SequentialOc {
 /// but run to the end, since every undecided run costs all `n` trials.
 pub fn sequential_oc(n: u64, target: f64, c: f64, theta: f64) -> SequentialOc {
     let theta = theta.clamp(0.0, 1.0);
-    let threshold = (1.0 / (1.0 - c)).ln();
-    let (a_pass, a_fail) = log_e_values(1, 1, target);
-    let (b_pass, b_fail) = log_e_values(0, 1, target);
-    let mut band = vec![1.0f64];
-    let mut first = 0u64;
-    let mut next = Vec::new();
+    let mut band = Band::new(target, c);
     let (mut pass, mut fail, mut mean) = (0.0, 0.0, 0.0);
     for trials in 1..=n {
         // Every run still undecided runs this trial.
-        let live: f64 = band.iter().sum();
+        let live = band.live();
         if live < 1e-15 {
             break;
         }
         mean += live;
-        next.clear();
-        next.resize(band.len() + 1, 0.0);
-        for (i, p) in band.iter().enumerate() {
-            next[i] += p * (1.0 - theta);
-            next[i + 1] += p * theta;
-        }
-        for (i, p) in next.iter_mut().enumerate() {
-            let f = (first + i as u64) as f64;
-            let s = trials as f64 - f;
-            if s * a_pass + f * b_pass >= threshold {
-                pass += *p;
-                *p = 0.0;
-            } else if s * a_fail + f * b_fail >= threshold {
-                fail += *p;
-                *p = 0.0;
-            } else if *p < 1e-18 {
-                *p = 0.0;
-            }
-        }
-        let start = next.iter().position(|p| *p > 0.0).unwrap_or(next.len());
-        let end = next.iter().rposition(|p| *p > 0.0).map_or(start, |e| e + 1);
-        std::mem::swap(&mut band, &mut next);
-        band.truncate(end);
-        band.drain(..start);
-        first += start as u64;
+        let (p, f) = band.step(trials, theta);
+        pass += p;
+        fail += f;
     }
     SequentialOc {
         pass,

@@ -121,10 +121,22 @@ pub fn by_fault(trials: &[TrialResult]) -> Vec<((String, String), Vec<TrialResul
     groups
 }
 
-/// Every fault's verdict over its own trials, when the run had more than one fault;
-/// empty otherwise (the run's verdict is that fault's).
-pub fn per_fault(trials: &[TrialResult], slo: &Slo, sequential: bool) -> Vec<FaultVerdict> {
-    let groups = by_fault(trials);
+/// Every fault's verdict over its own trials, when the scenario has more than one
+/// fault; empty otherwise (the run's verdict is that fault's). `planned` are the
+/// scenario's faults (kind, target): one that never ran gets an empty, hence
+/// INCONCLUSIVE, verdict — an untested fault cannot pass.
+pub fn per_fault(
+    trials: &[TrialResult],
+    slo: &Slo,
+    sequential: bool,
+    planned: &[(String, String)],
+) -> Vec<FaultVerdict> {
+    let mut groups = by_fault(trials);
+    for key in planned {
+        if !groups.iter().any(|(k, _)| k == key) {
+            groups.push((key.clone(), Vec::new()));
+        }
+    }
     if groups.len() < 2 {
         return Vec::new();
     }
@@ -367,7 +379,7 @@ mod tests {
         let pooled = decide(&trials, &s);
         assert_eq!(pooled.passed, 25);
         assert_eq!(pooled.decision, Decision::Inconclusive);
-        let faults = per_fault(&trials, &s, false);
+        let faults = per_fault(&trials, &s, false, &[]);
         let labels: Vec<String> = faults.iter().map(FaultVerdict::label).collect();
         assert_eq!(labels, ["sigkill → app", "sigterm → app"]);
         assert_eq!(faults[0].verdict.recovery.p50_ms, Some(300.0));
@@ -376,7 +388,16 @@ mod tests {
         assert_eq!(faults[1].verdict.decision, Decision::Fail);
         assert_eq!(worst_of_faults(pooled, &faults).decision, Decision::Fail);
         // One fault: no breakdown (it would repeat the run's verdict).
-        assert!(per_fault(&trials[..1], &s, false).is_empty());
+        assert!(per_fault(&trials[..1], &s, false, &[]).is_empty());
+        // A planned fault that never ran is there, undecided.
+        let planned = [
+            ("sigkill".to_string(), "app".to_string()),
+            ("pause-for".to_string(), "app".to_string()),
+        ];
+        let with_unrun = per_fault(&trials[..1], &s, false, &planned);
+        assert_eq!(with_unrun.len(), 2);
+        assert_eq!(with_unrun[1].verdict.trials, 0);
+        assert_eq!(with_unrun[1].verdict.decision, Decision::Inconclusive);
         assert_eq!(fault_label("stack-restart", "*"), "stack-restart");
     }
 

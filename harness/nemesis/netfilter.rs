@@ -36,11 +36,11 @@ pub(crate) async fn cut(
         });
     }
     for hook in hooks {
-        if run(iptables(&["-C", hook, "-j", chain])).await?.code != 0 {
-            ok(
-                service,
-                run(iptables(&["-I", hook, "1", "-j", chain])).await?,
-            )?;
+        let jump = jump(hook, chain);
+        let check: Vec<&str> = ["-C", hook].into_iter().chain(jump).collect();
+        if run(iptables(&check)).await?.code != 0 {
+            let insert: Vec<&str> = ["-I", hook, "1"].into_iter().chain(jump).collect();
+            ok(service, run(iptables(&insert)).await?)?;
         }
     }
     for rule in rules {
@@ -49,6 +49,13 @@ pub(crate) async fn cut(
         ok(service, run(iptables(&args)).await?)?;
     }
     Ok(())
+}
+
+/// The jump from `hook` to rebound's chain: loopback traffic inside the service
+/// (its own healthcheck, a sidecar on localhost) is never touched.
+fn jump<'a>(hook: &str, chain: &'a str) -> [&'a str; 5] {
+    let dev = if hook == "OUTPUT" { "-o" } else { "-i" };
+    ["!", dev, "lo", "-j", chain]
 }
 
 /// A non-zero exit as an error naming the service.
@@ -74,13 +81,19 @@ pub(crate) async fn clear(
     match run(iptables(&["-S", chain])).await {
         Err(StackError::NotRunning(_)) => return Ok(false),
         Err(e) => return Err(e),
-        Ok(o) if o.code != 0 => return Ok(false),
-        Ok(_) => {}
+        // Only "no such chain" means there is nothing to undo; any other failure
+        // (the xtables lock, a missing binary) must not be read as healed.
+        Ok(o) if o.code != 0 && o.output.contains("No chain/target/match by that name") => {
+            return Ok(false)
+        }
+        Ok(o) => ok(service, o)?,
     }
     for hook in ["INPUT", "OUTPUT"] {
+        let jump = jump(hook, chain);
+        let delete: Vec<&str> = ["-D", hook].into_iter().chain(jump).collect();
         // A jump added twice (two injections) is deleted twice.
         for _ in 0..16 {
-            if run(iptables(&["-D", hook, "-j", chain])).await?.code != 0 {
+            if run(iptables(&delete)).await?.code != 0 {
                 break;
             }
         }
@@ -109,17 +122,61 @@ pub(crate) async fn interfaces(
         .collect())
 }
 
-/// Replaces the root qdisc of every interface of `service` with `qdisc` (the
-/// arguments after `root`), e.g. `tbf rate 1mbit burst 32kbit latency 400ms`.
+/// The handle of every root qdisc rebound sets: heal deletes only qdiscs with it.
+pub const QDISC_HANDLE: &str = "1bd:";
+
+/// The root qdisc of `dev` as `tc qdisc show` prints it: `(kind, handle)`.
+async fn root_qdisc(
+    stack: &dyn Stack,
+    service: &str,
+    dev: &str,
+) -> Result<(String, String), StackError> {
+    let show = stack
+        .netns(
+            service,
+            &["tc", "qdisc", "show", "dev", dev, "root"].map(String::from),
+        )
+        .await?;
+    ok(service, show.clone())?;
+    // `qdisc noqueue 0: root refcnt 2` / `qdisc tbf 1bd: root refcnt 2 rate …`
+    let mut words = show.output.split_whitespace().skip(1);
+    Ok((
+        words.next().unwrap_or_default().to_string(),
+        words.next().unwrap_or_default().to_string(),
+    ))
+}
+
+/// Sets `qdisc` (its kind and arguments, e.g. `tbf rate … burst … latency …`) as
+/// the root qdisc of every interface of `service`, under rebound's handle. An
+/// interface whose root qdisc is not the default (`noqueue`) or rebound's own is
+/// refused: heal could not give it back.
 pub(crate) async fn set_qdisc(
     stack: &dyn Stack,
     service: &str,
     qdisc: &[String],
 ) -> Result<(), StackError> {
     for dev in interfaces(stack, service).await? {
-        let mut argv: Vec<String> = ["tc", "qdisc", "replace", "dev", &dev, "root"]
-            .map(String::from)
-            .to_vec();
+        let (kind, handle) = root_qdisc(stack, service, &dev).await?;
+        if kind != "noqueue" && handle != QDISC_HANDLE {
+            return Err(StackError::Command {
+                what: format!("the root qdisc of {dev} in {service}"),
+                message: format!(
+                    "is `{kind}` (handle {handle}), set by someone else: rebound replaces only the default `noqueue`"
+                ),
+            });
+        }
+        let mut argv: Vec<String> = [
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            &dev,
+            "root",
+            "handle",
+            QDISC_HANDLE,
+        ]
+        .map(String::from)
+        .to_vec();
         argv.extend(qdisc.iter().cloned());
         let out = stack.netns(service, &argv).await?;
         if out.code != 0 {
@@ -132,8 +189,9 @@ pub(crate) async fn set_qdisc(
     Ok(())
 }
 
-/// Deletes the root qdisc of kind `kind` (`tbf`, `netem`) from every interface of
-/// `service` where one is set (the kernel's default comes back); true when one was.
+/// Deletes the root qdisc of kind `kind` (`tbf`, `netem`) that rebound set (its
+/// handle) from every interface of `service` (the kernel's default comes back);
+/// true when there was one.
 pub(crate) async fn clear_qdisc(
     stack: &dyn Stack,
     service: &str,
@@ -145,13 +203,8 @@ pub(crate) async fn clear_qdisc(
     };
     let mut cleared = false;
     for dev in devs {
-        let show = stack
-            .netns(
-                service,
-                &["tc", "qdisc", "show", "dev", &dev, "root"].map(String::from),
-            )
-            .await?;
-        if show.output.split_whitespace().nth(1) == Some(kind) {
+        let (k, handle) = root_qdisc(stack, service, &dev).await?;
+        if k == kind && handle == QDISC_HANDLE {
             ok(
                 service,
                 stack

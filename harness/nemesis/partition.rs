@@ -91,7 +91,14 @@ impl Fault for PartitionFor {
         for g in &self.groups {
             let mut ips = Vec::new();
             for s in g {
-                ips.extend(stack.addresses(s).await?);
+                let own = stack.addresses(s).await?;
+                if own.is_empty() {
+                    return Err(StackError::Command {
+                        what: format!("partitioning {s}"),
+                        message: "it has no address on a network (network_mode host, none or container:?): nothing to cut".into(),
+                    });
+                }
+                ips.extend(own);
             }
             addresses.push(ips);
         }
@@ -161,8 +168,15 @@ struct JoinAfter {
 impl Effect for JoinAfter {
     async fn wait(self: Box<Self>, stack: &dyn Stack) -> Result<String, StackError> {
         tokio::time::sleep(self.duration).await;
+        // Every service is joined again even when one of them fails (heal retries).
+        let mut first_error = None;
         for s in &self.services {
-            clear(stack, s, CHAIN).await?;
+            if let Err(e) = clear(stack, s, CHAIN).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         Ok(format!(
             "{} joined again after {:?}",

@@ -104,10 +104,19 @@ impl UndoRecord {
     /// Applies every step; returns what was done ("nothing to heal" if nothing was).
     pub async fn apply(&self, stack: &dyn Stack) -> Result<String, StackError> {
         let mut done = Vec::new();
+        let mut first_error = None;
+        // Every step is tried: one that fails must not leave the others undone.
         for step in &self.steps {
-            if let Some(what) = step.apply(stack).await? {
-                done.push(what);
+            match step.apply(stack).await {
+                Ok(Some(what)) => done.push(what),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         Ok(if done.is_empty() {
             "nothing to heal".into()

@@ -67,14 +67,7 @@ pub fn per_fault(s: &Summary) -> Vec<FaultRow> {
                     v.trials, v.passed, v.failed, v.unknown
                 ),
                 recovery: recovery_of(&v.recovery),
-                success: format!(
-                    "{}/{} = {}, bounds [{}, {}]",
-                    sr.successes,
-                    sr.trials,
-                    pct(sr.observed),
-                    pct(sr.lower),
-                    pct(sr.upper)
-                ),
+                success: rate_result(sr),
                 short: {
                     let r = &v.recovery;
                     let mut others = String::new();
@@ -131,7 +124,11 @@ pub fn success_objective(s: &Summary) -> String {
 
 /// Its result: `20/20 = 100.0%, bounds [86.1%, 100.0%]`.
 pub fn success_result(s: &Summary) -> String {
-    let sr = &s.verdict.success_rate;
+    rate_result(&s.verdict.success_rate)
+}
+
+/// [`success_result`] of any rate decision.
+pub fn rate_result(sr: &crate::stats::RateDecision) -> String {
     format!(
         "{}/{} = {}, bounds [{}, {}]",
         sr.successes,

@@ -530,6 +530,16 @@ impl DockerStack {
             .map_err(docker_err(format!("inspecting {service}")))
     }
 
+    /// The host pid of container `id`'s init (of `service`, for the message).
+    async fn pid(&self, id: &str, service: &str) -> Result<i64, StackError> {
+        self.inspect(id, service)
+            .await?
+            .state
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+            .ok_or_else(|| StackError::NotRunning(service.to_string()))
+    }
+
     fn secs(d: Duration) -> i32 {
         i32::try_from(d.as_secs().max(1)).unwrap_or(i32::MAX)
     }
@@ -642,12 +652,7 @@ impl Stack for DockerStack {
         // `docker kill` marks the container as stopped by hand, so its restart policy
         // would never apply. A crash, or a signal the service gets from outside, is
         // one the engine did not ask for: send it to the container's init from the host.
-        let info = self.inspect(&id, service).await?;
-        let pid = info
-            .state
-            .and_then(|s| s.pid)
-            .filter(|p| *p > 0)
-            .ok_or_else(|| StackError::NotRunning(service.to_string()))?;
+        let pid = self.pid(&id, service).await?;
         let pid = i32::try_from(pid).map_err(|_| StackError::NotRunning(service.to_string()))?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(|e| {
             StackError::Signal {
@@ -925,13 +930,19 @@ impl Stack for DockerStack {
 
     async fn netns(&self, service: &str, argv: &[String]) -> Result<ExecOutput, StackError> {
         let id = self.id(service)?;
-        let info = self.inspect(&id, service).await?;
-        let pid = info
-            .state
-            .and_then(|s| s.pid)
-            .filter(|p| *p > 0)
-            .ok_or_else(|| StackError::NotRunning(service.to_string()))?;
+        let pid = self.pid(&id, service).await?;
         let what = format!("`{}` in the network namespace of {service}", argv.join(" "));
+        // A container on the host's network (`network_mode: host`) has the host's
+        // namespace: a kernel fault there would hit the whole machine. Refuse.
+        let ns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/net")).ok();
+        if ns(&pid.to_string()).is_some_and(|n| Some(n) == ns("1")) {
+            return Err(StackError::Command {
+                what,
+                message: format!(
+                    "{service} shares the host's network namespace (network_mode: host?); rebound will not put kernel network faults on the host itself"
+                ),
+            });
+        }
         let mut cmd = tokio::process::Command::new("nsenter");
         cmd.arg("-t")
             .arg(pid.to_string())

@@ -137,6 +137,38 @@ fn bandwidth_caps_the_rate_a_client_gets() {
 }
 
 #[test]
+fn lifting_a_slow_link_releases_what_waits_on_it_at_once() {
+    let rt = runtime();
+    let upstream = echo_server();
+    let proxy = rt
+        .block_on(Proxy::bind(
+            "db",
+            "127.0.0.1:0".parse().expect("addr"),
+            upstream,
+        ))
+        .expect("proxy");
+    // 20 kB at 1 kB/s would take 20 s; the fault is lifted after 300 ms.
+    proxy.set(Some(LinkFault::Bandwidth {
+        bytes_per_sec: 1_000,
+        direction: Direction::Downstream,
+    }));
+    let mut c = TcpStream::connect(proxy.local_addr()).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let t = Instant::now();
+    c.write_all(&[1u8; 20_000]).expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.set(None);
+    let mut got = vec![0u8; 20_000];
+    c.read_exact(&mut got).expect("echoed");
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        secs < 1.5,
+        "the echo took {secs:.2} s after the slow link was lifted at 0.3 s"
+    );
+}
+
+#[test]
 fn a_blackhole_hangs_the_client_and_a_reset_is_seen_as_one() {
     let rt = runtime();
     let upstream = echo_server();

@@ -1,16 +1,14 @@
 //! `link-bandwidth`: at most `bytes-per-sec` per connection and direction on the
 //! link, for `duration`.
 
-use std::any::Any;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::LinkFor;
 use crate::field::{nonzero, FieldError};
-use crate::nemesis::{Fault, FaultPlan, Injected, PlanCtx, RawKind, UndoRecord};
+use crate::nemesis::{FaultPlan, PlanCtx, RawKind};
 use crate::proxy::{Direction, LinkFault};
-use crate::stack::{Capability, Stack, StackError};
 
 /// `kind = "link-bandwidth"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,15 +26,6 @@ pub struct RawLinkBandwidth {
     pub duration: Duration,
 }
 
-/// A narrow link.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkBandwidth {
-    /// The fault the proxy applies.
-    pub fault: LinkFault,
-    /// How long.
-    pub duration: Duration,
-}
-
 impl RawKind for RawLinkBandwidth {
     fn plan(self, _: &PlanCtx) -> Result<FaultPlan, FieldError> {
         let duration = nonzero("duration", self.duration)?;
@@ -48,7 +37,8 @@ impl RawKind for RawLinkBandwidth {
         }
         Ok(FaultPlan::new(
             self.target,
-            LinkBandwidth {
+            LinkFor {
+                name: "link-bandwidth",
                 fault: LinkFault::Bandwidth {
                     bytes_per_sec: self.bytes_per_sec,
                     direction: self.direction,
@@ -56,32 +46,5 @@ impl RawKind for RawLinkBandwidth {
                 duration,
             },
         ))
-    }
-}
-
-#[async_trait]
-impl Fault for LinkBandwidth {
-    fn name(&self) -> &'static str {
-        "link-bandwidth"
-    }
-
-    fn needs(&self) -> &'static [Capability] {
-        &[Capability::Link]
-    }
-
-    fn targets_link(&self) -> bool {
-        true
-    }
-
-    async fn inject(&self, target: &str, stack: &dyn Stack) -> Result<Injected, StackError> {
-        super::inject_for(target, self.fault.clone(), self.duration, stack).await
-    }
-
-    fn undo(&self, target: &str) -> UndoRecord {
-        super::undo(self.name(), target)
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

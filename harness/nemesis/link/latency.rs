@@ -1,16 +1,14 @@
 //! `link-latency`: every chunk on the link is delayed by `latency` ± `jitter`
 //! (seeded), one way or both, for `duration`.
 
-use std::any::Any;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::LinkFor;
 use crate::field::{nonzero, FieldError};
-use crate::nemesis::{Fault, FaultPlan, Injected, PlanCtx, RawKind, UndoRecord};
+use crate::nemesis::{FaultPlan, PlanCtx, RawKind};
 use crate::proxy::{Direction, LinkFault};
-use crate::stack::{Capability, Stack, StackError};
 
 /// `kind = "link-latency"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,15 +33,6 @@ pub struct RawLinkLatency {
     pub seed: u64,
 }
 
-/// A slow link.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkLatency {
-    /// The fault the proxy applies.
-    pub fault: LinkFault,
-    /// How long.
-    pub duration: Duration,
-}
-
 impl RawKind for RawLinkLatency {
     fn plan(self, _: &PlanCtx) -> Result<FaultPlan, FieldError> {
         let duration = nonzero("duration", self.duration)?;
@@ -59,7 +48,8 @@ impl RawKind for RawLinkLatency {
         }
         Ok(FaultPlan::new(
             self.target,
-            LinkLatency {
+            LinkFor {
+                name: "link-latency",
                 fault: LinkFault::Latency {
                     delay: latency,
                     jitter,
@@ -69,32 +59,5 @@ impl RawKind for RawLinkLatency {
                 duration,
             },
         ))
-    }
-}
-
-#[async_trait]
-impl Fault for LinkLatency {
-    fn name(&self) -> &'static str {
-        "link-latency"
-    }
-
-    fn needs(&self) -> &'static [Capability] {
-        &[Capability::Link]
-    }
-
-    fn targets_link(&self) -> bool {
-        true
-    }
-
-    async fn inject(&self, target: &str, stack: &dyn Stack) -> Result<Injected, StackError> {
-        super::inject_for(target, self.fault.clone(), self.duration, stack).await
-    }
-
-    fn undo(&self, target: &str) -> UndoRecord {
-        super::undo(self.name(), target)
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

@@ -8,13 +8,52 @@ pub mod blackhole;
 pub mod latency;
 pub mod reset;
 
+use std::any::Any;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Effect, Injected, UndoRecord, UndoStep};
+use super::{Effect, Fault, Injected, UndoRecord, UndoStep};
 use crate::proxy::LinkFault;
-use crate::stack::{Stack, StackError};
+use crate::stack::{Capability, Stack, StackError};
+
+/// Every link kind's plan: a fault on a link for a while.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkFor {
+    /// The kind's name (`link-latency`, …).
+    pub name: &'static str,
+    /// What the proxy does meanwhile.
+    pub fault: LinkFault,
+    /// How long.
+    pub duration: Duration,
+}
+
+#[async_trait]
+impl Fault for LinkFor {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn needs(&self) -> &'static [Capability] {
+        &[Capability::Link]
+    }
+
+    fn targets_link(&self) -> bool {
+        true
+    }
+
+    async fn inject(&self, target: &str, stack: &dyn Stack) -> Result<Injected, StackError> {
+        inject_for(target, self.fault.clone(), self.duration, stack).await
+    }
+
+    fn undo(&self, target: &str) -> UndoRecord {
+        undo(self.name, target)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// Puts `fault` on `link`; the effect lifts it after `duration`.
 async fn inject_for(
