@@ -574,3 +574,84 @@ fn docker_loss_for_drops_a_binomial_share_and_latency_for_names_the_alternative(
         "{reason}"
     );
 }
+
+/// Stores `len` bytes under a key in Redis at `addr`, then times reading them back
+/// (the reply is what Redis sends: what `bandwidth-for` shapes).
+fn redis_get_seconds(addr: std::net::SocketAddr, len: usize) -> f64 {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("redis");
+    c.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let value = vec![b'x'; len];
+    let mut set = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${len}\r\n").into_bytes();
+    set.extend_from_slice(&value);
+    set.extend_from_slice(b"\r\n");
+    c.write_all(&set).expect("SET");
+    let mut ok = [0u8; 5];
+    c.read_exact(&mut ok).expect("+OK");
+    assert_eq!(&ok, b"+OK\r\n");
+    let t = Instant::now();
+    c.write_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").expect("GET");
+    // `$<len>\r\n<bytes>\r\n`
+    let header = format!("${len}\r\n").len();
+    let mut reply = vec![0u8; header + len + 2];
+    c.read_exact(&mut reply).expect("the value");
+    t.elapsed().as_secs_f64()
+}
+
+/// `bandwidth-for` at 100 kB/s on redis: reading back 300 kB takes about 3 s
+/// (less the 16 kB burst), and after `rebound heal` (SIGKILL mid-fault, kept stack)
+/// rebound's qdisc is gone and the same read is fast again.
+#[test]
+fn docker_bandwidth_for_shapes_what_the_target_sends_and_rebound_heal_removes_it() {
+    require_images();
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = demo_scenario(
+        dir.path(),
+        "bandwidth",
+        "kind = \"bandwidth-for\"\ntarget = \"redis\"\nbytes-per-sec = 100000\nduration = \"120s\"",
+    );
+    let out = dir.path().join("run");
+    let run_id = kill_during_fault(
+        scenario.to_str().expect("utf8"),
+        &["--keep"],
+        state.path(),
+        &out,
+    );
+    let _cleanup = RemoveOnDrop(format!("rebound.run={run_id}"));
+    let id = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=rebound.run={run_id}"),
+        "--filter",
+        "label=com.docker.compose.service=redis",
+    ]);
+    let ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &id,
+    ]);
+    let addr: std::net::SocketAddr = format!("{ip}:6379").parse().expect("redis address");
+    let shaped = redis_get_seconds(addr, 300_000);
+    eprintln!("bandwidth-for 100 kB/s: 300 kB read back in {shaped:.2} s");
+    assert!(
+        (2.5..4.0).contains(&shaped),
+        "300 kB at 100 kB/s took {shaped:.2} s"
+    );
+    let healed = with_state(rebound(), state.path())
+        .arg("heal")
+        .arg(&out)
+        .output()
+        .expect("heal");
+    assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
+    assert!(
+        text(&healed).contains("removed the tbf qdisc of redis"),
+        "{}",
+        text(&healed)
+    );
+    let free = redis_get_seconds(addr, 300_000);
+    assert!(free < 0.5, "after heal 300 kB took {free:.2} s");
+}
