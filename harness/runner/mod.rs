@@ -481,24 +481,25 @@ impl Ctx {
                 .collect();
             planned.sort();
             planned.dedup();
-            let groups = crate::verdict::by_fault(reports);
-            if groups.len() < planned.len() {
+            // Looked at after every trial: count, do not copy the trials.
+            let mut counts = vec![(0u64, 0u64); planned.len()];
+            for t in reports {
+                if let Some(i) = planned
+                    .iter()
+                    .position(|(f, g)| *f == t.fault && *g == t.target)
+                {
+                    counts[i].0 += u64::from(t.outcome == checker::Outcome::Pass);
+                    counts[i].1 += 1;
+                }
+            }
+            if counts.iter().any(|c| c.1 == 0) {
                 return false;
             }
-            let d = groups
+            let d = counts
                 .iter()
-                .map(|(_, ts)| {
-                    let k = ts
-                        .iter()
-                        .filter(|t| t.outcome == checker::Outcome::Pass)
-                        .count() as u64;
-                    crate::stats::decide_rate_sequential(
-                        k,
-                        ts.len() as u64,
-                        slo.success_rate,
-                        slo.confidence,
-                    )
-                    .decision
+                .map(|&(k, n)| {
+                    crate::stats::decide_rate_sequential(k, n, slo.success_rate, slo.confidence)
+                        .decision
                 })
                 .reduce(crate::stats::Decision::merge)
                 .unwrap_or(crate::stats::Decision::Inconclusive);
