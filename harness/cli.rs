@@ -201,6 +201,18 @@ enum Command {
         #[arg(long, default_value_t = 0.05)]
         noise: f64,
     },
+    /// Run rebound's TCP fault proxy on its own (the `rebound/proxy` image that a
+    /// compose file puts in front of a dependency); faults are set through its HTTP
+    /// control API (GET /links, PUT /links/NAME).
+    Proxy {
+        /// A link NAME=LISTEN=UPSTREAM, e.g. app-db=0.0.0.0:5432=db:5432 (repeatable;
+        /// the upstream host is resolved again for every connection).
+        #[arg(long = "link", required = true, value_parser = rebound::proxy::control::parse_link, value_name = "NAME=LISTEN=UPSTREAM")]
+        links: Vec<(String, std::net::SocketAddr, String)>,
+        /// Where the control API listens.
+        #[arg(long, default_value = "0.0.0.0:8474")]
+        control: std::net::SocketAddr,
+    },
     /// Build the demo images offline (runs docker/images/build.sh).
     Images {
         /// Rebuild even when the recipe did not change.
@@ -317,6 +329,7 @@ fn dispatch(command: Command) -> Outcome {
         ),
         Command::Heal { run_dirs, all } => cmd_heal(&run_dirs, all),
         Command::Images { force } => cmd_images(force),
+        Command::Proxy { links, control } => cmd_proxy(&links, control),
         Command::Validate { files } => Ok(cmd_validate(&files)),
         Command::List { dir } => cmd_list(&dir),
         Command::Check { run_dir } => cmd_check(&run_dir),
@@ -514,6 +527,54 @@ fn cmd_heal(run_dirs: &[PathBuf], all: bool) -> Outcome {
         }
     }
     Ok(status)
+}
+
+fn cmd_proxy(
+    links: &[(String, std::net::SocketAddr, String)],
+    control: std::net::SocketAddr,
+) -> Outcome {
+    use rebound::proxy::{control as api, Proxy};
+    let mut names = std::collections::HashSet::new();
+    if let Some((dup, ..)) = links.iter().find(|(n, ..)| !names.insert(n.clone())) {
+        return Err(CliError::Usage(format!(
+            "--link {dup}: link names must be unique"
+        )));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Environment(format!("starting the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let mut proxies = Vec::new();
+        for (name, listen, upstream) in links {
+            let p = Proxy::bind(name, *listen, upstream).await.map_err(|e| {
+                CliError::Environment(format!("link {name}: cannot listen on {listen}: {e}"))
+            })?;
+            eprintln!(
+                "rebound proxy: link {name}: {} → {upstream}",
+                p.local_addr()
+            );
+            proxies.push(p);
+        }
+        let listener = tokio::net::TcpListener::bind(control).await.map_err(|e| {
+            CliError::Environment(format!("control API: cannot listen on {control}: {e}"))
+        })?;
+        eprintln!("rebound proxy: control API on {control} (GET /links, PUT /links/NAME)");
+        let server = tokio::spawn(api::serve(listener, api::Links::new(proxies, true)));
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| CliError::Environment(format!("installing a SIGTERM handler: {e}")))?;
+        let mut hup = signal(SignalKind::hangup())
+            .map_err(|e| CliError::Environment(format!("installing a SIGHUP handler: {e}")))?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        server.abort();
+        eprintln!("rebound proxy: stopping");
+        Ok(ExitStatus::SloMet)
+    })
 }
 
 fn cmd_images(force: bool) -> Outcome {

@@ -117,6 +117,10 @@ pub async fn heal(p: &Pending) -> Result<Vec<String>, HealError> {
         });
     }
     let undo: Vec<crate::nemesis::UndoRecord> = p.faults.iter().map(|(_, u)| u.clone()).collect();
+    // Link faults are lifted through the proxy services the run's scenario names.
+    let links = crate::scenario::load_recorded(&p.run_dir.join(crate::run_dir::SCENARIO))
+        .map(|plan| plan.stack.links().to_vec())
+        .unwrap_or_default();
     let done = match (p.run.backend.as_str(), &p.run.project) {
         ("docker", Some(project)) if !p.is_clean() => crate::stack::docker::heal_dead_run(
             project,
@@ -124,6 +128,7 @@ pub async fn heal(p: &Pending) -> Result<Vec<String>, HealError> {
             p.run.owns_stack && p.open,
             &undo,
             &p.disconnected,
+            &links,
         )
         .await
         .map_err(|source| HealError::Stack {

@@ -65,12 +65,17 @@ build_base
 for svc in postgres redis nginx zookeeper nats; do
   build_image "$svc" "$here/$svc"
 done
-# demo-app: the release binary (same Debian release as the base, so its glibc matches).
-log "cargo build --release -p demo-app"
-(cd "$root" && cargo build --release -q -p demo-app)
-ctx=$(mktemp -d /tmp/rebound-demo-app.XXXXXX)
-cp "$here/demo-app/Dockerfile" "$ctx/"
-cp "$root/target/release/demo-app" "$ctx/"
-build_image demo-app "$ctx"
-rm -rf "$ctx"
+# demo-app and proxy (rebound's fault proxy): release binaries (same Debian release
+# as the base, so their glibc matches), built in one cargo call.
+log "cargo build --release -p demo-app -p rebound --bins"
+(cd "$root" && cargo build --release -q -p demo-app -p rebound --bins)
+binary_image() { # name, binary
+  local ctx; ctx=$(mktemp -d "/tmp/rebound-$1.XXXXXX")
+  cp "$here/$1/Dockerfile" "$ctx/"
+  cp "$root/target/release/$2" "$ctx/"
+  build_image "$1" "$ctx"
+  rm -rf "$ctx"
+}
+binary_image demo-app demo-app
+binary_image proxy rebound
 log "done: $(docker images --format '{{.Repository}}:{{.Tag}}' 'rebound/*' | tr '\n' ' ')"

@@ -165,7 +165,7 @@ impl UndoStep {
                     .then(|| format!("removed the {qdisc} qdisc of {service}"))
             }
             UndoStep::ClearLink { link } => stack
-                .set_link(link, None)
+                .set_link(link, None, None)
                 .await?
                 .map(|f| format!("lifted {} on link {link}", f.describe())),
             UndoStep::EnsureUp => {

@@ -22,8 +22,8 @@ pub use crate::nemesis::{DbRestartMode, FaultPlan, ALL_SERVICES};
 pub use crate::probe::{ProbePlan, MIN_PROBE_PERIOD};
 use crate::stack::plan::check_placeholders;
 pub use crate::stack::plan::{
-    compose_services, expand, DockerSource, LinkPlan, RestartPolicy, ServicePlan, StackPlan,
-    PLACEHOLDERS,
+    compose_services, expand, DockerSource, LinkPlan, LinkRoute, RestartPolicy, ServicePlan,
+    StackPlan, PLACEHOLDERS,
 };
 pub use crate::stack::StackRestartMode;
 pub use crate::workload::WorkloadPlan;

@@ -72,7 +72,28 @@ pub enum RawStack {
         compose_overrides: Vec<PathBuf>,
         /// Project name for `compose` (default `rebound-<scenario>-<run>`).
         project: Option<String>,
+        /// `[[stack.link]]` entries: links of a `rebound proxy` compose service.
+        #[serde(default, rename = "link")]
+        links: Vec<RawProxyLink>,
     },
+}
+
+/// `[[stack.link]]` of the docker backend: a link served by a compose service that
+/// runs `rebound proxy` (the `rebound/proxy` image); its listen and upstream
+/// addresses are in that service's command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawProxyLink {
+    /// Link name, as in the proxy's `--link NAME=LISTEN=UPSTREAM`.
+    pub name: String,
+    /// The service that connects through it.
+    pub from: Option<String>,
+    /// The service it reaches.
+    pub to: Option<String>,
+    /// The compose service running `rebound proxy`.
+    pub proxy: String,
+    /// Its control API (default: the proxy container's address, port 8474).
+    pub control: Option<String>,
 }
 
 /// `[[stack.link]]` of the process backend: rebound listens on `listen` and

@@ -26,10 +26,16 @@ pub(super) fn validate(v: &Validator<'_>, raw: RawStack) -> Result<StackPlan, Sc
             compose_overrides,
             attach,
             project,
+            links,
         } => {
             let source = docker_source(v, compose, compose_overrides, attach, project)?;
             let services = compose_service_names(v, &source)?;
-            Ok(StackPlan::Docker { source, services })
+            let links = proxy_links_of(v, links, services.as_deref())?;
+            Ok(StackPlan::Docker {
+                source,
+                services,
+                links,
+            })
         }
     }
 }
@@ -101,8 +107,69 @@ fn links_of(
             name: l.name,
             from: l.from,
             to: l.to,
-            listen,
-            upstream,
+            route: super::LinkRoute::Local { listen, upstream },
+        });
+    }
+    Ok(out)
+}
+
+/// The `[[stack.link]]` tables of a docker stack: unique names, a proxy service
+/// (and `from`/`to`) that the compose file has, a control address if given.
+fn proxy_links_of(
+    v: &Validator<'_>,
+    links: Vec<super::raw::RawProxyLink>,
+    services: Option<&[String]>,
+) -> Result<Vec<super::LinkPlan>, ScenarioError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, l) in links.into_iter().enumerate() {
+        let err = |key: &str, value: Option<&str>, msg: String| {
+            v.err_in("[[stack.link]]", i, key, value, msg)
+        };
+        if l.name.is_empty() || !seen.insert(l.name.clone()) {
+            return Err(err(
+                "name",
+                Some(&format!("\"{}\"", l.name)),
+                format!("link names must be unique and not empty (`{}`)", l.name),
+            ));
+        }
+        for (key, svc) in [
+            ("proxy", Some(&l.proxy)),
+            ("from", l.from.as_ref()),
+            ("to", l.to.as_ref()),
+        ] {
+            let (Some(name), Some(known)) = (svc, services) else {
+                continue;
+            };
+            if !known.iter().any(|s| s == name) {
+                return Err(err(
+                    key,
+                    Some(&format!("\"{name}\"")),
+                    format!(
+                        "the compose file has no service `{name}`; services are: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        let control = match &l.control {
+            None => None,
+            Some(text) => Some(text.parse::<std::net::SocketAddr>().map_err(|_| {
+                err(
+                    "control",
+                    Some(&format!("\"{text}\"")),
+                    format!("`{text}` is not an address such as 127.0.0.1:18474"),
+                )
+            })?),
+        };
+        out.push(super::LinkPlan {
+            name: l.name,
+            from: l.from,
+            to: l.to,
+            route: super::LinkRoute::Service {
+                service: l.proxy,
+                control,
+            },
         });
     }
     Ok(out)

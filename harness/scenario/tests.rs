@@ -829,3 +829,67 @@ fn kernel_network_faults_need_the_docker_backend() {
         "{m}"
     );
 }
+
+#[test]
+fn docker_links_name_a_proxy_service_of_the_compose_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  db: {image: x}\n  app: {image: y}\n  proxy: {image: rebound/proxy}\n",
+    )
+    .expect("compose");
+    let link =
+        "[[stack.link]]\nname = \"app-db\"\nproxy = \"proxy\"\nfrom = \"app\"\nto = \"db\"\n";
+    let text = format!("name = \"d\"\n[stack]\nbackend = \"docker\"\ncompose = \"compose.yaml\"\n{link}[[fault]]\nkind = \"link-reset\"\ntarget = \"app-db\"\nevery = \"500ms\"\nduration = \"5s\"\n[[probe]]\nkind = \"docker-health\"\nservice = \"db\"\n[slo]\nrecover-within = \"5s\"\n");
+    let path = dir.path().join("s.toml");
+    let plan = parse(&path, &text).expect("valid");
+    assert_eq!(plan.stack.link_names(), ["app-db"]);
+    assert_eq!(
+        plan.stack.links()[0].route,
+        crate::scenario::LinkRoute::Service {
+            service: "proxy".into(),
+            control: None
+        }
+    );
+    let msg = |t: &str| parse(&path, t).expect_err("invalid").to_string();
+    let m = msg(&text.replace("proxy = \"proxy\"", "proxy = \"toxi\""));
+    assert!(
+        m.contains("no service `toxi`; services are: db, app, proxy"),
+        "{m}"
+    );
+    let m = msg(&text.replace("to = \"db\"", "to = \"redis\""));
+    assert!(m.contains("no service `redis`"), "{m}");
+    let m = msg(&text.replace(
+        "proxy = \"proxy\"",
+        "proxy = \"proxy\"\ncontrol = \"proxy:8474\"",
+    ));
+    assert!(
+        m.contains("is not an address such as 127.0.0.1:18474"),
+        "{m}"
+    );
+    let ok = parse(
+        &path,
+        &text.replace(
+            "proxy = \"proxy\"",
+            "proxy = \"proxy\"\ncontrol = \"127.0.0.1:18474\"",
+        ),
+    )
+    .expect("a published control port");
+    assert_eq!(
+        ok.stack.links()[0].route,
+        crate::scenario::LinkRoute::Service {
+            service: "proxy".into(),
+            control: Some("127.0.0.1:18474".parse().unwrap())
+        }
+    );
+    // The proxy's command holds the addresses, not the scenario.
+    let m = msg(&text.replace(
+        "proxy = \"proxy\"",
+        "proxy = \"proxy\"\nlisten = \"0.0.0.0:5432\"",
+    ));
+    assert!(m.contains("unknown field `listen`"), "{m}");
+    let m = msg(&text.replace(link, &format!("{link}{link}")));
+    assert!(m.contains("link names must be unique"), "{m}");
+    let m = msg(&text.replace("every = \"500ms\"", "every = \"0s\""));
+    assert!(m.contains("every"), "{m}");
+}

@@ -75,6 +75,8 @@ pub struct DockerStack {
     published: tokio::sync::OnceCell<Vec<(u16, String, u16)>>,
     /// `docker compose` or `docker-compose`, found once (empty when attaching).
     compose_cmd: Vec<String>,
+    /// `[[stack.link]]`: links served by `rebound proxy` services.
+    links: Vec<super::plan::LinkPlan>,
 }
 
 fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> StackError {
@@ -144,6 +146,7 @@ pub async fn heal_dead_run(
     owns_stack: bool,
     faults: &[crate::nemesis::UndoRecord],
     disconnected: &BTreeMap<String, Vec<String>>,
+    links: &[super::plan::LinkPlan],
 ) -> Result<Vec<String>, StackError> {
     let stack = DockerStack::new(
         project.to_string(),
@@ -152,7 +155,8 @@ pub async fn heal_dead_run(
         Arc::new(History::in_memory()),
         None,
     )
-    .await?;
+    .await?
+    .with_links(links.to_vec());
     // Nothing of the project left (killed during `compose down`, or removed by
     // hand): no fault to undo; an owned stack may still have networks and volumes.
     let present = stack.discover().await.is_ok();
@@ -164,8 +168,17 @@ pub async fn heal_dead_run(
     let mut done = Vec::new();
     let mut failed = None;
     for undo in faults.iter().rev().filter(|_| present) {
-        // A service the run removed with its stack has nothing left to undo.
-        if undo.target != crate::nemesis::ALL_SERVICES && stack.id(&undo.target).is_err() {
+        // A service the run removed with its stack has nothing left to undo; nor a
+        // link whose proxy service is gone.
+        let service =
+            links
+                .iter()
+                .find(|l| l.name == undo.target)
+                .map_or(undo.target.as_str(), |l| match &l.route {
+                    super::plan::LinkRoute::Service { service, .. } => service.as_str(),
+                    super::plan::LinkRoute::Local { .. } => undo.target.as_str(),
+                });
+        if undo.target != crate::nemesis::ALL_SERVICES && stack.id(service).is_err() {
             continue;
         }
         match undo.apply(&stack).await {
@@ -326,7 +339,56 @@ impl DockerStack {
             journal,
             events: Mutex::new(None),
             compose_cmd,
+            links: Vec::new(),
         })
+    }
+
+    /// Serves link faults through the `rebound proxy` services `links` name.
+    pub fn with_links(mut self, links: Vec<super::plan::LinkPlan>) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// The control API of the proxy serving `link`: the scenario's `control`
+    /// address, else the proxy container's first address, port 8474.
+    async fn link_control(&self, link: &str) -> Result<crate::proxy::control::Control, StackError> {
+        let what = format!("link `{link}`");
+        let plan =
+            self.links
+                .iter()
+                .find(|l| l.name == link)
+                .ok_or_else(|| StackError::Command {
+                    what: what.clone(),
+                    message: format!(
+                        "no such link in [[stack.link]]; links are: {}",
+                        self.links
+                            .iter()
+                            .map(|l| l.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })?;
+        let super::plan::LinkRoute::Service { service, control } = &plan.route else {
+            return Err(StackError::Command {
+                what,
+                message: "the docker backend serves links through a `proxy` compose service".into(),
+            });
+        };
+        let addr = match control {
+            Some(a) => *a,
+            None => {
+                let ip = self.addresses(service).await?.into_iter().next().ok_or_else(|| {
+                    StackError::Command {
+                        what: what.clone(),
+                        message: format!(
+                            "the proxy service `{service}` has no network address (not running, or cut off?)"
+                        ),
+                    }
+                })?;
+                std::net::SocketAddr::new(ip, crate::proxy::control::DEFAULT_PORT)
+            }
+        };
+        Ok(crate::proxy::control::Control::new(addr))
     }
 
     /// Records a pause state change at once (the engine's event follows later).
@@ -968,6 +1030,21 @@ impl Stack for DockerStack {
             code: i64::from(out.status.code().unwrap_or(-1)),
             output,
         })
+    }
+
+    async fn set_link(
+        &self,
+        link: &str,
+        fault: Option<crate::proxy::LinkFault>,
+        lease: Option<Duration>,
+    ) -> Result<Option<crate::proxy::LinkFault>, StackError> {
+        let api = self.link_control(link).await?;
+        api.set(link, fault, lease)
+            .await
+            .map_err(|e| StackError::Command {
+                what: format!("link `{link}`"),
+                message: e.to_string(),
+            })
     }
 
     async fn exec(&self, service: &str, argv: &[String]) -> Result<ExecOutput, StackError> {

@@ -386,11 +386,13 @@ pub trait Stack: Send + Sync {
         })
     }
     /// Sets (None: lifts) the fault on a link of rebound's proxy; returns the fault
-    /// it replaced.
+    /// it replaced. A proxy outside rebound's process lifts the fault by itself
+    /// after `lease` (a bound on how long it outlives a killed rebound).
     async fn set_link(
         &self,
         _link: &str,
         _fault: Option<crate::proxy::LinkFault>,
+        _lease: Option<Duration>,
     ) -> Result<Option<crate::proxy::LinkFault>, StackError> {
         Err(StackError::Unsupported {
             backend: self.backend(),
@@ -457,7 +459,7 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
                     .with_links(links.clone()),
             )
         }
-        StackPlan::Docker { source, .. } => {
+        StackPlan::Docker { source, links, .. } => {
             let (project, source) = match source {
                 DockerSource::Compose {
                     file,
@@ -478,7 +480,8 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
             };
             Arc::new(
                 docker::DockerStack::new(project, source, ctx.run_id, ctx.history, ctx.journal)
-                    .await?,
+                    .await?
+                    .with_links(links.clone()),
             )
         }
     })

@@ -24,6 +24,8 @@ pub enum StackPlan {
         source: DockerSource,
         /// Service names read from the compose file (None when attaching).
         services: Option<Vec<String>>,
+        /// Links of `rebound proxy` services (`[[stack.link]]`).
+        links: Vec<LinkPlan>,
     },
 }
 
@@ -68,8 +70,16 @@ impl StackPlan {
     /// Names of the links rebound's proxy serves (`[[stack.link]]`).
     pub fn link_names(&self) -> Vec<String> {
         match self {
-            StackPlan::Process { links, .. } => links.iter().map(|l| l.name.clone()).collect(),
-            StackPlan::Docker { .. } => Vec::new(),
+            StackPlan::Process { links, .. } | StackPlan::Docker { links, .. } => {
+                links.iter().map(|l| l.name.clone()).collect()
+            }
+        }
+    }
+
+    /// The links (`[[stack.link]]`).
+    pub fn links(&self) -> &[LinkPlan] {
+        match self {
+            StackPlan::Process { links, .. } | StackPlan::Docker { links, .. } => links,
         }
     }
 
@@ -81,10 +91,10 @@ impl StackPlan {
             StackPlan::Docker {
                 source: DockerSource::Attach { .. },
                 ..
-            } => Capabilities::of(&[Restart, RestartAll, Network, Exec, Health, Netns]),
-            StackPlan::Docker { .. } => {
-                Capabilities::of(&[Restart, RestartAll, Compose, Network, Exec, Health, Netns])
-            }
+            } => Capabilities::of(&[Restart, RestartAll, Network, Exec, Health, Netns, Link]),
+            StackPlan::Docker { .. } => Capabilities::of(&[
+                Restart, RestartAll, Compose, Network, Exec, Health, Netns, Link,
+            ]),
         }
     }
 }
@@ -204,7 +214,7 @@ fn interpolate(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
 }
 
 /// `[[stack.link]]`: a connection path that runs through rebound's fault proxy —
-/// the service under test connects to `listen`, the proxy forwards to `upstream`.
+/// the service under test connects to the proxy, which forwards to the dependency.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkPlan {
     /// Link name, the target of link faults.
@@ -213,10 +223,27 @@ pub struct LinkPlan {
     pub from: Option<String>,
     /// The service connected to (documentation; checked to exist).
     pub to: Option<String>,
-    /// Where the proxy listens (loopback).
-    pub listen: std::net::SocketAddr,
-    /// Where it forwards to (loopback).
-    pub upstream: std::net::SocketAddr,
+    /// Where the proxy runs.
+    pub route: LinkRoute,
+}
+
+/// Where a link's proxy runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkRoute {
+    /// In rebound's own process (process backend).
+    Local {
+        /// Where the proxy listens (loopback).
+        listen: std::net::SocketAddr,
+        /// Where it forwards to (loopback).
+        upstream: std::net::SocketAddr,
+    },
+    /// In a compose service running `rebound proxy` (docker backend).
+    Service {
+        /// The compose service.
+        service: String,
+        /// Its control API (None: the container's address, port 8474).
+        control: Option<std::net::SocketAddr>,
+    },
 }
 
 /// One supervised process.

@@ -452,10 +452,13 @@ impl ProcessStack {
             .map(|p| p.name().to_string())
             .collect();
         for l in self.links.iter().filter(|l| !bound.contains(&l.name)) {
-            let proxy = crate::proxy::Proxy::bind(&l.name, l.listen, l.upstream)
+            let super::plan::LinkRoute::Local { listen, upstream } = &l.route else {
+                continue;
+            };
+            let proxy = crate::proxy::Proxy::bind(&l.name, *listen, upstream)
                 .await
                 .map_err(|source| StackError::Io {
-                    what: format!("link `{}`: listening on {}", l.name, l.listen),
+                    what: format!("link `{}`: listening on {listen}", l.name),
                     source,
                 })?;
             self.proxies
@@ -668,6 +671,7 @@ impl Stack for ProcessStack {
         &self,
         link: &str,
         fault: Option<crate::proxy::LinkFault>,
+        _lease: Option<Duration>,
     ) -> Result<Option<crate::proxy::LinkFault>, StackError> {
         let proxies = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
         match proxies.iter().find(|p| p.name() == link) {

@@ -655,3 +655,185 @@ fn docker_bandwidth_for_shapes_what_the_target_sends_and_rebound_heal_removes_it
     let free = redis_get_seconds(addr, 300_000);
     assert!(free < 0.5, "after heal 300 kB took {free:.2} s");
 }
+
+/// A one-trial scenario of the demo stack behind docker/demo/proxied.yaml with a
+/// 120 s black hole on app → Redis.
+fn proxy_blackhole_scenario(dir: &Path) -> std::path::PathBuf {
+    let root = env!("CARGO_MANIFEST_DIR");
+    write_scenario(
+        &dir.join("s"),
+        &format!(
+            "name = \"proxy-blackhole\"\n[stack]\nbackend = \"docker\"\ncompose = \"{root}/docker/demo/compose.yaml\"\n\
+             compose-overrides = [\"{root}/docker/demo/proxied.yaml\"]\n\n\
+             [[stack.link]]\nname = \"app-redis\"\nproxy = \"proxy\"\nfrom = \"app\"\nto = \"redis\"\n\n\
+             [[fault]]\nkind = \"link-blackhole\"\ntarget = \"app-redis\"\nduration = \"120s\"\n\n\
+             [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:18090/readyz\"\nperiod = \"100ms\"\n\n\
+             [slo]\nsuccess-rate = 0.5\nrecover-within = \"180s\"\n\n[run]\ntrials = 1\nwarm-up = \"500ms\"\nstartup-timeout = \"120s\"\n"
+        ),
+    )
+}
+
+/// The kept stack of a proxied run, seen from outside rebound.
+pub(crate) struct ProxiedStack {
+    run_id: String,
+}
+
+impl ProxiedStack {
+    fn id(&self, service: &str) -> String {
+        docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=rebound.run={}", self.run_id),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+    }
+
+    /// A Redis PING from the app container through the proxy, bounded by 3 s:
+    /// (exit code, output).
+    fn ping(&self) -> (Option<i32>, String) {
+        let o = Command::new("docker")
+            .args(["exec", &self.id("app"), "timeout", "3"])
+            .args(["redis-cli", "-h", "proxy", "-p", "6379", "ping"])
+            .output()
+            .expect("docker exec");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        )
+    }
+
+    /// The fault the proxy's control API reports on link app-redis (null: none).
+    fn fault(&self) -> serde_json::Value {
+        let ip = docker(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &self.id("proxy"),
+        ]);
+        let links: serde_json::Value = reqwest::blocking::get(format!("http://{ip}:8474/links"))
+            .expect("control API")
+            .json()
+            .expect("json");
+        links
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|l| l["name"] == "app-redis")
+            .expect("link app-redis")["fault"]
+            .clone()
+    }
+}
+
+/// A link fault through the `rebound/proxy` container of docker/demo/proxied.yaml
+/// (a black hole on app → Redis): while it is on, a Redis PING from the app through
+/// the proxy hangs and the proxy's control API reports the fault; after a SIGKILL
+/// mid-fault, `rebound heal` lifts it through that API (the run's scenario names the
+/// proxy service) and the PING answers again.
+#[test]
+fn docker_link_blackhole_through_the_proxy_container_is_lifted_by_rebound_heal() {
+    require_images();
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = proxy_blackhole_scenario(dir.path());
+    let out = dir.path().join("run");
+    let run_id = kill_during_fault(
+        scenario.to_str().expect("utf8"),
+        &["--keep"],
+        state.path(),
+        &out,
+    );
+    let _cleanup = RemoveOnDrop(format!("rebound.run={run_id}"));
+    let stack = ProxiedStack { run_id };
+    assert_eq!(
+        stack.ping().0,
+        Some(124),
+        "a PING through the black hole hangs"
+    );
+    assert_eq!(
+        stack.fault()["fault"],
+        "blackhole",
+        "the proxy reports the fault"
+    );
+    let healed = with_state(rebound(), state.path())
+        .arg("heal")
+        .arg(&out)
+        .output()
+        .expect("heal");
+    let said = text(&healed);
+    assert_eq!(healed.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("lifted blackhole on link app-redis"),
+        "{said}"
+    );
+    assert!(stack.fault().is_null(), "no fault left on the link");
+    assert_eq!(
+        stack.ping(),
+        (Some(0), "PONG".to_string()),
+        "Redis answers through the proxy again"
+    );
+    let again = with_state(rebound(), state.path())
+        .arg("heal")
+        .arg(&out)
+        .output()
+        .expect("heal");
+    assert!(text(&again).contains("nothing to heal"), "{}", text(&again));
+}
+
+/// SIGINT and SIGTERM to rebound in the middle of a black hole through the proxy
+/// container: rebound lifts the fault itself before it exits 130 (its stack kept).
+#[test]
+fn docker_link_blackhole_through_the_proxy_container_is_lifted_on_sigint_and_sigterm() {
+    require_images();
+    for signal in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        let state = tempfile::tempdir().expect("state dir");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scenario = proxy_blackhole_scenario(dir.path());
+        let out = dir.path().join("run");
+        let child = with_state(rebound(), state.path())
+            .args([
+                "run",
+                scenario.to_str().expect("utf8"),
+                "--keep",
+                "--no-progress",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let started = Instant::now();
+        while !history_lines(&out).iter().any(|r| r["type"] == "fault-ok") {
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "no fault-ok within 180 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let run_id = history_lines(&out)[0]["run_id"]
+            .as_str()
+            .expect("run id")
+            .to_string();
+        let _cleanup = RemoveOnDrop(format!("rebound.run={run_id}"));
+        let stack = ProxiedStack { run_id };
+        assert_eq!(
+            stack.fault()["fault"],
+            "blackhole",
+            "{signal}: the fault is on"
+        );
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal");
+        let o = child.wait_with_output().expect("wait");
+        assert_eq!(o.status.code(), Some(130), "{signal}: {}", text(&o));
+        assert!(
+            stack.fault().is_null(),
+            "{signal}: no fault left on the link"
+        );
+        assert_eq!(stack.ping(), (Some(0), "PONG".to_string()), "{signal}");
+    }
+}

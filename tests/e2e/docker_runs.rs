@@ -30,6 +30,7 @@ pub(crate) fn require_images() {
         "rebound/zookeeper:latest",
         "rebound/nats:latest",
         "rebound/demo-app:latest",
+        "rebound/proxy:latest",
     ];
     let missing = |image: &&str| {
         !Command::new("docker")
@@ -908,4 +909,60 @@ fn a_user_compose_file_with_build_and_no_labels_runs_end_to_end() {
         &format!("label=com.docker.compose.project={project}"),
     ]);
     assert_eq!(left, "", "the stack is torn down");
+}
+
+/// `link-latency` through the `rebound/proxy` container (scenario
+/// docker-app-db-latency, one trial): PostgreSQL's replies to the app come 500 ms
+/// late for 10 s, so writes through nginx take at least that much longer while the
+/// latency is on and are fast again after it is lifted; the app, ready only when it
+/// answers within 300 ms, is ready again within 5 s of the end; nothing is lost.
+#[test]
+fn docker_link_latency_through_the_proxy_container_slows_writes_by_the_delay() {
+    require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let o = run_scenario(
+        std::path::Path::new("scenarios/docker-app-db-latency.toml"),
+        &out,
+        &["--trials", "1"],
+    );
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    let (header, rows) = read_csv(&out.join("trials.csv"));
+    let cell = |name: &str| -> f64 {
+        column(&header, &rows, name)[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is not a number: {}", text(&o)))
+    };
+    assert_eq!(column(&header, &rows, "outcome")[0], "pass", "{}", text(&o));
+    let (during, after) = (cell("latency_during_p50_ms"), cell("latency_after_p50_ms"));
+    assert!(
+        during >= 500.0,
+        "writes during the latency: p50 {during} ms"
+    );
+    assert!(after < 200.0, "writes after it was lifted: p50 {after} ms");
+    let recovery = cell("recovery_ms");
+    assert!(
+        (10_000.0..15_000.0).contains(&recovery),
+        "ready again {recovery} ms after the latency began (it lasts 10 s)"
+    );
+    assert_eq!(cell("lost_acked_writes"), 0.0);
+    let h = history_lines(&out);
+    assert!(
+        h.iter().any(|r| r["type"] == "fault-end"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("latency 500ms") && d.contains("lifted"))),
+        "the proxy's fault was lifted"
+    );
+    let run_id = h[0]["run_id"].as_str().expect("run id");
+    assert_eq!(
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=rebound.run={run_id}")
+        ]),
+        "",
+        "torn down, proxy included"
+    );
 }

@@ -228,6 +228,63 @@ fn a_blackhole_hangs_the_client_and_a_reset_is_seen_as_one() {
     assert_eq!(round_trips(addr, 3).len(), 3, "the link works again");
 }
 
+/// A reset storm (`ResetEvery`): a new connection gets through and works, and is
+/// reset once it has lived `every` under the storm — an open one too; lifted, a
+/// connection lives on.
+#[test]
+fn a_reset_storm_lets_connections_through_and_resets_each_after_every() {
+    let rt = runtime();
+    let upstream = echo_server();
+    let proxy = rt
+        .block_on(Proxy::bind(
+            "db",
+            "127.0.0.1:0".parse().expect("addr"),
+            upstream,
+        ))
+        .expect("proxy");
+    let addr = proxy.local_addr();
+    let mut open = TcpStream::connect(addr).expect("connect");
+    open.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let mut b = [0u8; 1];
+    open.write_all(b"x").expect("write");
+    open.read_exact(&mut b).expect("echo");
+    let every = Duration::from_millis(400);
+    proxy.set(Some(LinkFault::ResetEvery { every }));
+    let storm = Instant::now();
+    let fresh_at = Instant::now();
+    let mut fresh = TcpStream::connect(addr).expect("a storm lets connections through");
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    fresh.write_all(b"y").expect("write");
+    fresh
+        .read_exact(&mut b)
+        .expect("it works until its time is up");
+    assert_eq!(&b, b"y");
+    // Both are reset `every` after the storm began / they opened: a read without
+    // a write sees the RST then.
+    for (c, since) in [(&mut open, storm), (&mut fresh, fresh_at)] {
+        let e = c.read_exact(&mut b).expect_err("reset");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e:?}");
+        let lived = since.elapsed();
+        // Never early; late only by scheduling (a generous bound: not a timing test).
+        assert!(
+            lived + Duration::from_millis(5) >= every && lived < every + Duration::from_secs(2),
+            "reset after {lived:?}, every {every:?}"
+        );
+    }
+    proxy.set(None);
+    let mut calm = TcpStream::connect(addr).expect("connect");
+    calm.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    std::thread::sleep(every + Duration::from_millis(200));
+    calm.write_all(b"z").expect("write");
+    calm.read_exact(&mut b)
+        .expect("no storm: the connection lives on");
+    assert_eq!(&b, b"z");
+}
+
 /// A probe that reaches demo-app through a link: blackholing the link for 1.5 s
 /// makes the service unreachable (the probe times out) without touching the
 /// process; when the fault lifts, recovery is measured; SIGINT mid-fault heals.

@@ -17,6 +17,10 @@ use super::{Effect, Fault, Injected, UndoRecord, UndoStep};
 use crate::proxy::LinkFault;
 use crate::stack::{Capability, Stack, StackError};
 
+/// How long a proxy outside rebound keeps a fault after its planned end, unless
+/// rebound lifts it first.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
 /// Every link kind's plan: a fault on a link for a while.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkFor {
@@ -63,7 +67,11 @@ async fn inject_for(
     stack: &dyn Stack,
 ) -> Result<Injected, StackError> {
     let what = fault.describe();
-    stack.set_link(link, Some(fault)).await?;
+    // A proxy outside rebound lifts the fault by itself 10 s after rebound should
+    // have, should rebound be killed meanwhile.
+    stack
+        .set_link(link, Some(fault), Some(duration + LEASE_MARGIN))
+        .await?;
     Ok(Injected::new(
         format!("link {link}: {what} for {duration:?}"),
         LiftAfter {
@@ -96,7 +104,7 @@ struct LiftAfter {
 impl Effect for LiftAfter {
     async fn wait(self: Box<Self>, stack: &dyn Stack) -> Result<String, StackError> {
         tokio::time::sleep(self.duration).await;
-        stack.set_link(&self.link, None).await?;
+        stack.set_link(&self.link, None, None).await?;
         Ok(format!(
             "link {}: {} lifted after {:?}",
             self.link, self.what, self.duration

@@ -1,5 +1,6 @@
 //! `link-reset`: every open connection on the link is reset (TCP RST), and so is
-//! every new one, for `duration`.
+//! every new one, for `duration`; with `every`, a reset storm instead: new
+//! connections pass and each is reset `every` after it opened.
 
 use std::time::Duration;
 
@@ -19,16 +20,25 @@ pub struct RawLinkReset {
     /// How long.
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
+    /// A storm: let connections through, reset each this long after it opened.
+    #[serde(default, with = "humantime_serde::option")]
+    pub every: Option<Duration>,
 }
 
 impl RawKind for RawLinkReset {
     fn plan(self, _: &PlanCtx) -> Result<FaultPlan, FieldError> {
         let duration = nonzero("duration", self.duration)?;
+        let fault = match self.every {
+            Some(every) => LinkFault::ResetEvery {
+                every: nonzero("every", every)?,
+            },
+            None => LinkFault::Reset,
+        };
         Ok(FaultPlan::new(
             self.target,
             LinkFor {
                 name: "link-reset",
-                fault: LinkFault::Reset,
+                fault,
                 duration,
             },
         ))

@@ -8,6 +8,11 @@
 //! Each direction of a connection is a pipeline: a reader stamps every chunk with
 //! the time it arrived, a writer delivers it no earlier than that time plus the
 //! delay (so latency does not cost throughput) and no faster than the bandwidth.
+//!
+//! [`control`] serves the links of a standalone proxy (`rebound proxy`, the
+//! `rebound/proxy` image of the docker backend) over a small HTTP API.
+
+pub mod control;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -73,6 +78,13 @@ pub enum LinkFault {
     Blackhole,
     /// Every open connection is reset, and new ones are reset at once.
     Reset,
+    /// A reset storm: new connections pass, and each is reset `every` after it
+    /// opened (or after the storm began), so no connection lives longer.
+    ResetEvery {
+        /// Longest life of a connection.
+        #[serde(with = "humantime_serde")]
+        every: Duration,
+    },
 }
 
 impl LinkFault {
@@ -91,6 +103,7 @@ impl LinkFault {
             } => format!("bandwidth {bytes_per_sec} B/s ({direction:?})").to_lowercase(),
             LinkFault::Blackhole => "blackhole".into(),
             LinkFault::Reset => "reset".into(),
+            LinkFault::ResetEvery { every } => format!("reset every {every:?}"),
         }
     }
 }
@@ -99,7 +112,7 @@ impl LinkFault {
 pub struct Proxy {
     name: String,
     local: SocketAddr,
-    upstream: SocketAddr,
+    upstream: String,
     fault: watch::Sender<Option<LinkFault>>,
     accept: JoinHandle<()>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -116,18 +129,22 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    /// Listens on `listen` and forwards to `upstream`.
+    /// Listens on `listen` and forwards to `upstream` (`host:port`, resolved again
+    /// for every connection, so a dependency that comes back at a new address is
+    /// found).
     pub async fn bind(
         name: &str,
         listen: SocketAddr,
-        upstream: SocketAddr,
+        upstream: impl std::fmt::Display,
     ) -> std::io::Result<Proxy> {
+        let upstream = upstream.to_string();
         let listener = TcpListener::bind(listen).await?;
         let local = listener.local_addr()?;
         let (fault, _) = watch::channel(None);
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = {
             let fault = fault.clone();
+            let upstream = upstream.clone();
             let conns = Arc::clone(&conns);
             tokio::spawn(async move {
                 let mut serial = 0u64;
@@ -139,7 +156,7 @@ impl Proxy {
                     };
                     serial += 1;
                     let rx = fault.subscribe();
-                    let task = tokio::spawn(connection(client, upstream, rx, serial));
+                    let task = tokio::spawn(connection(client, upstream.clone(), rx, serial));
                     let mut all = conns.lock().unwrap_or_else(|p| p.into_inner());
                     all.retain(|t| !t.is_finished());
                     all.push(task);
@@ -164,6 +181,11 @@ impl Proxy {
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Where it forwards to (`host:port`).
+    pub fn upstream(&self) -> &str {
+        &self.upstream
     }
 
     /// Sets (or, with None, lifts) the link's fault; returns the previous one.
@@ -227,7 +249,7 @@ async fn pass(rx: &mut watch::Receiver<Option<LinkFault>>) -> bool {
 
 async fn connection(
     client: TcpStream,
-    upstream: SocketAddr,
+    upstream: String,
     mut rx: watch::Receiver<Option<LinkFault>>,
     serial: u64,
 ) {
@@ -254,16 +276,20 @@ async fn connection(
         reset(&client);
         return;
     }
-    let server =
-        match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(upstream)).await {
-            Ok(Ok(server)) => server,
-            // The upstream refuses or does not answer: the client's accepted
-            // connection is reset (it cannot see a refusal: its connect succeeded).
-            _ => {
-                reset(&client);
-                return;
-            }
-        };
+    let server = match tokio::time::timeout(
+        Duration::from_secs(10),
+        TcpStream::connect(upstream.as_str()),
+    )
+    .await
+    {
+        Ok(Ok(server)) => server,
+        // The upstream refuses or does not answer: the client's accepted
+        // connection is reset (it cannot see a refusal: its connect succeeded).
+        _ => {
+            reset(&client);
+            return;
+        }
+    };
     let _ = server.set_nodelay(true);
     let client = Arc::new(client);
     let server = Arc::new(server);
@@ -281,25 +307,33 @@ async fn connection(
         false,
         serial,
     ));
-    // A reset ends both directions at once, with RST on both sockets.
+    // A reset ends both directions at once, with RST on both sockets; a storm
+    // does so once the connection has lived `every` under it.
+    let mut storm_rx = rx.clone();
     let reset_now = async {
         loop {
-            if is_reset(&rx.borrow_and_update()) {
-                return;
-            }
-            if rx.changed().await.is_err() {
+            let now = storm_rx.borrow_and_update().clone();
+            let changed = match now {
+                Some(LinkFault::Reset) => return,
+                Some(LinkFault::ResetEvery { every }) => tokio::select! {
+                    () = tokio::time::sleep(every) => return,
+                    c = storm_rx.changed() => c,
+                },
+                _ => storm_rx.changed().await,
+            };
+            if changed.is_err() {
                 std::future::pending::<()>().await;
             }
         }
     };
-    tokio::select! {
+    let reset_hit = tokio::select! {
         biased;
-        _ = reset_now => {}
-        _ = async { let _ = tokio::join!(&mut up.0, &mut down.0); } => {}
-    }
+        () = reset_now => true,
+        _ = async { let _ = tokio::join!(&mut up.0, &mut down.0); } => false,
+    };
     // The directions also stop on a reset, and may have stopped first: either way
     // the sockets, closed when this returns (the last holder), close with an RST.
-    if is_reset(&rx.borrow()) {
+    if reset_hit || is_reset(&rx.borrow()) {
         reset(&client);
         reset(&server);
     }
