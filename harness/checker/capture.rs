@@ -27,6 +27,10 @@ use crate::history::{Event, Record};
 use super::{median_ms, ms, Pacing, Span};
 
 /// Values a [`Median`] keeps exactly before it bins them.
+/// Most phase boundaries a trial keeps (fault-ok and fault-end records of its
+/// faults); past them folds merely stop splitting.
+const MAX_MARKS: usize = 64;
+
 const RAW_MAX: usize = 4096;
 
 /// Significant bits a [`Median`] bin keeps: 1/1024 relative precision at worst.
@@ -149,7 +153,7 @@ pub struct Fold {
 #[derive(Debug, Clone)]
 struct Run {
     ok: bool,
-    phase: u8,
+    phase: u32,
     len: u64,
     last_start: u64,
     fold: Option<usize>,
@@ -169,7 +173,9 @@ pub struct Capture {
     runs: Vec<Option<Run>>,
     pacing: Vec<PacingAcc>,
     inject_ns: Option<u64>,
-    gate_ns: Option<u64>,
+    /// Every later fault-ok and every fault-end before heal (phase boundaries; a
+    /// trial with follow-ups has several), at most [`MAX_MARKS`].
+    marks: Vec<u64>,
     heal_ns: Option<u64>,
     /// Monotonic times of the first and the latest record seen.
     pub(super) span_ns: Option<(u64, u64)>,
@@ -188,7 +194,7 @@ impl Capture {
             runs: vec![None; probes.len()],
             pacing: vec![PacingAcc::default(); probes.len()],
             inject_ns: None,
-            gate_ns: None,
+            marks: Vec::new(),
             heal_ns: None,
             span_ns: None,
         }
@@ -234,12 +240,10 @@ impl Capture {
     /// Which side of each phase boundary known so far `start_ns` lies on. A probe
     /// attempt that started after a boundary was recorded after it, so its
     /// boundary is always known by the time the attempt arrives.
-    fn phase(&self, start_ns: u64) -> u8 {
-        [self.inject_ns, self.gate_ns, self.heal_ns]
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_some_and(|b| start_ns >= b))
-            .fold(0, |m, (i, _)| m | (1 << i))
+    fn phase(&self, start_ns: u64) -> u32 {
+        let past = |b: Option<u64>| u32::from(b.is_some_and(|b| start_ns >= b));
+        let marks = self.marks.iter().filter(|&&m| start_ns >= m).count() as u32;
+        past(self.inject_ns) | past(self.heal_ns) << 1 | marks << 2
     }
 
     /// Takes in the next record of the trial.
@@ -249,11 +253,13 @@ impl Capture {
             Some((first, _)) => (first, r.elapsed_ns),
         });
         match &r.event {
-            Event::FaultOk { .. } => {
-                self.inject_ns.get_or_insert(r.elapsed_ns);
+            Event::FaultOk { .. } if self.inject_ns.is_none() => {
+                self.inject_ns = Some(r.elapsed_ns);
             }
-            Event::FaultEnd { .. } => {
-                self.gate_ns.get_or_insert(r.elapsed_ns);
+            Event::FaultOk { .. } | Event::FaultEnd { .. }
+                if self.heal_ns.is_none() && self.marks.len() < MAX_MARKS =>
+            {
+                self.marks.push(r.elapsed_ns);
             }
             Event::HealInvoke => {
                 self.heal_ns.get_or_insert(r.elapsed_ns);

@@ -793,13 +793,37 @@ fn check_recovery(trial: u32, capture: &Capture, cfg: &CheckConfig) -> TrialResu
     report.probes_failed = attempts.iter().filter(|a| !a.ok).count() as u64 + folded(false);
     report.downtime_ms = Some(ms(downtime_ns(&attempts, cfg.probes.len(), window_end)));
 
-    let Some(gate) = records
+    // With follow-ups (`[[fault.then]]`), every fault must have been injected and
+    // its effect confirmed; the gate is the end of the last effect.
+    let count = |f: fn(&Event) -> bool| records.iter().filter(|r| f(&r.event)).count();
+    let invoked = count(|e| matches!(e, Event::FaultInvoke { .. }));
+    let oks = count(|e| matches!(e, Event::FaultOk { .. }));
+    if invoked > 1 {
+        if let Some(error) = records.iter().find_map(|r| match &r.event {
+            Event::FaultFail { error } => Some(error),
+            _ => None,
+        }) {
+            report.reason = format!("a fault of the trial failed: {error}");
+            return report;
+        }
+    }
+    let ends: Vec<&Record> = records
         .iter()
-        .find(|r| matches!(r.event, Event::FaultEnd { .. }))
-    else {
+        .filter(|r| matches!(r.event, Event::FaultEnd { .. }))
+        .collect();
+    let Some(gate) = ends.last().copied() else {
         report.reason = "the fault's effect was never confirmed (no fault-end record)".into();
         return report;
     };
+    if ends.len() < oks.max(invoked) {
+        report.reason = format!(
+            "{} of the trial's {} fault(s) did not take effect within the observation window (fault-end records: {})",
+            invoked.max(oks) - ends.len(),
+            invoked.max(oks),
+            ends.len()
+        );
+        return report;
+    }
     let mut tracker = RecoveryTracker::new(cfg.probes.len(), cfg.stable_for);
     tracker.set_gate(gate.elapsed_ns);
     for a in &attempts {

@@ -4,8 +4,8 @@
 //! [`Effect`] (waits until the fault has taken effect and, for timed faults, lifts
 //! it), and the [`UndoRecord`] that heal applies (idempotent: puts the target back
 //! whatever happened before). The record is plain serialisable data, known before the
-//! fault is injected, so that a journal can keep it for a later `rebound heal`; no
-//! journal stores it yet (the crash-safety issue adds one).
+//! fault is injected, so that the run's fault journal keeps it for a later
+//! `rebound heal`.
 //!
 //! Adding a kind: a file with a `Raw…` table that implements [`RawKind`] and a plan
 //! that implements [`Fault`], plus one line in the `registry!` below.
@@ -58,13 +58,16 @@ pub struct PlanCtx {
     pub capabilities: Capabilities,
 }
 
-/// One validated fault: what is done to which service.
+/// One validated fault: what is done to which service, and the faults that
+/// follow it in the same trial (`[[fault.then]]`).
 #[derive(Debug, Clone)]
 pub struct FaultPlan {
     /// Target service ([`ALL_SERVICES`] for stack-wide faults).
     pub target: String,
     /// The kind and its parameters.
     pub kind: Arc<dyn Fault>,
+    /// Faults injected later in the same trial, in order (never nested).
+    pub then: Vec<FollowUp>,
 }
 
 impl FaultPlan {
@@ -73,8 +76,90 @@ impl FaultPlan {
         FaultPlan {
             target: target.into(),
             kind: Arc::new(kind),
+            then: Vec::new(),
         }
     }
+
+    /// The trial's faults in firing order: this one, then its follow-ups.
+    pub fn steps(&self) -> impl Iterator<Item = &FaultPlan> {
+        std::iter::once(self).chain(self.then.iter().map(|f| &f.fault))
+    }
+}
+
+/// A `[[fault.then]]`: a fault injected `after` the previous fault of the trial
+/// was injected, while that one may still be in effect (a kill during a black
+/// hole, a restart while the database recovers).
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    /// Delay after the previous fault's `fault-ok`.
+    pub after: Duration,
+    /// The fault.
+    pub fault: FaultPlan,
+}
+
+/// `[[fault]]` as written: one fault kind's table and its `[[fault.then]]`
+/// follow-ups.
+#[derive(Debug, Clone)]
+pub struct RawFaultTable {
+    /// The fault.
+    pub fault: RawFault,
+    /// Faults that follow it in the same trial.
+    pub then: Vec<RawFollowUp>,
+}
+
+/// A `[[fault.then]]` table: `after` plus one fault kind's keys.
+#[derive(Debug, Clone)]
+pub struct RawFollowUp {
+    /// Delay after the previous fault was injected.
+    pub after: Duration,
+    /// The fault.
+    pub fault: RawFault,
+}
+
+impl<'de> serde::Deserialize<'de> for RawFaultTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let then = match table.remove("then") {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    follow_up(item).map_err(|m| D::Error::custom(format!("then[{i}]: {m}")))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(D::Error::custom(
+                    "`then` is a list of [[fault.then]] tables",
+                ))
+            }
+        };
+        let fault = RawFault::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
+        Ok(RawFaultTable { fault, then })
+    }
+}
+
+fn follow_up(item: toml::Value) -> Result<RawFollowUp, String> {
+    let toml::Value::Table(mut table) = item else {
+        return Err("a [[fault.then]] entry is a table".into());
+    };
+    if table.contains_key("then") {
+        return Err("a follow-up cannot have follow-ups of its own: list them all under the first [[fault]]".into());
+    }
+    let after = match table.remove("after") {
+        Some(toml::Value::String(s)) => humantime::parse_duration(&s)
+            .map_err(|e| format!("after: `{s}` is not a duration such as \"1s\": {e}"))?,
+        Some(_) => return Err("after: a duration such as \"1s\"".into()),
+        None => {
+            return Err(
+                "missing field `after` (how long after the previous fault, e.g. \"1s\")".into(),
+            )
+        }
+    };
+    let fault = <RawFault as serde::Deserialize>::deserialize(toml::Value::Table(table))
+        .map_err(|e| e.to_string())?;
+    Ok(RawFollowUp { after, fault })
 }
 
 /// A raw `[[fault]]` table of one kind, as serde reads it.

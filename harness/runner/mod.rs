@@ -290,8 +290,8 @@ impl Ctx {
     async fn trial(&self, t: &TrialSchedule) -> TrialRun {
         let h = &self.history;
         let number = t.number;
-        // The schedule type allows several faults per trial; today's generator emits
-        // exactly one, fired at the end of the warm-up.
+        // The trial's first fault fires at the end of the warm-up; its follow-ups
+        // (`[[fault.then]]`) each a while after the previous one.
         let fault = &self.plan.faults[t.injections[0].fault];
         let mut probes = ProbeSet::start(&self.probers, h);
         let workloads = WorkloadSet::start(
@@ -305,32 +305,34 @@ impl Ctx {
             () = self.cancel.cancelled() => interrupted = true,
             () = tokio::time::sleep(t.warm_up) => {}
         }
-        // The undo record reaches the disk before the fault does.
-        let journaled = if interrupted {
-            None
-        } else {
+        // Every fault of the trial whose undo record reached the disk (before the
+        // fault did): heal takes back each of them.
+        let mut journaled: Vec<(&nemesis::FaultPlan, u64)> = Vec::new();
+        if !interrupted {
             match self.journal.fault(&fault.kind.undo(&fault.target)) {
-                Ok(seq) => Some(seq),
+                Ok(seq) => journaled.push((fault, seq)),
                 Err(e) => {
                     h.record(Event::FaultFail {
                         error: format!("not injected: {e}"),
                     });
                     interrupted = self.cancel.is_cancelled();
-                    None
                 }
             }
-        };
-        if journaled.is_some() {
+        }
+        if !journaled.is_empty() {
             h.record(Event::FaultInvoke {
                 fault: fault.kind.name().into(),
                 target: fault.target.clone(),
             });
             // A panic in a fault's code must not skip heal: it is recorded as a
             // failed injection (the trial is unknown) and heal runs as always.
-            let observed =
-                std::panic::AssertUnwindSafe(self.inject_and_observe(fault, &mut probes))
-                    .catch_unwind()
-                    .await;
+            let observed = std::panic::AssertUnwindSafe(self.inject_and_observe(
+                fault,
+                &mut probes,
+                &mut journaled,
+            ))
+            .catch_unwind()
+            .await;
             match observed {
                 Ok(cancelled) => interrupted = cancelled,
                 Err(panic) => {
@@ -345,23 +347,53 @@ impl Ctx {
                 }
             }
         }
-        // Heal always runs: after recovery, timeout, failed injection and Ctrl-C.
+        // Heal always runs: after recovery, timeout, failed injection and Ctrl-C;
+        // each injected fault, latest first (the first fault even if none was).
         h.record(Event::HealInvoke);
-        let heal_error = match nemesis::heal(fault, self.stack.as_ref()).await {
-            Ok(detail) => {
-                h.record(Event::HealOk { detail });
-                match journaled.map(|seq| self.journal.healed(seq)) {
-                    Some(Err(e)) => Some(e.to_string()),
-                    _ => None,
+        let to_heal: Vec<(&nemesis::FaultPlan, Option<u64>)> = if journaled.is_empty() {
+            vec![(fault, None)]
+        } else {
+            journaled
+                .iter()
+                .rev()
+                .map(|(f, seq)| (*f, Some(*seq)))
+                .collect()
+        };
+        let several = to_heal.len() > 1;
+        let mut details = Vec::new();
+        let mut heal_error = None;
+        let mut failed = false;
+        for (f, seq) in to_heal {
+            match nemesis::heal(f, self.stack.as_ref()).await {
+                Ok(detail) => {
+                    details.push(if several {
+                        format!("{} on {}: {detail}", f.kind.name(), f.target)
+                    } else {
+                        detail
+                    });
+                    if let Some(Err(e)) = seq.map(|seq| self.journal.healed(seq)) {
+                        heal_error.get_or_insert(e.to_string());
+                    }
+                }
+                Err(e) => {
+                    let error = if several {
+                        format!("{} on {}: {e}", f.kind.name(), f.target)
+                    } else {
+                        e.to_string()
+                    };
+                    h.record(Event::HealFail {
+                        error: error.clone(),
+                    });
+                    failed = true;
+                    heal_error.get_or_insert(error);
                 }
             }
-            Err(e) => {
-                h.record(Event::HealFail {
-                    error: e.to_string(),
-                });
-                Some(e.to_string())
-            }
-        };
+        }
+        if !failed {
+            h.record(Event::HealOk {
+                detail: details.join("; "),
+            });
+        }
         probes.stop().await;
         // Back to steady state with the clients still running, then read back every
         // acknowledged write: a restart that lost data is a failed restart.
@@ -384,12 +416,21 @@ impl Ctx {
         }
     }
 
-    /// Injects `fault` and watches the probes until the stack recovered, the observe
-    /// window ended, or the run was cancelled (returns true then).
-    async fn inject_and_observe(&self, fault: &nemesis::FaultPlan, probes: &mut ProbeSet) -> bool {
+    /// Injects `fault`, then each of its follow-ups in turn, and watches the probes
+    /// until the stack recovered after every fault's effect ended, the observe
+    /// window ended, or the run was cancelled (returns true then). Each follow-up's
+    /// undo record is journaled (and added to `journaled`) before it is injected.
+    async fn inject_and_observe<'p>(
+        &self,
+        fault: &'p nemesis::FaultPlan,
+        probes: &mut ProbeSet,
+        journaled: &mut Vec<(&'p nemesis::FaultPlan, u64)>,
+    ) -> bool {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
         let h = &self.history;
+        let stack = self.stack.as_ref();
         let mut tracker = RecoveryTracker::new(self.probers.len(), self.plan.run.stable_for);
-        let injected = match nemesis::inject(fault, self.stack.as_ref()).await {
+        let injected = match nemesis::inject(fault, stack).await {
             Err(e) => {
                 h.record(Event::FaultFail {
                     error: e.to_string(),
@@ -401,26 +442,57 @@ impl Ctx {
         h.record(Event::FaultOk {
             detail: injected.detail,
         });
-        let effect = injected.effect.wait(self.stack.as_ref());
-        tokio::pin!(effect);
-        let mut effect_done = false;
+        let mut effects = FuturesUnordered::new();
+        effects.push(injected.effect.wait(stack));
+        let follow = &fault.then;
+        let mut next = 0;
+        let far = Duration::from_secs(365 * 24 * 3600);
+        let next_at = tokio::time::sleep(follow.first().map_or(far, |f| f.after));
+        tokio::pin!(next_at);
         let observe = tokio::time::sleep(self.plan.run.observe_for);
         tokio::pin!(observe);
         loop {
             tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => return true,
-                res = &mut effect, if !effect_done => {
-                    effect_done = true;
+                Some(res) = effects.next(), if !effects.is_empty() => {
                     match res {
                         Ok(detail) => {
                             let r = h.record(Event::FaultEnd { detail });
-                            tracker.set_gate(r.elapsed_ns);
+                            // The gate opens when the last fault's effect has ended.
+                            if effects.is_empty() && next == follow.len() {
+                                tracker.set_gate(r.elapsed_ns);
+                            }
                         }
                         Err(e) => {
                             h.record(Event::FaultFail { error: format!("fault effect not confirmed: {e}") });
                             return false;
                         }
+                    }
+                }
+                () = &mut next_at, if next < follow.len() => {
+                    let f = &follow[next].fault;
+                    next += 1;
+                    match self.journal.fault(&f.kind.undo(&f.target)) {
+                        Ok(seq) => journaled.push((f, seq)),
+                        Err(e) => {
+                            h.record(Event::FaultFail { error: format!("not injected: {e}") });
+                            return false;
+                        }
+                    }
+                    h.record(Event::FaultInvoke { fault: f.kind.name().into(), target: f.target.clone() });
+                    match nemesis::inject(f, stack).await {
+                        Err(e) => {
+                            h.record(Event::FaultFail { error: e.to_string() });
+                            return false;
+                        }
+                        Ok(injected) => {
+                            h.record(Event::FaultOk { detail: injected.detail });
+                            effects.push(injected.effect.wait(stack));
+                        }
+                    }
+                    if let Some(n) = follow.get(next) {
+                        next_at.as_mut().reset(tokio::time::Instant::now() + n.after);
                     }
                 }
                 Some(a) = probes.attempts.recv() => {

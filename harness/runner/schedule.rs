@@ -13,9 +13,10 @@ use crate::scenario::FaultOrder;
 /// When an injection fires within its trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    /// At the end of the trial's warm-up (the only trigger the scenario format has
-    /// today; event triggers — a service died, became healthy, a log line — come
-    /// with several faults per trial).
+    /// At the end of the trial's warm-up. The fault's follow-ups
+    /// (`[[fault.then]]`, [`crate::nemesis::FaultPlan::then`]) each fire a delay
+    /// after the previous fault was injected; event triggers — a service died,
+    /// became healthy, a log line — are still to come.
     WarmUpEnd,
 }
 

@@ -493,3 +493,89 @@ async fn a_killed_run_of_the_same_scenario_stops_the_next_until_healed() {
     assert!(crate::journal::read(dead.path()).expect("read").is_clean());
     assert!(crate::journal::stale().is_empty());
 }
+
+/// `[[fault.then]]`: a pause, and 60 ms after it a SIGKILL while the service is
+/// still frozen. Both are injected in order, both are journaled and healed (latest
+/// first), and recovery counts from the first fault but only after the last
+/// fault's effect ended (the pause lifted at 300 ms).
+#[tokio::test]
+async fn a_follow_up_fires_after_its_delay_and_every_fault_of_the_trial_is_healed() {
+    let faults = "[[fault]]\nkind = \"pause-for\"\ntarget = \"app\"\nduration = \"300ms\"\n\
+                  [[fault.then]]\nafter = \"60ms\"\nkind = \"sigkill\"\ntarget = \"app\"\n";
+    let r = run_fake(
+        &plan(faults, SLO, ""),
+        trials(2),
+        Script::default(),
+        no_hook,
+    )
+    .await;
+    let o = r.outcome();
+    assert_eq!(o.trials.len(), 2);
+    for t in &o.trials {
+        assert_eq!(t.outcome, Outcome::Pass, "{t:?}");
+        assert_eq!((t.fault.as_str(), t.target.as_str()), ("pause-for", "app"));
+        let recovery = t.recovery_ms.expect("recovered");
+        assert!(
+            recovery >= 300.0,
+            "recovery {recovery} ms counts only after the pause lifted"
+        );
+    }
+    let h = r.history();
+    let at = |ty: &str| -> Vec<u64> {
+        h.iter()
+            .filter(|rec| rec.trial == Some(1))
+            .filter(|rec| serde_json::to_value(&rec.event).expect("json")["type"] == ty)
+            .map(|rec| rec.elapsed_ns)
+            .collect()
+    };
+    let (invokes, oks, ends) = (at("fault-invoke"), at("fault-ok"), at("fault-end"));
+    assert_eq!((invokes.len(), oks.len(), ends.len()), (2, 2, 2));
+    let gap = (oks[1] - oks[0]) as f64 / 1e6;
+    assert!(
+        gap >= 60.0,
+        "the follow-up came {gap} ms after the first fault"
+    );
+    let calls = r.fake.calls();
+    let first = |c: &str| calls.iter().position(|x| x == c).expect(c);
+    assert!(first("pause app") < first("signal app Kill"), "{calls:?}");
+    let heal = h
+        .iter()
+        .find_map(|rec| match &rec.event {
+            Event::HealOk { detail } if rec.trial == Some(1) => Some(detail.clone()),
+            _ => None,
+        })
+        .expect("heal-ok");
+    assert!(
+        heal.starts_with("sigkill on app:") && heal.contains("; pause-for on app:"),
+        "{heal}"
+    );
+    // Every journaled fault was marked healed: nothing is left for `rebound heal`.
+    let pending = crate::journal::read(&r.dir.path().join("run")).expect("journal");
+    assert!(pending.faults.is_empty(), "{:?}", pending.faults);
+}
+
+/// A follow-up whose injection fails makes the trial unknown, and the first
+/// fault is still healed.
+#[tokio::test]
+async fn a_failed_follow_up_makes_the_trial_unknown_and_the_first_fault_is_healed() {
+    let faults = "[[fault]]\nkind = \"pause-for\"\ntarget = \"app\"\nduration = \"100ms\"\n\
+                  [[fault.then]]\nafter = \"10ms\"\nkind = \"sigkill\"\ntarget = \"app\"\n";
+    let script = Script {
+        fail_signal: true,
+        ..Script::default()
+    };
+    let r = run_fake(&plan(faults, SLO, ""), trials(1), script, no_hook).await;
+    let t = &r.outcome().trials[0];
+    assert_eq!(t.outcome, Outcome::Unknown, "{t:?}");
+    assert!(
+        t.reason.contains("a fault of the trial failed"),
+        "{}",
+        t.reason
+    );
+    assert!(
+        r.fake.calls().iter().any(|c| c == "unpause app"),
+        "{:?}",
+        r.fake.calls()
+    );
+    assert_eq!(r.count("heal-ok"), 1);
+}

@@ -1,15 +1,15 @@
-//! Validation of the `[[fault]]` tables: each kind checks its own keys (in its
-//! nemesis file); here the checks every kind shares — the target exists and the
-//! backend can do what the kind needs.
+//! Validation of the `[[fault]]` tables and their `[[fault.then]]` follow-ups:
+//! each kind checks its own keys (in its nemesis file); here the checks every kind
+//! shares — the target exists and the backend can do what the kind needs.
 
 use super::locate::Validator;
 use super::{ScenarioError, StackPlan};
-use crate::nemesis::{FaultPlan, PlanCtx, RawFault, ALL_SERVICES};
+use crate::nemesis::{FaultPlan, FollowUp, PlanCtx, RawFault, RawFaultTable, ALL_SERVICES};
 
 /// Turns the raw fault tables into plans, in file order.
 pub(super) fn validate(
     v: &Validator<'_>,
-    raw: Vec<RawFault>,
+    raw: Vec<RawFaultTable>,
     stack: &StackPlan,
 ) -> Result<Vec<FaultPlan>, ScenarioError> {
     if raw.is_empty() {
@@ -19,16 +19,42 @@ pub(super) fn validate(
         backend: stack.backend(),
         capabilities: stack.capabilities(),
     };
-    let known = stack.service_names();
     let mut faults = Vec::new();
-    for (i, f) in raw.into_iter().enumerate() {
-        let plan = f
-            .plan(&ctx)
-            .map_err(|e| v.err_in("[[fault]]", i, e.key, e.value.as_deref(), e.message))?;
+    // Follow-ups are numbered across the file, as their headers appear in it.
+    let mut then_index = 0;
+    for (i, table) in raw.into_iter().enumerate() {
+        let mut plan = one(v, &ctx, stack, "[[fault]]", i, table.fault)?;
+        for f in table.then {
+            let fault = one(v, &ctx, stack, "[[fault.then]]", then_index, f.fault)?;
+            then_index += 1;
+            plan.then.push(FollowUp {
+                after: f.after,
+                fault,
+            });
+        }
+        faults.push(plan);
+    }
+    Ok(faults)
+}
+
+/// One fault table (the `i`-th `header` of the file) into a plan.
+fn one(
+    v: &Validator<'_>,
+    ctx: &PlanCtx,
+    stack: &StackPlan,
+    header: &str,
+    i: usize,
+    raw: RawFault,
+) -> Result<FaultPlan, ScenarioError> {
+    let known = stack.service_names();
+    {
+        let plan = raw
+            .plan(ctx)
+            .map_err(|e| v.err_in(header, i, e.key, e.value.as_deref(), e.message))?;
         let kind = plan.kind.name();
         if let Some(cap) = ctx.capabilities.lacks(plan.kind.needs()) {
             return Err(v.err_in(
-                "[[fault]]",
+                header,
                 i,
                 "kind",
                 Some(kind),
@@ -49,7 +75,7 @@ pub(super) fn validate(
             let links = stack.link_names();
             if !links.contains(target) {
                 return Err(v.err_in(
-                    "[[fault]]",
+                    header,
                     i,
                     "target",
                     Some(&format!("\"{target}\"")),
@@ -60,8 +86,7 @@ pub(super) fn validate(
                     },
                 ));
             }
-            faults.push(plan);
-            continue;
+            return Ok(plan);
         }
         if let (Some(k), Some(missing)) = (
             known.as_ref(),
@@ -71,7 +96,7 @@ pub(super) fn validate(
                 .find(|s| !known.as_ref().is_some_and(|k| k.contains(s))),
         ) {
             return Err(v.err_in(
-                "[[fault]]",
+                header,
                 i,
                 "groups",
                 None,
@@ -84,7 +109,7 @@ pub(super) fn validate(
         let exists = known.as_ref().is_none_or(|k| k.contains(target));
         if target != ALL_SERVICES && !exists {
             return Err(v.err_in(
-                "[[fault]]",
+                header,
                 i,
                 "target",
                 Some(&format!("\"{target}\"")),
@@ -94,7 +119,6 @@ pub(super) fn validate(
                 ),
             ));
         }
-        faults.push(plan);
+        Ok(plan)
     }
-    Ok(faults)
 }

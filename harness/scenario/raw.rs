@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::nemesis::RawFault;
+pub use crate::nemesis::{RawFault, RawFaultTable};
 pub use crate::probe::RawProbe;
 use crate::stack::plan::RestartPolicy;
 pub use crate::workload::RawWorkload;
@@ -27,9 +27,10 @@ pub struct ScenarioFile {
     pub story: Option<String>,
     /// The stack under test.
     pub stack: RawStack,
-    /// Faults, injected one per trial (round-robin or random, see `[run] order`).
+    /// Faults, injected one per trial (round-robin or random, see `[run] order`),
+    /// each with the follow-ups of its trial (`[[fault.then]]`).
     #[serde(default, rename = "fault")]
-    pub faults: Vec<RawFault>,
+    pub faults: Vec<RawFaultTable>,
     /// Readiness probes: the stack is up when all of them are.
     #[serde(default, rename = "probe")]
     pub probes: Vec<RawProbe>,

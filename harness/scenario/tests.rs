@@ -893,3 +893,47 @@ fn docker_links_name_a_proxy_service_of_the_compose_file() {
     let m = msg(&text.replace("every = \"500ms\"", "every = \"0s\""));
     assert!(m.contains("every"), "{m}");
 }
+
+#[test]
+fn follow_up_faults_are_parsed_in_order_and_checked_like_faults() {
+    let then = "\n[[fault.then]]\nafter = \"1s\"\nkind = \"sigkill\"\ntarget = \"app\"\n\n[[fault.then]]\nafter = \"500ms\"\nkind = \"sigterm\"\ntarget = \"app\"\n";
+    let text = VALID.replace("duration = \"2s\"\n", &format!("duration = \"2s\"\n{then}"));
+    let plan = parse_str(&text).expect("follow-ups");
+    let f = &plan.faults[0];
+    assert_eq!(f.kind.name(), "pause-for");
+    let steps: Vec<(&str, std::time::Duration)> = f
+        .then
+        .iter()
+        .map(|t| (t.fault.kind.name(), t.after))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("sigkill", std::time::Duration::from_secs(1)),
+            ("sigterm", std::time::Duration::from_millis(500))
+        ]
+    );
+    assert_eq!(f.steps().count(), 3);
+    let msg = |t: &str| parse_str(t).expect_err("invalid").to_string();
+    // A follow-up's target is checked, and the error names its table.
+    let m = msg(&text.replacen(
+        "target = \"app\"\n\n[[fault.then]]",
+        "target = \"db\"\n\n[[fault.then]]",
+        1,
+    ));
+    assert!(
+        m.contains("fault.then[1].target") && m.contains("unknown target `db`"),
+        "{m}"
+    );
+    let m = msg(&text.replacen("after = \"1s\"\n", "", 1));
+    assert!(m.contains("missing field `after`"), "{m}");
+    let m = msg(&text.replacen("after = \"1s\"", "after = \"soon\"", 1));
+    assert!(m.contains("not a duration"), "{m}");
+    let m = msg(&text.replacen("kind = \"sigkill\"", "kind = \"sigkil\"", 1));
+    assert!(m.contains("sigkil"), "{m}");
+    let nested = text.replace(
+        "kind = \"sigterm\"",
+        "kind = \"sigterm\"\nthen = [{ after = \"1s\", kind = \"sigkill\", target = \"app\" }]",
+    );
+    assert!(msg(&nested).contains("cannot have follow-ups of its own"));
+}

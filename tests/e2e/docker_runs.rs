@@ -966,3 +966,56 @@ fn docker_link_latency_through_the_proxy_container_slows_writes_by_the_delay() {
         "torn down, proxy included"
     );
 }
+
+/// Two faults in one trial on docker (scenario docker-app-restart-redis-hung): the
+/// app is SIGKILLed 1 s into a 12 s black hole on its Redis link. It dies during
+/// the black hole, restarts and is healthy again before the black hole lifts (it
+/// does not wait for its cache), and the trial's recovery counts from the black
+/// hole until after both faults ended.
+#[test]
+fn docker_app_killed_during_a_redis_black_hole_starts_without_its_cache() {
+    require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let o = run_scenario(
+        std::path::Path::new("scenarios/docker-app-restart-redis-hung.toml"),
+        &out,
+        &["--trials", "1"],
+    );
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    let (header, rows) = read_csv(&out.join("trials.csv"));
+    assert_eq!(column(&header, &rows, "outcome")[0], "pass", "{}", text(&o));
+    let recovery: f64 = column(&header, &rows, "recovery_ms")[0]
+        .parse()
+        .expect("ms");
+    assert!(
+        recovery >= 12_000.0,
+        "recovery {recovery} ms: after the black hole lifted"
+    );
+    let (header, rows) = read_csv(&out.join("services.csv"));
+    let app = rows
+        .iter()
+        .position(|r| r[header.iter().position(|h| h == "service").expect("service")] == "app")
+        .expect("app row");
+    let cell = |name: &str| -> f64 {
+        rows[app][header.iter().position(|h| h == name).expect(name)]
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {:?}", rows[app]))
+    };
+    let (died, healthy) = (cell("died_ms"), cell("healthy_ms"));
+    assert!(
+        (1_000.0..3_000.0).contains(&died),
+        "app died {died} ms into the black hole"
+    );
+    assert!(
+        healthy > died && healthy < 12_000.0,
+        "healthy again at {healthy} ms, before the black hole lifted"
+    );
+    let h = history_lines(&out);
+    let kinds: Vec<&str> = h
+        .iter()
+        .filter(|r| r["type"] == "fault-invoke")
+        .filter_map(|r| r["fault"].as_str())
+        .collect();
+    assert_eq!(kinds, ["link-blackhole", "sigkill"]);
+}
