@@ -117,10 +117,22 @@ pub async fn heal(p: &Pending) -> Result<Vec<String>, HealError> {
         });
     }
     let undo: Vec<crate::nemesis::UndoRecord> = p.faults.iter().map(|(_, u)| u.clone()).collect();
-    // Link faults are lifted through the proxy services the run's scenario names.
-    let links = crate::scenario::load_recorded(&p.run_dir.join(crate::run_dir::SCENARIO))
-        .map(|plan| plan.stack.links().to_vec())
-        .unwrap_or_default();
+    // Link faults are lifted through the proxy services the run's scenario names
+    // (a scenario that cannot be read leaves none: lifting one then fails, saying
+    // which link).
+    let links = match crate::scenario::load_recorded(&p.run_dir.join(crate::run_dir::SCENARIO)) {
+        Ok(plan) => plan.stack.links().to_vec(),
+        Err(e) => {
+            if p.faults.iter().any(|(_, u)| {
+                u.steps
+                    .iter()
+                    .any(|s| matches!(s, crate::nemesis::UndoStep::ClearLink { .. }))
+            }) {
+                eprintln!("warning: run {}: {e}", p.run.run_id);
+            }
+            Vec::new()
+        }
+    };
     let done = match (p.run.backend.as_str(), &p.run.project) {
         ("docker", Some(project)) if !p.is_clean() => crate::stack::docker::heal_dead_run(
             project,

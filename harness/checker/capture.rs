@@ -26,11 +26,11 @@ use crate::history::{Event, Record};
 
 use super::{median_ms, ms, Pacing, Span};
 
-/// Values a [`Median`] keeps exactly before it bins them.
 /// Most phase boundaries a trial keeps (fault-ok and fault-end records of its
 /// faults); past them folds merely stop splitting.
 const MAX_MARKS: usize = 64;
 
+/// Values a [`Median`] keeps exactly before it bins them.
 const RAW_MAX: usize = 4096;
 
 /// Significant bits a [`Median`] bin keeps: 1/1024 relative precision at worst.

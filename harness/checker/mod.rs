@@ -287,6 +287,8 @@ pub enum Mark {
     ClientError,
     /// A client operation was acknowledged.
     ClientOk,
+    /// A fault of a trial with several was injected (its lane names it).
+    Fault,
 }
 
 /// A trial's events on lanes (probes, services, clients), in ms after `t_inject`.
@@ -317,8 +319,24 @@ pub fn timeline(capture: &Capture, inject: &Record) -> Timeline {
             ));
         }
     }
+    // Trials with follow-ups show when each fault landed, on a lane of its own.
+    let several = capture
+        .records
+        .iter()
+        .filter(|r| matches!(r.event, Event::FaultInvoke { .. }))
+        .count()
+        > 1;
+    let mut invoked: Option<String> = None;
     for r in &capture.records {
         match &r.event {
+            Event::FaultInvoke { fault, target } => {
+                invoked = Some(format!("fault {fault} → {target}"))
+            }
+            Event::FaultOk { .. } if several => {
+                if let Some(lane) = invoked.take() {
+                    t.marks.push((rel(r.elapsed_ns), lane, Mark::Fault));
+                }
+            }
             Event::Probe {
                 probe,
                 ok,
@@ -798,14 +816,23 @@ fn check_recovery(trial: u32, capture: &Capture, cfg: &CheckConfig) -> TrialResu
     let count = |f: fn(&Event) -> bool| records.iter().filter(|r| f(&r.event)).count();
     let invoked = count(|e| matches!(e, Event::FaultInvoke { .. }));
     let oks = count(|e| matches!(e, Event::FaultOk { .. }));
-    if invoked > 1 {
-        if let Some(error) = records.iter().find_map(|r| match &r.event {
-            Event::FaultFail { error } => Some(error),
+    // A failure of a later fault (one injected after the first, or a follow-up
+    // whose trigger never came, recorded after the first fault's effect ended).
+    let first_end = records
+        .iter()
+        .position(|r| matches!(r.event, Event::FaultEnd { .. }));
+    let failed = records
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| match &r.event {
+            Event::FaultFail { error } if invoked > 1 || first_end.is_some_and(|e| i > e) => {
+                Some(error)
+            }
             _ => None,
-        }) {
-            report.reason = format!("a fault of the trial failed: {error}");
-            return report;
-        }
+        });
+    if let Some(error) = failed {
+        report.reason = format!("a fault of the trial failed: {error}");
+        return report;
     }
     let ends: Vec<&Record> = records
         .iter()

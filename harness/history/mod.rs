@@ -308,6 +308,9 @@ pub struct History {
     trial: AtomicU32,
     sink: Mutex<Sink>,
     path: Option<PathBuf>,
+    /// Every service lifecycle record, as it is written, to whoever listens
+    /// (follow-up faults triggered by an event).
+    lifecycle: tokio::sync::broadcast::Sender<Record>,
 }
 
 impl History {
@@ -348,7 +351,14 @@ impl History {
                 write_error: None,
             }),
             path,
+            lifecycle: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// Every service lifecycle record written from now on (a lagging receiver
+    /// loses the oldest).
+    pub fn lifecycle(&self) -> tokio::sync::broadcast::Receiver<Record> {
+        self.lifecycle.subscribe()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Sink> {
@@ -382,7 +392,11 @@ impl History {
             trial,
             event,
         };
-        Self::append(&mut sink, record)
+        let record = Self::append(&mut sink, record);
+        if matches!(record.event, Event::Service { .. }) && self.lifecycle.receiver_count() > 0 {
+            let _ = self.lifecycle.send(record.clone());
+        }
+        record
     }
 
     /// Appends a record made elsewhere (`merge` replays the records of several runs)

@@ -91,10 +91,68 @@ impl FaultPlan {
 /// hole, a restart while the database recovers).
 #[derive(Debug, Clone)]
 pub struct FollowUp {
-    /// Delay after the previous fault's `fault-ok`.
+    /// Delay after the previous fault's `fault-ok`, or after the `when` event.
     pub after: Duration,
+    /// An event to wait for first (after the previous fault was invoked).
+    pub when: Option<When>,
     /// The fault.
     pub fault: FaultPlan,
+}
+
+/// A follow-up's trigger: a service's lifecycle event (`when = "db healthy"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct When {
+    /// The service.
+    pub service: String,
+    /// What must happen to it.
+    pub event: ServiceEvent,
+}
+
+/// A lifecycle event a follow-up can wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceEvent {
+    /// A process or container of the service exited.
+    Died,
+    /// One started.
+    Started,
+    /// Its health check turned healthy.
+    Healthy,
+}
+
+impl When {
+    /// Whether `record` is this event.
+    pub fn matches(&self, record: &crate::history::Record) -> bool {
+        use crate::history::{Event, Lifecycle};
+        let Event::Service {
+            service,
+            action,
+            detail,
+            ..
+        } = &record.event
+        else {
+            return false;
+        };
+        service == &self.service
+            && match self.event {
+                ServiceEvent::Died => *action == Lifecycle::Exited,
+                ServiceEvent::Started => *action == Lifecycle::Started,
+                ServiceEvent::Healthy => {
+                    *action == Lifecycle::Health
+                        && detail.as_deref() == Some(crate::stack::Health::HEALTHY)
+                }
+            }
+    }
+}
+
+impl std::fmt::Display for When {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let event = match self.event {
+            ServiceEvent::Died => "died",
+            ServiceEvent::Started => "started",
+            ServiceEvent::Healthy => "healthy",
+        };
+        write!(f, "{} {event}", self.service)
+    }
 }
 
 /// `[[fault]]` as written: one fault kind's table and its `[[fault.then]]`
@@ -107,11 +165,13 @@ pub struct RawFaultTable {
     pub then: Vec<RawFollowUp>,
 }
 
-/// A `[[fault.then]]` table: `after` plus one fault kind's keys.
+/// A `[[fault.then]]` table: `after` and/or `when`, plus one fault kind's keys.
 #[derive(Debug, Clone)]
 pub struct RawFollowUp {
-    /// Delay after the previous fault was injected.
+    /// Delay after the previous fault was injected, or after `when`.
     pub after: Duration,
+    /// An event to wait for first (its service is checked during validation).
+    pub when: Option<When>,
     /// The fault.
     pub fault: RawFault,
 }
@@ -147,19 +207,46 @@ fn follow_up(item: toml::Value) -> Result<RawFollowUp, String> {
     if table.contains_key("then") {
         return Err("a follow-up cannot have follow-ups of its own: list them all under the first [[fault]]".into());
     }
+    let when = match table.remove("when") {
+        None => None,
+        Some(toml::Value::String(w)) => Some(parse_when(&w)?),
+        Some(_) => return Err("when: a string such as \"db healthy\"".into()),
+    };
     let after = match table.remove("after") {
         Some(toml::Value::String(s)) => humantime::parse_duration(&s)
             .map_err(|e| format!("after: `{s}` is not a duration such as \"1s\": {e}"))?,
         Some(_) => return Err("after: a duration such as \"1s\"".into()),
+        // After an event, at once unless told otherwise.
+        None if when.is_some() => Duration::ZERO,
         None => {
-            return Err(
-                "missing field `after` (how long after the previous fault, e.g. \"1s\")".into(),
-            )
+            return Err("missing field `after` (how long after the previous fault, e.g. \"1s\") or `when` (an event, e.g. \"db healthy\")".into())
         }
     };
     let fault = <RawFault as serde::Deserialize>::deserialize(toml::Value::Table(table))
         .map_err(|e| e.to_string())?;
-    Ok(RawFollowUp { after, fault })
+    Ok(RawFollowUp { after, when, fault })
+}
+
+/// `when = "SERVICE EVENT"`: died, started or healthy.
+fn parse_when(text: &str) -> Result<When, String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let event = match words.get(1).copied() {
+        Some("died") => ServiceEvent::Died,
+        Some("started") => ServiceEvent::Started,
+        Some("healthy") => ServiceEvent::Healthy,
+        _ => None.ok_or_else(|| {
+            format!("when: `{text}`: expected SERVICE EVENT with EVENT died, started or healthy, e.g. \"db healthy\"")
+        })?,
+    };
+    if words.len() != 2 {
+        return Err(format!(
+            "when: `{text}`: expected SERVICE EVENT, e.g. \"db healthy\""
+        ));
+    }
+    Ok(When {
+        service: words[0].to_string(),
+        event,
+    })
 }
 
 /// A raw `[[fault]]` table of one kind, as serde reads it.

@@ -97,16 +97,17 @@ impl Links {
         lease: Option<Duration>,
     ) -> Option<Option<LinkFault>> {
         let proxy = self.proxies.iter().find(|p| p.name() == link)?;
-        let generation = {
+        // The generation and the fault change together: a lease lifts only the
+        // change it came with, never a later one.
+        let (generation, previous) = {
             let mut all = self.generation.lock().unwrap_or_else(|p| p.into_inner());
             let g = all.entry(link.to_string()).or_default();
             *g += 1;
-            *g
+            (*g, proxy.set(fault.clone()))
         };
         let what = fault
             .as_ref()
             .map_or_else(|| "lifted".to_string(), LinkFault::describe);
-        let previous = proxy.set(fault.clone());
         self.say(&match (&fault, lease) {
             (Some(_), Some(l)) => format!("link {link}: {what} (lease {l:?})"),
             _ => format!("link {link}: {what}"),
@@ -116,17 +117,18 @@ impl Links {
             let link = link.to_string();
             tokio::spawn(async move {
                 tokio::time::sleep(lease).await;
-                let current = links
-                    .generation
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&link)
-                    .copied();
-                if current == Some(generation) {
-                    if let Some(p) = links.proxies.iter().find(|p| p.name() == link) {
-                        p.set(None);
-                        links.say(&format!("link {link}: lease of {lease:?} ran out, lifted"));
-                    }
+                let lifted = {
+                    let all = links.generation.lock().unwrap_or_else(|p| p.into_inner());
+                    all.get(&link) == Some(&generation)
+                        && links
+                            .proxies
+                            .iter()
+                            .find(|p| p.name() == link)
+                            .map(|p| p.set(None))
+                            .is_some()
+                };
+                if lifted {
+                    links.say(&format!("link {link}: lease of {lease:?} ran out, lifted"));
                 }
             });
         }
@@ -172,7 +174,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, String)> 
             break i;
         }
         if buf.len() > MAX_REQUEST {
-            return Err((413, "request head too large".into()));
+            return Err((413, "request head too large\n".into()));
         }
         let n = stream
             .read(&mut chunk)
@@ -190,6 +192,8 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, String)> 
         (Some(m), Some(p)) => (m.to_string(), p.to_string()),
         _ => return Err((400, "malformed request line".into())),
     };
+    // The query string, if any, is not part of the route.
+    let path = path.split('?').next().unwrap_or_default().to_string();
     let mut length = 0usize;
     for line in lines {
         if let Some((k, v)) = line.split_once(':') {
@@ -199,10 +203,16 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, String)> 
                     .parse()
                     .map_err(|_| (400, "bad Content-Length".to_string()))?;
             }
+            if k.trim().eq_ignore_ascii_case("transfer-encoding") {
+                return Err((
+                    411,
+                    "send the body with a Content-Length (chunked bodies are not read)\n".into(),
+                ));
+            }
         }
     }
     if length > MAX_REQUEST {
-        return Err((413, "body too large".into()));
+        return Err((413, "body too large\n".into()));
     }
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < length {
@@ -230,6 +240,9 @@ async fn handle(mut stream: TcpStream, links: &Arc<Links>) {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        500 => "Internal Server Error",
         _ => "Error",
     };
     let kind = if body.starts_with(['{', '[']) {
@@ -365,6 +378,15 @@ impl Control {
     }
 }
 
+/// Whether `name` can name a link of a standalone proxy (it is part of the
+/// control API's URLs): letters, digits, `-`, `_` and `.`.
+pub fn valid_link_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
 /// A `--link` of `rebound proxy`: `NAME=LISTEN=UPSTREAM`, e.g.
 /// `app-db=0.0.0.0:5432=db:5432`.
 pub fn parse_link(spec: &str) -> Result<(String, SocketAddr, String), String> {
@@ -374,11 +396,7 @@ pub fn parse_link(spec: &str) -> Result<(String, SocketAddr, String), String> {
             "`{spec}`: expected NAME=LISTEN=UPSTREAM, e.g. app-db=0.0.0.0:5432=db:5432"
         ));
     };
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-    {
+    if !valid_link_name(name) {
         return Err(format!(
             "`{spec}`: the link name `{name}` must be letters, digits, `-`, `_` or `.`"
         ));
@@ -469,6 +487,14 @@ mod tests {
             .unwrap();
         assert_eq!(raw.status().as_u16(), 400);
         assert_eq!(api.links().await.unwrap()[0].fault, None);
+        let query = reqwest::get(format!("http://{addr}/health?probe=1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            query.status().as_u16(),
+            200,
+            "a query string is not part of the route"
+        );
 
         // A lease lifts its own fault; a later change is not lifted by an older lease.
         api.set(

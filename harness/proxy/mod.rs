@@ -1,9 +1,10 @@
 //! The TCP fault proxy: one listener per link, forwarding every connection to its
 //! upstream and applying the link's current fault to new and existing connections
 //! alike — `latency` (plus seeded jitter, per direction), `bandwidth`, `blackhole`
-//! (connections are accepted and nothing is answered) and `reset` (every
-//! connection, new or open, is closed with a TCP RST). User space only, so it works
-//! on a kernel without netem.
+//! (connections are accepted and nothing is answered), `reset` (every
+//! connection, new or open, is closed with a TCP RST) and a reset storm (each
+//! connection is reset a while after it opened). User space only, so it works on a
+//! kernel without netem.
 //!
 //! Each direction of a connection is a pipeline: a reader stamps every chunk with
 //! the time it arrived, a writer delivers it no earlier than that time plus the

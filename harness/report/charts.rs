@@ -472,8 +472,12 @@ fn timeline<DB: DrawingBackend>(
                     Mark::ProbeFail | Mark::Died => RED.filled(),
                     Mark::ClientError => ORANGE.filled(),
                     Mark::Started => BLUE.filled(),
+                    Mark::Fault => BLACK.filled(),
                 };
-                let size = if matches!(mark, Mark::Died | Mark::Started | Mark::Healthy) {
+                let size = if matches!(
+                    mark,
+                    Mark::Died | Mark::Started | Mark::Healthy | Mark::Fault
+                ) {
                     7
                 } else {
                     3

@@ -430,6 +430,9 @@ impl Ctx {
         let h = &self.history;
         let stack = self.stack.as_ref();
         let mut tracker = RecoveryTracker::new(self.probers.len(), self.plan.run.stable_for);
+        // Lifecycle events from the first fault's invocation on: what a follow-up's
+        // `when` waits for.
+        let mut lifecycle = h.lifecycle();
         let injected = match nemesis::inject(fault, stack).await {
             Err(e) => {
                 h.record(Event::FaultFail {
@@ -446,9 +449,15 @@ impl Ctx {
         effects.push(injected.effect.wait(stack));
         let follow = &fault.then;
         let mut next = 0;
+        // Whether the next follow-up's delay runs (it waits for its event first).
+        let mut armed = follow.first().is_some_and(|f| f.when.is_none());
         let far = Duration::from_secs(365 * 24 * 3600);
-        let next_at = tokio::time::sleep(follow.first().map_or(far, |f| f.after));
+        let next_at = tokio::time::sleep(follow.first().filter(|_| armed).map_or(far, |f| f.after));
         tokio::pin!(next_at);
+        let mut trigger: Option<String> = None;
+        let mut pending: Option<
+            futures_util::future::BoxFuture<'_, Result<nemesis::Injected, StackError>>,
+        > = None;
         let observe = tokio::time::sleep(self.plan.run.observe_for);
         tokio::pin!(observe);
         loop {
@@ -460,7 +469,7 @@ impl Ctx {
                         Ok(detail) => {
                             let r = h.record(Event::FaultEnd { detail });
                             // The gate opens when the last fault's effect has ended.
-                            if effects.is_empty() && next == follow.len() {
+                            if effects.is_empty() && next == follow.len() && pending.is_none() {
                                 tracker.set_gate(r.elapsed_ns);
                             }
                         }
@@ -470,7 +479,16 @@ impl Ctx {
                         }
                     }
                 }
-                () = &mut next_at, if next < follow.len() => {
+                event = lifecycle.recv(), if next < follow.len() && !armed && pending.is_none() => {
+                    let Ok(record) = event else { continue };
+                    let f = &follow[next];
+                    if f.when.as_ref().is_some_and(|w| w.matches(&record)) {
+                        armed = true;
+                        next_at.as_mut().reset(tokio::time::Instant::now() + f.after);
+                        trigger = f.when.as_ref().map(|w| format!("when {w}, then {:?}", f.after));
+                    }
+                }
+                () = &mut next_at, if next < follow.len() && armed && pending.is_none() => {
                     let f = &follow[next].fault;
                     next += 1;
                     match self.journal.fault(&f.kind.undo(&f.target)) {
@@ -480,18 +498,31 @@ impl Ctx {
                             return false;
                         }
                     }
+                    // The next trigger counts events from this invocation on.
+                    lifecycle = lifecycle.resubscribe();
                     h.record(Event::FaultInvoke { fault: f.kind.name().into(), target: f.target.clone() });
-                    match nemesis::inject(f, stack).await {
+                    // Injected while the loop goes on: earlier faults' effects end
+                    // on time and Ctrl-C is heard during a slow injection.
+                    pending = Some(nemesis::inject(f, stack).boxed());
+                }
+                res = async { pending.as_mut().expect("guarded by is_some").await }, if pending.is_some() => {
+                    pending = None;
+                    match res {
                         Err(e) => {
                             h.record(Event::FaultFail { error: e.to_string() });
                             return false;
                         }
                         Ok(injected) => {
-                            h.record(Event::FaultOk { detail: injected.detail });
+                            let detail = match trigger.take() {
+                                Some(t) => format!("{} ({t})", injected.detail),
+                                None => injected.detail,
+                            };
+                            h.record(Event::FaultOk { detail });
                             effects.push(injected.effect.wait(stack));
                         }
                     }
-                    if let Some(n) = follow.get(next) {
+                    armed = follow.get(next).is_some_and(|n| n.when.is_none());
+                    if let Some(n) = follow.get(next).filter(|_| armed) {
                         next_at.as_mut().reset(tokio::time::Instant::now() + n.after);
                     }
                 }
@@ -499,7 +530,19 @@ impl Ctx {
                     tracker.observe(a.span());
                     if tracker.recovered().is_some() { return false; }
                 }
-                () = &mut observe => return false,
+                () = &mut observe => {
+                    if let Some(f) = follow.get(next).filter(|_| pending.is_none()) {
+                        h.record(Event::FaultFail {
+                            error: format!(
+                                "follow-up {} on {} never fired: {} within the observation window",
+                                f.fault.kind.name(),
+                                f.fault.target,
+                                f.when.as_ref().map_or_else(|| "its delay did not end".to_string(), |w| format!("`{w}` did not happen"))
+                            ),
+                        });
+                    }
+                    return false;
+                }
             }
         }
     }

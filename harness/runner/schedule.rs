@@ -38,7 +38,9 @@ pub struct TrialSchedule {
     pub global: u64,
     /// Steady state before the first injection (warm-up plus its jitter).
     pub warm_up: Duration,
-    /// The faults, in firing order; at least one.
+    /// The faults drawn for the trial, in firing order; at least one. Today
+    /// exactly one: its follow-ups (`[[fault.then]]`) come from its plan
+    /// ([`crate::nemesis::FaultPlan::then`]), not from here.
     pub injections: Vec<Injection>,
 }
 

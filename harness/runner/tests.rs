@@ -579,3 +579,86 @@ async fn a_failed_follow_up_makes_the_trial_unknown_and_the_first_fault_is_heale
     );
     assert_eq!(r.count("heal-ok"), 1);
 }
+
+/// `when = "app started"`: the follow-up waits for the event, not a timer. A SIGKILL,
+/// then a second SIGKILL as soon as the service has started again (a kill inside
+/// the restart): it lands after the first restart's `started` record, and both
+/// deaths are seen.
+#[tokio::test]
+async fn a_follow_up_on_an_event_fires_when_the_event_is_recorded() {
+    let faults = "[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\
+                  [[fault.then]]\nwhen = \"app started\"\nkind = \"sigkill\"\ntarget = \"app\"\n";
+    let r = run_fake(
+        &plan(faults, SLO, ""),
+        trials(1),
+        Script::default(),
+        no_hook,
+    )
+    .await;
+    let t = &r.outcome().trials[0];
+    assert_eq!(t.outcome, Outcome::Pass, "{t:?}");
+    let h = r.history();
+    let in_trial: Vec<&crate::history::Record> =
+        h.iter().filter(|rec| rec.trial == Some(1)).collect();
+    let pos = |f: &dyn Fn(&Event) -> bool| -> Vec<usize> {
+        in_trial
+            .iter()
+            .enumerate()
+            .filter(|(_, rec)| f(&rec.event))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let oks = pos(&|e| matches!(e, Event::FaultOk { .. }));
+    let started = pos(&|e| {
+        matches!(
+            e,
+            Event::Service {
+                action: crate::history::Lifecycle::Started,
+                ..
+            }
+        )
+    });
+    assert_eq!(oks.len(), 2, "two faults were injected");
+    assert!(
+        started.iter().any(|s| *s > oks[0] && *s < oks[1]),
+        "the second fault came after the restart: oks {oks:?}, started {started:?}"
+    );
+    match &in_trial[oks[1]].event {
+        Event::FaultOk { detail } => assert!(detail.contains("when app started"), "{detail}"),
+        _ => unreachable!(),
+    }
+    assert_eq!(
+        r.fake
+            .calls()
+            .iter()
+            .filter(|c| *c == "signal app Kill")
+            .count(),
+        2
+    );
+    // The timeline has a lane for each fault.
+    let lanes: Vec<&str> = t.timeline.marks.iter().map(|m| m.1.as_str()).collect();
+    assert!(lanes.contains(&"fault sigkill → app"), "{lanes:?}");
+}
+
+/// A follow-up whose event never comes: the trial is unknown, saying so.
+#[tokio::test]
+async fn a_follow_up_whose_event_never_comes_makes_the_trial_unknown() {
+    let faults = "[[fault]]\nkind = \"pause-for\"\ntarget = \"app\"\nduration = \"30ms\"\n\
+                  [[fault.then]]\nwhen = \"app died\"\nkind = \"sigkill\"\ntarget = \"app\"\n";
+    let slo = "success-rate = 0.5\nrecover-within = \"200ms\"";
+    let r = run_fake(
+        &plan(faults, slo, ""),
+        trials(1),
+        Script::default(),
+        no_hook,
+    )
+    .await;
+    let t = &r.outcome().trials[0];
+    assert_eq!(t.outcome, Outcome::Unknown, "{t:?}");
+    assert!(
+        t.reason.contains("never fired: `app died` did not happen"),
+        "{}",
+        t.reason
+    );
+    assert!(!r.fake.calls().iter().any(|c| c == "signal app Kill"));
+}

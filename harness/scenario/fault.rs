@@ -26,9 +26,25 @@ pub(super) fn validate(
         let mut plan = one(v, &ctx, stack, "[[fault]]", i, table.fault)?;
         for f in table.then {
             let fault = one(v, &ctx, stack, "[[fault.then]]", then_index, f.fault)?;
+            if let (Some(w), Some(known)) = (&f.when, stack.service_names()) {
+                if !known.contains(&w.service) {
+                    return Err(v.err_in(
+                        "[[fault.then]]",
+                        then_index,
+                        "when",
+                        None,
+                        format!(
+                            "`{w}`: unknown service `{}`; services are: {}",
+                            w.service,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
             then_index += 1;
             plan.then.push(FollowUp {
                 after: f.after,
+                when: f.when,
                 fault,
             });
         }

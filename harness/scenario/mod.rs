@@ -283,6 +283,28 @@ fn validate_as(
 
     let slo = objective::slo(&v, raw.slo)?;
     let run = objective::run(&v, raw.run, &slo)?;
+    // Follow-ups on a timer must all fire within the observation window (one on
+    // an event may still miss it: the trial then says so and is unknown).
+    for (i, f) in faults.iter().enumerate() {
+        let timed: Duration = f
+            .then
+            .iter()
+            .take_while(|t| t.when.is_none())
+            .map(|t| t.after)
+            .sum();
+        if !f.then.is_empty() && timed >= run.observe_for {
+            return Err(v.err_in(
+                "[[fault]]",
+                i,
+                "kind",
+                None,
+                format!(
+                    "its follow-ups fire {timed:?} after it, but a trial is observed for {:?} only ([run] observe-for, default twice recover-within): shorten the `after`s or observe longer",
+                    run.observe_for
+                ),
+            ));
+        }
+    }
 
     Ok(Plan {
         name: raw.name,

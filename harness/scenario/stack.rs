@@ -133,6 +133,16 @@ fn proxy_links_of(
                 format!("link names must be unique and not empty (`{}`)", l.name),
             ));
         }
+        if !crate::proxy::control::valid_link_name(&l.name) {
+            return Err(err(
+                "name",
+                Some(&format!("\"{}\"", l.name)),
+                format!(
+                    "`{}`: a proxy's link names are letters, digits, `-`, `_` and `.` (as in its --link NAME=LISTEN=UPSTREAM)",
+                    l.name
+                ),
+            ));
+        }
         for (key, svc) in [
             ("proxy", Some(&l.proxy)),
             ("from", l.from.as_ref()),

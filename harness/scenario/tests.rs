@@ -890,6 +890,8 @@ fn docker_links_name_a_proxy_service_of_the_compose_file() {
     assert!(m.contains("unknown field `listen`"), "{m}");
     let m = msg(&text.replace(link, &format!("{link}{link}")));
     assert!(m.contains("link names must be unique"), "{m}");
+    let m = msg(&text.replace("name = \"app-db\"", "name = \"app db\""));
+    assert!(m.contains("letters, digits"), "{m}");
     let m = msg(&text.replace("every = \"500ms\"", "every = \"0s\""));
     assert!(m.contains("every"), "{m}");
 }
@@ -936,4 +938,23 @@ fn follow_up_faults_are_parsed_in_order_and_checked_like_faults() {
         "kind = \"sigterm\"\nthen = [{ after = \"1s\", kind = \"sigkill\", target = \"app\" }]",
     );
     assert!(msg(&nested).contains("cannot have follow-ups of its own"));
+    // Timed follow-ups must fire within the observation window.
+    let late = text.replacen("after = \"1s\"", "after = \"9s\"", 1);
+    assert!(msg(&late).contains("observed for"), "{}", msg(&late));
+    // `when`: a service event; its service exists; `after` then defaults to 0.
+    let on = text.replacen("after = \"1s\"", "when = \"app started\"", 1);
+    let plan = parse_str(&on).expect("when");
+    let t = &plan.faults[0].then[0];
+    assert_eq!(t.after, std::time::Duration::ZERO);
+    assert_eq!(
+        t.when.as_ref().map(|w| w.to_string()).as_deref(),
+        Some("app started")
+    );
+    let m = msg(&on.replace("when = \"app started\"", "when = \"db started\""));
+    assert!(
+        m.contains("unknown service `db`") && m.contains("fault.then[1].when"),
+        "{m}"
+    );
+    let m = msg(&on.replace("when = \"app started\"", "when = \"app ready\""));
+    assert!(m.contains("died, started or healthy"), "{m}");
 }

@@ -169,16 +169,26 @@ pub async fn heal_dead_run(
     let mut failed = None;
     for undo in faults.iter().rev().filter(|_| present) {
         // A service the run removed with its stack has nothing left to undo; nor a
-        // link whose proxy service is gone.
-        let service =
+        // link whose proxy service is gone. A link the scenario does not name is an
+        // error (set_link says so), never skipped.
+        let on_link = undo
+            .steps
+            .iter()
+            .any(|s| matches!(s, crate::nemesis::UndoStep::ClearLink { .. }));
+        let service = if on_link {
             links
                 .iter()
                 .find(|l| l.name == undo.target)
-                .map_or(undo.target.as_str(), |l| match &l.route {
-                    super::plan::LinkRoute::Service { service, .. } => service.as_str(),
-                    super::plan::LinkRoute::Local { .. } => undo.target.as_str(),
-                });
-        if undo.target != crate::nemesis::ALL_SERVICES && stack.id(service).is_err() {
+                .and_then(|l| match &l.route {
+                    super::plan::LinkRoute::Service { service, .. } => Some(service.as_str()),
+                    super::plan::LinkRoute::Local { .. } => None,
+                })
+        } else {
+            Some(undo.target.as_str())
+        };
+        if undo.target != crate::nemesis::ALL_SERVICES
+            && service.is_some_and(|s| stack.id(s).is_err())
+        {
             continue;
         }
         match undo.apply(&stack).await {
@@ -349,46 +359,55 @@ impl DockerStack {
         self
     }
 
-    /// The control API of the proxy serving `link`: the scenario's `control`
-    /// address, else the proxy container's first address, port 8474.
-    async fn link_control(&self, link: &str) -> Result<crate::proxy::control::Control, StackError> {
+    /// The control APIs that may serve `link`, to try in order: the scenario's
+    /// `control` address, else each of the proxy container's addresses, port 8474.
+    async fn link_control(
+        &self,
+        link: &str,
+    ) -> Result<Vec<crate::proxy::control::Control>, StackError> {
         let what = format!("link `{link}`");
-        let plan =
-            self.links
-                .iter()
-                .find(|l| l.name == link)
-                .ok_or_else(|| StackError::Command {
-                    what: what.clone(),
-                    message: format!(
-                        "no such link in [[stack.link]]; links are: {}",
-                        self.links
-                            .iter()
-                            .map(|l| l.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                })?;
+        let plan = self
+            .links
+            .iter()
+            .find(|l| l.name == link)
+            .ok_or_else(|| StackError::Command {
+                what: what.clone(),
+                message: format!(
+                    "no such link in the scenario's [[stack.link]] (links: {}); lift it by hand with `curl -X DELETE http://<proxy>:8474/links/{link}`",
+                    self.links
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })?;
         let super::plan::LinkRoute::Service { service, control } = &plan.route else {
             return Err(StackError::Command {
                 what,
                 message: "the docker backend serves links through a `proxy` compose service".into(),
             });
         };
-        let addr = match control {
-            Some(a) => *a,
-            None => {
-                let ip = self.addresses(service).await?.into_iter().next().ok_or_else(|| {
-                    StackError::Command {
-                        what: what.clone(),
-                        message: format!(
-                            "the proxy service `{service}` has no network address (not running, or cut off?)"
-                        ),
-                    }
-                })?;
-                std::net::SocketAddr::new(ip, crate::proxy::control::DEFAULT_PORT)
-            }
+        let addrs: Vec<std::net::SocketAddr> = match control {
+            Some(a) => vec![*a],
+            None => self
+                .addresses(service)
+                .await?
+                .into_iter()
+                .map(|ip| std::net::SocketAddr::new(ip, crate::proxy::control::DEFAULT_PORT))
+                .collect(),
         };
-        Ok(crate::proxy::control::Control::new(addr))
+        if addrs.is_empty() {
+            return Err(StackError::Command {
+                what,
+                message: format!(
+                    "the proxy service `{service}` has no network address (not running, or cut off?)"
+                ),
+            });
+        }
+        Ok(addrs
+            .into_iter()
+            .map(crate::proxy::control::Control::new)
+            .collect())
     }
 
     /// Records a pause state change at once (the engine's event follows later).
@@ -1038,13 +1057,19 @@ impl Stack for DockerStack {
         fault: Option<crate::proxy::LinkFault>,
         lease: Option<Duration>,
     ) -> Result<Option<crate::proxy::LinkFault>, StackError> {
-        let api = self.link_control(link).await?;
-        api.set(link, fault, lease)
-            .await
-            .map_err(|e| StackError::Command {
-                what: format!("link `{link}`"),
-                message: e.to_string(),
-            })
+        // A proxy on several networks: the first address that answers (setting a
+        // fault twice is harmless).
+        let mut last = None;
+        for api in self.link_control(link).await? {
+            match api.set(link, fault.clone(), lease).await {
+                Ok(previous) => return Ok(previous),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(StackError::Command {
+            what: format!("link `{link}`"),
+            message: last.map_or_else(|| "no control API".into(), |e| e.to_string()),
+        })
     }
 
     async fn exec(&self, service: &str, argv: &[String]) -> Result<ExecOutput, StackError> {

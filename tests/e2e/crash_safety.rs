@@ -637,8 +637,10 @@ fn docker_bandwidth_for_shapes_what_the_target_sends_and_rebound_heal_removes_it
     let addr: std::net::SocketAddr = format!("{ip}:6379").parse().expect("redis address");
     let shaped = redis_get_seconds(addr, 300_000);
     eprintln!("bandwidth-for 100 kB/s: 300 kB read back in {shaped:.2} s");
+    // At least the shaped time (2.84 s for 300 kB less the 16 kB burst; load
+    // never speeds it up), at most one a rate off by half would give.
     assert!(
-        (2.5..4.0).contains(&shaped),
+        (2.5..5.6).contains(&shaped),
         "300 kB at 100 kB/s took {shaped:.2} s"
     );
     let healed = with_state(rebound(), state.path())

@@ -1019,3 +1019,54 @@ fn docker_app_killed_during_a_redis_black_hole_starts_without_its_cache() {
         .collect();
     assert_eq!(kinds, ["link-blackhole", "sigkill"]);
 }
+
+/// A follow-up fired by an event on docker (scenario docker-app-killed-as-db-returns):
+/// PostgreSQL is restarted and the app is SIGKILLed when Docker reports the
+/// database healthy again. The kill lands after that healthy event, the app dies
+/// and comes back, the trial recovers, and the timeline has a lane per fault.
+#[test]
+fn docker_app_killed_when_the_database_is_healthy_again() {
+    require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let o = run_scenario(
+        std::path::Path::new("scenarios/docker-app-killed-as-db-returns.toml"),
+        &out,
+        &["--trials", "1"],
+    );
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    let (header, rows) = read_csv(&out.join("trials.csv"));
+    assert_eq!(column(&header, &rows, "outcome")[0], "pass", "{}", text(&o));
+    let h = history_lines(&out);
+    let index = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        h.iter()
+            .position(|r| r["trial"] == 1 && pred(r))
+            .unwrap_or_else(|| panic!("record not found"))
+    };
+    let db_healthy = index(&|r| {
+        r["type"] == "service"
+            && r["service"] == "db"
+            && r["action"] == "health"
+            && r["detail"] == "healthy"
+    });
+    let kill = index(&|r| r["type"] == "fault-invoke" && r["fault"] == "sigkill");
+    let app_died =
+        index(&|r| r["type"] == "service" && r["service"] == "app" && r["action"] == "exited");
+    assert!(
+        db_healthy < kill && kill < app_died,
+        "db healthy {db_healthy}, kill {kill}, app died {app_died}"
+    );
+    let ok = &h[kill + 1..]
+        .iter()
+        .find(|r| r["type"] == "fault-ok")
+        .expect("fault-ok of the kill")["detail"];
+    assert!(
+        ok.as_str().is_some_and(|d| d.contains("when db healthy")),
+        "{ok}"
+    );
+    let svg = std::fs::read_to_string(out.join("charts/timeline.svg")).expect("timeline chart");
+    assert!(
+        svg.contains("fault sigkill → app") && svg.contains("fault restart → db"),
+        "lanes per fault"
+    );
+}

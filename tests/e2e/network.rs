@@ -128,9 +128,11 @@ fn bandwidth_caps_the_rate_a_client_gets() {
     let mut got = vec![0u8; 150_000];
     c.read_exact(&mut got).expect("echoed");
     let secs = t.elapsed().as_secs_f64();
-    // 150 kB at 100 kB/s: 1.5 s (the first chunk leaves at once: at least 1.3 s).
+    // 150 kB at 100 kB/s: 1.5 s (the first chunk leaves at once: at least 1.3 s,
+    // whatever the load). The upper bound only catches a rate off by half or
+    // more: a loaded machine delays the pieces, it never speeds them up.
     assert!(
-        (1.3..1.8).contains(&secs),
+        (1.3..3.0).contains(&secs),
         "150 kB took {secs:.2} s at 100 kB/s"
     );
     assert!(got.iter().all(|b| *b == 7));
@@ -162,8 +164,10 @@ fn lifting_a_slow_link_releases_what_waits_on_it_at_once() {
     let mut got = vec![0u8; 20_000];
     c.read_exact(&mut got).expect("echoed");
     let secs = t.elapsed().as_secs_f64();
+    // Still slow it would take 20 s; released, well under a second after 0.3 s
+    // (bound generous for a loaded machine).
     assert!(
-        secs < 1.5,
+        secs < 5.0,
         "the echo took {secs:.2} s after the slow link was lifted at 0.3 s"
     );
 }
@@ -311,11 +315,13 @@ fn a_blackholed_link_is_a_measured_outage_and_is_lifted_on_every_path() {
         "{}",
         text(&o)
     );
-    // Down for the whole black hole (1.5 s), back within a few probe periods of it;
-    // the service itself never restarted.
+    // Down for the whole black hole (1.5 s: never sooner, whatever the load), and
+    // back within a second of the lift (a generous bound: load delays probes by
+    // tens of milliseconds, a link that kept holding data would not recover at
+    // all within the 5 s window); the service itself never restarted.
     for r in column(&h, &rows, "recovery_ms") {
         let ms: f64 = r.parse().expect("recovery");
-        assert!((1500.0..1900.0).contains(&ms), "recovery {ms} ms");
+        assert!((1500.0..2500.0).contains(&ms), "recovery {ms} ms");
     }
     assert_eq!(column(&h, &rows, "restarts"), ["0", "0"]);
     let history = std::fs::read_to_string(out.join("history.jsonl")).expect("history");
