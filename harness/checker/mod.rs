@@ -742,6 +742,9 @@ fn blank_result(trial: u32, capture: &Capture) -> TrialResult {
     }
 }
 
+/// How the runner's `fault-fail` records about follow-ups begin.
+pub const FOLLOW_UP_FAILED: &str = "follow-up ";
+
 fn check_recovery(trial: u32, capture: &Capture, cfg: &CheckConfig) -> TrialResult {
     let records = capture.records.as_slice();
     let mut report = blank_result(trial, capture);
@@ -816,20 +819,15 @@ fn check_recovery(trial: u32, capture: &Capture, cfg: &CheckConfig) -> TrialResu
     let count = |f: fn(&Event) -> bool| records.iter().filter(|r| f(&r.event)).count();
     let invoked = count(|e| matches!(e, Event::FaultInvoke { .. }));
     let oks = count(|e| matches!(e, Event::FaultOk { .. }));
-    // A failure of a later fault (one injected after the first, or a follow-up
-    // whose trigger never came, recorded after the first fault's effect ended).
-    let first_end = records
-        .iter()
-        .position(|r| matches!(r.event, Event::FaultEnd { .. }));
-    let failed = records
-        .iter()
-        .enumerate()
-        .find_map(|(i, r)| match &r.event {
-            Event::FaultFail { error } if invoked > 1 || first_end.is_some_and(|e| i > e) => {
-                Some(error)
-            }
-            _ => None,
-        });
+    // A failure in a trial with follow-ups: one injected after the first failed,
+    // or one never fired (the runner says `follow-up …`). A single fault's records
+    // are checked as they always were.
+    let failed = records.iter().find_map(|r| match &r.event {
+        Event::FaultFail { error } if invoked > 1 || error.starts_with(FOLLOW_UP_FAILED) => {
+            Some(error)
+        }
+        _ => None,
+    });
     if let Some(error) = failed {
         report.reason = format!("a fault of the trial failed: {error}");
         return report;

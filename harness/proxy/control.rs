@@ -166,6 +166,25 @@ struct Request {
     body: Vec<u8>,
 }
 
+/// Reads what the client sent next onto `into`; an error when it closed before
+/// `what` ended.
+async fn read_more(
+    stream: &mut TcpStream,
+    chunk: &mut [u8],
+    into: &mut Vec<u8>,
+    what: &str,
+) -> Result<(), (u16, String)> {
+    let n = stream
+        .read(chunk)
+        .await
+        .map_err(|e| (400, format!("{e}\n")))?;
+    if n == 0 {
+        return Err((400, format!("connection closed before the {what} ended\n")));
+    }
+    into.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
 async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, String)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -176,14 +195,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, String)> 
         if buf.len() > MAX_REQUEST {
             return Err((413, "request head too large\n".into()));
         }
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| (400, e.to_string()))?;
-        if n == 0 {
-            return Err((400, "connection closed before the request ended".into()));
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(stream, &mut chunk, &mut buf, "request").await?;
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
@@ -216,14 +228,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, String)> 
     }
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < length {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| (400, e.to_string()))?;
-        if n == 0 {
-            return Err((400, "connection closed before the body ended".into()));
-        }
-        body.extend_from_slice(&chunk[..n]);
+        read_more(stream, &mut chunk, &mut body, "body").await?;
     }
     body.truncate(length);
     Ok(Request { method, path, body })
@@ -312,6 +317,9 @@ pub struct ControlError {
     pub addr: SocketAddr,
     /// What went wrong.
     pub message: String,
+    /// Nothing answered there (refused, unreachable, timed out): another address
+    /// of the proxy may; an answer from the proxy itself is never retried.
+    pub unreachable: bool,
 }
 
 /// A client of a proxy's control API.
@@ -322,10 +330,12 @@ pub struct Control {
 }
 
 impl Control {
-    /// The API at `addr`; every call gives up after 5 s.
+    /// The API at `addr`; every call gives up after 5 s (1 s to connect).
     pub fn new(addr: SocketAddr) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
+            // An address that does not answer at once is not the one to use.
+            .connect_timeout(Duration::from_secs(1))
             .no_proxy()
             .build()
             .unwrap_or_default();
@@ -336,6 +346,15 @@ impl Control {
         ControlError {
             addr: self.addr,
             message: message.to_string(),
+            unreachable: false,
+        }
+    }
+
+    /// A request that got no answer.
+    fn send_err(&self, e: reqwest::Error) -> ControlError {
+        ControlError {
+            unreachable: e.is_connect() || e.is_timeout(),
+            ..self.err(e)
         }
     }
 
@@ -355,7 +374,7 @@ impl Control {
             .get(format!("http://{}/links", self.addr))
             .send()
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.send_err(e))?;
         self.check(r).await?.json().await.map_err(|e| self.err(e))
     }
 
@@ -372,7 +391,7 @@ impl Control {
             .json(&SetFault { fault, lease })
             .send()
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.send_err(e))?;
         let reply: SetReply = self.check(r).await?.json().await.map_err(|e| self.err(e))?;
         Ok(reply.previous)
     }

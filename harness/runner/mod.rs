@@ -320,7 +320,11 @@ impl Ctx {
             }
         }
         if !journaled.is_empty() {
-            h.record(Event::FaultInvoke {
+            // Lifecycle events from the first fault's invocation on (those recorded
+            // before it are skipped by sequence number): what a follow-up's `when`
+            // waits for.
+            let lifecycle = h.lifecycle();
+            let invoked = h.record(Event::FaultInvoke {
                 fault: fault.kind.name().into(),
                 target: fault.target.clone(),
             });
@@ -330,6 +334,7 @@ impl Ctx {
                 fault,
                 &mut probes,
                 &mut journaled,
+                (lifecycle, invoked.seq),
             ))
             .catch_unwind()
             .await;
@@ -425,14 +430,15 @@ impl Ctx {
         fault: &'p nemesis::FaultPlan,
         probes: &mut ProbeSet,
         journaled: &mut Vec<(&'p nemesis::FaultPlan, u64)>,
+        (mut lifecycle, mut since_seq): (
+            tokio::sync::broadcast::Receiver<crate::history::Record>,
+            u64,
+        ),
     ) -> bool {
         use futures_util::stream::{FuturesUnordered, StreamExt};
         let h = &self.history;
         let stack = self.stack.as_ref();
         let mut tracker = RecoveryTracker::new(self.probers.len(), self.plan.run.stable_for);
-        // Lifecycle events from the first fault's invocation on: what a follow-up's
-        // `when` waits for.
-        let mut lifecycle = h.lifecycle();
         let injected = match nemesis::inject(fault, stack).await {
             Err(e) => {
                 h.record(Event::FaultFail {
@@ -482,7 +488,8 @@ impl Ctx {
                 event = lifecycle.recv(), if next < follow.len() && !armed && pending.is_none() => {
                     let Ok(record) = event else { continue };
                     let f = &follow[next];
-                    if f.when.as_ref().is_some_and(|w| w.matches(&record)) {
+                    // Only what happened after the previous fault was invoked.
+                    if record.seq > since_seq && f.when.as_ref().is_some_and(|w| w.matches(&record)) {
                         armed = true;
                         next_at.as_mut().reset(tokio::time::Instant::now() + f.after);
                         trigger = f.when.as_ref().map(|w| format!("when {w}, then {:?}", f.after));
@@ -500,7 +507,7 @@ impl Ctx {
                     }
                     // The next trigger counts events from this invocation on.
                     lifecycle = lifecycle.resubscribe();
-                    h.record(Event::FaultInvoke { fault: f.kind.name().into(), target: f.target.clone() });
+                    since_seq = h.record(Event::FaultInvoke { fault: f.kind.name().into(), target: f.target.clone() }).seq;
                     // Injected while the loop goes on: earlier faults' effects end
                     // on time and Ctrl-C is heard during a slow injection.
                     pending = Some(nemesis::inject(f, stack).boxed());
@@ -531,13 +538,28 @@ impl Ctx {
                     if tracker.recovered().is_some() { return false; }
                 }
                 () = &mut observe => {
-                    if let Some(f) = follow.get(next).filter(|_| pending.is_none()) {
+                    if pending.is_some() {
+                        let f = &follow[next - 1].fault;
                         h.record(Event::FaultFail {
                             error: format!(
-                                "follow-up {} on {} never fired: {} within the observation window",
+                                "{}{} on {} was still being injected when the observation window ended",
+                                checker::FOLLOW_UP_FAILED,
+                                f.kind.name(),
+                                f.target
+                            ),
+                        });
+                    } else if let Some(f) = follow.get(next) {
+                        let why = match &f.when {
+                            None => "its delay did not end".to_string(),
+                            Some(w) if armed => format!("`{w}` happened but its delay of {:?} did not end", f.after),
+                            Some(w) => format!("`{w}` did not happen"),
+                        };
+                        h.record(Event::FaultFail {
+                            error: format!(
+                                "{}{} on {} never fired: {why} within the observation window",
+                                checker::FOLLOW_UP_FAILED,
                                 f.fault.kind.name(),
                                 f.fault.target,
-                                f.when.as_ref().map_or_else(|| "its delay did not end".to_string(), |w| format!("`{w}` did not happen"))
                             ),
                         });
                     }

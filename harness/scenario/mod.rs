@@ -292,14 +292,16 @@ fn validate_as(
             .take_while(|t| t.when.is_none())
             .map(|t| t.after)
             .sum();
-        if !f.then.is_empty() && timed >= run.observe_for {
+        let longest = f.then.iter().map(|t| t.after).max().unwrap_or_default();
+        if !f.then.is_empty() && timed.max(longest) >= run.observe_for {
             return Err(v.err_in(
                 "[[fault]]",
                 i,
                 "kind",
                 None,
                 format!(
-                    "its follow-ups fire {timed:?} after it, but a trial is observed for {:?} only ([run] observe-for, default twice recover-within): shorten the `after`s or observe longer",
+                    "its follow-ups fire {:?} after it (or after their event), but a trial is observed for {:?} only ([run] observe-for, default twice recover-within): shorten the `after`s or observe longer",
+                    timed.max(longest),
                     run.observe_for
                 ),
             ));

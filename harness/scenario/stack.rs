@@ -40,6 +40,16 @@ pub(super) fn validate(v: &Validator<'_>, raw: RawStack) -> Result<StackPlan, Sc
     }
 }
 
+/// A link name not seen before (and not empty); records it.
+fn unique_name(seen: &mut HashSet<String>, name: &str) -> Result<(), String> {
+    if name.is_empty() || !seen.insert(name.to_string()) {
+        return Err(format!(
+            "link names must be unique and not empty (`{name}`)"
+        ));
+    }
+    Ok(())
+}
+
 /// The `[[stack.link]]` tables: unique names, loopback addresses, services that exist.
 fn links_of(
     v: &Validator<'_>,
@@ -52,13 +62,8 @@ fn links_of(
         let err = |key: &str, value: Option<&str>, msg: String| {
             v.err_in("[[stack.link]]", i, key, value, msg)
         };
-        if l.name.is_empty() || !seen.insert(l.name.clone()) {
-            return Err(err(
-                "name",
-                Some(&format!("\"{}\"", l.name)),
-                format!("link names must be unique and not empty (`{}`)", l.name),
-            ));
-        }
+        unique_name(&mut seen, &l.name)
+            .map_err(|m| err("name", Some(&format!("\"{}\"", l.name)), m))?;
         let addr = |key: &str, text: &str| -> Result<std::net::SocketAddr, ScenarioError> {
             let a: std::net::SocketAddr = text.parse().map_err(|_| {
                 err(
@@ -126,13 +131,8 @@ fn proxy_links_of(
         let err = |key: &str, value: Option<&str>, msg: String| {
             v.err_in("[[stack.link]]", i, key, value, msg)
         };
-        if l.name.is_empty() || !seen.insert(l.name.clone()) {
-            return Err(err(
-                "name",
-                Some(&format!("\"{}\"", l.name)),
-                format!("link names must be unique and not empty (`{}`)", l.name),
-            ));
-        }
+        unique_name(&mut seen, &l.name)
+            .map_err(|m| err("name", Some(&format!("\"{}\"", l.name)), m))?;
         if !crate::proxy::control::valid_link_name(&l.name) {
             return Err(err(
                 "name",

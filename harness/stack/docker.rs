@@ -1063,7 +1063,13 @@ impl Stack for DockerStack {
         for api in self.link_control(link).await? {
             match api.set(link, fault.clone(), lease).await {
                 Ok(previous) => return Ok(previous),
-                Err(e) => last = Some(e),
+                // Nothing there: the next address may answer.
+                Err(e) if e.unreachable => last = Some(e),
+                // The proxy answered: its word is final.
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
             }
         }
         Err(StackError::Command {

@@ -911,6 +911,26 @@ fn a_user_compose_file_with_build_and_no_labels_runs_end_to_end() {
     assert_eq!(left, "", "the stack is torn down");
 }
 
+/// One trial of a shipped scenario, which must pass: (its temporary directory, kept
+/// alive; the run directory; trials.csv's header and rows).
+fn one_passing_trial(
+    scenario: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Vec<String>,
+    Vec<Vec<String>>,
+) {
+    require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let o = run_scenario(std::path::Path::new(scenario), &out, &["--trials", "1"]);
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    let (header, rows) = read_csv(&out.join("trials.csv"));
+    assert_eq!(column(&header, &rows, "outcome")[0], "pass", "{}", text(&o));
+    (dir, out, header, rows)
+}
+
 /// `link-latency` through the `rebound/proxy` container (scenario
 /// docker-app-db-latency, one trial): PostgreSQL's replies to the app come 500 ms
 /// late for 10 s, so writes through nginx take at least that much longer while the
@@ -918,22 +938,12 @@ fn a_user_compose_file_with_build_and_no_labels_runs_end_to_end() {
 /// answers within 300 ms, is ready again within 5 s of the end; nothing is lost.
 #[test]
 fn docker_link_latency_through_the_proxy_container_slows_writes_by_the_delay() {
-    require_images();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("run");
-    let o = run_scenario(
-        std::path::Path::new("scenarios/docker-app-db-latency.toml"),
-        &out,
-        &["--trials", "1"],
-    );
-    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
-    let (header, rows) = read_csv(&out.join("trials.csv"));
+    let (_dir, out, header, rows) = one_passing_trial("scenarios/docker-app-db-latency.toml");
     let cell = |name: &str| -> f64 {
         column(&header, &rows, name)[0]
             .parse()
-            .unwrap_or_else(|_| panic!("{name} is not a number: {}", text(&o)))
+            .unwrap_or_else(|_| panic!("{name} is not a number"))
     };
-    assert_eq!(column(&header, &rows, "outcome")[0], "pass", "{}", text(&o));
     let (during, after) = (cell("latency_during_p50_ms"), cell("latency_after_p50_ms"));
     assert!(
         during >= 500.0,
@@ -974,17 +984,8 @@ fn docker_link_latency_through_the_proxy_container_slows_writes_by_the_delay() {
 /// hole until after both faults ended.
 #[test]
 fn docker_app_killed_during_a_redis_black_hole_starts_without_its_cache() {
-    require_images();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("run");
-    let o = run_scenario(
-        std::path::Path::new("scenarios/docker-app-restart-redis-hung.toml"),
-        &out,
-        &["--trials", "1"],
-    );
-    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
-    let (header, rows) = read_csv(&out.join("trials.csv"));
-    assert_eq!(column(&header, &rows, "outcome")[0], "pass", "{}", text(&o));
+    let (_dir, out, header, rows) =
+        one_passing_trial("scenarios/docker-app-restart-redis-hung.toml");
     let recovery: f64 = column(&header, &rows, "recovery_ms")[0]
         .parse()
         .expect("ms");
@@ -1026,17 +1027,7 @@ fn docker_app_killed_during_a_redis_black_hole_starts_without_its_cache() {
 /// and comes back, the trial recovers, and the timeline has a lane per fault.
 #[test]
 fn docker_app_killed_when_the_database_is_healthy_again() {
-    require_images();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("run");
-    let o = run_scenario(
-        std::path::Path::new("scenarios/docker-app-killed-as-db-returns.toml"),
-        &out,
-        &["--trials", "1"],
-    );
-    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
-    let (header, rows) = read_csv(&out.join("trials.csv"));
-    assert_eq!(column(&header, &rows, "outcome")[0], "pass", "{}", text(&o));
+    let (_dir, out, _, _) = one_passing_trial("scenarios/docker-app-killed-as-db-returns.toml");
     let h = history_lines(&out);
     let index = |pred: &dyn Fn(&serde_json::Value) -> bool| {
         h.iter()

@@ -40,6 +40,20 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// A proxy link `db` in front of an echo server, on its own runtime (kept with it).
+fn echo_proxy() -> (tokio::runtime::Runtime, Proxy) {
+    let rt = runtime();
+    let upstream = echo_server();
+    let proxy = rt
+        .block_on(Proxy::bind(
+            "db",
+            "127.0.0.1:0".parse().expect("addr"),
+            upstream,
+        ))
+        .expect("proxy");
+    (rt, proxy)
+}
+
 /// Round trips of one byte over one connection, in ms.
 fn round_trips(addr: SocketAddr, n: usize) -> Vec<f64> {
     let mut c = TcpStream::connect(addr).expect("connect");
@@ -64,15 +78,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 #[test]
 fn latency_through_the_proxy_is_the_configured_delay_at_p50() {
-    let rt = runtime();
-    let upstream = echo_server();
-    let proxy = rt
-        .block_on(Proxy::bind(
-            "db",
-            "127.0.0.1:0".parse().expect("addr"),
-            upstream,
-        ))
-        .expect("proxy");
+    let (_rt, proxy) = echo_proxy();
     let addr = proxy.local_addr();
     let clean = median(round_trips(addr, 20));
     // One way: a round trip grows by the delay; both ways: by twice the delay.
@@ -105,15 +111,7 @@ fn latency_through_the_proxy_is_the_configured_delay_at_p50() {
 
 #[test]
 fn bandwidth_caps_the_rate_a_client_gets() {
-    let rt = runtime();
-    let upstream = echo_server();
-    let proxy = rt
-        .block_on(Proxy::bind(
-            "db",
-            "127.0.0.1:0".parse().expect("addr"),
-            upstream,
-        ))
-        .expect("proxy");
+    let (_rt, proxy) = echo_proxy();
     proxy.set(Some(LinkFault::Bandwidth {
         bytes_per_sec: 100_000,
         direction: Direction::Downstream,
@@ -140,15 +138,7 @@ fn bandwidth_caps_the_rate_a_client_gets() {
 
 #[test]
 fn lifting_a_slow_link_releases_what_waits_on_it_at_once() {
-    let rt = runtime();
-    let upstream = echo_server();
-    let proxy = rt
-        .block_on(Proxy::bind(
-            "db",
-            "127.0.0.1:0".parse().expect("addr"),
-            upstream,
-        ))
-        .expect("proxy");
+    let (_rt, proxy) = echo_proxy();
     // 20 kB at 1 kB/s would take 20 s; the fault is lifted after 300 ms.
     proxy.set(Some(LinkFault::Bandwidth {
         bytes_per_sec: 1_000,
@@ -174,15 +164,7 @@ fn lifting_a_slow_link_releases_what_waits_on_it_at_once() {
 
 #[test]
 fn a_blackhole_hangs_the_client_and_a_reset_is_seen_as_one() {
-    let rt = runtime();
-    let upstream = echo_server();
-    let proxy = rt
-        .block_on(Proxy::bind(
-            "db",
-            "127.0.0.1:0".parse().expect("addr"),
-            upstream,
-        ))
-        .expect("proxy");
+    let (_rt, proxy) = echo_proxy();
     let addr = proxy.local_addr();
     // An open connection and a new one both hang: accepted, never answered.
     let mut open = TcpStream::connect(addr).expect("connect");
@@ -237,15 +219,7 @@ fn a_blackhole_hangs_the_client_and_a_reset_is_seen_as_one() {
 /// connection lives on.
 #[test]
 fn a_reset_storm_lets_connections_through_and_resets_each_after_every() {
-    let rt = runtime();
-    let upstream = echo_server();
-    let proxy = rt
-        .block_on(Proxy::bind(
-            "db",
-            "127.0.0.1:0".parse().expect("addr"),
-            upstream,
-        ))
-        .expect("proxy");
+    let (_rt, proxy) = echo_proxy();
     let addr = proxy.local_addr();
     let mut open = TcpStream::connect(addr).expect("connect");
     open.set_read_timeout(Some(Duration::from_secs(3)))

@@ -24,6 +24,8 @@ struct Attempt {
     latency_ns: u64,
     late_ns: u64,
     ok: bool,
+    /// Ended because a later attempt succeeded first: it proves nothing.
+    cancelled: bool,
 }
 
 /// The instants demo-app recorded as its ready moments, in unix ns.
@@ -89,6 +91,7 @@ fn trials(run_dir: &Path) -> Result<BTreeMap<u64, Trial>, String> {
                 latency_ns: line["latency_ns"].as_u64().ok_or("no latency_ns")?,
                 late_ns: line["late_ns"].as_u64().unwrap_or(0),
                 ok: line["ok"].as_bool().ok_or("no ok")?,
+                cancelled: line["cancelled"].as_bool().unwrap_or(false),
             }),
             _ => {}
         }
@@ -201,10 +204,23 @@ pub fn check_bracket_against(
             ));
         }
         let width = t.recovery_ns - t.lower_ns;
-        let allowed = period_ms * 1e6 + (success.latency_ns + success.late_ns) as f64;
+        // One period from the last failure to the success — one more for each
+        // attempt started in between that a faster later one cancelled (it proves
+        // nothing either way).
+        let lower_elapsed = t.inject_elapsed_ns as f64 + t.lower_ns;
+        let cancelled = t
+            .attempts
+            .iter()
+            .filter(|a| {
+                a.cancelled && a.start_ns as f64 > lower_elapsed && a.start_ns < success.start_ns
+            })
+            .count();
+        let periods = 1 + cancelled;
+        let allowed =
+            periods as f64 * period_ms * 1e6 + (success.latency_ns + success.late_ns) as f64;
         if width > allowed + CSV_ROUNDING_NS {
             return Err(format!(
-                "trial {id}: bracket {:.3} ms is wider than the period {period_ms} ms + the attempt's latency {:.3} ms + its tick's lateness {:.3} ms",
+                "trial {id}: bracket {:.3} ms is wider than {periods} period(s) of {period_ms} ms ({cancelled} attempt(s) in between cancelled) + the attempt's latency {:.3} ms + its tick's lateness {:.3} ms",
                 width / 1e6,
                 success.latency_ns as f64 / 1e6,
                 success.late_ns as f64 / 1e6
