@@ -662,3 +662,36 @@ async fn a_follow_up_whose_event_never_comes_makes_the_trial_unknown() {
     );
     assert!(!r.fake.calls().iter().any(|c| c == "signal app Kill"));
 }
+
+/// Ctrl-C while a follow-up is being injected: exit 130, and heal takes back both
+/// faults of the trial (the journal keeps nothing for `rebound heal`).
+#[tokio::test]
+async fn ctrl_c_during_a_follow_up_heals_every_fault_of_the_trial() {
+    let faults = "[[fault]]\nkind = \"pause-for\"\ntarget = \"app\"\nduration = \"5s\"\n\
+                  [[fault.then]]\nafter = \"30ms\"\nkind = \"sigkill\"\ntarget = \"app\"\n";
+    let r = interrupted(faults, SLO, "", 2, Script::default(), "signal", 1).await;
+    let calls = r.fake.calls();
+    let kill = calls
+        .iter()
+        .position(|c| c == "signal app Kill")
+        .expect("the follow-up ran");
+    // The killed (no longer frozen) service is started again by heal.
+    assert!(
+        calls[kill..].iter().any(|c| c == "start app"),
+        "healed after Ctrl-C: {calls:?}"
+    );
+    let heal = r
+        .history()
+        .iter()
+        .find_map(|rec| match &rec.event {
+            Event::HealOk { detail } => Some(detail.clone()),
+            _ => None,
+        })
+        .expect("heal-ok");
+    assert!(
+        heal.contains("sigkill on app") && heal.contains("pause-for on app"),
+        "{heal}"
+    );
+    let pending = crate::journal::read(&r.dir.path().join("run")).expect("journal");
+    assert!(pending.faults.is_empty(), "{:?}", pending.faults);
+}

@@ -783,55 +783,20 @@ fn docker_link_blackhole_through_the_proxy_container_is_lifted_by_rebound_heal()
     assert!(text(&again).contains("nothing to heal"), "{}", text(&again));
 }
 
-/// SIGINT and SIGTERM to rebound in the middle of a black hole through the proxy
-/// container: rebound lifts the fault itself before it exits 130 (its stack kept).
+/// SIGINT, SIGTERM and SIGHUP to rebound in the middle of a black hole through the
+/// proxy container: rebound lifts the fault itself before it exits 130 (its stack
+/// kept, so the proxy can be asked).
 #[test]
-fn docker_link_blackhole_through_the_proxy_container_is_lifted_on_sigint_and_sigterm() {
-    require_images();
-    for signal in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
-    ] {
-        let state = tempfile::tempdir().expect("state dir");
+fn docker_link_blackhole_through_the_proxy_container_is_lifted_on_sigint_sigterm_and_sighup() {
+    use nix::sys::signal::Signal;
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         let dir = tempfile::tempdir().expect("tempdir");
         let scenario = proxy_blackhole_scenario(dir.path());
-        let out = dir.path().join("run");
-        let child = with_state(rebound(), state.path())
-            .args([
-                "run",
-                scenario.to_str().expect("utf8"),
-                "--keep",
-                "--no-progress",
-            ])
-            .arg("--out")
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let started = Instant::now();
-        while !history_lines(&out).iter().any(|r| r["type"] == "fault-ok") {
-            assert!(
-                started.elapsed() < Duration::from_secs(180),
-                "no fault-ok within 180 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let run_id = history_lines(&out)[0]["run_id"]
-            .as_str()
-            .expect("run id")
-            .to_string();
+        let (code, run_id, _run) =
+            crate::docker_runs::signal_during_fault(scenario.to_str().expect("utf8"), signal);
         let _cleanup = RemoveOnDrop(format!("rebound.run={run_id}"));
         let stack = ProxiedStack { run_id };
-        assert_eq!(
-            stack.fault()["fault"],
-            "blackhole",
-            "{signal}: the fault is on"
-        );
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, signal).expect("signal");
-        let o = child.wait_with_output().expect("wait");
-        assert_eq!(o.status.code(), Some(130), "{signal}: {}", text(&o));
+        assert_eq!(code, Some(130), "{signal}");
         assert!(
             stack.fault().is_null(),
             "{signal}: no fault left on the link"

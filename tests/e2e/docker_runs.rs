@@ -66,6 +66,16 @@ pub(crate) fn history_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Ids of the containers a run labelled with its run id, any state ("" if none).
+fn containers_of(run_id: &str) -> String {
+    docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=rebound.run={run_id}"),
+    ])
+}
+
 /// Removes everything a run labelled with its run id (used after --keep).
 pub(crate) fn remove_run(run_id: &str) {
     let label = format!("label=rebound.run={run_id}");
@@ -149,20 +159,20 @@ fn docker_sigkill_restarts_the_app_and_never_touches_a_decoy() {
     );
     // Torn down: no container of this run is left.
     let run_id = h[0]["run_id"].as_str().expect("run id").to_string();
-    assert_eq!(
-        docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=rebound.run={run_id}")
-        ]),
-        ""
-    );
+    assert_eq!(containers_of(&run_id), "");
 }
 
 /// Starts a docker scenario with --keep, waits for the fault of trial 1 to be active,
 /// sends SIGINT, and returns (exit code, run id, run dir).
 fn interrupt_during_fault(scenario: &str) -> (Option<i32>, String, tempfile::TempDir) {
+    signal_during_fault(scenario, nix::sys::signal::Signal::SIGINT)
+}
+
+/// Like [`interrupt_during_fault`], with any terminating signal.
+pub(crate) fn signal_during_fault(
+    scenario: &str,
+    signal: nix::sys::signal::Signal,
+) -> (Option<i32>, String, tempfile::TempDir) {
     require_images();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("run");
@@ -187,11 +197,7 @@ fn interrupt_during_fault(scenario: &str) -> (Option<i32>, String, tempfile::Tem
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("SIGINT");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signal");
     let code = wait_exit(&mut child, Duration::from_secs(60));
     let run_id = history_lines(&out)[0]["run_id"]
         .as_str()
@@ -944,16 +950,22 @@ fn docker_link_latency_through_the_proxy_container_slows_writes_by_the_delay() {
             .parse()
             .unwrap_or_else(|_| panic!("{name} is not a number"))
     };
+    // At least the delay while it is on (a busy machine only adds to it); after
+    // the lift the delay is gone, whatever else the load adds to both.
     let (during, after) = (cell("latency_during_p50_ms"), cell("latency_after_p50_ms"));
     assert!(
         during >= 500.0,
         "writes during the latency: p50 {during} ms"
     );
-    assert!(after < 200.0, "writes after it was lifted: p50 {after} ms");
+    assert!(
+        during - after >= 400.0,
+        "writes after it was lifted: p50 {after} ms (during {during} ms)"
+    );
+    // Ready again only after the 10 s of latency (the pass above: within recover-within).
     let recovery = cell("recovery_ms");
     assert!(
-        (10_000.0..15_000.0).contains(&recovery),
-        "ready again {recovery} ms after the latency began (it lasts 10 s)"
+        recovery >= 10_000.0,
+        "ready again {recovery} ms after the latency began"
     );
     assert_eq!(cell("lost_acked_writes"), 0.0);
     let h = history_lines(&out);
@@ -965,16 +977,7 @@ fn docker_link_latency_through_the_proxy_container_slows_writes_by_the_delay() {
         "the proxy's fault was lifted"
     );
     let run_id = h[0]["run_id"].as_str().expect("run id");
-    assert_eq!(
-        docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=rebound.run={run_id}")
-        ]),
-        "",
-        "torn down, proxy included"
-    );
+    assert_eq!(containers_of(run_id), "", "torn down, proxy included");
 }
 
 /// Two faults in one trial on docker (scenario docker-app-restart-redis-hung): the
@@ -993,32 +996,42 @@ fn docker_app_killed_during_a_redis_black_hole_starts_without_its_cache() {
         recovery >= 12_000.0,
         "recovery {recovery} ms: after the black hole lifted"
     );
-    let (header, rows) = read_csv(&out.join("services.csv"));
-    let app = rows
-        .iter()
-        .position(|r| r[header.iter().position(|h| h == "service").expect("service")] == "app")
-        .expect("app row");
-    let cell = |name: &str| -> f64 {
-        rows[app][header.iter().position(|h| h == name).expect(name)]
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}: {:?}", rows[app]))
-    };
-    let (died, healthy) = (cell("died_ms"), cell("healthy_ms"));
-    assert!(
-        (1_000.0..3_000.0).contains(&died),
-        "app died {died} ms into the black hole"
-    );
-    assert!(
-        healthy > died && healthy < 12_000.0,
-        "healthy again at {healthy} ms, before the black hole lifted"
-    );
+    // From the run's own history: the app died after the kill and became healthy
+    // again before the black hole's end was recorded.
     let h = history_lines(&out);
-    let kinds: Vec<&str> = h
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        h.iter()
+            .position(|r| r["trial"] == 1 && pred(r))
+            .unwrap_or_else(|| panic!("record not found"))
+    };
+    let hole = at(&|r| r["type"] == "fault-invoke" && r["fault"] == "link-blackhole");
+    let kill = at(&|r| r["type"] == "fault-invoke" && r["fault"] == "sigkill");
+    let died = at(&|r| r["type"] == "service" && r["service"] == "app" && r["action"] == "exited");
+    let healthy = h
         .iter()
-        .filter(|r| r["type"] == "fault-invoke")
-        .filter_map(|r| r["fault"].as_str())
-        .collect();
-    assert_eq!(kinds, ["link-blackhole", "sigkill"]);
+        .enumerate()
+        .position(|(i, r)| {
+            i > died
+                && r["type"] == "service"
+                && r["service"] == "app"
+                && r["action"] == "health"
+                && r["detail"] == "healthy"
+        })
+        .expect("app healthy again");
+    let lifted = at(&|r| {
+        r["type"] == "fault-end"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("blackhole lifted"))
+    });
+    assert!(
+        hole < kill && kill < died,
+        "black hole {hole}, kill {kill}, app died {died}"
+    );
+    assert!(
+        healthy < lifted,
+        "app healthy again (record {healthy}) before the black hole lifted (record {lifted})"
+    );
 }
 
 /// A follow-up fired by an event on docker (scenario docker-app-killed-as-db-returns):
