@@ -40,6 +40,9 @@ pub enum CliError {
     /// An A/B run could not finish.
     #[error(transparent)]
     Ab(#[from] rebound::ab::AbError),
+    /// An explore session could not go on.
+    #[error(transparent)]
+    Explore(#[from] rebound::explore::ExploreError),
     /// Runs could not be merged.
     #[error(transparent)]
     Merge(#[from] MergeError),
@@ -67,6 +70,7 @@ impl CliError {
             | CliError::Report(_) => ExitStatus::Invalid,
             CliError::Run(e) => e.exit_status(),
             CliError::Ab(e) => e.exit_status(),
+            CliError::Explore(e) => e.exit_status(),
             CliError::Environment(_) => ExitStatus::StackFailure,
         }
     }
@@ -145,6 +149,39 @@ enum Command {
         /// The sequential design's cap (default: 5× the fixed design's clean trials).
         #[arg(long)]
         max_trials: Option<u64>,
+    },
+    /// Search fault schedules (several faults per trial, on timers and events) for
+    /// failures; confirm, shrink and write each failure mode as a scenario.
+    Explore {
+        /// Scenario file: its stack, probes, workloads and SLO (its faults are not used).
+        scenario: PathBuf,
+        /// How long to search (a failure found in time is still confirmed and shrunk).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "20m")]
+        budget: std::time::Duration,
+        /// Seed of the schedule generator (recorded; the same seed tries the same schedules).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Most faults per schedule (default: [explore] max-faults, else 3).
+        #[arg(long)]
+        max_faults: Option<usize>,
+        /// Stop after this many schedules.
+        #[arg(long)]
+        max_schedules: Option<u32>,
+        /// Stop once this many failure modes were found.
+        #[arg(long)]
+        max_modes: Option<usize>,
+        /// Schedules per stack bring-up.
+        #[arg(long, default_value_t = 4)]
+        batch: u32,
+        /// Trials that estimate a failure mode's reproduction rate.
+        #[arg(long, default_value_t = 6)]
+        confirm: u32,
+        /// Output directory (default: reports/<scenario>/explore-<time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Never draw a progress bar.
+        #[arg(long)]
+        no_progress: bool,
     },
     /// Undo what runs killed mid-fault left behind (paused, cut off, filled, stopped
     /// services; stacks not torn down), from their fault journals.
@@ -328,6 +365,32 @@ fn dispatch(command: Command) -> Outcome {
             },
         ),
         Command::Heal { run_dirs, all } => cmd_heal(&run_dirs, all),
+        Command::Explore {
+            scenario,
+            budget,
+            seed,
+            max_faults,
+            max_schedules,
+            max_modes,
+            batch,
+            confirm,
+            out,
+            no_progress,
+        } => cmd_explore(
+            &scenario,
+            rebound::explore::ExploreOptions {
+                budget,
+                seed,
+                max_faults,
+                max_schedules,
+                max_modes,
+                batch,
+                confirm,
+                out,
+                progress: !no_progress,
+                ..rebound::explore::ExploreOptions::default()
+            },
+        ),
         Command::Images { force } => cmd_images(force),
         Command::Proxy { links, control } => cmd_proxy(&links, control),
         Command::Validate { files } => Ok(cmd_validate(&files)),
@@ -475,6 +538,50 @@ fn cmd_run(
         }
     }
     Ok(outcome.exit)
+}
+
+fn cmd_explore(path: &Path, opts: rebound::explore::ExploreOptions) -> Outcome {
+    let plan = scenario::load(path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Environment(format!("starting the async runtime: {e}")))?;
+    let stack = plan.stack.clone();
+    let build: rebound::explore::BuildFactory<'_> = Box::new(move || {
+        let stack = stack.clone();
+        Box::new(move |ctx| {
+            use futures_util::FutureExt;
+            async move { rebound::stack::build(&stack, ctx).await }.boxed()
+        })
+    });
+    let o = runtime.block_on(async {
+        // Ctrl-C between runs stops the session (during a run, the run heals first).
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let watcher = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::hangup()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                    _ = hup.recv() => {}
+                }
+                cancel.cancel();
+            })
+        };
+        let o = rebound::explore::explore(&plan, &opts, build, cancel).await;
+        watcher.abort();
+        o
+    })?;
+    print!("{}", rebound::explore::report::render_console(&o));
+    Ok(o.exit)
 }
 
 fn cmd_heal(run_dirs: &[PathBuf], all: bool) -> Outcome {

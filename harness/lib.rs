@@ -22,6 +22,7 @@ pub mod checker;
 pub mod compare;
 pub mod evidence;
 pub mod exit;
+pub mod explore;
 pub mod field;
 pub mod heal;
 pub mod history;

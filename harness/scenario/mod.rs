@@ -126,6 +126,21 @@ pub struct Plan {
     pub slo: Slo,
     /// Trial mechanics.
     pub run: RunPlan,
+    /// What `rebound explore` draws from (`[explore]`).
+    pub explore: ExplorePlan,
+}
+
+/// Validated `[explore]`: the fault space of `rebound explore`.
+#[derive(Debug, Clone)]
+pub struct ExplorePlan {
+    /// Fault kinds to draw, each one of [`crate::explore::KINDS`].
+    pub kinds: Vec<String>,
+    /// Services to target.
+    pub targets: Vec<String>,
+    /// Longest duration of a timed fault.
+    pub max_duration: Duration,
+    /// Most faults in one schedule.
+    pub max_faults: usize,
 }
 
 /// A recovery-time quantile an SLO can limit.
@@ -283,6 +298,7 @@ fn validate_as(
 
     let slo = objective::slo(&v, raw.slo)?;
     let run = objective::run(&v, raw.run, &slo)?;
+    let explore = explore_plan(&v, raw.explore, &stack, &slo)?;
     // Follow-ups on a timer must all fire within the observation window (one on
     // an event may still miss it: the trial then says so and is unknown).
     for (i, f) in faults.iter().enumerate() {
@@ -325,6 +341,98 @@ fn validate_as(
         workloads,
         slo,
         run,
+        explore,
+    })
+}
+
+/// `[explore]` checked against the stack: known kinds, existing services.
+fn explore_plan(
+    v: &Validator<'_>,
+    raw: raw::RawExplore,
+    stack: &StackPlan,
+    slo: &Slo,
+) -> Result<ExplorePlan, ScenarioError> {
+    let docker = stack.backend() == "docker";
+    let kinds = match raw.kinds {
+        Some(kinds) => {
+            for k in &kinds {
+                if !crate::explore::KINDS.contains(&k.as_str()) {
+                    return Err(v.err(
+                        "explore.kinds",
+                        locate_key(v.text, "kinds", None, 1),
+                        format!(
+                            "`{k}`: explore draws from {}",
+                            crate::explore::KINDS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if kinds.is_empty() {
+                return Err(v.err(
+                    "explore.kinds",
+                    locate_key(v.text, "kinds", None, 1),
+                    "at least one kind",
+                ));
+            }
+            kinds
+        }
+        None => crate::explore::default_kinds(docker)
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
+    };
+    let services = stack.service_names().unwrap_or_default();
+    let targets = match raw.targets {
+        Some(t) => {
+            for name in &t {
+                if !services.is_empty() && !services.contains(name) {
+                    return Err(v.err(
+                        "explore.targets",
+                        locate_key(v.text, "targets", None, 1),
+                        format!(
+                            "`{name}`: unknown service; services are: {}",
+                            services.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if t.is_empty() {
+                return Err(v.err(
+                    "explore.targets",
+                    locate_key(v.text, "targets", None, 1),
+                    "at least one service",
+                ));
+            }
+            t
+        }
+        None => services,
+    };
+    let max_faults = raw.max_faults.unwrap_or(3);
+    if !(1..=8).contains(&max_faults) {
+        return Err(v.err(
+            "explore.max-faults",
+            locate_key(v.text, "max-faults", None, 1),
+            format!("{max_faults}: between 1 and 8"),
+        ));
+    }
+    let max_duration = match raw.max_duration {
+        Some(d) if d < Duration::from_millis(100) => {
+            return Err(v.err(
+                "explore.max-duration",
+                locate_key(v.text, "max-duration", None, 1),
+                format!("{d:?}: at least 100ms"),
+            ))
+        }
+        Some(d) => d,
+        // A quarter of the deadline, and never below explore's shortest fault.
+        None => Duration::from_secs_f64(slo.recover_within.as_secs_f64() / 4.0)
+            .max(Duration::from_millis(250)),
+    };
+    Ok(ExplorePlan {
+        kinds,
+        targets,
+        max_duration,
+        max_faults,
     })
 }
 

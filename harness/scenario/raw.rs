@@ -42,6 +42,25 @@ pub struct ScenarioFile {
     /// How trials are run.
     #[serde(default)]
     pub run: RawRun,
+    /// What `rebound explore` may draw from (default: everything the stack supports).
+    #[serde(default)]
+    pub explore: RawExplore,
+}
+
+/// `[explore]`: narrows the fault space `rebound explore` searches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawExplore {
+    /// Fault kinds to draw (default: sigkill, sigterm, stop-for, pause-for, and on
+    /// docker restart and disconnect-for).
+    pub kinds: Option<Vec<String>>,
+    /// Services to target (default: every service).
+    pub targets: Option<Vec<String>>,
+    /// Longest duration a timed fault is given (default: a quarter of recover-within).
+    #[serde(default, with = "humantime_serde::option")]
+    pub max_duration: Option<Duration>,
+    /// Most faults in one schedule (default 3; `--max-faults` overrides).
+    pub max_faults: Option<usize>,
 }
 
 /// `[stack]`: which backend runs the services.

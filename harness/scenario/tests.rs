@@ -958,3 +958,54 @@ fn follow_up_faults_are_parsed_in_order_and_checked_like_faults() {
     let m = msg(&on.replace("when = \"app started\"", "when = \"app ready\""));
     assert!(m.contains("died, started or healthy"), "{m}");
 }
+
+#[test]
+fn explore_table_defaults_and_errors() {
+    let plan = parse_str(VALID).expect("valid");
+    assert_eq!(
+        plan.explore.kinds,
+        ["sigkill", "sigterm", "stop-for", "pause-for"]
+    );
+    assert_eq!(plan.explore.targets, ["app"]);
+    // A quarter of recover-within (3 s).
+    assert_eq!(plan.explore.max_duration, Duration::from_millis(750));
+    assert_eq!(plan.explore.max_faults, 3);
+    let narrowed = format!(
+        "{VALID}\n[explore]\nkinds = [\"sigkill\"]\nmax-duration = \"1s\"\nmax-faults = 2\n"
+    );
+    let plan = parse_str(&narrowed).expect("valid");
+    assert_eq!(plan.explore.kinds, ["sigkill"]);
+    assert_eq!(plan.explore.max_duration, Duration::from_secs(1));
+    assert_eq!(plan.explore.max_faults, 2);
+    for (table, key, says) in [
+        (
+            "kinds = [\"explode\"]",
+            "explore.kinds",
+            "explore draws from sigkill",
+        ),
+        ("targets = [\"db\"]", "explore.targets", "services are: app"),
+        ("max-faults = 9", "explore.max-faults", "between 1 and 8"),
+        (
+            "max-duration = \"10ms\"",
+            "explore.max-duration",
+            "at least 100ms",
+        ),
+    ] {
+        let text = format!("{VALID}\n[explore]\n{table}\n");
+        match parse_str(&text).expect_err(table) {
+            ScenarioError::Invalid {
+                key: k,
+                message,
+                line,
+                ..
+            } => {
+                assert_eq!(k, key);
+                assert!(message.contains(says), "{message}");
+                assert_eq!(line, Some(text.lines().count()), "{table}");
+            }
+            other => panic!("{table}: unexpected {other:?}"),
+        }
+    }
+    let unknown = format!("{VALID}\n[explore]\nbudget = \"5m\"\n");
+    assert!(parse_str(&unknown).is_err(), "unknown keys are refused");
+}

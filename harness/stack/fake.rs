@@ -29,6 +29,10 @@ pub struct Script {
     /// Health never turns healthy again after the first fault (a stack that does
     /// not recover).
     pub never_ready_after_fault: bool,
+    /// `(a, b)`: a planted bug — `a` never turns healthy again once it started
+    /// while `b` was down (stopped or paused), as an app that caches a failed
+    /// dependency lookup forever.
+    pub stuck_if_started_while_down: Option<(String, String)>,
 }
 
 impl Default for Script {
@@ -39,6 +43,7 @@ impl Default for Script {
             fail_signal: false,
             panic_on_signal: false,
             never_ready_after_fault: false,
+            stuck_if_started_while_down: None,
         }
     }
 }
@@ -52,6 +57,8 @@ struct Svc {
     exits: u64,
     up_since: Option<Instant>,
     last_signal: Option<i32>,
+    /// The planted bug struck ([`Script::stuck_if_started_while_down`]).
+    stuck: bool,
 }
 
 #[derive(Default)]
@@ -133,7 +140,18 @@ impl FakeStack {
     }
 
     fn started(&self, service: &str) {
+        let dependency_down = self
+            .script
+            .stuck_if_started_while_down
+            .as_ref()
+            .filter(|(a, _)| a == service)
+            .and_then(|(_, b)| {
+                self.with(b, |d| d.starts > 0 && (!d.running || d.paused))
+                    .ok()
+            })
+            .unwrap_or(false);
         let _ = self.with(service, |s| {
+            s.stuck |= dependency_down;
             s.running = true;
             s.starts += 1;
             s.up_since = Some(Instant::now());
@@ -287,6 +305,7 @@ impl Stack for FakeStack {
             let ready = s.running
                 && !s.paused
                 && !never
+                && !s.stuck
                 && s.up_since.is_some_and(|t| t.elapsed() >= ready_after);
             Some(if ready {
                 Health::Healthy

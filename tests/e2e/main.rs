@@ -3,6 +3,7 @@
 
 mod crash_safety;
 mod docker_runs;
+mod explore;
 mod helpers;
 mod network;
 mod process_runs;

@@ -107,6 +107,21 @@ pub struct Args {
     /// `tcp://host:port` accepting (repeatable).
     #[arg(long = "require")]
     pub requires: Vec<String>,
+    /// Plant a known restart bug, an explore target (off by default; repeatable).
+    #[arg(long = "plant", value_enum)]
+    pub plant: Vec<Plant>,
+}
+
+/// Restart bugs demo-app can be told to have, for `rebound explore` to find.
+/// Each fails only under a combination or a timing of faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Plant {
+    /// Checks each `--require` once when it restarts (not at its first start in a
+    /// fresh data directory); one that does not answer then is remembered as down
+    /// forever, so `/readyz` never recovers. A restart of the
+    /// app alone, or an outage of the dependency alone, is harmless: only the app
+    /// (re)starting while the dependency is down (killed, stopped, paused) sticks.
+    StickyDependency,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -290,6 +305,8 @@ struct AppState {
     zk: Option<Arc<Registration>>,
     secrets: HashMap<String, String>,
     requires: Vec<String>,
+    /// `--plant sticky-dependency`: a dependency found down at start-up, for good.
+    sticky_down: Option<String>,
 }
 
 type Failure = (StatusCode, String);
@@ -439,6 +456,9 @@ async fn ready(State(state): State<Arc<AppState>>) -> Result<&'static str, Failu
     }
     if let Some(b) = &state.broker {
         b.ping().await.map_err(internal)?;
+    }
+    if let Some(why) = &state.sticky_down {
+        return Err(internal(why));
     }
     for r in &state.requires {
         deps::check(r).await.map_err(internal)?;
@@ -641,7 +661,22 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         }
         None => None,
     };
+    let mut sticky_down = None;
+    // The first start in a fresh data directory waits for its dependencies as
+    // `/readyz` does (so the stack comes up); the bug is in restarts.
+    if boots > 1 && args.plant.contains(&Plant::StickyDependency) {
+        for r in &args.requires {
+            if let Err(e) = deps::check(r).await {
+                eprintln!(
+                    "demo-app: {e} at start-up: remembered as down (planted bug sticky-dependency)"
+                );
+                sticky_down = Some(format!("{r} was down at start-up (sticky)"));
+                break;
+            }
+        }
+    }
     let state = AppState {
+        sticky_down,
         files: store,
         ack_before_fsync: args.ack_before_fsync,
         pg,

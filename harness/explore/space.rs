@@ -1,0 +1,254 @@
+//! The fault space of an explore session (services × the kinds the backend can
+//! inject × parameter ranges, narrowed by `[explore]`) and the two ways schedules
+//! are drawn from it: at random, and by mutating a kept schedule (add, drop,
+//! retarget a fault, shift a trigger, change a duration). Every draw comes from
+//! one seeded generator, so a seed replays the same sequence of schedules.
+
+use std::time::Duration;
+
+use rand::seq::IndexedRandom;
+use rand::Rng;
+
+use super::schedule::{Schedule, Step, Trigger};
+
+/// Kinds that take a `duration`.
+const TIMED: &[&str] = &["stop-for", "pause-for", "disconnect-for"];
+
+/// Delays a follow-up may fire after the previous fault.
+const DELAYS_MS: &[u64] = &[0, 100, 250, 500, 1000, 2000];
+
+/// Delays after an event.
+const EVENT_DELAYS_MS: &[u64] = &[0, 100, 300];
+
+/// Durations of timed faults (capped by `max-duration`).
+const DURATIONS_MS: &[u64] = &[500, 1000, 2000, 4000, 8000];
+
+/// One (kind, target) the backend accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    /// Fault kind.
+    pub kind: String,
+    /// Target service.
+    pub target: String,
+}
+
+/// What schedules are drawn from.
+#[derive(Debug, Clone)]
+pub struct Space {
+    /// Every (kind, target) that validated on this stack.
+    pub cells: Vec<Cell>,
+    /// Events a follow-up may wait for (`"app died"`, `"db healthy"`).
+    pub events: Vec<String>,
+    /// Durations a timed fault may get.
+    pub durations: Vec<Duration>,
+    /// Delays a follow-up may get, each below the observation window.
+    pub delays: Vec<Duration>,
+    /// Most faults in a schedule.
+    pub max_faults: usize,
+}
+
+/// Whether `kind` takes a duration.
+pub fn timed(kind: &str) -> bool {
+    TIMED.contains(&kind)
+}
+
+impl Space {
+    /// The space over `cells`; `docker` adds `healthy` events (health checks),
+    /// `max_duration` caps timed faults, `window` (the observation window) caps
+    /// follow-up delays.
+    pub fn new(
+        cells: Vec<Cell>,
+        services: &[String],
+        docker: bool,
+        max_duration: Duration,
+        window: Duration,
+        max_faults: usize,
+    ) -> Self {
+        let mut events = Vec::new();
+        for s in services {
+            events.push(format!("{s} died"));
+            events.push(format!("{s} started"));
+            if docker {
+                events.push(format!("{s} healthy"));
+            }
+        }
+        let mut durations: Vec<Duration> = DURATIONS_MS
+            .iter()
+            .map(|&ms| Duration::from_millis(ms))
+            .filter(|d| *d <= max_duration)
+            .collect();
+        if durations.is_empty() {
+            durations.push(max_duration);
+        }
+        let delays = DELAYS_MS
+            .iter()
+            .map(|&ms| Duration::from_millis(ms))
+            .filter(|d| *d * 3 < window)
+            .collect();
+        Space {
+            cells,
+            events,
+            durations,
+            delays,
+            max_faults,
+        }
+    }
+
+    fn step(&self, rng: &mut impl Rng, cell: &Cell, first: bool) -> Step {
+        Step {
+            kind: cell.kind.clone(),
+            target: cell.target.clone(),
+            duration: timed(&cell.kind).then(|| *self.durations.choose(rng).expect("non-empty")),
+            trigger: if first {
+                Trigger::After(Duration::ZERO)
+            } else {
+                self.trigger(rng)
+            },
+        }
+    }
+
+    fn trigger(&self, rng: &mut impl Rng) -> Trigger {
+        let delay = self.delays.choose(rng).copied().unwrap_or_default();
+        // Half on a timer, half on an event (when there are events).
+        if rng.random_bool(0.5) || self.events.is_empty() {
+            Trigger::After(delay)
+        } else {
+            let ms = *EVENT_DELAYS_MS.choose(rng).expect("non-empty");
+            Trigger::When {
+                event: self.events.choose(rng).expect("non-empty").clone(),
+                after: Duration::from_millis(ms),
+            }
+        }
+    }
+
+    /// A schedule of 1 to `max_faults` faults drawn at random.
+    pub fn random(&self, rng: &mut impl Rng) -> Schedule {
+        let n = rng.random_range(1..=self.max_faults);
+        let steps = (0..n)
+            .map(|i| {
+                let cell = self.cells.choose(rng).expect("a space has cells");
+                self.step(rng, cell, i == 0)
+            })
+            .collect();
+        Schedule::of(steps)
+    }
+
+    /// `s` changed in one way: a fault added or dropped, retargeted, its trigger
+    /// shifted or its duration changed.
+    pub fn mutate(&self, rng: &mut impl Rng, s: &Schedule) -> Schedule {
+        let mut steps = s.steps.clone();
+        let i = rng.random_range(0..steps.len());
+        match rng.random_range(0..5u8) {
+            // Add a fault after a random position.
+            0 if steps.len() < self.max_faults => {
+                let cell = self.cells.choose(rng).expect("a space has cells");
+                let at = rng.random_range(1..=steps.len());
+                let step = self.step(rng, cell, false);
+                steps.insert(at, step);
+            }
+            // Drop one.
+            1 if steps.len() > 1 => {
+                steps.remove(i);
+                steps[0].trigger = Trigger::After(Duration::ZERO);
+            }
+            // Retarget: another cell of the same kind, else any cell.
+            2 => {
+                let same: Vec<&Cell> = self
+                    .cells
+                    .iter()
+                    .filter(|c| c.kind == steps[i].kind && c.target != steps[i].target)
+                    .collect();
+                let cell = same
+                    .choose(rng)
+                    .copied()
+                    .unwrap_or_else(|| self.cells.choose(rng).expect("a space has cells"));
+                let trigger = steps[i].trigger.clone();
+                steps[i] = self.step(rng, cell, i == 0);
+                steps[i].trigger = trigger;
+            }
+            // Shift a follow-up's trigger.
+            3 if steps.len() > 1 => {
+                let j = rng.random_range(1..steps.len());
+                steps[j].trigger = self.trigger(rng);
+            }
+            // Another duration (or, for an untimed fault, a new trigger / a new fault).
+            _ => {
+                if steps[i].duration.is_some() {
+                    steps[i].duration = Some(*self.durations.choose(rng).expect("non-empty"));
+                } else if i > 0 {
+                    steps[i].trigger = self.trigger(rng);
+                } else {
+                    let cell = self.cells.choose(rng).expect("a space has cells");
+                    steps[0] = self.step(rng, cell, true);
+                }
+            }
+        }
+        Schedule::of(steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn space() -> Space {
+        let cells = ["sigkill", "pause-for"]
+            .iter()
+            .flat_map(|k| {
+                ["app", "dep"].iter().map(|t| Cell {
+                    kind: k.to_string(),
+                    target: t.to_string(),
+                })
+            })
+            .collect();
+        Space::new(
+            cells,
+            &["app".into(), "dep".into()],
+            false,
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+            3,
+        )
+    }
+
+    #[test]
+    fn draws_stay_inside_the_space() {
+        let sp = space();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut s = sp.random(&mut rng);
+        for _ in 0..500 {
+            s = if rng.random_bool(0.5) {
+                sp.random(&mut rng)
+            } else {
+                sp.mutate(&mut rng, &s)
+            };
+            assert!((1..=3).contains(&s.steps.len()), "{s}");
+            assert_eq!(s.steps[0].trigger, Trigger::After(Duration::ZERO));
+            for st in &s.steps {
+                assert!(sp
+                    .cells
+                    .iter()
+                    .any(|c| c.kind == st.kind && c.target == st.target));
+                assert_eq!(st.duration.is_some(), timed(&st.kind), "{s}");
+                assert!(st.duration.is_none_or(|d| d <= Duration::from_secs(2)));
+                if let Trigger::When { event, .. } = &st.trigger {
+                    assert!(sp.events.contains(event), "{event}");
+                    assert!(!event.ends_with("healthy"), "no health events on process");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_schedules() {
+        let sp = space();
+        let draw = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            (0..50).map(|_| sp.random(&mut rng)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(9), draw(9));
+        assert_ne!(draw(9), draw(10));
+    }
+}
