@@ -615,6 +615,20 @@ mod tests {
             .process_group(0)
             .spawn()
             .expect("sleep");
+        // Until they exec, the forks still carry this process's environment (no
+        // mark): wait for both to be `sleep` (a loaded machine is slow to get there).
+        for pid in [child.id(), stranger.id()] {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map_or(true, |c| !c.starts_with(b"sleep\0"))
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{pid} never exec'd sleep"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
         let pgid = i32::try_from(child.id()).expect("pid");
         let mut entry = run_entry(std::process::id());
         entry.backend = "process".into();

@@ -54,8 +54,11 @@ pub fn default_kinds(docker: bool) -> &'static [&'static str] {
 /// Confidence of the reproduction-rate interval and of "not a pass by luck".
 const CONFIDENCE: f64 = 0.95;
 
-/// Most re-runs of one shrink candidate.
-const MAX_RERUNS: u32 = 10;
+/// Most re-runs of one shrink candidate (enough for a failure rate of 14 %).
+const MAX_RERUNS: u32 = 20;
+
+/// Most shrink candidates tried for one mode.
+const MAX_CANDIDATES: usize = 24;
 
 /// Shortest duration and delay shrinking goes down to.
 const MIN_DURATION: Duration = Duration::from_millis(250);
@@ -310,10 +313,14 @@ pub fn space_of(plan: &Plan, max_faults: Option<usize>) -> Result<Space, Explore
             "--max-faults {max_faults}: between 1 and 8"
         )));
     }
-    let services = plan.stack.service_names().unwrap_or_default();
+    // Events of the services faults land on (others may never die or start in
+    // a trial, and a follow-up waiting for them would only wait out the window).
+    let services = plan.explore.targets.clone();
+    let probes: Vec<String> = plan.probes.iter().map(|p| p.name.clone()).collect();
     Ok(Space::new(
         cells,
         &services,
+        &probes,
         plan.stack.backend() == "docker",
         plan.explore.max_duration,
         plan.run.observe_for,
@@ -365,16 +372,19 @@ pub async fn explore<'a, 'b>(
         return Err(ExploreError::Usage("--budget must be more than 0s".into()));
     }
     let space = space_of(plan, opts.max_faults)?;
-    let seed = opts.seed.unwrap_or_else(rand::random);
+    // Within i64: a seed is written into scenario files (TOML integers are i64).
+    let seed = opts
+        .seed
+        .unwrap_or_else(|| rand::random::<u64>() & i64::MAX as u64);
     let dir = opts.out.clone().unwrap_or_else(|| {
         opts.reports_root.join(&plan.name).join(format!(
             "explore-{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
         ))
     });
-    if dir.join("explore.json").exists() {
+    if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(ExploreError::Usage(format!(
-            "{} holds an explore session already; explore writes a new directory",
+            "{} is not empty; explore writes a new directory",
             dir.display()
         )));
     }
@@ -488,25 +498,33 @@ impl Explorer<'_, '_> {
     }
 
     /// The next schedule to try: one a cut-short run did not get to, else a new
-    /// one (random, or a mutation of a kept one), never one tried before.
-    fn draw(&mut self) -> Schedule {
+    /// one (random, or a mutation of a kept one) that was never tried and that
+    /// validates as a scenario; `None` when 200 draws found none (the space is
+    /// exhausted).
+    fn draw(&mut self) -> Option<Schedule> {
         if let Some(s) = self.pending.pop_front() {
-            return s;
+            return Some(s);
         }
-        let mut s = self.space.random(&mut self.rng);
-        for _ in 0..50 {
+        for _ in 0..200 {
             let fresh = self.kept.is_empty() || self.rng.random_bool(0.3);
-            s = if fresh {
+            let s = if fresh {
                 self.space.random(&mut self.rng)
             } else {
                 let i = self.rng.random_range(0..self.kept.len());
                 self.space.mutate(&mut self.rng, &self.kept[i])
             };
-            if !self.tried.contains(&s) {
-                break;
+            if self.tried.contains(&s) {
+                continue;
+            }
+            self.tried.insert(s.clone());
+            // A schedule the scenario rules refuse (its follow-ups would not fit
+            // the observation window) is skipped, never run.
+            let text = scenario_text(&self.raw, std::slice::from_ref(&s), None);
+            if crate::scenario::parse(&self.plan.source_path, &text).is_ok() {
+                return Some(s);
             }
         }
-        s
+        None
     }
 
     async fn search(&mut self) -> Result<(), ExploreError> {
@@ -516,9 +534,13 @@ impl Explorer<'_, '_> {
                 .max_schedules
                 .map_or(u32::MAX, |m| m - self.schedules.len() as u32);
             let n = self.opts.batch.min(left).max(1);
-            let batch: Vec<Schedule> = (0..n).map(|_| self.draw()).collect();
-            for s in &batch {
-                self.tried.insert(s.clone());
+            let batch: Vec<Schedule> = (0..n).filter_map(|_| self.draw()).collect();
+            if batch.is_empty() {
+                self.say(format!(
+                    "[explore] every schedule of the space was tried ({})",
+                    self.tried.len()
+                ));
+                break;
             }
             let obs = self.run(&batch, 1, "search").await?;
             let mut found = Vec::new();
@@ -657,7 +679,11 @@ impl Explorer<'_, '_> {
                 reason: t.reason.clone(),
                 recovery_ms: t.recovery_ms,
                 features: signature::features(t, &records),
-                mode: signature::failure_mode(t, &records),
+                mode: signature::failure_mode(
+                    t,
+                    &records,
+                    self.plan.slo.recover_within.as_secs_f64() * 1000.0,
+                ),
                 run_dir: out.clone(),
                 trial: t.trial,
             });
@@ -722,14 +748,22 @@ impl Explorer<'_, '_> {
         self.say(format!(
             "[explore] mode {number}: {key}\n          after {s}"
         ));
-        // Confirm: the discovering trial counts.
+        // Confirm: its rate on fresh trials (the discovering one is not counted:
+        // it was picked for failing).
         let confirm = self.trials_of(&s, self.opts.confirm, "confirm").await?;
-        let k = 1 + confirm
+        let k = confirm
             .iter()
             .filter(|o| o.mode.as_deref() == Some(key.as_str()))
             .count() as u64;
-        let found_rate = Rate::of(k, 1 + confirm.len() as u64);
-        let reruns = shrink::reruns_for(found_rate.value()).min(MAX_RERUNS);
+        let found_rate = Rate::of(k, confirm.len() as u64);
+        // Re-runs per candidate for that rate; a failure not seen again in the
+        // confirmation is rarer than 1 in (n + 1): as many re-runs as allowed.
+        let rate_for_reruns = if k == 0 {
+            1.0 / (confirm.len() as f64 + 1.0)
+        } else {
+            found_rate.value()
+        };
+        let reruns = shrink::reruns_for(rate_for_reruns).min(MAX_RERUNS);
         let mut log = Vec::new();
         let mut witness = first.clone();
         // Drop faults (ddmin), then simplify what is left.
@@ -741,7 +775,14 @@ impl Explorer<'_, '_> {
                 if let Some((_, r)) = tests.iter().find(|(t, _)| *t == cand.steps) {
                     return Ok::<bool, ExploreError>(*r);
                 }
+                // Cut short (Ctrl-C) or out of candidates: keep what we have.
+                if self.cancel.is_cancelled() || tests.len() >= MAX_CANDIDATES {
+                    return Ok(false);
+                }
                 let hit = self.still_fails(&cand, &key, reruns).await?;
+                if self.cancel.is_cancelled() && hit.is_none() {
+                    return Ok(false);
+                }
                 let r = hit.is_some();
                 log.push(format!("{} {cand}", if r { "kept   " } else { "dropped" }));
                 if let Some(o) = hit {
@@ -756,7 +797,13 @@ impl Explorer<'_, '_> {
         let mut current = Schedule::of(steps);
         'simplify: while !self.cancel.is_cancelled() {
             for cand in shrink::simpler(&current, MIN_DURATION) {
+                if log.len() >= MAX_CANDIDATES {
+                    break 'simplify;
+                }
                 let hit = self.still_fails(&cand, &key, reruns).await?;
+                if self.cancel.is_cancelled() && hit.is_none() {
+                    break 'simplify;
+                }
                 log.push(format!(
                     "{} {cand}",
                     if hit.is_some() { "kept   " } else { "dropped" }
@@ -853,7 +900,10 @@ impl Explorer<'_, '_> {
             .or_insert_with(|| toml::Value::Table(toml::Table::new()))
             .as_table_mut()
         {
-            run.insert("seed".into(), (self.seed as i64).into());
+            match i64::try_from(self.seed) {
+                Ok(seed) => run.insert("seed".into(), seed.into()),
+                Err(_) => run.remove("seed"),
+            };
         }
         let text = format!(
             "# Written by `rebound explore`: replay with `rebound run {}`.\n{}",
@@ -869,19 +919,24 @@ impl Explorer<'_, '_> {
     }
 }
 
-/// Rewrites the relative paths of a scenario table (compose files, working
-/// directories, `${scenario_dir}`) from `from` (the original's directory) to
-/// `to` (where the copy is written).
+/// Rewrites the relative paths of a scenario table (compose files, programs and
+/// working directories of process services, `${scenario_dir}`) from `from` (the
+/// original's directory) to `to` (where the copy is written).
 fn rebase_paths(raw: &mut toml::Table, from: &Path, to: &Path) {
-    let rel = relative(
-        &std::path::absolute(from).unwrap_or_else(|_| from.to_path_buf()),
-        &std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf()),
-    );
+    // Canonical: `..` and symlinks resolved, so the components compare.
+    let canonical = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let rel = relative(&canonical(from), &canonical(to));
+    let rebased = |s: &str| -> Option<String> {
+        (Path::new(s).is_relative() && !s.starts_with("${"))
+            .then(|| rel.join(s).display().to_string())
+    };
     let fix = |v: &mut toml::Value| {
-        if let Some(s) = v.as_str() {
-            if Path::new(s).is_relative() && !s.starts_with("${") {
-                *v = rel.join(s).display().to_string().into();
-            }
+        if let Some(new) = v.as_str().and_then(rebased) {
+            *v = new.into();
         }
     };
     let Some(stack) = raw.get_mut("stack").and_then(|s| s.as_table_mut()) else {
@@ -896,24 +951,42 @@ fn rebase_paths(raw: &mut toml::Table, from: &Path, to: &Path) {
     {
         list.iter_mut().for_each(fix);
     }
-    let dir = rel.display().to_string();
-    if let Some(services) = stack.get_mut("service").and_then(|v| v.as_array_mut()) {
-        for svc in services.iter_mut().filter_map(|s| s.as_table_mut()) {
-            if let Some(v) = svc.get_mut("workdir") {
-                fix(v);
-            }
-            if let Some(cmd) = svc.get_mut("command").and_then(|v| v.as_array_mut()) {
-                for arg in cmd.iter_mut() {
-                    if let Some(s) = arg.as_str() {
-                        if s.contains("${scenario_dir}") {
-                            *arg = s
-                                .replace("${scenario_dir}", &format!("${{scenario_dir}}/{dir}"))
-                                .into();
-                        }
-                    }
-                }
+    let dir = format!("${{scenario_dir}}/{}", rel.display());
+    let Some(services) = stack.get_mut("service").and_then(|v| v.as_array_mut()) else {
+        return;
+    };
+    for svc in services.iter_mut().filter_map(|s| s.as_table_mut()) {
+        // `${scenario_dir}` anywhere in the service (command, env, workdir).
+        for (_, v) in svc.iter_mut() {
+            replace_strings(v, &|s| s.replace("${scenario_dir}", &dir));
+        }
+        // A program named by a relative path resolves against the scenario's
+        // directory, and so does a missing or relative working directory.
+        if let Some(program) = svc
+            .get_mut("command")
+            .and_then(|v| v.as_array_mut())
+            .and_then(|c| c.first_mut())
+        {
+            if program.as_str().is_some_and(|p| p.contains('/')) {
+                fix(program);
             }
         }
+        match svc.get_mut("workdir") {
+            Some(v) => fix(v),
+            None => {
+                svc.insert("workdir".into(), dir.clone().into());
+            }
+        }
+    }
+}
+
+/// Applies `f` to every string inside `v`.
+fn replace_strings(v: &mut toml::Value, f: &dyn Fn(&str) -> String) {
+    match v {
+        toml::Value::String(s) => *s = f(s),
+        toml::Value::Array(a) => a.iter_mut().for_each(|x| replace_strings(x, f)),
+        toml::Value::Table(t) => t.iter_mut().for_each(|(_, x)| replace_strings(x, f)),
+        _ => {}
     }
 }
 

@@ -78,7 +78,7 @@ img{{max-width:100%}}details{{margin:8px 0}}\
     );
     let _ = writeln!(
         h,
-        "<p>Seed {} tries the same schedules again (<code>--seed {}</code>); <code>rebound run modes/mode-N.toml</code> replays a mode.</p>",
+        "<p><code>--seed {}</code> draws the same schedules again where the trials behave the same (which schedules are kept depends on what they showed), seed {} here; <code>rebound run modes/mode-N.toml</code> replays a mode.</p>",
         o.seed, o.seed
     );
     for m in &o.modes {

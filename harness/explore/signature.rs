@@ -12,39 +12,63 @@ use crate::history::{Event, Lifecycle, Record};
 /// Most lifecycle events of one service kept in its sequence feature.
 const MAX_SEQUENCE: usize = 12;
 
-/// `text` with numbers and ids masked: runs of digits (with a decimal part)
-/// become `#`, except three-digit HTTP statuses; hex ids of 8+ characters too.
+/// `text` with numbers and ids masked: every alphanumeric token holding a digit
+/// becomes `#` (or, for a number with a unit such as `500ms`, `#ms`), except a
+/// three-digit status after `HTTP` or `status`; hex ids (8+ characters) too.
 pub fn mask(text: &str) -> String {
     let mut out = String::new();
-    for word in text.split_inclusive(|c: char| c.is_whitespace() || c == ',' || c == ':') {
-        let core = word.trim_end_matches(|c: char| c.is_whitespace() || c == ',' || c == ':');
-        let tail = &word[core.len()..];
-        let is_status = core.len() == 3
-            && core.chars().all(|c| c.is_ascii_digit())
-            && ("100".."600").contains(&core);
-        let hex_id = core.len() >= 8
-            && core.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-            && core.chars().any(|c| c.is_ascii_digit());
-        if is_status {
-            out.push_str(word);
-        } else if hex_id {
+    let mut prev_word = String::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some(&(i, c)) = chars.peek() {
+        if !c.is_ascii_alphanumeric() {
+            out.push(c);
+            chars.next();
+            continue;
+        }
+        let mut end = i;
+        while let Some(&(j, c)) = chars.peek() {
+            // A decimal point inside a number belongs to it.
+            let dot = c == '.'
+                && text[i..j]
+                    .chars()
+                    .last()
+                    .is_some_and(|l| l.is_ascii_digit())
+                && text[j + 1..]
+                    .chars()
+                    .next()
+                    .is_some_and(|n| n.is_ascii_digit());
+            if !(c.is_ascii_alphanumeric() || dot) {
+                break;
+            }
+            end = j + c.len_utf8();
+            chars.next();
+        }
+        let token = &text[i..end];
+        let digits = token.chars().filter(char::is_ascii_digit).count();
+        let status = token.len() == 3
+            && digits == 3
+            && ("100".."600").contains(&token)
+            && matches!(prev_word.to_ascii_lowercase().as_str(), "http" | "status");
+        if digits == 0 || status {
+            out.push_str(token);
+        } else if token.len() >= 8 && token.chars().all(|c| c.is_ascii_hexdigit()) {
             out.push('#');
-            out.push_str(tail);
         } else {
-            let mut prev_digit = false;
-            for c in core.chars() {
-                let digit = c.is_ascii_digit() || (prev_digit && c == '.');
-                if digit {
-                    if !prev_digit {
+            // Digit runs (with their decimal point) become one `#`; letters stay.
+            let mut in_number = false;
+            for c in token.chars() {
+                if c.is_ascii_digit() || (in_number && c == '.') {
+                    if !in_number {
                         out.push('#');
                     }
+                    in_number = true;
                 } else {
                     out.push(c);
+                    in_number = false;
                 }
-                prev_digit = digit;
             }
-            out.push_str(tail);
         }
+        prev_word = token.to_string();
     }
     out
 }
@@ -122,10 +146,34 @@ pub fn features(result: &TrialResult, records: &[Record]) -> BTreeSet<String> {
 
 /// The failure mode of a failing trial: what failed (not recovered, recovered
 /// late, lost writes) and the last probe error before the window ended, masked.
-/// `None` for a trial that passed or could not be decided.
-pub fn failure_mode(result: &TrialResult, records: &[Record]) -> Option<String> {
+/// `None` for a trial that passed or could not be decided, and for one that
+/// recovered late only because its faults lasted long: explore counts a late
+/// recovery from the end of the last fault's effect, against `recover_within_ms`
+/// (a schedule of long faults is not a bug of the stack).
+pub fn failure_mode(
+    result: &TrialResult,
+    records: &[Record],
+    recover_within_ms: f64,
+) -> Option<String> {
     if result.outcome != Outcome::Fail {
         return None;
+    }
+    if let (Some(rec), false) = (result.recovery_ms, result.reason.starts_with("lost ")) {
+        let first = records
+            .iter()
+            .find(|r| matches!(r.event, Event::FaultOk { .. }))
+            .map(|r| r.elapsed_ns);
+        let last_end = records
+            .iter()
+            .rev()
+            .find(|r| matches!(r.event, Event::FaultEnd { .. }))
+            .map(|r| r.elapsed_ns);
+        if let (Some(a), Some(b)) = (first, last_end) {
+            let effects_ms = b.saturating_sub(a) as f64 / 1e6;
+            if rec - effects_ms <= recover_within_ms {
+                return None;
+            }
+        }
     }
     let what = if result.reason.starts_with("lost ") {
         "lost acknowledged writes"
@@ -164,6 +212,13 @@ mod tests {
         );
         assert_eq!(mask("item 3f2a9c81 missing"), "item # missing");
         assert_eq!(mask("timed out after 500ms"), "timed out after #ms");
+        // One bug, one mode: durations and ids in quotes or paths are masked too.
+        assert_eq!(mask("after 250 ms"), mask("after 312 ms"));
+        assert_eq!(
+            mask("GET /items/\"3f2a9c81\": status 404"),
+            "GET /items/\"#\": status 404"
+        );
+        assert_eq!(mask("os error 111"), "os error #");
     }
 
     #[test]

@@ -53,12 +53,14 @@ pub fn timed(kind: &str) -> bool {
 }
 
 impl Space {
-    /// The space over `cells`; `docker` adds `healthy` events (health checks),
+    /// The space over `cells`; events are every service's died/started (on
+    /// `docker` also healthy: health checks) and every probe's down/up;
     /// `max_duration` caps timed faults, `window` (the observation window) caps
     /// follow-up delays.
     pub fn new(
         cells: Vec<Cell>,
         services: &[String],
+        probes: &[String],
         docker: bool,
         max_duration: Duration,
         window: Duration,
@@ -72,6 +74,10 @@ impl Space {
                 events.push(format!("{s} healthy"));
             }
         }
+        for p in probes {
+            events.push(format!("probe {p} down"));
+            events.push(format!("probe {p} up"));
+        }
         let mut durations: Vec<Duration> = DURATIONS_MS
             .iter()
             .map(|&ms| Duration::from_millis(ms))
@@ -83,7 +89,9 @@ impl Space {
         let delays = DELAYS_MS
             .iter()
             .map(|&ms| Duration::from_millis(ms))
-            .filter(|d| *d * 3 < window)
+            // Timed follow-ups fire one after the other and must all fire
+            // within the window: even the longest chain of the longest delay.
+            .filter(|d| *d * (max_faults.max(2) as u32 + 1) < window)
             .collect();
         Space {
             cells,
@@ -206,6 +214,7 @@ mod tests {
         Space::new(
             cells,
             &["app".into(), "dep".into()],
+            &["ready".into()],
             false,
             Duration::from_secs(2),
             Duration::from_secs(10),

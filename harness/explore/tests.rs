@@ -150,3 +150,65 @@ async fn a_bug_needing_two_faults_is_found_and_shrunk_to_them() {
         Some(2)
     );
 }
+
+/// Ctrl-C in the middle of a run: the run heals and tears down, explore stops
+/// too and still writes its report, exit 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_session_and_keeps_what_it_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    if std::env::var_os("REBOUND_STATE_DIR").is_none() {
+        std::env::set_var("REBOUND_STATE_DIR", dir.path().join("state"));
+    }
+    let cancel = CancellationToken::new();
+    let fakes: Arc<std::sync::Mutex<Vec<FakeStack>>> = Arc::default();
+    let build: BuildFactory<'static> = {
+        let (cancel, fakes) = (cancel.clone(), Arc::clone(&fakes));
+        Box::new(move || {
+            let (cancel, fakes) = (cancel.clone(), Arc::clone(&fakes));
+            Box::new(move |ctx: BuildCtx| {
+                async move {
+                    // The third fault of the first run is Ctrl-C'd.
+                    let fake = FakeStack::new(&["app", "dep"], Script::default(), ctx.history);
+                    let fake = if fakes.lock().expect("fakes").is_empty() {
+                        fake.cancel_on("signal", 3, cancel)
+                    } else {
+                        fake
+                    };
+                    fakes.lock().expect("fakes").push(fake.clone());
+                    Ok(Arc::new(fake) as Arc<dyn Stack>)
+                }
+                .boxed()
+            })
+        })
+    };
+    let opts = ExploreOptions {
+        budget: Duration::from_secs(60),
+        seed: Some(3),
+        batch: 8,
+        out: Some(dir.path().join("explore")),
+        progress: false,
+        ..ExploreOptions::default()
+    };
+    // Only sigkill, so every schedule's faults are signals.
+    let mut p = plan();
+    p.explore.kinds = vec!["sigkill".into()];
+    let o = explore(&p, &opts, build, cancel)
+        .await
+        .expect("explore ran");
+    assert!(o.interrupted);
+    assert_eq!(o.exit, ExitStatus::Interrupted);
+    assert_eq!(o.runs, 1, "no run after Ctrl-C");
+    let fakes = fakes.lock().expect("fakes");
+    assert_eq!(fakes.len(), 1);
+    // The interrupted run healed and tore its stack down.
+    assert!(
+        fakes[0].calls().iter().any(|c| c == "teardown"),
+        "{:?}",
+        fakes[0].calls()
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(o.dir.join("explore.json")).expect("json"))
+            .expect("valid json");
+    assert_eq!(json["interrupted"], true);
+    assert!(o.dir.join("explore.html").is_file());
+}

@@ -308,8 +308,9 @@ pub struct History {
     trial: AtomicU32,
     sink: Mutex<Sink>,
     path: Option<PathBuf>,
-    /// Every service lifecycle record, as it is written, to whoever listens
-    /// (follow-up faults triggered by an event).
+    /// Every service lifecycle record and every probe attempt that was not
+    /// cancelled, as it is written, to whoever listens (follow-up faults
+    /// triggered by an event).
     lifecycle: tokio::sync::broadcast::Sender<Record>,
 }
 
@@ -355,7 +356,8 @@ impl History {
         }
     }
 
-    /// Every service lifecycle record written from now on (a lagging receiver
+    /// Every service lifecycle record and uncancelled probe attempt written from
+    /// now on (a lagging receiver
     /// loses the oldest).
     pub fn lifecycle(&self) -> tokio::sync::broadcast::Receiver<Record> {
         self.lifecycle.subscribe()
@@ -393,7 +395,12 @@ impl History {
             event,
         };
         let record = Self::append(&mut sink, record);
-        if matches!(record.event, Event::Service { .. }) && self.lifecycle.receiver_count() > 0 {
+        let trigger = match &record.event {
+            Event::Service { .. } => true,
+            Event::Probe { cancelled, .. } => !cancelled,
+            _ => false,
+        };
+        if trigger && self.lifecycle.receiver_count() > 0 {
             let _ = self.lifecycle.send(record.clone());
         }
         record

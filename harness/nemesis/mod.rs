@@ -99,10 +99,11 @@ pub struct FollowUp {
     pub fault: FaultPlan,
 }
 
-/// A follow-up's trigger: a service's lifecycle event (`when = "db healthy"`).
+/// A follow-up's trigger: a service's lifecycle event (`when = "db healthy"`) or
+/// a probe going down or coming back (`when = "probe ready down"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct When {
-    /// The service.
+    /// The service, or for probe events the probe.
     pub service: String,
     /// What must happen to it.
     pub event: ServiceEvent,
@@ -117,12 +118,46 @@ pub enum ServiceEvent {
     Started,
     /// Its health check turned healthy.
     Healthy,
+    /// A probe attempt failed.
+    ProbeDown,
+    /// A probe attempt succeeded after one had failed.
+    ProbeUp,
+}
+
+impl ServiceEvent {
+    /// Whether this is a probe's event (the subject is a probe, not a service).
+    pub fn is_probe(self) -> bool {
+        matches!(self, ServiceEvent::ProbeDown | ServiceEvent::ProbeUp)
+    }
 }
 
 impl When {
-    /// Whether `record` is this event.
-    pub fn matches(&self, record: &crate::history::Record) -> bool {
+    /// Whether `record` is this event. `seen_down` carries, between calls, whether
+    /// the probe of a `probe … up` trigger has failed yet (it must go down before
+    /// it can come back); start it false where counting starts.
+    pub fn matches(&self, record: &crate::history::Record, seen_down: &mut bool) -> bool {
         use crate::history::{Event, Lifecycle};
+        if self.event.is_probe() {
+            let Event::Probe {
+                probe,
+                ok,
+                cancelled: false,
+                ..
+            } = &record.event
+            else {
+                return false;
+            };
+            if probe != &self.service {
+                return false;
+            }
+            if !*ok {
+                *seen_down = true;
+            }
+            return match self.event {
+                ServiceEvent::ProbeDown => !*ok,
+                _ => *ok && *seen_down,
+            };
+        }
         let Event::Service {
             service,
             action,
@@ -140,6 +175,7 @@ impl When {
                     *action == Lifecycle::Health
                         && detail.as_deref() == Some(crate::stack::Health::HEALTHY)
                 }
+                ServiceEvent::ProbeDown | ServiceEvent::ProbeUp => false,
             }
     }
 }
@@ -150,6 +186,8 @@ impl std::fmt::Display for When {
             ServiceEvent::Died => "died",
             ServiceEvent::Started => "started",
             ServiceEvent::Healthy => "healthy",
+            ServiceEvent::ProbeDown => return write!(f, "probe {} down", self.service),
+            ServiceEvent::ProbeUp => return write!(f, "probe {} up", self.service),
         };
         write!(f, "{} {event}", self.service)
     }
@@ -227,15 +265,30 @@ fn follow_up(item: toml::Value) -> Result<RawFollowUp, String> {
     Ok(RawFollowUp { after, when, fault })
 }
 
-/// `when = "SERVICE EVENT"`: died, started or healthy.
+/// `when = "SERVICE EVENT"` (died, started or healthy) or `"probe NAME down|up"`.
 fn parse_when(text: &str) -> Result<When, String> {
     let words: Vec<&str> = text.split_whitespace().collect();
+    if words.first() == Some(&"probe") && words.len() == 3 {
+        let event = match words[2] {
+            "down" => ServiceEvent::ProbeDown,
+            "up" => ServiceEvent::ProbeUp,
+            _ => {
+                return Err(format!(
+                    "when: `{text}`: expected \"probe NAME down\" or \"probe NAME up\""
+                ))
+            }
+        };
+        return Ok(When {
+            service: words[1].to_string(),
+            event,
+        });
+    }
     let event = match words.get(1).copied() {
         Some("died") => ServiceEvent::Died,
         Some("started") => ServiceEvent::Started,
         Some("healthy") => ServiceEvent::Healthy,
         _ => None.ok_or_else(|| {
-            format!("when: `{text}`: expected SERVICE EVENT with EVENT died, started or healthy, e.g. \"db healthy\"")
+            format!("when: `{text}`: expected SERVICE EVENT with EVENT died, started or healthy (e.g. \"db healthy\"), or \"probe NAME down|up\"")
         })?,
     };
     if words.len() != 2 {

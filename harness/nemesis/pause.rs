@@ -68,7 +68,15 @@ struct ResumeAfter {
 impl Effect for ResumeAfter {
     async fn wait(self: Box<Self>, stack: &dyn Stack) -> Result<String, StackError> {
         tokio::time::sleep(self.duration).await;
-        stack.unpause(&self.target).await?;
-        Ok(format!("{} resumed after {:?}", self.target, self.duration))
+        match stack.unpause(&self.target).await {
+            Ok(()) => Ok(format!("{} resumed after {:?}", self.target, self.duration)),
+            // A later fault of the trial (a kill, a restart) ended the pause: the
+            // effect is over all the same. Found by `rebound explore`.
+            Err(e) if stack.status(&self.target).is_ok_and(|s| !s.paused) => Ok(format!(
+                "{} was no longer paused after {:?} (a later fault ended the pause: {e})",
+                self.target, self.duration
+            )),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -461,6 +461,8 @@ impl Ctx {
         let next_at = tokio::time::sleep(follow.first().filter(|_| armed).map_or(far, |f| f.after));
         tokio::pin!(next_at);
         let mut trigger: Option<String> = None;
+        // For a `probe … up` trigger: whether its probe failed since counting began.
+        let mut seen_down = false;
         let mut pending: Option<
             futures_util::future::BoxFuture<'_, Result<nemesis::Injected, StackError>>,
         > = None;
@@ -489,7 +491,7 @@ impl Ctx {
                     let Ok(record) = event else { continue };
                     let f = &follow[next];
                     // Only what happened after the previous fault was invoked.
-                    if record.seq > since_seq && f.when.as_ref().is_some_and(|w| w.matches(&record)) {
+                    if record.seq > since_seq && f.when.as_ref().is_some_and(|w| w.matches(&record, &mut seen_down)) {
                         armed = true;
                         next_at.as_mut().reset(tokio::time::Instant::now() + f.after);
                         trigger = f.when.as_ref().map(|w| format!("when {w}, then {:?}", f.after));
@@ -507,6 +509,7 @@ impl Ctx {
                     }
                     // The next trigger counts events from this invocation on.
                     lifecycle = lifecycle.resubscribe();
+                    seen_down = false;
                     since_seq = h.record(Event::FaultInvoke { fault: f.kind.name().into(), target: f.target.clone() }).seq;
                     // Injected while the loop goes on: earlier faults' effects end
                     // on time and Ctrl-C is heard during a slow injection.

@@ -695,3 +695,57 @@ async fn ctrl_c_during_a_follow_up_heals_every_fault_of_the_trial() {
     let pending = crate::journal::read(&r.dir.path().join("run")).expect("journal");
     assert!(pending.faults.is_empty(), "{:?}", pending.faults);
 }
+
+/// `when = "probe tcp-1 down"` fires once the probe failed after the first
+/// fault, `probe tcp-1 up` only once it came back after failing: the second
+/// kill lands after a failed attempt, the third after a later success.
+#[tokio::test]
+async fn follow_ups_on_a_probe_going_down_and_coming_back() {
+    let faults = "[[fault]]\nkind = \"pause-for\"\ntarget = \"app\"\nduration = \"50ms\"\n\
+                  [[fault.then]]\nwhen = \"probe tcp-1 down\"\nkind = \"sigkill\"\ntarget = \"app\"\n\
+                  [[fault.then]]\nwhen = \"probe tcp-1 up\"\nkind = \"sigkill\"\ntarget = \"app\"\n";
+    // The file's probe is `tcp-1`; the fake's health probe takes its name.
+    let mut p = plan(faults, SLO, "");
+    p.probes[0].name = "tcp-1".into();
+    let r = run_fake(&p, trials(1), Script::default(), no_hook).await;
+    let t = &r.outcome().trials[0];
+    assert_eq!(t.outcome, Outcome::Pass, "{t:?}");
+    let h = r.history();
+    let in_trial: Vec<&crate::history::Record> =
+        h.iter().filter(|rec| rec.trial == Some(1)).collect();
+    let invokes: Vec<u64> = in_trial
+        .iter()
+        .filter(|rec| matches!(rec.event, Event::FaultInvoke { .. }))
+        .map(|rec| rec.seq)
+        .collect();
+    assert_eq!(invokes.len(), 3, "three faults were invoked");
+    let probe = |ok: bool, after: u64, before: u64| {
+        in_trial.iter().any(|rec| {
+            rec.seq > after
+                && rec.seq < before
+                && matches!(&rec.event, Event::Probe { ok: o, cancelled: false, .. } if *o == ok)
+        })
+    };
+    // Down: a failed attempt between the first and the second invoke.
+    assert!(probe(false, invokes[0], invokes[1]), "{in_trial:#?}");
+    // Up: a failure and then a success between the second and the third.
+    assert!(probe(false, invokes[1], invokes[2]), "{in_trial:#?}");
+    assert!(probe(true, invokes[1], invokes[2]), "{in_trial:#?}");
+    let details: Vec<&str> = in_trial
+        .iter()
+        .filter_map(|rec| match &rec.event {
+            Event::FaultOk { detail } => Some(detail.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(details[1].contains("when probe tcp-1 down"), "{details:?}");
+    assert!(details[2].contains("when probe tcp-1 up"), "{details:?}");
+    assert_eq!(
+        r.fake
+            .calls()
+            .iter()
+            .filter(|c| *c == "signal app Kill")
+            .count(),
+        2
+    );
+}

@@ -26,7 +26,11 @@ pub(super) fn validate(
         let mut plan = one(v, &ctx, stack, "[[fault]]", i, table.fault)?;
         for f in table.then {
             let fault = one(v, &ctx, stack, "[[fault.then]]", then_index, f.fault)?;
-            if let (Some(w), Some(known)) = (&f.when, stack.service_names()) {
+            // A probe's event is checked once the probes are known.
+            if let (Some(w), Some(known)) = (
+                f.when.as_ref().filter(|w| !w.event.is_probe()),
+                stack.service_names(),
+            ) {
                 if !known.contains(&w.service) {
                     return Err(v.err_in(
                         "[[fault.then]]",

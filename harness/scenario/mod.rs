@@ -301,6 +301,29 @@ fn validate_as(
     let explore = explore_plan(&v, raw.explore, &stack, &slo)?;
     // Follow-ups on a timer must all fire within the observation window (one on
     // an event may still miss it: the trial then says so and is unknown).
+    // `when = "probe NAME …"` names a probe of the file.
+    let mut then_index = 0;
+    for f in &faults {
+        for t in &f.then {
+            if let Some(w) = t.when.as_ref().filter(|w| w.event.is_probe()) {
+                if !probes.iter().any(|p| p.name == w.service) {
+                    let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+                    return Err(v.err_in(
+                        "[[fault.then]]",
+                        then_index,
+                        "when",
+                        None,
+                        format!(
+                            "`{w}`: unknown probe `{}`; probes are: {}",
+                            w.service,
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+            then_index += 1;
+        }
+    }
     for (i, f) in faults.iter().enumerate() {
         let timed: Duration = f
             .then

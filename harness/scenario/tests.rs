@@ -957,6 +957,19 @@ fn follow_up_faults_are_parsed_in_order_and_checked_like_faults() {
     );
     let m = msg(&on.replace("when = \"app started\"", "when = \"app ready\""));
     assert!(m.contains("died, started or healthy"), "{m}");
+    // `when = "probe NAME down|up"`: the probe exists (VALID's is `tcp-1`).
+    let probe = on.replace("when = \"app started\"", "when = \"probe tcp-1 up\"");
+    let plan = parse_str(&probe).expect("probe when");
+    let w = plan.faults[0].then[0].when.as_ref().expect("when");
+    assert_eq!(w.event, crate::nemesis::ServiceEvent::ProbeUp);
+    assert_eq!(w.to_string(), "probe tcp-1 up");
+    let m = msg(&probe.replace("probe tcp-1 up", "probe ready up"));
+    assert!(
+        m.contains("unknown probe `ready`") && m.contains("probes are: tcp-1"),
+        "{m}"
+    );
+    let m = msg(&probe.replace("probe tcp-1 up", "probe tcp-1 sideways"));
+    assert!(m.contains("probe NAME down"), "{m}");
 }
 
 #[test]

@@ -122,6 +122,11 @@ pub enum Plant {
     /// app alone, or an outage of the dependency alone, is harmless: only the app
     /// (re)starting while the dependency is down (killed, stopped, paused) sticks.
     StickyDependency,
+    /// With `--register`: a start that meets `NodeExists` when the previous start
+    /// met it too (the worker hard-killed twice within its session timeout) gives
+    /// up registering for good, so it is never ready. One kill, or two far apart,
+    /// recovers once the old session expires.
+    GiveUpOnNodeExists,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -639,7 +644,11 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     };
     let zk = match (&args.zookeeper, &args.register) {
         (Some(servers), Some(path)) => {
-            let reg = Arc::new(Registration::default());
+            let reg = Arc::new(if args.plant.contains(&Plant::GiveUpOnNodeExists) {
+                Registration::giving_up_on_node_exists(args.data_dir.join("node-exists-streak"))
+            } else {
+                Registration::default()
+            });
             let id = format!("{}:{}", args.bind, args.port);
             tokio::spawn(zk::register(
                 servers.clone(),
@@ -666,7 +675,11 @@ pub async fn run(args: Args) -> Result<(), AppError> {
     // `/readyz` does (so the stack comes up); the bug is in restarts.
     if boots > 1 && args.plant.contains(&Plant::StickyDependency) {
         for r in &args.requires {
-            if let Err(e) = deps::check(r).await {
+            // One quick look, as a cached DNS lookup or a feature flag read once.
+            let quick = tokio::time::timeout(Duration::from_millis(500), deps::check(r))
+                .await
+                .unwrap_or_else(|_| Err(format!("{r}: no answer within 500ms")));
+            if let Err(e) = quick {
                 eprintln!(
                     "demo-app: {e} at start-up: remembered as down (planted bug sticky-dependency)"
                 );

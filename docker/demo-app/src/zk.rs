@@ -24,9 +24,43 @@ pub struct Registration {
     client: Mutex<Option<zookeeper_client::Client>>,
     /// Set by [`Registration::close`]: a closed session is not re-registered.
     closing: AtomicBool,
+    /// `--plant give-up-on-node-exists`: the file counting starts in a row that
+    /// met `NodeExists` before they registered.
+    streak_file: Option<std::path::PathBuf>,
 }
 
+/// Starts in a row that met `NodeExists` after which the planted bug gives up.
+const GIVE_UP_AFTER: u32 = 2;
+
 impl Registration {
+    /// A registration with the planted bug `give-up-on-node-exists`: a start
+    /// that meets `NodeExists` when the previous start also met it (and was
+    /// killed before it registered: two hard kills within the session timeout)
+    /// gives up registering for good. `streak_file` keeps the count across starts.
+    pub fn giving_up_on_node_exists(streak_file: std::path::PathBuf) -> Self {
+        Registration {
+            streak_file: Some(streak_file),
+            ..Registration::default()
+        }
+    }
+
+    /// The planted bug's count of starts in a row that met `NodeExists`.
+    fn streak(&self) -> u32 {
+        self.streak_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn set_streak(&self, n: u32) {
+        if let Some(f) = &self.streak_file {
+            if let Err(e) = std::fs::write(f, format!("{n}\n")) {
+                eprintln!("demo-app: writing {}: {e}", f.display());
+            }
+        }
+    }
+
     /// Whether the ephemeral node is ours.
     pub fn is_registered(&self) -> bool {
         self.registered.load(Ordering::SeqCst)
@@ -140,6 +174,7 @@ async fn register_once(
                     );
                     eprintln!("demo-app: {msg}");
                     reg.set_status(msg);
+                    reg.set_streak(0);
                     let watcher = client.state_watcher();
                     if let Ok(mut c) = reg.client.lock() {
                         *c = Some(client);
@@ -149,6 +184,18 @@ async fn register_once(
                 }
                 Err(zookeeper_client::Error::NodeExists) => {
                     node_exists += 1;
+                    if node_exists == 1 && reg.streak_file.is_some() {
+                        let streak = reg.streak() + 1;
+                        reg.set_streak(streak);
+                        if streak >= GIVE_UP_AFTER {
+                            let msg = format!(
+                                "NodeExists in {streak} starts in a row: giving up on {path} for good (planted bug give-up-on-node-exists)"
+                            );
+                            eprintln!("demo-app: {msg}");
+                            reg.set_status(msg);
+                            return std::future::pending().await;
+                        }
+                    }
                     let msg = format!(
                         "NodeExists: {path} is still held by an earlier session (waiting for it to expire, {:.1}s so far)",
                         started.elapsed().as_secs_f64()
