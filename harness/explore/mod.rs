@@ -651,6 +651,12 @@ impl Explorer<'_, '_> {
             seed: Some(self.seed.wrapping_add(u64::from(self.runs))),
             progress: false,
             print_summary: false,
+            // Log templates of every service known (on docker without a
+            // service list, the targets): a new one is new behaviour.
+            log_templates: plan
+                .stack
+                .service_names()
+                .unwrap_or_else(|| plan.explore.targets.clone()),
             ..RunOptions::default()
         };
         let o = runner::run_with(&plan, &opts, (self.build)(), self.cancel.clone())

@@ -1,6 +1,7 @@
 //! What a trial's behaviour looked like, as coverage features explore keeps a
 //! schedule for (a new per-service sequence of died/started/healthy with exit
-//! codes, a probe failing a new way, a new outcome and recovery-time bucket), and
+//! codes, a probe failing a new way, a new log template, a new outcome and
+//! recovery-time bucket), and
 //! the failure mode a failing trial belongs to (what failed and how, numbers and
 //! ids masked), so that the same bug found twice is one mode.
 
@@ -14,7 +15,8 @@ const MAX_SEQUENCE: usize = 12;
 
 /// `text` with numbers and ids masked: every alphanumeric token holding a digit
 /// becomes `#` (or, for a number with a unit such as `500ms`, `#ms`), except a
-/// three-digit status after `HTTP` or `status`; hex ids (8+ characters) too.
+/// three-digit status after `HTTP` or `status`; hex ids (8+ characters, or
+/// `0x…`) too.
 pub fn mask(text: &str) -> String {
     let mut out = String::new();
     let mut prev_word = String::new();
@@ -51,7 +53,11 @@ pub fn mask(text: &str) -> String {
             && matches!(prev_word.to_ascii_lowercase().as_str(), "http" | "status");
         if digits == 0 || status {
             out.push_str(token);
-        } else if token.len() >= 8 && token.chars().all(|c| c.is_ascii_hexdigit()) {
+        } else if (token.len() >= 8 && token.chars().all(|c| c.is_ascii_hexdigit()))
+            || (token.len() > 2
+                && token.starts_with("0x")
+                && token[2..].chars().all(|c| c.is_ascii_hexdigit()))
+        {
             out.push('#');
         } else {
             // Digit runs (with their decimal point) become one `#`; letters stay.
@@ -134,6 +140,13 @@ pub fn features(result: &TrialResult, records: &[Record]) -> BTreeSet<String> {
                 ..
             } => {
                 out.insert(format!("probe {probe} {}", mask(e)));
+            }
+            Event::Log {
+                service,
+                template: Some(t),
+                ..
+            } => {
+                out.insert(format!("log {service}: {t}"));
             }
             _ => {}
         }

@@ -1,8 +1,10 @@
 //! The fault space of an explore session (services × the kinds the backend can
 //! inject × parameter ranges, narrowed by `[explore]`) and the two ways schedules
 //! are drawn from it: at random, and by mutating a kept schedule (add, drop,
-//! retarget a fault, shift a trigger, change a duration). Every draw comes from
-//! one seeded generator, so a seed replays the same sequence of schedules.
+//! retarget a fault, shift a trigger, change a duration). Follow-ups lean towards
+//! the service the previous fault hit and its own events: a fault that lands
+//! while a service recovers. Every draw comes from one seeded generator, so a
+//! seed replays the same sequence of schedules.
 
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ const TIMED: &[&str] = &["stop-for", "pause-for", "disconnect-for"];
 const DELAYS_MS: &[u64] = &[0, 100, 250, 500, 1000, 2000];
 
 /// Delays after an event.
-const EVENT_DELAYS_MS: &[u64] = &[0, 100, 300];
+const EVENT_DELAYS_MS: &[u64] = &[0, 100, 300, 1000];
 
 /// Durations of timed faults (capped by `max-duration`).
 const DURATIONS_MS: &[u64] = &[500, 1000, 2000, 4000, 8000];
@@ -102,42 +104,73 @@ impl Space {
         }
     }
 
-    fn step(&self, rng: &mut impl Rng, cell: &Cell, first: bool) -> Step {
+    fn step(&self, rng: &mut impl Rng, cell: &Cell, prev: Option<&Step>) -> Step {
         Step {
             kind: cell.kind.clone(),
             target: cell.target.clone(),
             duration: timed(&cell.kind).then(|| *self.durations.choose(rng).expect("non-empty")),
-            trigger: if first {
-                Trigger::After(Duration::ZERO)
-            } else {
-                self.trigger(rng)
+            trigger: match prev {
+                None => Trigger::After(Duration::ZERO),
+                Some(p) => self.trigger(rng, &p.target),
             },
         }
     }
 
-    fn trigger(&self, rng: &mut impl Rng) -> Trigger {
+    /// The cell of a follow-up to `prev`: half the time `prev`'s own cell again
+    /// (a fault that lands while its first one's service is still recovering —
+    /// where restart bugs live), else any cell.
+    fn follow_cell<'s>(&'s self, rng: &mut impl Rng, prev: &Step) -> &'s Cell {
+        let again = self
+            .cells
+            .iter()
+            .find(|c| c.kind == prev.kind && c.target == prev.target);
+        match again {
+            Some(c) if rng.random_bool(0.5) => c,
+            _ => self.cells.choose(rng).expect("a space has cells"),
+        }
+    }
+
+    /// A follow-up's trigger after a fault on `target`: half on a timer, half on
+    /// an event (when there are events), and then half the time an event of
+    /// `target` itself (its restart, its health) or a probe's.
+    fn trigger(&self, rng: &mut impl Rng, target: &str) -> Trigger {
         let delay = self.delays.choose(rng).copied().unwrap_or_default();
-        // Half on a timer, half on an event (when there are events).
         if rng.random_bool(0.5) || self.events.is_empty() {
-            Trigger::After(delay)
-        } else {
-            let ms = *EVENT_DELAYS_MS.choose(rng).expect("non-empty");
-            Trigger::When {
-                event: self.events.choose(rng).expect("non-empty").clone(),
-                after: Duration::from_millis(ms),
-            }
+            return Trigger::After(delay);
+        }
+        let ms = *EVENT_DELAYS_MS.choose(rng).expect("non-empty");
+        let own: Vec<&String> = self
+            .events
+            .iter()
+            .filter(|e| e.starts_with(&format!("{target} ")) || e.starts_with("probe "))
+            .collect();
+        let event = match own.choose(rng) {
+            Some(e) if rng.random_bool(0.5) => (*e).clone(),
+            _ => self.events.choose(rng).expect("non-empty").clone(),
+        };
+        Trigger::When {
+            event,
+            after: Duration::from_millis(ms),
         }
     }
 
     /// A schedule of 1 to `max_faults` faults drawn at random.
     pub fn random(&self, rng: &mut impl Rng) -> Schedule {
         let n = rng.random_range(1..=self.max_faults);
-        let steps = (0..n)
-            .map(|i| {
-                let cell = self.cells.choose(rng).expect("a space has cells");
-                self.step(rng, cell, i == 0)
-            })
-            .collect();
+        let mut steps: Vec<Step> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let step = match steps.last() {
+                None => {
+                    let cell = self.cells.choose(rng).expect("a space has cells");
+                    self.step(rng, cell, None)
+                }
+                Some(prev) => {
+                    let cell = self.follow_cell(rng, prev);
+                    self.step(rng, cell, Some(prev))
+                }
+            };
+            steps.push(step);
+        }
         Schedule::of(steps)
     }
 
@@ -149,9 +182,9 @@ impl Space {
         match rng.random_range(0..5u8) {
             // Add a fault after a random position.
             0 if steps.len() < self.max_faults => {
-                let cell = self.cells.choose(rng).expect("a space has cells");
                 let at = rng.random_range(1..=steps.len());
-                let step = self.step(rng, cell, false);
+                let cell = self.follow_cell(rng, &steps[at - 1]);
+                let step = self.step(rng, cell, Some(&steps[at - 1]));
                 steps.insert(at, step);
             }
             // Drop one.
@@ -171,23 +204,23 @@ impl Space {
                     .copied()
                     .unwrap_or_else(|| self.cells.choose(rng).expect("a space has cells"));
                 let trigger = steps[i].trigger.clone();
-                steps[i] = self.step(rng, cell, i == 0);
+                steps[i] = self.step(rng, cell, None);
                 steps[i].trigger = trigger;
             }
             // Shift a follow-up's trigger.
             3 if steps.len() > 1 => {
                 let j = rng.random_range(1..steps.len());
-                steps[j].trigger = self.trigger(rng);
+                steps[j].trigger = self.trigger(rng, &steps[j - 1].target.clone());
             }
             // Another duration (or, for an untimed fault, a new trigger / a new fault).
             _ => {
                 if steps[i].duration.is_some() {
                     steps[i].duration = Some(*self.durations.choose(rng).expect("non-empty"));
                 } else if i > 0 {
-                    steps[i].trigger = self.trigger(rng);
+                    steps[i].trigger = self.trigger(rng, &steps[i - 1].target.clone());
                 } else {
                     let cell = self.cells.choose(rng).expect("a space has cells");
-                    steps[0] = self.step(rng, cell, true);
+                    steps[0] = self.step(rng, cell, None);
                 }
             }
         }
@@ -248,6 +281,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn follow_ups_lean_towards_the_service_still_recovering() {
+        let sp = space();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (mut again, mut own_event, mut pairs, mut events) = (0, 0, 0, 0);
+        for _ in 0..2000 {
+            let s = sp.random(&mut rng);
+            for w in s.steps.windows(2) {
+                pairs += 1;
+                if w[0].kind == w[1].kind && w[0].target == w[1].target {
+                    again += 1;
+                }
+                if let Trigger::When { event, .. } = &w[1].trigger {
+                    events += 1;
+                    if event.starts_with(&format!("{} ", w[0].target)) {
+                        own_event += 1;
+                    }
+                }
+            }
+        }
+        // Uniform over 4 cells would repeat a quarter of the time; the bias
+        // adds half of the rest (5/8). Events of the previous target: 2 of 6
+        // at random, 5/12 with the bias (half of the draws among its own 2
+        // and the probes' 2).
+        let again = f64::from(again) / f64::from(pairs);
+        let own = f64::from(own_event) / f64::from(events);
+        assert!(again > 0.55 && again < 0.70, "repeated cell {again:.2}");
+        assert!(own > 0.36, "own events {own:.2}");
     }
 
     #[test]

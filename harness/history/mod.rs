@@ -192,6 +192,17 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         daemon_time_ns: Option<i64>,
     },
+    /// A line a service logged that a follow-up waits for, or (explore) the
+    /// first line of its template in the trial.
+    Log {
+        /// Service name.
+        service: String,
+        /// The line, as logged (cut at 1000 characters).
+        line: String,
+        /// Its template (numbers and ids masked), when recorded as a new one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+    },
     /// A client operation is about to be sent.
     OpInvoke {
         /// Workload name.
@@ -396,7 +407,7 @@ impl History {
         };
         let record = Self::append(&mut sink, record);
         let trigger = match &record.event {
-            Event::Service { .. } => true,
+            Event::Service { .. } | Event::Log { .. } => true,
             Event::Probe { cancelled, .. } => !cancelled,
             _ => false,
         };
@@ -439,6 +450,14 @@ impl History {
         let mut sink = self.lock();
         self.trial.store(trial, Ordering::SeqCst);
         sink.tap = tap;
+    }
+
+    /// The trial records are tagged with now, if any.
+    pub fn current_trial(&self) -> Option<u32> {
+        match self.trial.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
     }
 
     /// Stops tagging records and drops the trial's tap.

@@ -107,7 +107,21 @@ pub struct When {
     pub service: String,
     /// What must happen to it.
     pub event: ServiceEvent,
+    /// For [`ServiceEvent::Log`], the pattern a line must match.
+    pub pattern: Option<LogPattern>,
 }
+
+/// A `when = "SERVICE log /pattern/"` pattern (compared by its text).
+#[derive(Debug, Clone)]
+pub struct LogPattern(pub regex::Regex);
+
+impl PartialEq for LogPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for LogPattern {}
 
 /// A lifecycle event a follow-up can wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +136,8 @@ pub enum ServiceEvent {
     ProbeDown,
     /// A probe attempt succeeded after one had failed.
     ProbeUp,
+    /// It logged a line matching the trigger's pattern.
+    Log,
 }
 
 impl ServiceEvent {
@@ -158,6 +174,14 @@ impl When {
                 _ => *ok && *seen_down,
             };
         }
+        if self.event == ServiceEvent::Log {
+            return match (&record.event, &self.pattern) {
+                (Event::Log { service, line, .. }, Some(p)) => {
+                    service == &self.service && p.0.is_match(line)
+                }
+                _ => false,
+            };
+        }
         let Event::Service {
             service,
             action,
@@ -175,7 +199,7 @@ impl When {
                     *action == Lifecycle::Health
                         && detail.as_deref() == Some(crate::stack::Health::HEALTHY)
                 }
-                ServiceEvent::ProbeDown | ServiceEvent::ProbeUp => false,
+                ServiceEvent::ProbeDown | ServiceEvent::ProbeUp | ServiceEvent::Log => false,
             }
     }
 }
@@ -188,6 +212,10 @@ impl std::fmt::Display for When {
             ServiceEvent::Healthy => "healthy",
             ServiceEvent::ProbeDown => return write!(f, "probe {} down", self.service),
             ServiceEvent::ProbeUp => return write!(f, "probe {} up", self.service),
+            ServiceEvent::Log => {
+                let p = self.pattern.as_ref().map_or("", |p| p.0.as_str());
+                return write!(f, "{} log /{p}/", self.service);
+            }
         };
         write!(f, "{} {event}", self.service)
     }
@@ -265,7 +293,8 @@ fn follow_up(item: toml::Value) -> Result<RawFollowUp, String> {
     Ok(RawFollowUp { after, when, fault })
 }
 
-/// `when = "SERVICE EVENT"` (died, started or healthy) or `"probe NAME down|up"`.
+/// `when = "SERVICE EVENT"` (died, started or healthy), `"SERVICE log /PATTERN/"`
+/// or `"probe NAME down|up"`.
 fn parse_when(text: &str) -> Result<When, String> {
     let words: Vec<&str> = text.split_whitespace().collect();
     if words.first() == Some(&"probe") && words.len() == 3 {
@@ -281,6 +310,33 @@ fn parse_when(text: &str) -> Result<When, String> {
         return Ok(When {
             service: words[1].to_string(),
             event,
+            pattern: None,
+        });
+    }
+    if words.get(1) == Some(&"log") {
+        // "SERVICE log /pattern/": the pattern is everything between the slashes.
+        let rest = text.trim_start()[words[0].len()..].trim_start()["log".len()..].trim();
+        let pattern = rest
+            .strip_prefix('/')
+            .and_then(|r| r.strip_suffix('/'))
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                format!("when: `{text}`: expected SERVICE log /PATTERN/, e.g. \"db log /ready to accept/\"")
+            })?;
+        let re = regex::Regex::new(pattern).map_err(|e| {
+            // The regex crate's message draws the pattern over lines: keep its last.
+            let e = e.to_string();
+            let why = e
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            format!("when: `{text}`: /{pattern}/ is not a regular expression ({why})")
+        })?;
+        return Ok(When {
+            service: words[0].to_string(),
+            event: ServiceEvent::Log,
+            pattern: Some(LogPattern(re)),
         });
     }
     let event = match words.get(1).copied() {
@@ -288,7 +344,7 @@ fn parse_when(text: &str) -> Result<When, String> {
         Some("started") => ServiceEvent::Started,
         Some("healthy") => ServiceEvent::Healthy,
         _ => None.ok_or_else(|| {
-            format!("when: `{text}`: expected SERVICE EVENT with EVENT died, started or healthy (e.g. \"db healthy\"), or \"probe NAME down|up\"")
+            format!("when: `{text}`: expected SERVICE EVENT with EVENT died, started or healthy (e.g. \"db healthy\"), \"SERVICE log /PATTERN/\", or \"probe NAME down|up\"")
         })?,
     };
     if words.len() != 2 {
@@ -299,6 +355,7 @@ fn parse_when(text: &str) -> Result<When, String> {
     Ok(When {
         service: words[0].to_string(),
         event,
+        pattern: None,
     })
 }
 

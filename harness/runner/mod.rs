@@ -61,6 +61,9 @@ pub struct RunOptions {
     /// Evidence ledger (`--evidence FILE`): decide the success rate on the pooled
     /// trials of every earlier run of this scenario in it, and append this run.
     pub evidence: Option<PathBuf>,
+    /// Services whose log templates are recorded, each template's first line
+    /// per trial (explore's coverage signature).
+    pub log_templates: Vec<String>,
 }
 
 impl Default for RunOptions {
@@ -77,8 +80,30 @@ impl Default for RunOptions {
             shard: None,
             heal_stale: false,
             evidence: None,
+            log_templates: Vec::new(),
         }
     }
+}
+
+/// What the run's log followers record: the lines `when = "SERVICE log /…/"`
+/// follow-ups wait for, and the templates `opts` asks for.
+fn log_policy(plan: &Plan, opts: &RunOptions) -> crate::stack::logs::LogPolicy {
+    let mut policy = crate::stack::logs::LogPolicy {
+        templates: opts.log_templates.iter().cloned().collect(),
+        ..Default::default()
+    };
+    for f in &plan.faults {
+        for w in f.then.iter().filter_map(|t| t.when.as_ref()) {
+            if let Some(p) = &w.pattern {
+                policy
+                    .patterns
+                    .entry(w.service.clone())
+                    .or_default()
+                    .push(p.0.clone());
+            }
+        }
+    }
+    policy
 }
 
 /// Why a run could not produce a verdict.
@@ -1055,6 +1080,11 @@ pub async fn run_with(
         .map(|p| Arc::new(Prober::new(p.clone(), Arc::clone(&stack))))
         .collect();
     let signals = handle_signals(cancel.clone(), Arc::clone(&stack));
+    let followers = crate::stack::logs::follow(
+        Arc::clone(&stack),
+        Arc::clone(&history),
+        log_policy(plan, opts),
+    );
     let progress = progress_bar(opts.progress, trials_planned);
 
     let ctx = Arc::new(Ctx {
@@ -1085,6 +1115,9 @@ pub async fn run_with(
     };
     let joined = body.await;
     progress.finish_and_clear();
+    for f in followers {
+        f.abort();
+    }
     let teardown = stack.teardown().await;
     signals.abort();
     // A failed teardown stays in the index: `rebound heal` finishes it.

@@ -970,6 +970,24 @@ fn follow_up_faults_are_parsed_in_order_and_checked_like_faults() {
     );
     let m = msg(&probe.replace("probe tcp-1 up", "probe tcp-1 sideways"));
     assert!(m.contains("probe NAME down"), "{m}");
+    // `when = "SERVICE log /PATTERN/"`: a regular expression between slashes.
+    let log = on.replace(
+        "when = \"app started\"",
+        "when = \"app log /ready in [0-9]+ ms/\"",
+    );
+    let plan = parse_str(&log).expect("log when");
+    let w = plan.faults[0].then[0].when.as_ref().expect("when");
+    assert_eq!(w.event, crate::nemesis::ServiceEvent::Log);
+    assert_eq!(w.to_string(), "app log /ready in [0-9]+ ms/");
+    let m = msg(&log.replace("/ready in [0-9]+ ms/", "/ready (/"));
+    assert!(
+        m.contains("not a regular expression (unclosed group)") && m.contains("fault[1].then[1]"),
+        "{m}"
+    );
+    let m = msg(&log.replace("/ready in [0-9]+ ms/", "ready"));
+    assert!(m.contains("SERVICE log /PATTERN/"), "{m}");
+    let m = msg(&log.replace("app log", "db log"));
+    assert!(m.contains("unknown service `db`"), "{m}");
 }
 
 #[test]

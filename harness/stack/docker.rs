@@ -1206,6 +1206,13 @@ impl Stack for DockerStack {
             .map(|s| Health::parse(s.as_ref())))
     }
 
+    fn log_source(&self, service: &str) -> Option<super::logs::LogSource> {
+        Some(super::logs::LogSource::Docker {
+            docker: self.docker.clone(),
+            id: self.id(service).ok()?,
+        })
+    }
+
     async fn teardown(&self) -> Result<(), StackError> {
         let healed = self.heal_all().await;
         if let Some(task) = self.events.lock().unwrap_or_else(|p| p.into_inner()).take() {

@@ -7,6 +7,7 @@
 pub mod docker;
 #[cfg(test)]
 pub mod fake;
+pub mod logs;
 pub mod plan;
 pub mod process;
 
@@ -405,6 +406,10 @@ pub trait Stack: Send + Sync {
             backend: self.backend(),
             op: "report health status",
         })
+    }
+    /// Where `service`'s log lines can be read now (`None`: nowhere, or not yet).
+    fn log_source(&self, _service: &str) -> Option<logs::LogSource> {
+        None
     }
     /// Stops everything (resumes frozen processes first) and releases resources.
     async fn teardown(&self) -> Result<(), StackError>;

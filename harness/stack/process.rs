@@ -637,6 +637,10 @@ impl Stack for ProcessStack {
         self.svc(service)?.wait_exit(exits, timeout).await
     }
 
+    fn log_source(&self, service: &str) -> Option<super::logs::LogSource> {
+        self.log_path(service).map(super::logs::LogSource::File)
+    }
+
     async fn teardown(&self) -> Result<(), StackError> {
         let mut first_error = None;
         for svc in self.services.iter().rev() {

@@ -901,3 +901,54 @@ fn a_run_dir_of_the_previous_release_rechecks_to_its_verdict() {
         "{gaps:?}"
     );
 }
+
+/// `when = "app log /pattern/"`: the second SIGKILL waits for the restarted
+/// demo-app to log that it listens (read from its log file as it is written),
+/// and the line is in the history before the second fault.
+#[test]
+fn a_follow_up_fires_on_a_logged_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let scenario = format!(
+        "name = \"log-trigger\"\n{}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[fault.then]]\nwhen = \"app log /listening on .* \\\\(boot [0-9]+/\"\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[probe]]\nkind = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\n{}trials = 5\n",
+        demo_service(port, &[], "on-failure", "100ms"),
+        slo_and_run(""),
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let out = dir.path().join("run");
+    let o = run_scenario(&path, &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let history = std::fs::read_to_string(out.join("history.jsonl")).expect("history");
+    let records: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    for trial in 1..=5 {
+        let of = |event: &str| -> Vec<usize> {
+            records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r["trial"] == trial && r["type"] == event)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let oks = of("fault-ok");
+        assert_eq!(oks.len(), 2, "trial {trial}: two faults");
+        let logs: Vec<usize> = of("log")
+            .into_iter()
+            .filter(|&i| {
+                records[i]["line"]
+                    .as_str()
+                    .is_some_and(|l| l.contains("listening on"))
+            })
+            .collect();
+        assert!(
+            logs.iter().any(|&l| l > oks[0] && l < oks[1]),
+            "trial {trial}: the line came between the faults: oks {oks:?}, logs {logs:?}"
+        );
+        let detail = records[oks[1]]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("when app log /listening on"), "{detail}");
+    }
+}
