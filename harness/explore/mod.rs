@@ -641,11 +641,11 @@ impl Explorer<'_, '_> {
         plan.run.trials = trials;
         plan.run.order = FaultOrder::RoundRobin;
         plan.slo.per_fault = false;
-        let out = self
+        let mut out = self
             .dir
             .join("runs")
             .join(format!("{:04}-{what}", self.runs));
-        let opts = RunOptions {
+        let mut opts = RunOptions {
             trials: Some(trials),
             out: Some(out.clone()),
             seed: Some(self.seed.wrapping_add(u64::from(self.runs))),
@@ -659,12 +659,36 @@ impl Explorer<'_, '_> {
                 .unwrap_or_else(|| plan.explore.targets.clone()),
             ..RunOptions::default()
         };
-        let o = runner::run_with(&plan, &opts, (self.build)(), self.cancel.clone())
-            .await
-            .map_err(|source| ExploreError::Run {
-                what: format!("run {} ({})", self.runs, out.display()),
-                source: Box::new(source),
-            })?;
+        // A stack that does not come up once (a port still held by the last
+        // run, a slow engine) gets one more bring-up before the session stops.
+        let mut retried = false;
+        let o = loop {
+            match runner::run_with(&plan, &opts, (self.build)(), self.cancel.clone()).await {
+                Ok(o) => break o,
+                Err(e @ (RunError::StackUp { .. } | RunError::NotHealthy { .. }))
+                    if !retried && !self.cancel.is_cancelled() =>
+                {
+                    self.say(format!(
+                        "run {} ({}): {e}; bringing the stack up once more",
+                        self.runs,
+                        out.display()
+                    ));
+                    retried = true;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        () = self.cancel.cancelled() => {}
+                    }
+                    out.set_file_name(format!("{:04}-{what}-again", self.runs));
+                    opts.out = Some(out.clone());
+                }
+                Err(source) => {
+                    return Err(ExploreError::Run {
+                        what: format!("run {} ({})", self.runs, out.display()),
+                        source: Box::new(source),
+                    })
+                }
+            }
+        };
         let mut by_trial: std::collections::HashMap<u32, Vec<Record>> = Default::default();
         crate::history::read(&out.join("history.jsonl"), |r| {
             if let Some(t) = r.trial {

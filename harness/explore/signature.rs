@@ -15,8 +15,8 @@ const MAX_SEQUENCE: usize = 12;
 
 /// `text` with numbers and ids masked: every alphanumeric token holding a digit
 /// becomes `#` (or, for a number with a unit such as `500ms`, `#ms`), except a
-/// three-digit status after `HTTP` or `status`; hex ids (8+ characters, or
-/// `0x…`) too.
+/// three-digit status after `HTTP` or `status`; hex ids and their groups (4+
+/// characters with a digit, as in a UUID, or `0x…`) too.
 pub fn mask(text: &str) -> String {
     let mut out = String::new();
     let mut prev_word = String::new();
@@ -53,7 +53,7 @@ pub fn mask(text: &str) -> String {
             && matches!(prev_word.to_ascii_lowercase().as_str(), "http" | "status");
         if digits == 0 || status {
             out.push_str(token);
-        } else if (token.len() >= 8 && token.chars().all(|c| c.is_ascii_hexdigit()))
+        } else if (token.len() >= 4 && token.chars().all(|c| c.is_ascii_hexdigit()))
             || (token.len() > 2
                 && token.starts_with("0x")
                 && token[2..].chars().all(|c| c.is_ascii_hexdigit()))

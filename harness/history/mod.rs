@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the `history.jsonl` format this build writes. 1: the first release
 /// (no `format` key); 2: probe records carry `late_ns` (and `cancelled` when an
-/// overlapping attempt was made moot), in start order; `run-start` carries `format`. Readers accept every version up to this one.
-pub const FORMAT_VERSION: u32 = 2;
+/// overlapping attempt was made moot), in start order; `run-start` carries `format`;
+/// 3: `log` records (lines follow-ups wait for, explore's log templates). Readers
+/// accept every version up to this one.
+pub const FORMAT_VERSION: u32 = 3;
 
 fn first_format() -> u32 {
     1
@@ -319,8 +321,8 @@ pub struct History {
     trial: AtomicU32,
     sink: Mutex<Sink>,
     path: Option<PathBuf>,
-    /// Every service lifecycle record and every probe attempt that was not
-    /// cancelled, as it is written, to whoever listens (follow-up faults
+    /// Every service lifecycle record, log record and probe attempt that was
+    /// not cancelled, as it is written, to whoever listens (follow-up faults
     /// triggered by an event).
     lifecycle: tokio::sync::broadcast::Sender<Record>,
 }
@@ -363,13 +365,12 @@ impl History {
                 write_error: None,
             }),
             path,
-            lifecycle: tokio::sync::broadcast::channel(256).0,
+            lifecycle: tokio::sync::broadcast::channel(4096).0,
         }
     }
 
-    /// Every service lifecycle record and uncancelled probe attempt written from
-    /// now on (a lagging receiver
-    /// loses the oldest).
+    /// Every service lifecycle record, log record and uncancelled probe attempt
+    /// written from now on (a lagging receiver loses the oldest).
     pub fn lifecycle(&self) -> tokio::sync::broadcast::Receiver<Record> {
         self.lifecycle.subscribe()
     }

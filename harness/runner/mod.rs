@@ -1117,6 +1117,7 @@ pub async fn run_with(
     progress.finish_and_clear();
     for f in followers {
         f.abort();
+        let _ = f.await;
     }
     let teardown = stack.teardown().await;
     signals.abort();

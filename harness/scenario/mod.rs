@@ -299,8 +299,6 @@ fn validate_as(
     let slo = objective::slo(&v, raw.slo)?;
     let run = objective::run(&v, raw.run, &slo)?;
     let explore = explore_plan(&v, raw.explore, &stack, &slo)?;
-    // Follow-ups on a timer must all fire within the observation window (one on
-    // an event may still miss it: the trial then says so and is unknown).
     // `when = "probe NAME …"` names a probe of the file.
     let mut then_index = 0;
     for f in &faults {
@@ -324,6 +322,8 @@ fn validate_as(
             then_index += 1;
         }
     }
+    // Follow-ups on a timer must all fire within the observation window (one on
+    // an event may still miss it: the trial then says so and is unknown).
     for (i, f) in faults.iter().enumerate() {
         let timed: Duration = f
             .then

@@ -42,6 +42,10 @@ pub struct LogPolicy {
 /// ids the mask misses cannot flood the history).
 const TEMPLATES_PER_TRIAL: usize = 64;
 
+/// Most matching lines recorded for one service in one trial (a broad
+/// pattern cannot flood the history).
+const MATCHES_PER_TRIAL: usize = 200;
+
 /// Longest line kept (the rest is cut).
 const MAX_LINE: usize = 1000;
 
@@ -75,6 +79,7 @@ pub fn template(line: &str) -> String {
 struct Seen {
     trial: Option<u32>,
     templates: HashSet<String>,
+    matched: usize,
 }
 
 fn consider(history: &History, policy: &LogPolicy, service: &str, line: &str, seen: &mut Seen) {
@@ -83,22 +88,26 @@ fn consider(history: &History, policy: &LogPolicy, service: &str, line: &str, se
         return;
     }
     let line: String = line.chars().take(MAX_LINE).collect();
-    let matched = policy
-        .patterns
-        .get(service)
-        .is_some_and(|ps| ps.iter().any(|p| p.is_match(&line)));
+    let trial = history.current_trial();
+    if trial != seen.trial {
+        seen.trial = trial;
+        seen.templates.clear();
+        seen.matched = 0;
+    }
+    let matched = seen.matched < MATCHES_PER_TRIAL
+        && policy
+            .patterns
+            .get(service)
+            .is_some_and(|ps| ps.iter().any(|p| p.is_match(&line)));
+    seen.matched += usize::from(matched);
     let mut template_new = None;
-    if policy.templates.contains(service) {
-        let trial = history.current_trial();
-        if trial != seen.trial {
-            seen.trial = trial;
-            seen.templates.clear();
-        }
-        if trial.is_some() && seen.templates.len() < TEMPLATES_PER_TRIAL {
-            let t = template(&line);
-            if seen.templates.insert(t.clone()) {
-                template_new = Some(t);
-            }
+    if policy.templates.contains(service)
+        && trial.is_some()
+        && seen.templates.len() < TEMPLATES_PER_TRIAL
+    {
+        let t = template(&line);
+        if seen.templates.insert(t.clone()) {
+            template_new = Some(t);
         }
     }
     if matched || template_new.is_some() {
@@ -143,12 +152,15 @@ async fn follow_one(
     let mut seen = Seen {
         trial: None,
         templates: HashSet::new(),
+        matched: 0,
     };
-    // Docker: the last line's timestamp, so a re-opened stream skips what was read.
-    let mut last_ts: Option<String> = None;
-    // File: how far it was read.
+    // Docker: the last line's timestamp, so a re-opened stream skips what was
+    // read; lines from before the run (an attached project's past) are not read.
+    let started = chrono::Utc::now().fixed_offset();
+    let mut last_ts: Option<chrono::DateTime<chrono::FixedOffset>> = None;
+    // File: how far it was read, and the start of a line not ended yet.
     let mut offset: u64 = 0;
-    let mut partial = String::new();
+    let mut partial: Vec<u8> = Vec::new();
     loop {
         match stack.log_source(&service) {
             None => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -163,22 +175,27 @@ async fn follow_one(
                         partial.clear();
                     }
                     offset = new_offset;
-                    partial.push_str(&String::from_utf8_lossy(&bytes));
-                    while let Some(i) = partial.find('\n') {
-                        let line: String = partial.drain(..=i).collect();
+                    partial.extend_from_slice(&bytes);
+                    while let Some(i) = partial.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = partial.drain(..=i).collect();
+                        let line = String::from_utf8_lossy(&line);
                         consider(&history, &policy, &service, &line, &mut seen);
                     }
+                    // A line this long is cut here: its start is considered now.
                     if partial.len() > 64 * 1024 {
+                        let line = String::from_utf8_lossy(&partial).into_owned();
+                        consider(&history, &policy, &service, &line, &mut seen);
                         partial.clear();
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Some(LogSource::Docker { docker, id }) => {
-                let since = last_ts
-                    .as_deref()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .map_or(0, |t| t.timestamp());
+                // Lines up to the last one read come again (`since` has whole
+                // seconds): skipped, but only those, as stdout and stderr lines
+                // may arrive slightly out of order.
+                let cutoff = last_ts;
+                let since = last_ts.unwrap_or(started).timestamp();
                 let opts = bollard::query_parameters::LogsOptionsBuilder::default()
                     .follow(true)
                     .stdout(true)
@@ -191,12 +208,19 @@ async fn follow_one(
                     let Ok(out) = item else { break };
                     let text = String::from_utf8_lossy(&out.into_bytes()).into_owned();
                     for raw in text.lines() {
-                        let (ts, line) = raw.split_once(' ').unwrap_or((raw, ""));
-                        // RFC 3339 with nanoseconds of one length: text order is time order.
-                        if last_ts.as_deref().is_some_and(|l| ts <= l) {
-                            continue;
-                        }
-                        last_ts = Some(ts.to_string());
+                        let parsed = raw.split_once(' ').and_then(|(ts, line)| {
+                            Some((chrono::DateTime::parse_from_rfc3339(ts).ok()?, line))
+                        });
+                        let line = match parsed {
+                            Some((t, _)) if cutoff.is_some_and(|c| t <= c) => continue,
+                            Some((t, _)) if t < started => continue,
+                            Some((t, line)) => {
+                                last_ts = Some(last_ts.map_or(t, |l| l.max(t)));
+                                line
+                            }
+                            // No timestamp (a partial frame): the line as it came.
+                            None => raw,
+                        };
                         consider(&history, &policy, &service, line, &mut seen);
                     }
                 }
@@ -240,7 +264,7 @@ mod tests {
         );
         assert_eq!(
             template("pid 4242 listening on 127.0.0.1:18087"),
-            "pid # listening on #.#.#.#:#"
+            "pid # listening on #:#"
         );
         assert_eq!(
             template("request 3f2a9c1e-77b0-4c1d-9a52-0c6d5e7f8a91 done"),

@@ -1074,3 +1074,55 @@ fn docker_app_killed_when_the_database_is_healthy_again() {
         "lanes per fault"
     );
 }
+
+/// `when = "app log /listening on/"` on Docker: the app's log stream is
+/// followed across its restart (the stream ends when the container dies and is
+/// opened again), so the second SIGKILL lands after the restarted app logged
+/// that it listens, and that line is in the history between the two faults.
+#[test]
+fn docker_follow_up_fires_on_a_line_the_restarted_container_logged() {
+    require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let compose = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/demo/compose.yaml");
+    let scenario = format!(
+        "name = \"docker-log-trigger\"\n[stack]\nbackend = \"docker\"\ncompose = {compose:?}\n\n\
+         [[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[fault.then]]\nwhen = \"app log /listening on/\"\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
+         [[probe]]\nname = \"through-nginx\"\nkind = \"http\"\nurl = \"http://127.0.0.1:18090/healthz\"\nperiod = \"50ms\"\n\n\
+         [slo]\nsuccess-rate = 0.5\nrecover-within = \"15s\"\n\n[run]\ntrials = 1\nwarm-up = \"10s\"\nstartup-timeout = \"120s\"\n",
+        compose = compose.display().to_string(),
+    );
+    let path = write_scenario(dir.path(), &scenario);
+    let out = dir.path().join("run");
+    let o = run_scenario(&path, &out, &[]);
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    let h = history_lines(&out);
+    let in_trial: Vec<&serde_json::Value> = h.iter().filter(|r| r["trial"] == 1).collect();
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<usize> {
+        in_trial
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| pred(r))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let oks = at(&|r| r["type"] == "fault-ok");
+    assert_eq!(oks.len(), 2, "two faults: {}", text(&o));
+    let started =
+        at(&|r| r["type"] == "service" && r["service"] == "app" && r["action"] == "started");
+    let lines = at(&|r| {
+        r["type"] == "log"
+            && r["service"] == "app"
+            && r["line"]
+                .as_str()
+                .is_some_and(|l| l.contains("listening on"))
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|&l| l > oks[0] && l < oks[1] && started.iter().any(|&s| s > oks[0] && s < l)),
+        "the restarted app's line came between the faults: oks {oks:?}, started {started:?}, lines {lines:?}"
+    );
+    let detail = in_trial[oks[1]]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("when app log /listening on/"), "{detail}");
+}
