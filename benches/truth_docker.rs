@@ -81,12 +81,12 @@ fn cases() -> Vec<Case> {
         vec![
             (
                 "http through nginx",
-                "kind = \"http\"\nurl = \"http://127.0.0.1:18090/healthz\"\nperiod = \"20ms\""
+                "kind = \"http\"\nurl = \"http://127.0.0.1:${port:http}/healthz\"\nperiod = \"20ms\""
                     .to_string(),
             ),
             (
                 "http direct",
-                "kind = \"http\"\nurl = \"http://127.0.0.1:18081/healthz\"\nperiod = \"20ms\""
+                "kind = \"http\"\nurl = \"http://127.0.0.1:${port:app}/healthz\"\nperiod = \"20ms\""
                     .to_string(),
             ),
         ]

@@ -16,6 +16,8 @@ use crate::verdict;
 pub struct RunFacts {
     /// Run id.
     pub run_id: String,
+    /// The rebound version that ran it (empty for older histories).
+    pub rebound: String,
     /// Schedule seed.
     pub seed: u64,
     /// Trials asked for.
@@ -47,12 +49,14 @@ impl RunFacts {
             match &r.event {
                 Event::RunStart {
                     run_id,
+                    rebound,
                     seed,
                     trials,
                     sequential,
                     ..
                 } => {
                     facts.run_id.clone_from(run_id);
+                    facts.rebound.clone_from(rebound);
                     facts.seed = *seed;
                     facts.trials_planned = *trials;
                     facts.sequential = *sequential;

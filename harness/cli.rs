@@ -52,6 +52,9 @@ pub enum CliError {
     /// The run failed before it could decide.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// A swarm run could not go on.
+    #[error(transparent)]
+    Swarm(#[from] rebound::swarm::SwarmError),
     /// The async runtime or an external tool could not be started.
     #[error("{0}")]
     Environment(String),
@@ -71,6 +74,7 @@ impl CliError {
             CliError::Run(e) => e.exit_status(),
             CliError::Ab(e) => e.exit_status(),
             CliError::Explore(e) => e.exit_status(),
+            CliError::Swarm(e) => e.exit_status(),
             CliError::Environment(_) => ExitStatus::StackFailure,
         }
     }
@@ -278,10 +282,220 @@ enum Command {
         /// A run directory written by `rebound run`.
         run_dir: PathBuf,
     },
+    /// Shards of one scenario as Docker Swarm jobs, merged into one verdict.
+    Swarm {
+        #[command(subcommand)]
+        action: SwarmCommand,
+    },
+    /// Print a Kubernetes Indexed Job (one pod per shard) and its collection step.
+    K8sJob {
+        /// Scenario file.
+        scenario: PathBuf,
+        /// Shards (the Job's completions).
+        #[arg(long)]
+        shards: u32,
+        /// Pods at once (default: all).
+        #[arg(long)]
+        parallel: Option<u32>,
+        /// Image holding rebound (pushed to the cluster's registry).
+        #[arg(long, default_value = rebound::swarm::IMAGE)]
+        image: String,
+        /// Kubernetes namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+    /// Turn the logs of a k8s-job's pods (each ending with its run bundle) into one
+    /// merged run directory and verdict.
+    K8sCollect {
+        /// One log per shard.
+        #[arg(required = true)]
+        logs: Vec<PathBuf>,
+        /// Merged run directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run the bundled demo service (the quick start's system under test).
     #[cfg(feature = "demo")]
     #[command(hide = true)]
     DemoApp(demo_app::Args),
+}
+
+/// `rebound swarm …`.
+#[derive(Debug, clap::Subcommand)]
+enum SwarmCommand {
+    /// Run SCENARIO as N shards on the swarm this engine manages; merge them into one
+    /// run directory (default reports/<scenario>/swarm-<id>) and verdict.
+    Run {
+        /// Scenario file.
+        scenario: PathBuf,
+        /// Shards (one swarm job each).
+        #[arg(long)]
+        shards: u32,
+        /// Shards running at once (default: all).
+        #[arg(long)]
+        parallel: Option<u32>,
+        /// Trials in all (overrides [run] trials; split among the shards).
+        #[arg(long)]
+        trials: Option<u32>,
+        /// Schedule seed (every shard runs its part of one schedule).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Merged run directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The image shards run in.
+        #[arg(long, default_value = rebound::swarm::IMAGE)]
+        image: String,
+        /// No progress lines.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Tasks and trials so far of every swarm run (or of ID).
+    Status {
+        /// Swarm run id (printed by `swarm run`).
+        id: Option<String>,
+    },
+    /// Stop every task of swarm run ID (of every swarm run without one): each shard
+    /// heals its faults and tears its stack down; a killed one is healed from its
+    /// journal.
+    Stop {
+        /// Swarm run id.
+        id: Option<String>,
+    },
+    /// One shard inside its swarm task (what `swarm run` starts).
+    #[command(hide = true)]
+    Task {
+        /// Scenario file.
+        scenario: PathBuf,
+        /// This shard.
+        #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+        shard: (u32, u32),
+        /// Run directory on the node.
+        #[arg(long)]
+        out: PathBuf,
+        /// Trials in all.
+        #[arg(long)]
+        trials: Option<u32>,
+        /// Schedule seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The image of the shard's own container.
+        #[arg(long)]
+        image: Option<String>,
+    },
+}
+
+fn cmd_swarm(action: SwarmCommand) -> Outcome {
+    use rebound::swarm;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Environment(format!("starting the async runtime: {e}")))?;
+    match action {
+        SwarmCommand::Run {
+            scenario,
+            shards,
+            parallel,
+            trials,
+            seed,
+            out,
+            image,
+            no_progress,
+        } => {
+            let plan = scenario::load(&scenario)?;
+            let opts = swarm::SwarmOptions {
+                shards,
+                parallel,
+                out,
+                reports_root: PathBuf::from("reports"),
+                image,
+                trials,
+                seed,
+                progress: !no_progress,
+            };
+            let o = runtime.block_on(async {
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let watcher = interrupt_watcher(cancel.clone());
+                let o = swarm::run(&plan, &opts, cancel).await;
+                watcher.abort();
+                o
+            })?;
+            print!("{}", render_console(&o.summary, &o.trials));
+            println!("merged run of swarm run {}: {}", o.id, o.out.display());
+            Ok(o.summary.verdict.exit_status())
+        }
+        SwarmCommand::Status { id } => {
+            let runs = runtime.block_on(swarm::status(id.as_deref()))?;
+            if runs.is_empty() {
+                println!("no swarm run on this swarm");
+            }
+            for (run, shards) in runs {
+                println!("swarm run {run}");
+                for s in shards {
+                    println!(
+                        "  shard {:<3} {:<10} {:<16} {:>4} trial(s){}",
+                        s.shard,
+                        s.state,
+                        s.node,
+                        s.trials,
+                        s.error.map(|e| format!("  {e}")).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitStatus::SloMet)
+        }
+        SwarmCommand::Stop { id } => {
+            let lines = runtime.block_on(swarm::stop(id.as_deref()))?;
+            let failed = lines.iter().any(|l| l.starts_with("error"));
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(if failed {
+                ExitStatus::StackFailure
+            } else {
+                ExitStatus::SloMet
+            })
+        }
+        SwarmCommand::Task {
+            scenario,
+            shard,
+            out,
+            trials,
+            seed,
+            image,
+        } => {
+            let args = swarm::TaskArgs {
+                scenario,
+                shard,
+                out,
+                trials,
+                seed,
+                image,
+            };
+            let code = runtime.block_on(swarm::task(&args));
+            std::process::exit(code);
+        }
+    }
+}
+
+/// Cancels `cancel` on the first SIGINT, SIGTERM or SIGHUP.
+fn interrupt_watcher(cancel: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        cancel.cancel();
+    })
 }
 
 fn init_tracing(verbose: u8) {
@@ -424,6 +638,34 @@ fn dispatch(command: Command) -> Outcome {
             let (summary, trials) = rebound::merge::merge(&run_dirs, &out, evidence.as_deref())?;
             print!("{}", render_console(&summary, &trials));
             Ok(summary.verdict.exit_status())
+        }
+        Command::Swarm { action } => cmd_swarm(action),
+        Command::K8sCollect { logs, out } => {
+            let (summary, trials) = rebound::swarm::collect_logs(&logs, &out)?;
+            print!("{}", render_console(&summary, &trials));
+            Ok(summary.verdict.exit_status())
+        }
+        Command::K8sJob {
+            scenario,
+            shards,
+            parallel,
+            image,
+            namespace,
+        } => {
+            let plan = scenario::load(&scenario)?;
+            plan.ports.release();
+            let text = rebound::k8s::job(
+                &plan,
+                &rebound::k8s::JobOptions {
+                    shards,
+                    parallel,
+                    image,
+                    namespace,
+                },
+            )
+            .map_err(CliError::Usage)?;
+            print!("{text}");
+            Ok(ExitStatus::SloMet)
         }
         #[cfg(feature = "demo")]
         Command::DemoApp(_) => unreachable!("handled in main"),

@@ -91,6 +91,19 @@ pub struct RunEntry {
     /// attaching to a running project or with `--keep`).
     #[serde(default)]
     pub owns_stack: bool,
+    /// The `rebound swarm run` this run is a shard of (`$REBOUND_SWARM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<String>,
+}
+
+/// The environment variable naming the `rebound swarm run` a shard belongs to.
+pub const SWARM_ENV: &str = "REBOUND_SWARM";
+
+/// The lock file a running run holds (`runs/.<run id>.lock`): whoever can lock it
+/// knows that run's rebound is gone, whatever pid namespace either lives in (a
+/// swarm task's rebound shares the state directory with the host, not its pids).
+fn lock_path(run_id: &str) -> PathBuf {
+    state_dir().join("runs").join(format!(".{run_id}.lock"))
 }
 
 /// A journal could not be written or read.
@@ -115,6 +128,8 @@ pub struct Journal {
     next: Mutex<u64>,
     /// Faults journaled and not yet healed.
     active: Mutex<std::collections::BTreeSet<u64>>,
+    /// Held locked for as long as the run lives (see [`lock_path`]).
+    _lock: Option<std::fs::File>,
 }
 
 impl Journal {
@@ -134,12 +149,18 @@ impl Journal {
         std::fs::create_dir_all(&runs).map_err(io(&runs))?;
         let index = runs.join(&run.run_id);
         let run_id = run.run_id.clone();
+        // Locked before the index names the run: a reader never sees it unlocked
+        // while it lives. A filesystem without locks falls back to the pid check.
+        let lock = std::fs::File::create(lock_path(&run_id))
+            .ok()
+            .filter(|f| f.try_lock().is_ok());
         let journal = Journal {
             path,
             file: Mutex::new(file),
             index: index.clone(),
             next: Mutex::new(1),
             active: Mutex::new(std::collections::BTreeSet::new()),
+            _lock: lock,
         };
         // The run entry first, then the index (written whole, by rename): whoever
         // reads the index finds a journal to read.
@@ -253,6 +274,9 @@ impl Journal {
         {
             return Ok(());
         }
+        let _ = std::fs::remove_file(lock_path(
+            &self.index.file_name().unwrap_or_default().to_string_lossy(),
+        ));
         match std::fs::remove_file(&self.index) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -341,6 +365,13 @@ fn process_groups() -> BTreeMap<i32, Vec<(u32, u64)>> {
 impl Pending {
     /// The rebound process of this run is still alive.
     pub fn alive(&self) -> bool {
+        if let Ok(f) = std::fs::File::open(lock_path(&self.run.run_id)) {
+            match f.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) => return true,
+                Ok(()) => return false,
+                Err(std::fs::TryLockError::Error(_)) => {}
+            }
+        }
         process_start(self.run.pid) == Some(self.run.pid_start)
     }
 
@@ -520,6 +551,7 @@ pub fn orphaned() -> Vec<(String, PathBuf)> {
 /// Drops `run_id` from the index (after `rebound heal` undid everything).
 pub fn forget(run_id: &str) {
     let _ = std::fs::remove_file(state_dir().join("runs").join(run_id));
+    let _ = std::fs::remove_file(lock_path(run_id));
 }
 
 #[cfg(test)]
@@ -535,6 +567,7 @@ mod tests {
             backend: "docker".into(),
             project: Some("p".into()),
             owns_stack: true,
+            swarm: None,
         }
     }
 
@@ -579,6 +612,25 @@ mod tests {
             !state.path().join("runs").join(&p.run.run_id).exists(),
             "a clean end leaves no index entry"
         );
+        std::env::remove_var("REBOUND_STATE_DIR");
+    }
+
+    #[test]
+    fn a_run_holding_its_lock_is_alive_whatever_its_pid_says_and_gone_once_dropped() {
+        let state = tempfile::tempdir().expect("state");
+        std::env::set_var("REBOUND_STATE_DIR", state.path());
+        let dir = tempfile::tempdir().expect("tempdir");
+        // As a swarm task's rebound looks from the host: a pid of another namespace.
+        let mut entry = run_entry(std::process::id());
+        entry.pid_start = u64::MAX;
+        let j = Journal::create(dir.path(), entry).expect("journal");
+        j.fault(&UndoRecord::restore("pause-for", "db"))
+            .expect("fault");
+        assert!(read(dir.path()).expect("read").alive(), "its lock is held");
+        assert!(stale().is_empty());
+        drop(j); // the process died: the kernel lets go of the lock
+        assert!(!read(dir.path()).expect("read").alive());
+        assert_eq!(stale().len(), 1);
         std::env::remove_var("REBOUND_STATE_DIR");
     }
 

@@ -42,6 +42,22 @@ pub enum MergeError {
         /// The scenario.
         name: String,
     },
+    /// A run was made by another rebound version.
+    #[error(
+        "{dir} was run by rebound {found}, {first} by rebound {expected}; merge only runs of one rebound version",
+        dir = dir.display(),
+        first = first.display()
+    )]
+    OtherRebound {
+        /// The run directory.
+        dir: PathBuf,
+        /// Its rebound version.
+        found: String,
+        /// The first run directory.
+        first: PathBuf,
+        /// The first run's rebound version.
+        expected: String,
+    },
     /// `--evidence` with a scenario decided per fault.
     #[error("{}", crate::runner::PER_FAULT_EVIDENCE)]
     PerFaultEvidence,
@@ -57,6 +73,15 @@ pub enum MergeError {
     /// Rendering the reports failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+}
+
+/// A version for a message (histories before versions were kept have none).
+fn shown_version(v: &str) -> String {
+    if v.is_empty() {
+        "(unrecorded, before 0.1.0)".into()
+    } else {
+        v.to_string()
+    }
 }
 
 /// One input run.
@@ -93,6 +118,18 @@ pub fn merge(
     if dirs.len() < 2 {
         return Err(MergeError::TooFew);
     }
+    merge_runs(dirs, out, evidence)
+}
+
+/// [`merge`] of any number of runs, one included (`rebound swarm run --shards 1`).
+pub fn merge_runs(
+    dirs: &[PathBuf],
+    out: &Path,
+    evidence: Option<&Path>,
+) -> Result<(Summary, Vec<TrialResult>), MergeError> {
+    if dirs.is_empty() {
+        return Err(MergeError::TooFew);
+    }
     let runs = dirs
         .iter()
         .map(|d| load(d))
@@ -116,6 +153,15 @@ pub fn merge(
             name: expected,
         });
     }
+    let version = &runs[0].facts.rebound;
+    if let Some(other) = runs.iter().find(|r| &r.facts.rebound != version) {
+        return Err(MergeError::OtherRebound {
+            dir: other.dir.clone(),
+            found: shown_version(&other.facts.rebound),
+            first: runs[0].dir.clone(),
+            expected: shown_version(version),
+        });
+    }
     if evidence.is_some() && runs[0].plan.slo.per_fault {
         return Err(MergeError::PerFaultEvidence);
     }
@@ -128,6 +174,7 @@ pub fn merge(
         .map(|file| crate::evidence::read(file, &expected, &hash, &parts))
         .transpose()?;
     let rd = RunDir::create(out, &runs[0].plan.source_text)?;
+    rd.write_ports(&runs[0].plan.ports)?;
     if let Some(p) = &prior {
         crate::evidence::save_prior(rd.path(), p)?;
     }
@@ -178,6 +225,7 @@ fn merged_records(runs: &[Run]) -> Vec<Record> {
             format: history::FORMAT_VERSION,
             scenario: runs[0].plan.name.clone(),
             run_id: merged_id,
+            rebound: runs[0].facts.rebound.clone(),
             seed: runs[0].facts.seed,
             trials: runs.iter().map(|r| r.facts.trials_planned).sum(),
             sequential: false,

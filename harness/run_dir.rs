@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 /// The exact scenario file of the run.
 pub const SCENARIO: &str = "scenario.toml";
+/// The host ports the run took (`{"REBOUND_PORT_HTTP": 23456}`), when it took any.
+pub const PORTS: &str = "ports.json";
 /// The append-only event log.
 pub const HISTORY: &str = "history.jsonl";
 /// One row per finished trial.
@@ -31,6 +33,7 @@ pub const LATEST: &str = "latest";
 /// baseline keeps.
 pub const DESCRIBING: &[&str] = &[
     SCENARIO,
+    PORTS,
     HISTORY,
     TRIALS_CSV,
     SERVICES_CSV,
@@ -93,6 +96,16 @@ impl RunDir {
         let me = RunDir { root };
         std::fs::write(me.scenario(), scenario_text).map_err(io(&me.scenario()))?;
         Ok(me)
+    }
+
+    /// Writes the host ports the run took (nothing when it took none).
+    pub fn write_ports(&self, ports: &crate::ports::Ports) -> Result<(), RunDirError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let path = self.file(PORTS);
+        let text = serde_json::to_string_pretty(ports).unwrap_or_default();
+        std::fs::write(&path, text).map_err(io(&path))
     }
 
     /// A recorded run: its scenario copy and history must exist.

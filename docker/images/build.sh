@@ -11,7 +11,8 @@ root=$(cd "$here/../.." && pwd)
 force=${1:-}
 SUITE=bookworm
 BASE=rebound/base:$SUITE
-PACKAGES=postgresql-15,redis-server,nginx-light,busybox,procps,iproute2,ca-certificates,sqlite3,nats-server,openjdk-17-jre-headless,libzookeeper-java
+# docker-compose: `rebound swarm run` tasks bring their shard's stack up on the node's engine.
+PACKAGES=postgresql-15,redis-server,nginx-light,busybox,procps,iproute2,ca-certificates,sqlite3,nats-server,openjdk-17-jre-headless,libzookeeper-java,docker-compose
 
 log() { printf '[images] %s\n' "$*" >&2; }
 
@@ -65,7 +66,7 @@ build_base
 for svc in postgres redis nginx zookeeper nats; do
   build_image "$svc" "$here/$svc"
 done
-# demo-app and proxy (rebound's fault proxy): release binaries (same Debian release
+# demo-app, proxy (rebound's fault proxy) and rebound (a `rebound swarm run` task): release binaries (same Debian release
 # as the base, so their glibc matches), built in one cargo call.
 log "cargo build --release -p demo-app -p rebound --bins"
 (cd "$root" && cargo build --release -q -p demo-app -p rebound --bins)
@@ -78,4 +79,5 @@ binary_image() { # name, binary
 }
 binary_image demo-app demo-app
 binary_image proxy rebound
+binary_image rebound rebound
 log "done: $(docker images --format '{{.Repository}}:{{.Tag}}' 'rebound/*' | tr '\n' ' ')"

@@ -660,7 +660,7 @@ fn random_trial(
                 let h = (i * 2654435761 + salt) % 1000;
                 let latency = 200_000 + h * 3_000; // 0.2–3.2 ms, jittered
                 let cancelled = h < 15;
-                let proof = (!ok && h % 3 == 0).then_some(h * 1_000);
+                let proof = (!ok && h.is_multiple_of(3)).then_some(h * 1_000);
                 released = released.max(start + latency) + 1;
                 at(
                     released,

@@ -291,7 +291,7 @@ pub fn space_of(plan: &Plan, max_faults: Option<usize>) -> Result<Space, Explore
                 trigger: Trigger::After(Duration::ZERO),
             };
             let text = scenario_text(&raw, &[Schedule::of(vec![step])], None);
-            if crate::scenario::parse(&plan.source_path, &text).is_ok() {
+            if crate::scenario::parse_with(&plan.source_path, &text, plan.ports.clone()).is_ok() {
                 cells.push(Cell {
                     kind: kind.clone(),
                     target: target.clone(),
@@ -520,7 +520,9 @@ impl Explorer<'_, '_> {
             // A schedule the scenario rules refuse (its follow-ups would not fit
             // the observation window) is skipped, never run.
             let text = scenario_text(&self.raw, std::slice::from_ref(&s), None);
-            if crate::scenario::parse(&self.plan.source_path, &text).is_ok() {
+            if crate::scenario::parse_with(&self.plan.source_path, &text, self.plan.ports.clone())
+                .is_ok()
+            {
                 return Some(s);
             }
         }
@@ -633,8 +635,9 @@ impl Explorer<'_, '_> {
         self.runs += 1;
         let trials = schedules.len() as u32 * each;
         let text = scenario_text(&self.raw, schedules, Some(trials));
-        let parsed = crate::scenario::parse(&self.plan.source_path, &text)
-            .map_err(|e| ExploreError::Generated(Box::new(e)))?;
+        let parsed =
+            crate::scenario::parse_with(&self.plan.source_path, &text, self.plan.ports.clone())
+                .map_err(|e| ExploreError::Generated(Box::new(e)))?;
         let mut plan = self.plan.clone();
         plan.faults = parsed.faults;
         plan.source_text = text;
@@ -944,7 +947,8 @@ impl Explorer<'_, '_> {
             path: path.clone(),
             source,
         })?;
-        crate::scenario::parse(&path, &text).map_err(|e| ExploreError::Generated(Box::new(e)))?;
+        crate::scenario::parse_with(&path, &text, self.plan.ports.clone())
+            .map_err(|e| ExploreError::Generated(Box::new(e)))?;
         Ok(path)
     }
 }

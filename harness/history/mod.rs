@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 /// overlapping attempt was made moot), in start order; `run-start` carries `format`;
 /// 3: `log` records (lines follow-ups wait for, explore's log templates). Readers
 /// accept every version up to this one.
+/// The version of rebound writing histories (`RunStart::rebound`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub const FORMAT_VERSION: u32 = 3;
 
 fn first_format() -> u32 {
@@ -88,6 +91,9 @@ pub enum Event {
         scenario: String,
         /// Run id.
         run_id: String,
+        /// The rebound version that ran it (empty in histories before it was kept).
+        #[serde(default)]
+        rebound: String,
         /// Seed of the schedule.
         seed: u64,
         /// Trials planned (the maximum in sequential mode).
@@ -556,6 +562,7 @@ mod tests {
             format,
             scenario: "s".into(),
             run_id: "r".into(),
+            rebound: VERSION.into(),
             seed: 1,
             trials: 1,
             sequential: false,

@@ -228,6 +228,7 @@ fn prepare_run_dir(plan: &Plan, opts: &RunOptions, run_id: &str) -> Result<RunDi
         .clone()
         .unwrap_or_else(|| opts.reports_root.join(&plan.name).join(run_id));
     let rd = RunDir::create(&dir, &plan.source_text)?;
+    rd.write_ports(&plan.ports)?;
     if opts.out.is_none() {
         RunDir::link_latest(&opts.reports_root, &plan.name, run_id);
     }
@@ -748,6 +749,7 @@ impl Ctx {
                     tap.lock().unwrap_or_else(|p| p.into_inner()).push(r);
                 })),
             );
+            self.plan.ports.renew();
             self.history.record(Event::TrialStart {
                 fault: fault.kind.name().into(),
                 target: fault.target.clone(),
@@ -842,6 +844,9 @@ fn run_entry(plan: &Plan, opts: &RunOptions, run_id: &str) -> RunEntry {
         backend: plan.stack.backend().to_string(),
         project,
         owns_stack,
+        swarm: std::env::var(crate::journal::SWARM_ENV)
+            .ok()
+            .filter(|s| !s.is_empty()),
     }
 }
 
@@ -993,6 +998,15 @@ impl Shard {
     }
 }
 
+/// Gives the run's port leases back when the run ends, on every path.
+struct PortLeases<'a>(&'a crate::ports::Ports);
+
+impl Drop for PortLeases<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 /// Builds the stack of a run (see [`crate::stack::build`]); tests pass a fake.
 pub type StackBuilder<'a> =
     Box<dyn FnOnce(BuildCtx) -> BoxFuture<'a, Result<Arc<dyn Stack>, StackError>> + Send + 'a>;
@@ -1038,6 +1052,10 @@ pub async fn run_with(
         .transpose()?;
     let run_id = new_run_id();
     let rd = prepare_run_dir(plan, opts, &run_id)?;
+    let _leases = PortLeases(&plan.ports);
+    if !plan.ports.is_empty() {
+        eprintln!("host ports: {}", plan.ports.describe());
+    }
     if let Some(p) = &prior {
         crate::evidence::save_prior(rd.path(), p)?;
     }
@@ -1047,6 +1065,7 @@ pub async fn run_with(
         format: crate::history::FORMAT_VERSION,
         scenario: plan.name.clone(),
         run_id: run_id.clone(),
+        rebound: crate::history::VERSION.into(),
         seed,
         trials: trials_planned,
         sequential: opts.until_decided,
@@ -1063,6 +1082,7 @@ pub async fn run_with(
         keep: opts.keep,
         history: Arc::clone(&history),
         journal: Some(Arc::clone(&journal)),
+        ports: plan.ports.clone(),
     };
     let stack = match build(build_ctx).await {
         Ok(s) => s,

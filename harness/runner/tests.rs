@@ -435,6 +435,7 @@ async fn a_killed_run_of_the_same_scenario_stops_the_next_until_healed() {
         backend: "process".into(),
         project: None,
         owns_stack: false,
+        swarm: None,
     };
     let j = crate::journal::Journal::create(dead.path(), run).expect("journal");
     j.fault(&crate::nemesis::UndoRecord::restore("pause-for", "app"))

@@ -53,7 +53,12 @@ fn published_ports(plan: &Plan) -> Vec<PublishedPort> {
     else {
         return Vec::new();
     };
-    let env = |k: &str| std::env::var(k).ok();
+    let env = |k: &str| {
+        plan.ports
+            .get(k)
+            .map(|p| p.to_string())
+            .or_else(|| std::env::var(k).ok())
+    };
     std::iter::once(file)
         .chain(overrides)
         .filter_map(|f| crate::field::read_small_file(f).ok())

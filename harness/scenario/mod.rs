@@ -67,6 +67,14 @@ pub enum ScenarioError {
         /// What is wrong and what is accepted.
         message: String,
     },
+    /// The host ports the scenario takes (`${port:NAME}`) could not be taken.
+    #[error("{path}: host ports: {source}", path = path.display())]
+    Ports {
+        /// The scenario path.
+        path: PathBuf,
+        /// What went wrong.
+        source: crate::ports::PortError,
+    },
 }
 
 /// The longest key a message echoes, in characters.
@@ -110,8 +118,11 @@ pub struct Plan {
     pub story: Option<String>,
     /// Where the file was read from.
     pub source_path: PathBuf,
-    /// The exact file text (copied into every run directory).
+    /// The exact file text (copied into every run directory), placeholders and all.
     pub source_text: String,
+    /// The host ports of this run: `${port:NAME}` of the text and the
+    /// `REBOUND_PORT_*` variables of its compose files (see [`crate::ports`]).
+    pub ports: crate::ports::Ports,
     /// Directory of the scenario file: relative paths resolve against it.
     pub base_dir: PathBuf,
     /// The stack under test.
@@ -235,21 +246,80 @@ pub fn load(path: &Path) -> Result<Plan, ScenarioError> {
     parse(path, &text)
 }
 
-/// Parses and validates scenario text; `path` is used for messages and relative paths.
+/// Parses and validates scenario text; `path` is used for messages and relative
+/// paths. Host ports (`${port:NAME}`, compose `REBOUND_PORT_*`) are taken for it.
 pub fn parse(path: &Path, text: &str) -> Result<Plan, ScenarioError> {
-    let raw = parse_raw(path, text)?;
-    validate(raw, path, text)
+    parse_with(path, text, crate::ports::Ports::default())
+}
+
+/// [`parse`] with host ports already held (another text of the same run, e.g. an
+/// explore schedule): only the names `ports` lacks are taken.
+pub fn parse_with(
+    path: &Path,
+    text: &str,
+    mut ports: crate::ports::Ports,
+) -> Result<Plan, ScenarioError> {
+    let port_err = |source| ScenarioError::Ports {
+        path: path.to_path_buf(),
+        source,
+    };
+    let vars: Vec<String> = crate::ports::placeholders(text)
+        .map_err(port_err)?
+        .iter()
+        .map(|n| crate::ports::env_var(n))
+        .collect();
+    ports.take(&vars).map_err(port_err)?;
+    let expanded = ports.expand(text);
+    let raw = parse_raw(path, &expanded)?;
+    let mut plan = validate(raw, path, &expanded)?;
+    if let StackPlan::Docker {
+        source: DockerSource::Compose {
+            file, overrides, ..
+        },
+        ..
+    } = &plan.stack
+    {
+        let vars: Vec<String> = std::iter::once(file)
+            .chain(overrides)
+            .filter_map(|f| crate::field::read_small_file(f).ok())
+            .flat_map(|t| crate::ports::compose_variables(&t))
+            .collect();
+        ports.take(&vars).map_err(port_err)?;
+    }
+    plan.source_text = text.to_string();
+    plan.ports = ports;
+    Ok(plan)
 }
 
 /// Reads the scenario copy of a run directory (`RUN_DIR/scenario.toml`) for offline
-/// analysis: files it refers to (the compose file) are not needed and not read.
+/// analysis: files it refers to (the compose file) are not needed and not read;
+/// host ports are the run's own (`RUN_DIR/ports.json`).
 pub fn load_recorded(path: &Path) -> Result<Plan, ScenarioError> {
     let text = crate::field::read_small_file(path).map_err(|source| ScenarioError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let raw = parse_raw(path, &text)?;
-    validate_as(raw, path, &text, true)
+    let mut ports = recorded_ports(path);
+    // A copy without its ports.json still reads: offline analysis never opens a port.
+    for name in crate::ports::placeholders(&text).unwrap_or_default() {
+        ports.0.entry(crate::ports::env_var(&name)).or_insert(0);
+    }
+    let expanded = ports.expand(&text);
+    let raw = parse_raw(path, &expanded)?;
+    let mut plan = validate_as(raw, path, &expanded, true)?;
+    plan.source_text = text;
+    plan.ports = ports;
+    Ok(plan)
+}
+
+/// The host ports a run directory recorded beside its scenario copy (none if absent).
+fn recorded_ports(scenario_copy: &Path) -> crate::ports::Ports {
+    scenario_copy
+        .parent()
+        .map(|d| d.join(crate::run_dir::PORTS))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 /// The rule for names that become directory names (scenarios, baselines): letters,
@@ -353,6 +423,7 @@ fn validate_as(
         story: raw.story.map(|s| s.trim().to_string()),
         source_path: path.to_path_buf(),
         source_text: text.to_string(),
+        ports: crate::ports::Ports::default(),
         // `x.toml` has the parent "": the current directory, not an empty path.
         base_dir: match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

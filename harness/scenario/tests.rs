@@ -1040,3 +1040,73 @@ fn explore_table_defaults_and_errors() {
     let unknown = format!("{VALID}\n[explore]\nbudget = \"5m\"\n");
     assert!(parse_str(&unknown).is_err(), "unknown keys are refused");
 }
+
+#[test]
+fn host_ports_of_the_text_and_of_the_compose_files_are_taken_recorded_and_read_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  app:\n    image: a\n    ports: [\"127.0.0.1:${REBOUND_PORT_APP:-18081}:8080\", \"127.0.0.1:${REBOUND_PORT_ADMIN:-18099}:9000\"]\n",
+    )
+    .expect("write");
+    let text = "name = \"ports\"\n[stack]\nbackend = \"docker\"\ncompose = \"compose.yaml\"\n\
+                [[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\
+                [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:${port:app}/healthz\"\n\
+                [slo]\nsuccess-rate = 0.5\nrecover-within = \"5s\"\n";
+    let path = dir.path().join("s.toml");
+    let plan = parse(&path, text).expect("valid");
+    plan.ports.release();
+    let app = plan.ports.get("REBOUND_PORT_APP").expect("app port");
+    let admin = plan
+        .ports
+        .get("REBOUND_PORT_ADMIN")
+        .expect("the compose file's port");
+    assert!(crate::ports::RANGE.contains(&app) && crate::ports::RANGE.contains(&admin));
+    assert_ne!(app, admin);
+    assert_eq!(
+        plan.source_text, text,
+        "the recorded text keeps its placeholders"
+    );
+    // The lint sees the published port with the run's value.
+    assert!(lint(&plan).is_empty());
+    // A run directory's copy reads back with the recorded ports, or without them.
+    let run = dir.path().join("run");
+    let rd = crate::run_dir::RunDir::create(&run, &plan.source_text).expect("run dir");
+    rd.write_ports(&plan.ports).expect("ports.json");
+    let back = load_recorded(&rd.scenario()).expect("recorded");
+    assert_eq!(back.ports, plan.ports);
+    std::fs::remove_file(run.join(crate::run_dir::PORTS)).expect("rm");
+    assert!(
+        load_recorded(&rd.scenario()).is_ok(),
+        "a copy without ports.json"
+    );
+    // A bad placeholder is named.
+    let e = parse(&path, &text.replace("${port:app}", "${port:a b}"))
+        .expect_err("bad name")
+        .to_string();
+    assert!(e.contains("host ports: `${port:a b}`"), "{e}");
+}
+
+#[test]
+fn a_pinned_host_port_is_the_environment_value() {
+    std::env::set_var("REBOUND_PORT_PINNED_TEST", "18123");
+    let text =
+        "name = \"pin\"\n[stack]\nbackend = \"process\"\n[[stack.service]]\nname = \"app\"\n\
+                command = [\"x\", \"--port\", \"${port:pinned-test}\"]\n\
+                [[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\
+                [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:${port:pinned-test}/\"\n\
+                [slo]\nsuccess-rate = 0.5\nrecover-within = \"5s\"\n";
+    let plan = parse_str(text).expect("valid");
+    assert_eq!(plan.ports.get("REBOUND_PORT_PINNED_TEST"), Some(18123));
+    let StackPlan::Process { services, .. } = &plan.stack else {
+        panic!("process stack")
+    };
+    assert_eq!(services[0].command, ["x", "--port", "18123"]);
+    std::env::set_var("REBOUND_PORT_PINNED_TEST", "http");
+    let e = parse_str(text).expect_err("not a port").to_string();
+    assert!(
+        e.contains("REBOUND_PORT_PINNED_TEST=http is not a port number"),
+        "{e}"
+    );
+    std::env::remove_var("REBOUND_PORT_PINNED_TEST");
+}

@@ -77,6 +77,8 @@ pub struct DockerStack {
     compose_cmd: Vec<String>,
     /// `[[stack.link]]`: links served by `rebound proxy` services.
     links: Vec<super::plan::LinkPlan>,
+    /// Host ports given to compose.
+    ports: crate::ports::Ports,
 }
 
 fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> StackError {
@@ -350,7 +352,14 @@ impl DockerStack {
             events: Mutex::new(None),
             compose_cmd,
             links: Vec::new(),
+            ports: crate::ports::Ports::default(),
         })
+    }
+
+    /// Gives compose the run's host ports (`REBOUND_PORT_*` variables).
+    pub fn with_ports(mut self, ports: crate::ports::Ports) -> Self {
+        self.ports = ports;
+        self
     }
 
     /// Serves link faults through the `rebound proxy` services `links` name.
@@ -436,6 +445,7 @@ impl DockerStack {
         let out = tokio::process::Command::new(&cmd[0])
             .args(&argv)
             .env("REBOUND_RUN", &self.run_id)
+            .envs(self.ports.0.iter().map(|(k, v)| (k, v.to_string())))
             // A cancelled call (Ctrl-C during a stack-restart) must not race the heal
             // and teardown that follow: the compose process goes with it.
             .kill_on_drop(true)

@@ -436,6 +436,8 @@ pub struct BuildCtx {
     pub history: Arc<History>,
     /// The run's fault journal (docker records cut networks in it before cutting).
     pub journal: Option<Arc<crate::journal::Journal>>,
+    /// The run's host ports (docker: given to compose as `REBOUND_PORT_*`).
+    pub ports: crate::ports::Ports,
 }
 
 /// `rebound-<scenario>-<run suffix>`, in the characters compose accepts.
@@ -486,7 +488,8 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
             Arc::new(
                 docker::DockerStack::new(project, source, ctx.run_id, ctx.history, ctx.journal)
                     .await?
-                    .with_links(links.clone()),
+                    .with_links(links.clone())
+                    .with_ports(ctx.ports),
             )
         }
     })

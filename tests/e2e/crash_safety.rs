@@ -669,7 +669,7 @@ fn proxy_blackhole_scenario(dir: &Path) -> std::path::PathBuf {
              compose-overrides = [\"{root}/docker/demo/proxied.yaml\"]\n\n\
              [[stack.link]]\nname = \"app-redis\"\nproxy = \"proxy\"\nfrom = \"app\"\nto = \"redis\"\n\n\
              [[fault]]\nkind = \"link-blackhole\"\ntarget = \"app-redis\"\nduration = \"120s\"\n\n\
-             [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:18090/readyz\"\nperiod = \"100ms\"\n\n\
+             [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:${{port:http}}/readyz\"\nperiod = \"100ms\"\n\n\
              [slo]\nsuccess-rate = 0.5\nrecover-within = \"180s\"\n\n[run]\ntrials = 1\nwarm-up = \"500ms\"\nstartup-timeout = \"120s\"\n"
         ),
     )

@@ -288,10 +288,21 @@ struct KeptRun {
     history: Vec<serde_json::Value>,
     code: Option<i32>,
     output: String,
+    /// The host ports the run took (`ports.json`: `REBOUND_PORT_HTTP` → 23456).
+    ports: serde_json::Map<String, serde_json::Value>,
     _dir: tempfile::TempDir,
 }
 
 impl KeptRun {
+    /// The host port rebound took for `${port:NAME}`.
+    fn port(&self, name: &str) -> u64 {
+        let var = format!("REBOUND_PORT_{}", name.to_ascii_uppercase());
+        self.ports
+            .get(&var)
+            .and_then(|v| v.as_u64())
+            .unwrap_or_else(|| panic!("no {var} in ports.json: {:?}", self.ports))
+    }
+
     fn start(scenario_text: &str) -> Self {
         require_images();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -301,6 +312,10 @@ impl KeptRun {
         let (header, rows) = read_csv(&out.join("trials.csv"));
         let history = history_lines(&out);
         let run_id = history[0]["run_id"].as_str().expect("run id").to_string();
+        let ports = std::fs::read_to_string(out.join("ports.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         KeptRun {
             run_id,
             header,
@@ -308,6 +323,7 @@ impl KeptRun {
             history,
             code: o.status.code(),
             output: text(&o),
+            ports,
             _dir: dir,
         }
     }
@@ -344,8 +360,8 @@ impl Drop for KeptRun {
 const COMPOSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/demo/compose.yaml");
 
 fn demo_probes() -> String {
-    "[[probe]]\nname = \"web\"\nkind = \"http\"\nurl = \"http://127.0.0.1:18090/healthz\"\nperiod = \"50ms\"\ntimeout = \"500ms\"\n\n\
-     [[probe]]\nname = \"db\"\nkind = \"postgres\"\naddress = \"127.0.0.1:15432\"\nperiod = \"50ms\"\ntimeout = \"500ms\"\n\n\
+    "[[probe]]\nname = \"web\"\nkind = \"http\"\nurl = \"http://127.0.0.1:${port:http}/healthz\"\nperiod = \"50ms\"\ntimeout = \"500ms\"\n\n\
+     [[probe]]\nname = \"db\"\nkind = \"postgres\"\naddress = \"127.0.0.1:${port:db}\"\nperiod = \"50ms\"\ntimeout = \"500ms\"\n\n\
      [[probe]]\nname = \"redis\"\nkind = \"exec\"\nservice = \"redis\"\ncommand = [\"redis-cli\", \"ping\"]\nperiod = \"100ms\"\n"
         .to_string()
 }
@@ -370,7 +386,7 @@ fn docker_every_fault_kind_really_happens_and_the_stack_heals() {
         (
             "http",
             "app",
-            "url = \"http://127.0.0.1:18090/items\"\nbody = '{\"id\": \"from-http-fault\"}'\nexpect-status = 201",
+            "url = \"http://127.0.0.1:${port:http}/items\"\nbody = '{\"id\": \"from-http-fault\"}'\nexpect-status = 201",
         ),
     ];
     let mut text_in = format!(
@@ -525,7 +541,8 @@ fn docker_demo_app_keeps_items_in_postgres_across_a_db_restart_and_caches_in_red
     let run = KeptRun::start(&scenario);
     assert!(matches!(run.code, Some(0 | 2)), "{}", run.output);
     let client = reqwest::blocking::Client::new();
-    let url = "http://127.0.0.1:18090/items";
+    let url = format!("http://127.0.0.1:{}/items", run.port("http"));
+    let url = url.as_str();
     let created = client
         .post(url)
         .json(&serde_json::json!({"id": "kept-1", "value": {"n": 1}}))
@@ -675,7 +692,7 @@ startup-timeout = "120s"
 #[test]
 fn redis_probe_recovery_agrees_with_redis_ready_log_line() {
     redis_truth(
-        "kind = \"redis\"\naddress = \"127.0.0.1:16379\"",
+        "kind = \"redis\"\naddress = \"127.0.0.1:${port:redis}\"",
         RedisTruth::Ready,
     );
 }
@@ -841,7 +858,7 @@ fn tcp_probe_on_the_published_port_agrees_with_redis_listening() {
     // Docker's port proxy accepts there before Redis listens; the probe must also
     // see Redis itself accept (or the proxy close within the hold).
     redis_truth(
-        "kind = \"tcp\"\naddress = \"127.0.0.1:16379\"",
+        "kind = \"tcp\"\naddress = \"127.0.0.1:${port:redis}\"",
         RedisTruth::Listening,
     );
 }
@@ -1088,7 +1105,7 @@ fn docker_follow_up_fires_on_a_line_the_restarted_container_logged() {
         "name = \"docker-log-trigger\"\n[stack]\nbackend = \"docker\"\ncompose = {compose:?}\n\n\
          [[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
          [[fault.then]]\nwhen = \"app log /listening on/\"\nkind = \"sigkill\"\ntarget = \"app\"\n\n\
-         [[probe]]\nname = \"through-nginx\"\nkind = \"http\"\nurl = \"http://127.0.0.1:18090/healthz\"\nperiod = \"50ms\"\n\n\
+         [[probe]]\nname = \"through-nginx\"\nkind = \"http\"\nurl = \"http://127.0.0.1:${{port:http}}/healthz\"\nperiod = \"50ms\"\n\n\
          [slo]\nsuccess-rate = 0.5\nrecover-within = \"15s\"\n\n[run]\ntrials = 1\nwarm-up = \"10s\"\nstartup-timeout = \"120s\"\n",
         compose = compose.display().to_string(),
     );

@@ -153,3 +153,35 @@ pub fn wait_exit(child: &mut std::process::Child, timeout: std::time::Duration) 
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Opens `html` in headless Chromium and screenshots it to `png` (1100 px wide):
+/// asserts the browser ran, logged no console message, and wrote a PNG.
+pub fn screenshot_in_chromium(html: &Path, png: &Path) {
+    let browser = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1100,2400",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium must be installed (.ci/run installs Debian's chromium package)");
+    let log = String::from_utf8_lossy(&browser.stderr);
+    assert!(browser.status.success(), "chromium failed: {log}");
+    let console: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
+        .collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    let shot = std::fs::read(png).expect("screenshot written");
+    assert_eq!(&shot[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert_eq!(
+        u32::from_be_bytes(shot[16..20].try_into().expect("width")),
+        1100
+    );
+}

@@ -9,4 +9,5 @@ mod network;
 mod process_runs;
 mod signals;
 mod stories;
+mod swarm;
 mod truth;

@@ -95,7 +95,7 @@ fn quickstart_passes_and_check_repeats_its_verdict() {
     // instant demo-app was really ready.
     let edited = dir.path().join("edited");
     std::fs::create_dir_all(&edited).expect("mkdir");
-    for f in ["scenario.toml", "summary.json"] {
+    for f in ["scenario.toml", "ports.json", "summary.json"] {
         std::fs::copy(out.join(f), edited.join(f)).expect("copy");
     }
     let history = std::fs::read_to_string(out.join("history.jsonl")).expect("history");
@@ -477,34 +477,7 @@ fn report_recreates_every_output_byte_for_byte() {
         "axis labels carry units"
     );
     // A real browser opens it without console errors and can screenshot it.
-    let shot = dir.path().join("report.png");
-    let browser = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1100,2400",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", out.join("report.html").display()))
-        .output()
-        .expect("chromium must be installed (.ci/run installs Debian's chromium package)");
-    let log = String::from_utf8_lossy(&browser.stderr);
-    assert!(browser.status.success(), "chromium failed: {log}");
-    let console: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
-        .collect();
-    assert!(console.is_empty(), "console messages: {console:?}");
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
-    assert_eq!(
-        u32::from_be_bytes(png[16..20].try_into().expect("width")),
-        1100
-    );
+    screenshot_in_chromium(&out.join("report.html"), &dir.path().join("report.png"));
 }
 
 #[test]

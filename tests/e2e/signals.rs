@@ -96,7 +96,7 @@ impl Run {
         let scenario = format!(
             "name = \"{name}\"\n[stack]\nbackend = \"docker\"\ncompose = \"{COMPOSE}\"\n\n\
              [[fault]]\n{fault}\n\n\
-             [[probe]]\nkind = \"redis\"\naddress = \"127.0.0.1:16379\"\nperiod = \"50ms\"\n\n\
+             [[probe]]\nkind = \"redis\"\naddress = \"127.0.0.1:${{port:redis}}\"\nperiod = \"50ms\"\n\n\
              [slo]\nsuccess-rate = 0.5\nrecover-within = \"90s\"\n\n\
              [run]\ntrials = 1\nwarm-up = \"200ms\"\nstartup-timeout = \"120s\"\n"
         );

@@ -200,7 +200,7 @@ async fn register_once(
                         "NodeExists: {path} is still held by an earlier session (waiting for it to expire, {:.1}s so far)",
                         started.elapsed().as_secs_f64()
                     );
-                    if node_exists == 1 || node_exists % 8 == 0 {
+                    if node_exists == 1 || node_exists.is_multiple_of(8) {
                         eprintln!("demo-app: {msg}");
                     }
                     reg.set_status(msg);
