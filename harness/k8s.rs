@@ -152,14 +152,19 @@ pub fn job(plan: &Plan, opts: &JobOptions) -> Result<String, String> {
     let _ = writeln!(y, "---");
     let _ = writeln!(y, "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/name: rebound\n    rebound.scenario: {name}\nspec:\n  completionMode: Indexed\n  completions: {n}\n  parallelism: {parallel}\n  backoffLimit: 0\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: rebound\n        rebound.scenario: {name}\n    spec:\n      restartPolicy: Never\n      # Time for a stopped shard to heal its faults and tear its stack down.\n      terminationGracePeriodSeconds: {}", crate::swarm::STOP_GRACE.as_secs());
     if docker {
-        let _ = writeln!(y, "      # The stack's host ports are the node's loopback ports.\n      hostNetwork: true\n      dnsPolicy: ClusterFirstWithHostNet");
+        let _ = writeln!(y, "      # The stack's host ports are the node's loopback ports; signals go to its\n      # containers by host pid, as `rebound run` sends them on the engine's host.\n      hostNetwork: true\n      hostPID: true\n      dnsPolicy: ClusterFirstWithHostNet");
     }
     let _ = writeln!(y, "      containers:\n        - name: shard\n          image: {}\n          imagePullPolicy: IfNotPresent", opts.image);
     let _ = writeln!(y, "          # JOB_COMPLETION_INDEX is 0-based; shards are 1-based.\n          command: [\"/bin/sh\", \"-c\"]\n          args:\n            - >-\n              exec /usr/local/bin/rebound swarm task {scenario}\n              --shard $((JOB_COMPLETION_INDEX + 1))/{n}\n              --out {STATE}/k8s/{name}/shard-$((JOB_COMPLETION_INDEX + 1))");
+    // The pod is the shard itself (a swarm task starts a sibling container instead).
     let _ = writeln!(
         y,
-        "          env:\n            - name: REBOUND_STATE_DIR\n              value: {STATE}"
+        "          env:\n            - name: REBOUND_STATE_DIR\n              value: {STATE}\n            - name: {}\n              value: \"1\"",
+        crate::swarm::INNER_ENV
     );
+    if docker {
+        let _ = writeln!(y, "          securityContext:\n            capabilities:\n              add: [\"KILL\", \"NET_ADMIN\", \"SYS_ADMIN\", \"SYS_PTRACE\"]");
+    }
     let _ = writeln!(y, "          volumeMounts:");
     for (rel, _) in &files {
         let _ = writeln!(

@@ -1066,8 +1066,9 @@ pub struct TaskArgs {
     pub image: Option<String>,
 }
 
-/// Set in the shard's own container (the launcher sets it).
-const INNER_ENV: &str = "REBOUND_SWARM_INNER";
+/// Set where `rebound swarm task` is the shard itself: in the shard container a
+/// swarm launcher starts, and in a Kubernetes pod (`rebound k8s-job`).
+pub const INNER_ENV: &str = "REBOUND_SWARM_INNER";
 
 /// `rebound swarm task` in a swarm task: a launcher. A swarm service can have
 /// neither the host's pid namespace nor privileges, which signals by host pid and

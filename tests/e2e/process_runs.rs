@@ -782,6 +782,32 @@ fn shards_cover_the_schedule_and_merge_into_one_verdict() {
         Some(3),
         "merging into an existing run must be refused"
     );
+    // A shard made by another rebound version is refused, with both versions named.
+    let older = dir.path().join("older");
+    std::fs::create_dir_all(&older).expect("mkdir");
+    for f in ["scenario.toml", "history.jsonl"] {
+        std::fs::copy(shards[1].join(f), older.join(f)).expect("copy");
+    }
+    let history = std::fs::read_to_string(older.join("history.jsonl")).expect("history");
+    let (first, rest) = history.split_once('\n').expect("lines");
+    let mut start: serde_json::Value = serde_json::from_str(first).expect("json");
+    assert_eq!(start["rebound"], env!("CARGO_PKG_VERSION"), "{first}");
+    start["rebound"] = "0.0.9".into();
+    std::fs::write(older.join("history.jsonl"), format!("{start}\n{rest}")).expect("write");
+    let refused = run(&[
+        "merge",
+        shards[0].to_str().expect("utf8"),
+        older.to_str().expect("utf8"),
+        "--out",
+        dir.path().join("mixed").to_str().expect("utf8"),
+    ]);
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("was run by rebound 0.0.9")
+            && text(&refused).contains(&format!("by rebound {}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        text(&refused)
+    );
     // With a ledger: the merged run is one entry made of its shards, and a second
     // merge of the same shards does not count their trials twice.
     let ledger = dir.path().join("evidence.jsonl");
