@@ -9,8 +9,6 @@
 //! jitter.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use crate::compare::{self, CompareConfig, Comparison};
 use crate::exit::ExitStatus;
@@ -135,31 +133,15 @@ pub async fn run(
     let seed = opts.seed.unwrap_or_else(rand::random);
     // Ctrl-C between blocks stops the session (during a block, the block's own run
     // heals, tears down and ends with 130).
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            stop.store(true, Ordering::SeqCst);
-        })
-    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = crate::runner::interrupt_watcher(stop.clone());
     // dirs[side][block - 1]: the block's run directory once it finished whole.
     let mut dirs: [Vec<Option<PathBuf>>; 2] =
         [vec![None; blocks as usize], vec![None; blocks as usize]];
     let mut exit = ExitStatus::SloMet;
     let order = abba(blocks);
     for (i, &(side, block)) in order.iter().enumerate() {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             exit = ExitStatus::Interrupted;
             break;
         }

@@ -415,7 +415,7 @@ fn cmd_swarm(action: SwarmCommand) -> Outcome {
             };
             let o = runtime.block_on(async {
                 let cancel = tokio_util::sync::CancellationToken::new();
-                let watcher = interrupt_watcher(cancel.clone());
+                let watcher = rebound::runner::interrupt_watcher(cancel.clone());
                 let o = swarm::run(&plan, &opts, cancel).await;
                 watcher.abort();
                 o
@@ -476,26 +476,6 @@ fn cmd_swarm(action: SwarmCommand) -> Outcome {
             std::process::exit(code);
         }
     }
-}
-
-/// Cancels `cancel` on the first SIGINT, SIGTERM or SIGHUP.
-fn interrupt_watcher(cancel: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
-        }
-        cancel.cancel();
-    })
 }
 
 fn init_tracing(verbose: u8) {
@@ -799,25 +779,7 @@ fn cmd_explore(path: &Path, opts: rebound::explore::ExploreOptions) -> Outcome {
     let o = runtime.block_on(async {
         // Ctrl-C between runs stops the session (during a run, the run heals first).
         let cancel = tokio_util::sync::CancellationToken::new();
-        let watcher = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::hangup()),
-                ) else {
-                    return;
-                };
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                    _ = hup.recv() => {}
-                }
-                cancel.cancel();
-            })
-        };
+        let watcher = rebound::runner::interrupt_watcher(cancel.clone());
         let o = rebound::explore::explore(&plan, &opts, build, cancel).await;
         watcher.abort();
         o
@@ -954,6 +916,7 @@ fn cmd_validate(files: &[PathBuf]) -> ExitStatus {
     for f in files {
         match scenario::load(f) {
             Ok(plan) => {
+                plan.ports.release(); // nothing runs: the host ports it took go back
                 println!(
                     "ok: {} ({}: {} fault(s), {} probe(s), {} workload(s), {} trials)",
                     f.display(),
@@ -988,6 +951,7 @@ fn cmd_list(dir: &Path) -> Outcome {
     for f in files {
         match scenario::load(&f) {
             Ok(plan) => {
+                plan.ports.release();
                 // A field story says best what the scenario is for; else the description.
                 let about = plan
                     .story
@@ -1057,6 +1021,7 @@ fn cmd_ab(
 fn cmd_plan(scenario: Option<PathBuf>, from: Option<&Path>, max_trials: Option<u64>) -> Outcome {
     let path = scenario.unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO));
     let plan = scenario::load(&path)?;
+    plan.ports.release();
     if max_trials == Some(0) {
         return Err(CliError::Usage("--max-trials must be at least 1".into()));
     }

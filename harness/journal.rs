@@ -274,17 +274,19 @@ impl Journal {
         {
             return Ok(());
         }
-        let _ = std::fs::remove_file(lock_path(
-            &self.index.file_name().unwrap_or_default().to_string_lossy(),
-        ));
-        match std::fs::remove_file(&self.index) {
+        // The index first: a reader never finds the run indexed without its lock.
+        let removed = match std::fs::remove_file(&self.index) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(JournalError::Io {
                 path: self.index.clone(),
                 source,
             }),
-        }
+        };
+        let _ = std::fs::remove_file(lock_path(
+            &self.index.file_name().unwrap_or_default().to_string_lossy(),
+        ));
+        removed
     }
 }
 

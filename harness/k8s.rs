@@ -140,7 +140,9 @@ pub fn job(plan: &Plan, opts: &JobOptions) -> Result<String, String> {
     let _ = writeln!(y, "---");
     let _ = writeln!(y, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}-files\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/name: rebound\n    rebound.scenario: {name}\ndata:");
     for (rel, text) in &files {
-        let _ = writeln!(y, "  {}: |", key(rel));
+        // `|2`: the indentation is stated, so a file whose first line is indented
+        // keeps it.
+        let _ = writeln!(y, "  {}: |2", key(rel));
         for line in text.lines() {
             if line.is_empty() {
                 let _ = writeln!(y);
@@ -195,7 +197,7 @@ pub fn job(plan: &Plan, opts: &JobOptions) -> Result<String, String> {
     );
     let _ = writeln!(
         y,
-        "#   kubectl wait -n {ns} --for=condition=complete --timeout=24h job/{name}"
+        "#   kubectl wait -n {ns} --for=condition=complete --timeout=24h job/{name}\n#   (a shard that ends in error, exit 3, 4 or 130, fails the Job at once: `kubectl get job -n {ns} {name}` says so)"
     );
     let _ = writeln!(y, "#   for i in $(seq 0 {}); do", n - 1);
     let _ = writeln!(y, "#     kubectl logs -n {ns} -l batch.kubernetes.io/job-completion-index=$i,job-name={name} --tail=-1 > shard-$((i + 1)).log");
@@ -223,7 +225,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("docker")).unwrap();
         std::fs::write(
             dir.path().join("docker/compose.yaml"),
-            "services:\n  app:\n    image: rebound/demo-app:latest\n    ports: [\"127.0.0.1:${REBOUND_PORT_APP:-18081}:8080\"]\n\n  db:\n    image: rebound/postgres:latest\n",
+            "  # an indented first line\nservices:\n  app:\n    image: rebound/demo-app:latest\n    ports: [\"127.0.0.1:${REBOUND_PORT_APP:-18081}:8080\"]\n\n  db:\n    image: rebound/postgres:latest\n",
         )
         .unwrap();
         let text = "name = \"Golden_Kill.v2\"\n[stack]\nbackend = \"docker\"\ncompose = \"../docker/compose.yaml\"\n\n[[fault]]\nkind = \"sigkill\"\ntarget = \"app\"\n\n[[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:${port:app}/healthz\"\n\n[slo]\nsuccess-rate = 0.5\nrecover-within = \"10s\"\n";
@@ -241,11 +243,24 @@ mod tests {
             },
         )
         .unwrap();
-        // Every document parses as YAML.
-        for doc in y.split("\n---\n").skip(1) {
-            let v: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
-            assert!(v.get("kind").is_some(), "{doc}");
-        }
+        // Every document parses as YAML, and the ConfigMap holds the files as written.
+        use serde::Deserialize;
+        let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&y)
+            .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+            .filter(|v| !v.is_null())
+            .collect();
+        assert_eq!(docs.len(), 2, "a ConfigMap and a Job");
+        assert!(docs.iter().all(|d| d.get("kind").is_some()), "{y}");
+        let data = &docs[0]["data"];
+        assert_eq!(
+            data["docker.compose.yaml"].as_str(),
+            Some(
+                std::fs::read_to_string(dir.path().join("docker/compose.yaml"))
+                    .unwrap()
+                    .as_str()
+            )
+        );
+        assert_eq!(data["scenarios.golden.toml"].as_str(), Some(text));
         insta::assert_snapshot!(y);
     }
 

@@ -387,7 +387,7 @@ fn ended(state: &str) -> bool {
     )
 }
 
-/// Runs `plan` (read from `path`) as `opts.shards` swarm jobs and merges them.
+/// Runs `plan` as `opts.shards` swarm jobs and merges them into one run directory.
 pub async fn run(
     plan: &Plan,
     opts: &SwarmOptions,
@@ -459,6 +459,22 @@ pub async fn run(
         Ok::<_, SwarmError>((summary, trials))
     }
     .await;
+    match &result {
+        // A failed shard or merge: the other shards are stopped the way `swarm stop`
+        // stops them (each heals; what a killed one left is healed from its journal).
+        Err(e) if !matches!(e, SwarmError::Interrupted(_)) => {
+            if let Ok(lines) = stop(Some(&id)).await {
+                for l in lines {
+                    eprintln!("swarm run {id}: {l}");
+                }
+            }
+        }
+        Err(_) => {}
+        // Merged: the shards' directories on this node are copies of what `out` holds.
+        Ok(_) => {
+            let _ = std::fs::remove_dir_all(node_dir(&id));
+        }
+    }
     // Services, configs and the ended task containers go on every path (a stop
     // already took the services).
     remove_services(&docker, &id).await;
@@ -832,7 +848,7 @@ pub async fn stop(id: Option<&str>) -> Result<Vec<String>, SwarmError> {
         remove_configs(&docker, run).await;
         // The engine stops each task (its launcher then stops its shard's container);
         // stop the shards' containers too, in case a launcher is gone already.
-        let shards = containers(&docker, &format!("{LABEL}={run}")).await?;
+        let mut shards = containers(&docker, &format!("{LABEL}={run}")).await?;
         let grace = STOP_GRACE.saturating_sub(Duration::from_secs(10)).as_secs() as i32;
         futures_util::future::join_all(shards.iter().map(|c| {
             docker.stop_container(
@@ -851,9 +867,9 @@ pub async fn stop(id: Option<&str>) -> Result<Vec<String>, SwarmError> {
             if left.is_empty() {
                 break;
             }
-            // Ended containers of the run: task containers of the removed services
-            // (the engine keeps them) and a shard container whose launcher was gone
-            // before it could remove it.
+            // A shard container made after the first look is stopped too; ended ones
+            // (task containers of the removed services, which the engine keeps, and a
+            // shard container whose launcher was gone before it could remove it) go.
             for c in &left {
                 if let Ok(info) = docker
                     .inspect_container(
@@ -863,6 +879,22 @@ pub async fn stop(id: Option<&str>) -> Result<Vec<String>, SwarmError> {
                     .await
                 {
                     let running = info.state.and_then(|s| s.running).unwrap_or(false);
+                    if running && !shards.contains(c) {
+                        shards.push(c.clone());
+                        let docker = docker.clone();
+                        let c = c.clone();
+                        tokio::spawn(async move {
+                            let _ = docker
+                                .stop_container(
+                                    &c,
+                                    Some(bollard::query_parameters::StopContainerOptions {
+                                        t: Some(grace),
+                                        signal: None,
+                                    }),
+                                )
+                                .await;
+                        });
+                    }
                     if !running {
                         let _ = docker
                             .remove_container(
@@ -911,22 +943,24 @@ pub async fn stop(id: Option<&str>) -> Result<Vec<String>, SwarmError> {
                 ));
             }
         }
-        let paused = docker
-            .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                all: true,
-                filters: Some(filters(&[
-                    ("label", "rebound.run".into()),
-                    ("status", "paused".into()),
-                ])),
-                ..Default::default()
-            }))
-            .await
-            .map_err(engine("listing paused containers"))?;
-        if !paused.is_empty() {
-            lines.push(format!(
-                "error: {} container(s) of rebound are paused",
-                paused.len()
-            ));
+        for run_id in shard_run_ids(run) {
+            let paused = docker
+                .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                    all: true,
+                    filters: Some(filters(&[
+                        ("label", format!("rebound.run={run_id}")),
+                        ("status", "paused".into()),
+                    ])),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(engine("listing paused containers"))?;
+            if !paused.is_empty() {
+                lines.push(format!(
+                    "error: {} container(s) of shard run {run_id} are paused",
+                    paused.len()
+                ));
+            }
         }
     }
     if runs.is_empty() {
@@ -1090,6 +1124,15 @@ async fn launch_inner(args: &TaskArgs) -> Result<i32, SwarmError> {
     use bollard::models::{ContainerCreateBody, HostConfig};
     use std::io::Write;
     use tokio::signal::unix::{signal, SignalKind};
+    // First: a stop that arrives while the shard container is being made is kept
+    // (the streams buffer it) and passed on once it runs.
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return Err(SwarmError::Usage("cannot handle signals".into()));
+    };
     let docker = crate::stack::docker::connect().await?;
     let image = args
         .image
@@ -1194,13 +1237,6 @@ async fn launch_inner(args: &TaskArgs) -> Result<i32, SwarmError> {
             ..Default::default()
         }),
     );
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return Err(SwarmError::Usage("cannot handle signals".into()));
-    };
     let stop = || async {
         let grace = STOP_GRACE.saturating_sub(Duration::from_secs(10)).as_secs() as i32;
         let _ = docker
@@ -1231,26 +1267,34 @@ async fn launch_inner(args: &TaskArgs) -> Result<i32, SwarmError> {
             _ = hup.recv() => stop().await,
         }
     }
-    let code = match docker
-        .wait_container(
+    // The log ended (the shard exited, or the stream broke): wait for the exit,
+    // still passing a stop on.
+    let code = loop {
+        let mut wait = docker.wait_container(
             &cid,
             None::<bollard::query_parameters::WaitContainerOptions>,
-        )
-        .next()
-        .await
-    {
-        Some(Ok(r)) => r.status_code as i32,
-        // bollard reports a non-zero exit as an error carrying the code.
-        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code as i32,
-        _ => 4,
+        );
+        tokio::select! {
+            r = wait.next() => break match r {
+                Some(Ok(r)) => r.status_code as i32,
+                // bollard reports a non-zero exit as an error carrying the code.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code as i32,
+                // The engine did not say: stop it with its grace (it heals), then 4.
+                _ => {
+                    stop().await;
+                    4
+                }
+            },
+            _ = term.recv() => stop().await,
+            _ = int.recv() => stop().await,
+            _ = hup.recv() => stop().await,
+        }
     };
+    // Ended by now: removed without force, so a shard still running is never killed.
     let _ = docker
         .remove_container(
             &cid,
-            Some(bollard::query_parameters::RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
+            None::<bollard::query_parameters::RemoveContainerOptions>,
         )
         .await;
     let _ = std::fs::remove_dir_all(&files_dir);
@@ -1283,14 +1327,8 @@ pub async fn task(args: &TaskArgs) -> i32 {
     if let Some(s) = args.seed {
         cmd.arg("--seed").arg(s.to_string());
     }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: starting rebound run: {e}");
-            return 4;
-        }
-    };
-    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    // Before the child: a stop in between is kept and passed on (with `--pid host`,
+    // this process ending takes the whole container, the child unhealed, with it).
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -1299,6 +1337,14 @@ pub async fn task(args: &TaskArgs) -> i32 {
         eprintln!("error: cannot handle signals");
         return 4;
     };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: starting rebound run: {e}");
+            return 4;
+        }
+    };
+    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
     let csv = args.out.join(TRIALS_CSV);
     let mut shown = 0u32;
     let mut forwarded = false;

@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 /// overlapping attempt was made moot), in start order; `run-start` carries `format`;
 /// 3: `log` records (lines follow-ups wait for, explore's log templates). Readers
 /// accept every version up to this one.
+pub const FORMAT_VERSION: u32 = 3;
+
 /// The version of rebound writing histories (`RunStart::rebound`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-pub const FORMAT_VERSION: u32 = 3;
 
 fn first_format() -> u32 {
     1

@@ -941,6 +941,28 @@ fn handle_signals(cancel: CancellationToken, stack: Arc<dyn Stack>) -> tokio::ta
     })
 }
 
+/// Cancels `cancel` on the first SIGINT, SIGTERM or SIGHUP: what a session of
+/// runs (explore, ab, swarm) watches between its runs; during a run, the run's own
+/// handler heals first. Abort the handle when the session ends.
+pub fn interrupt_watcher(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        cancel.cancel();
+    })
+}
+
 /// The progress bar on stderr (hidden when `show` is false).
 fn progress_bar(show: bool, trials: u32) -> ProgressBar {
     let progress = if show {
@@ -1026,6 +1048,9 @@ pub async fn run_with(
     build: StackBuilder<'_>,
     cancel: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
+    // Every path gives the leases back (a kept stack still publishes its ports:
+    // nothing else can bind them while it runs).
+    let _leases = (!opts.keep).then(|| PortLeases(&plan.ports));
     let Shard {
         index: shard_index,
         count: shard_count,
@@ -1052,7 +1077,6 @@ pub async fn run_with(
         .transpose()?;
     let run_id = new_run_id();
     let rd = prepare_run_dir(plan, opts, &run_id)?;
-    let _leases = PortLeases(&plan.ports);
     if !plan.ports.is_empty() {
         eprintln!("host ports: {}", plan.ports.describe());
     }

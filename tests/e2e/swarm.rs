@@ -130,14 +130,39 @@ impl Drop for SingleNodeSwarm {
         for s in ids(&["service", "ls", "-q", "--filter", "label=rebound.swarm"]) {
             sh(&["service", "rm", &s]);
         }
+        for c in ids(&["ps", "-aq", "--filter", "label=rebound.swarm"]) {
+            sh(&["rm", "-f", &c]);
+        }
         for c in ids(&["config", "ls", "-q", "--filter", "label=rebound.swarm"]) {
             sh(&["config", "rm", &c]);
         }
         if self.made {
             sh(&["swarm", "leave", "--force"]);
-            if !self.had_gwbridge {
+            // Its ingress sandbox may hold the bridge for a moment after `leave`.
+            for _ in 0..20 {
+                if self.had_gwbridge
+                    || ids(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"])
+                        .is_empty()
+                {
+                    break;
+                }
                 sh(&["network", "rm", "docker_gwbridge"]);
+                std::thread::sleep(Duration::from_millis(500));
             }
+        }
+    }
+}
+
+/// A `swarm run` in the background: stopped with `swarm stop` (every shard heals)
+/// and then killed if a failed assertion drops it still running.
+struct BackgroundRun(std::process::Child);
+
+impl Drop for BackgroundRun {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = rebound().args(["swarm", "stop"]).output();
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 }
@@ -200,22 +225,24 @@ fn swarm_run_merges_three_shards_into_one_run_and_swarm_stop_leaves_no_task_or_s
     );
 
     // A long run stopped mid-trial: every shard heals and tears its stack down.
-    let mut long = rebound()
-        .args([
-            "swarm",
-            "run",
-            SIGKILL_SCENARIO,
-            "--shards",
-            "2",
-            "--trials",
-            "40",
-        ])
-        .arg("--out")
-        .arg(dir.path().join("stopped"))
-        .stdout(std::fs::File::create(dir.path().join("long.out")).expect("file"))
-        .stderr(std::fs::File::create(dir.path().join("long.err")).expect("file"))
-        .spawn()
-        .expect("swarm run starts");
+    let mut long = BackgroundRun(
+        rebound()
+            .args([
+                "swarm",
+                "run",
+                SIGKILL_SCENARIO,
+                "--shards",
+                "2",
+                "--trials",
+                "40",
+            ])
+            .arg("--out")
+            .arg(dir.path().join("stopped"))
+            .stdout(std::fs::File::create(dir.path().join("long.out")).expect("file"))
+            .stderr(std::fs::File::create(dir.path().join("long.err")).expect("file"))
+            .spawn()
+            .expect("swarm run starts"),
+    );
     let long_output = || {
         format!(
             "{}{}",
@@ -251,7 +278,7 @@ fn swarm_run_merges_three_shards_into_one_run_and_swarm_stop_leaves_no_task_or_s
     std::thread::sleep(Duration::from_secs(5));
     let stop = run(&["swarm", "stop", &id]);
     assert_eq!(stop.status.code(), Some(0), "{}", text(&stop));
-    let code = wait_exit(&mut long, Duration::from_secs(120));
+    let code = wait_exit(&mut long.0, Duration::from_secs(120));
     assert_eq!(
         code,
         Some(130),
