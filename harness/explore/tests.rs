@@ -100,8 +100,12 @@ async fn the_same_seed_tries_the_same_schedules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bug_needing_two_faults_is_found_and_shrunk_to_them() {
+    // The dependency takes 100 ms to come back and the app 20 ms: killing
+    // both strikes every time (two equal delays would race under load, and a
+    // shrink candidate that fails only sometimes can be dropped).
     let script = Script {
         stuck_if_started_while_down: Some(("app".into(), "dep".into())),
+        slow_restart: vec![("dep".into(), Duration::from_millis(100))],
         ..Script::default()
     };
     let (o, _dir) = explore_fake(script, 7, 60, Some(1)).await;

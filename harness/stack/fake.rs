@@ -33,6 +33,9 @@ pub struct Script {
     /// while `b` was down (stopped or paused), as an app that caches a failed
     /// dependency lookup forever.
     pub stuck_if_started_while_down: Option<(String, String)>,
+    /// Services that take longer than [`Script::restart_after`] to come back,
+    /// with their own delay (a dependency slower to restart than its client).
+    pub slow_restart: Vec<(String, Duration)>,
 }
 
 impl Default for Script {
@@ -44,6 +47,7 @@ impl Default for Script {
             panic_on_signal: false,
             never_ready_after_fault: false,
             stuck_if_started_while_down: None,
+            slow_restart: Vec::new(),
         }
     }
 }
@@ -177,8 +181,14 @@ impl FakeStack {
         if restart {
             let me = self.clone();
             let name = service.to_string();
+            let after = me
+                .script
+                .slow_restart
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(me.script.restart_after, |(_, d)| *d);
             tokio::spawn(async move {
-                tokio::time::sleep(me.script.restart_after).await;
+                tokio::time::sleep(after).await;
                 let still_down = me.with(&name, |s| !s.running && !s.held).unwrap_or(false);
                 if still_down {
                     me.started(&name);
