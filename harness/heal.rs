@@ -138,6 +138,7 @@ pub async fn heal(p: &Pending) -> Result<Vec<String>, HealError> {
             project,
             &p.run.run_id,
             p.run.owns_stack && p.open,
+            &p.run.containers,
             &undo,
             &p.disconnected,
             &links,

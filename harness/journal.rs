@@ -94,6 +94,10 @@ pub struct RunEntry {
     /// The `rebound swarm run` this run is a shard of (`$REBOUND_SWARM`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swarm: Option<String>,
+    /// docker: the containers of a `containers = {…}` stack (service → id), which
+    /// `rebound heal` acts on instead of a compose project.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, String>,
 }
 
 /// The environment variable naming the `rebound swarm run` a shard belongs to.
@@ -570,6 +574,7 @@ mod tests {
             project: Some("p".into()),
             owns_stack: true,
             swarm: None,
+            containers: BTreeMap::new(),
         }
     }
 

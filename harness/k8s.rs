@@ -62,6 +62,9 @@ fn files(plan: &Plan) -> Result<Vec<(PathBuf, String)>, String> {
                     "the scenario attaches to the running project `{project}`: each pod needs a stack of its own (`compose = …`)"
                 ))
             }
+            DockerSource::Containers { .. } => {
+                return Err("the scenario names running containers (`containers = …`): each pod needs a stack of its own (`compose = …`)".into())
+            }
         }
     }
     let abs: Vec<PathBuf> = paths

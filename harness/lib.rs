@@ -16,6 +16,8 @@
 //! [`report::format`]; file names of a run are [`run_dir`]; the runner is unit-tested
 //! on an in-memory fake stack (`stack/fake.rs`).
 
+#![warn(missing_docs)]
+
 pub mod ab;
 pub mod analysis;
 pub mod checker;
@@ -28,6 +30,7 @@ pub mod heal;
 pub mod history;
 pub mod journal;
 pub mod k8s;
+pub mod library;
 pub mod merge;
 pub mod nemesis;
 pub mod planning;
@@ -43,3 +46,5 @@ pub mod stats;
 pub mod swarm;
 pub mod verdict;
 pub mod workload;
+
+pub use library::{Error, Fault, Probe, Run, Scenario, Slo, SloFailed, Value, Workload};

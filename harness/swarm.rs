@@ -194,6 +194,15 @@ pub fn check_plan(plan: &Plan) -> Result<(), SwarmError> {
             "the scenario attaches to the running project `{project}`: shards need a stack of their own each (`compose = …`)"
         )));
     }
+    if let StackPlan::Docker {
+        source: DockerSource::Containers { .. },
+        ..
+    } = &plan.stack
+    {
+        return Err(SwarmError::Usage(
+            "the scenario names running containers (`containers = …`): shards need a stack of their own each (`compose = …`)".into(),
+        ));
+    }
     Ok(())
 }
 

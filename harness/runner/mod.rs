@@ -834,6 +834,20 @@ fn run_entry(plan: &Plan, opts: &RunOptions, run_id: &str) -> RunEntry {
             source: DockerSource::Attach { project },
             ..
         } => (Some(project.clone()), false),
+        StackPlan::Docker {
+            source: DockerSource::Containers { .. },
+            ..
+        } => (
+            Some(crate::stack::compose_project_name(&plan.name, run_id)),
+            false,
+        ),
+    };
+    let containers = match &plan.stack {
+        StackPlan::Docker {
+            source: DockerSource::Containers { containers },
+            ..
+        } => containers.clone(),
+        _ => Default::default(),
     };
     let pid = std::process::id();
     RunEntry {
@@ -847,6 +861,7 @@ fn run_entry(plan: &Plan, opts: &RunOptions, run_id: &str) -> RunEntry {
         swarm: std::env::var(crate::journal::SWARM_ENV)
             .ok()
             .filter(|s| !s.is_empty()),
+        containers,
     }
 }
 

@@ -436,6 +436,7 @@ async fn a_killed_run_of_the_same_scenario_stops_the_next_until_healed() {
         project: None,
         owns_stack: false,
         swarm: None,
+        containers: Default::default(),
     };
     let j = crate::journal::Journal::create(dead.path(), run).expect("journal");
     j.fault(&crate::nemesis::UndoRecord::restore("pause-for", "app"))

@@ -87,6 +87,9 @@ pub enum RawStack {
         compose: Option<PathBuf>,
         /// Name of an already running compose project to attach to (never torn down).
         attach: Option<String>,
+        /// Containers started by someone else (a test's testcontainers), as
+        /// `service = "container id or name"`; never torn down.
+        containers: Option<BTreeMap<String, String>>,
         /// Extra compose files merged over `compose` (`-f` in order), e.g. a small disk.
         #[serde(default)]
         compose_overrides: Vec<PathBuf>,

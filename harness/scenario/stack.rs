@@ -3,7 +3,7 @@
 //! the compose files to learn their service names is the only I/O of validation
 //! besides the scenario itself; a run directory's copy skips it (`recorded`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -25,10 +25,14 @@ pub(super) fn validate(v: &Validator<'_>, raw: RawStack) -> Result<StackPlan, Sc
             compose,
             compose_overrides,
             attach,
+            containers,
             project,
             links,
         } => {
-            let source = docker_source(v, compose, compose_overrides, attach, project)?;
+            let source = match containers {
+                Some(map) => containers_source(v, map, &compose, &attach, &compose_overrides)?,
+                None => docker_source(v, compose, compose_overrides, attach, project)?,
+            };
             let services = compose_service_names(v, &source)?;
             let links = proxy_links_of(v, links, services.as_deref())?;
             Ok(StackPlan::Docker {
@@ -251,6 +255,53 @@ fn process(
     Ok(plans)
 }
 
+/// `containers = { service = "id or name" }`: alone, at least one, names as
+/// compose's.
+fn containers_source(
+    v: &Validator<'_>,
+    map: BTreeMap<String, String>,
+    compose: &Option<PathBuf>,
+    attach: &Option<String>,
+    overrides: &[PathBuf],
+) -> Result<DockerSource, ScenarioError> {
+    let line = locate(v.text, "containers", None, 1);
+    if compose.is_some() || attach.is_some() || !overrides.is_empty() {
+        return Err(v.err(
+            "stack.containers",
+            line,
+            "`containers` names the stack's containers itself: give it without `compose`, `compose-overrides` or `attach`",
+        ));
+    }
+    if map.is_empty() {
+        return Err(v.err(
+            "stack.containers",
+            line,
+            "`containers` needs at least one `service = \"container id or name\"`",
+        ));
+    }
+    for (service, id) in &map {
+        if service.is_empty()
+            || !service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(v.err(
+                "stack.containers",
+                line,
+                format!("service names use letters, digits, `-`, `_` and `.`, not `{service}`"),
+            ));
+        }
+        if id.trim().is_empty() {
+            return Err(v.err(
+                "stack.containers",
+                line,
+                format!("service `{service}`: empty container id"),
+            ));
+        }
+    }
+    Ok(DockerSource::Containers { containers: map })
+}
+
 /// Where a docker stack comes from: a compose file (with overrides) or a project.
 fn docker_source(
     v: &Validator<'_>,
@@ -328,5 +379,6 @@ fn compose_service_names(
             Some(names)
         }
         DockerSource::Attach { .. } => None,
+        DockerSource::Containers { containers } => Some(containers.keys().cloned().collect()),
     })
 }

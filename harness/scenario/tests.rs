@@ -1110,3 +1110,69 @@ fn a_pinned_host_port_is_the_environment_value() {
     );
     std::env::remove_var("REBOUND_PORT_PINNED_TEST");
 }
+
+#[test]
+fn given_containers_are_the_services_and_stand_alone() {
+    let text = |stack: &str, probe: &str| {
+        format!(
+            "name = \"c\"\n[stack]\nbackend = \"docker\"\n{stack}\n[[fault]]\nkind = \"sigkill\"\ntarget = \"db\"\n[[probe]]\n{probe}\n[slo]\nrecover-within = \"5s\"\n"
+        )
+    };
+    let ok = parse_str(&text(
+        "containers = { db = \"abc123\", app = \"my-app\" }",
+        "kind = \"http\"\nservice = \"app\"\nport = 8080\npath = \"/readyz\"",
+    ))
+    .expect("valid");
+    assert_eq!(
+        ok.stack.service_names(),
+        Some(vec!["app".to_string(), "db".to_string()])
+    );
+    let http = ok.probes[0]
+        .check
+        .as_any()
+        .downcast_ref::<crate::probe::http::Http>()
+        .expect("http");
+    assert_eq!(
+        http.target,
+        crate::probe::http::Target::Service {
+            service: "app".into(),
+            port: 8080,
+            path: "/readyz".into()
+        }
+    );
+    for (stack, probe, words) in [
+        (
+            "containers = { db = \"a\" }\ncompose = \"x.yaml\"",
+            "kind = \"tcp\"\nservice = \"db\"\nport = 1",
+            "without `compose`",
+        ),
+        (
+            "containers = {}",
+            "kind = \"tcp\"\nservice = \"db\"\nport = 1",
+            "at least one",
+        ),
+        (
+            "containers = { db = \" \" }",
+            "kind = \"tcp\"\nservice = \"db\"\nport = 1",
+            "empty container id",
+        ),
+        (
+            "containers = { db = \"a\" }",
+            "kind = \"http\"\nservice = \"web\"\nport = 80",
+            "unknown service `web`",
+        ),
+        (
+            "containers = { db = \"a\" }",
+            "kind = \"http\"\nservice = \"db\"\nport = 80\npath = \"readyz\"",
+            "a path starts with `/`",
+        ),
+        (
+            "containers = { db = \"a\" }",
+            "kind = \"http\"\nurl = \"http://127.0.0.1:1/\"\npath = \"/x\"",
+            "`path` goes with `service`",
+        ),
+    ] {
+        let e = parse_str(&text(stack, probe)).expect_err(words).to_string();
+        assert!(e.contains(words), "{stack} / {probe}: {e}");
+    }
+}

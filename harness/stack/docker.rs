@@ -43,6 +43,18 @@ pub enum Source {
     },
     /// An already running compose project; never torn down.
     Attach,
+    /// Containers someone else started (a test's testcontainers), service →
+    /// container id or name; never torn down, events followed by container.
+    Containers(BTreeMap<String, String>),
+}
+
+/// Host ports the stack's containers publish: (host port, service, container
+/// port), re-read after every start (a container published on a random host
+/// port gets a new one each time it starts).
+#[derive(Debug, Default)]
+struct Published {
+    seen: Vec<(u16, String, u16)>,
+    fresh: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -71,8 +83,8 @@ pub struct DockerStack {
     events: Mutex<Option<JoinHandle<()>>>,
     /// Where cut networks are recorded before they are cut (`rebound heal`).
     journal: Option<Arc<crate::journal::Journal>>,
-    /// Published host ports: (host port, service, container port), read once.
-    published: tokio::sync::OnceCell<Vec<(u16, String, u16)>>,
+    /// Published host ports, re-read after a start.
+    published: Arc<Mutex<Published>>,
     /// `docker compose` or `docker-compose`, found once (empty when attaching).
     compose_cmd: Vec<String>,
     /// `[[stack.link]]`: links served by `rebound proxy` services.
@@ -146,13 +158,19 @@ pub async fn heal_dead_run(
     project: &str,
     run_id: &str,
     owns_stack: bool,
+    containers: &BTreeMap<String, String>,
     faults: &[crate::nemesis::UndoRecord],
     disconnected: &BTreeMap<String, Vec<String>>,
     links: &[super::plan::LinkPlan],
 ) -> Result<Vec<String>, StackError> {
+    let source = if containers.is_empty() {
+        Source::Attach
+    } else {
+        Source::Containers(containers.clone())
+    };
     let stack = DockerStack::new(
         project.to_string(),
-        Source::Attach,
+        source,
         run_id.to_string(),
         Arc::new(History::in_memory()),
         None,
@@ -201,7 +219,11 @@ pub async fn heal_dead_run(
         }
     }
     if !present && !owns_stack {
-        done.push(format!("nothing of compose project {project} is left"));
+        done.push(if containers.is_empty() {
+            format!("nothing of compose project {project} is left")
+        } else {
+            "none of the run's containers is left".to_string()
+        });
     }
     if owns_stack {
         // By run id, and by project for a user's compose file without rebound's labels
@@ -336,7 +358,7 @@ impl DockerStack {
                     what: "finding a compose tool".into(),
                     message: e.to_string(),
                 })??,
-            Source::Attach => Vec::new(),
+            Source::Attach | Source::Containers(_) => Vec::new(),
         };
         Ok(DockerStack {
             docker,
@@ -347,7 +369,7 @@ impl DockerStack {
             state: watch::Sender::new(BTreeMap::new()),
             held: Mutex::new(HashSet::new()),
             disconnected: Mutex::new(HashMap::new()),
-            published: tokio::sync::OnceCell::new(),
+            published: Arc::default(),
             journal,
             events: Mutex::new(None),
             compose_cmd,
@@ -468,8 +490,24 @@ impl DockerStack {
         }
     }
 
-    /// Finds the project's containers by label and reads their state.
+    /// Finds the project's containers by label (or the given containers) and
+    /// reads their state.
     async fn discover(&self) -> Result<(), StackError> {
+        if let Source::Containers(given) = &self.source {
+            let mut found = BTreeMap::new();
+            for (service, name) in given {
+                let info = self
+                    .docker
+                    .inspect_container(name, None::<InspectContainerOptions>)
+                    .await
+                    .map_err(docker_err(format!(
+                        "finding container `{name}` of service {service} (is it still there?)"
+                    )))?;
+                found.insert(service.clone(), Self::ctr_of(info));
+            }
+            self.state.send_replace(found);
+            return Ok(());
+        }
         let filters = HashMap::from([(
             "label".to_string(),
             vec![format!("{PROJECT_LABEL}={}", self.project)],
@@ -496,26 +534,11 @@ impl DockerStack {
                 continue;
             };
             let info = self.inspect(&id, &service).await?;
-            let st = info.state.unwrap_or_default();
-            let policy = info
-                .host_config
-                .and_then(|h| h.restart_policy)
-                .and_then(|p| p.name);
             found.insert(
                 service,
                 Ctr {
                     id,
-                    running: st.running.unwrap_or(false),
-                    paused: st.paused.unwrap_or(false),
-                    restarts_by_policy: matches!(
-                        policy,
-                        Some(
-                            RestartPolicyNameEnum::ALWAYS
-                                | RestartPolicyNameEnum::UNLESS_STOPPED
-                                | RestartPolicyNameEnum::ON_FAILURE
-                        )
-                    ),
-                    ..Ctr::default()
+                    ..Self::ctr_of(info)
                 },
             );
         }
@@ -532,16 +555,55 @@ impl DockerStack {
         Ok(())
     }
 
+    /// A container's state as the engine reports it.
+    fn ctr_of(info: bollard::models::ContainerInspectResponse) -> Ctr {
+        let st = info.state.unwrap_or_default();
+        let policy = info
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .and_then(|p| p.name);
+        Ctr {
+            id: info.id.unwrap_or_default(),
+            running: st.running.unwrap_or(false),
+            paused: st.paused.unwrap_or(false),
+            restarts_by_policy: matches!(
+                policy,
+                Some(
+                    RestartPolicyNameEnum::ALWAYS
+                        | RestartPolicyNameEnum::UNLESS_STOPPED
+                        | RestartPolicyNameEnum::ON_FAILURE
+                )
+            ),
+            ..Ctr::default()
+        }
+    }
+
     fn start_events(&self) {
         let docker = self.docker.clone();
         let history = Arc::clone(&self.history);
         let state = self.state.clone();
+        let published = Arc::clone(&self.published);
+        // Given containers are followed by id (their events carry no compose
+        // label); a project's by its label.
+        let by_id: HashMap<String, String> = match &self.source {
+            Source::Containers(_) => self
+                .state
+                .borrow()
+                .iter()
+                .map(|(s, c)| (c.id.clone(), s.clone()))
+                .collect(),
+            _ => HashMap::new(),
+        };
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
-            (
-                "label".to_string(),
-                vec![format!("{PROJECT_LABEL}={}", self.project)],
-            ),
+            if by_id.is_empty() {
+                (
+                    "label".to_string(),
+                    vec![format!("{PROJECT_LABEL}={}", self.project)],
+                )
+            } else {
+                ("container".to_string(), by_id.keys().cloned().collect())
+            },
         ]);
         let task = tokio::spawn(async move {
             let mut stream = docker.events(Some(EventsOptions {
@@ -550,8 +612,15 @@ impl DockerStack {
             }));
             while let Some(Ok(ev)) = stream.next().await {
                 let action = ev.action.unwrap_or_default();
-                let attrs = ev.actor.and_then(|a| a.attributes).unwrap_or_default();
-                let Some(service) = attrs.get(SERVICE_LABEL).cloned() else {
+                let actor = ev.actor.unwrap_or_default();
+                let attrs = actor.attributes.unwrap_or_default();
+                let given = actor.id.as_ref().and_then(|id| by_id.get(id)).cloned();
+                let Some(service) = given.or_else(|| {
+                    by_id
+                        .is_empty()
+                        .then(|| attrs.get(SERVICE_LABEL).cloned())
+                        .flatten()
+                }) else {
                     continue;
                 };
                 let code = attrs.get("exitCode").and_then(|c| c.parse::<i32>().ok());
@@ -573,6 +642,7 @@ impl DockerStack {
                                 c.running = true;
                                 c.starts += 1;
                                 c.ip = None;
+                                published.lock().unwrap_or_else(|p| p.into_inner()).fresh = false;
                             }
                             Lifecycle::Exited => {
                                 c.running = false;
@@ -599,6 +669,49 @@ impl DockerStack {
             }
         });
         *self.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    /// (container port, host port) of every tcp port binding: what the container
+    /// has now (random host ports resolved), and what its configuration asks for
+    /// (a fixed port of a stopped container).
+    fn bindings_of(info: &bollard::models::ContainerInspectResponse) -> Vec<(u16, u16)> {
+        let mut out = Vec::new();
+        let live = info.network_settings.as_ref().and_then(|n| n.ports.clone());
+        let asked = info
+            .host_config
+            .as_ref()
+            .and_then(|h| h.port_bindings.clone());
+        for map in [live, asked] {
+            for (spec, binds) in map.into_iter().flatten() {
+                let Some(port) = spec
+                    .strip_suffix("/tcp")
+                    .and_then(|p| p.parse::<u16>().ok())
+                else {
+                    continue;
+                };
+                for b in binds.into_iter().flatten() {
+                    if let Some(h) = b.host_port.and_then(|h| h.parse::<u16>().ok()) {
+                        out.push((port, h));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every service's published tcp ports: (host port, service, container port).
+    async fn read_published(&self) -> Result<Vec<(u16, String, u16)>, StackError> {
+        let mut out = Vec::new();
+        for service in self.services() {
+            let id = self.id(&service)?;
+            let info = self.inspect(&id, &service).await?;
+            for (port, host) in Self::bindings_of(&info) {
+                if !out.contains(&(host, service.clone(), port)) {
+                    out.push((host, service.clone(), port));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn id(&self, service: &str) -> Result<String, StackError> {
@@ -891,7 +1004,7 @@ impl Stack for DockerStack {
                 self.discover().await?;
                 Ok("compose down (volumes kept), then compose up -d".into())
             }
-            (_, Source::Attach) => Err(StackError::Unsupported {
+            (_, Source::Attach | Source::Containers(_)) => Err(StackError::Unsupported {
                 backend: "docker (attached project)",
                 op: "run compose stop/down on a project rebound did not bring up",
             }),
@@ -1173,31 +1286,25 @@ impl Stack for DockerStack {
         &self,
         host: std::net::SocketAddr,
     ) -> Result<Option<std::net::SocketAddr>, StackError> {
+        let fresh = self
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fresh;
+        if !fresh {
+            let read = self.read_published().await?;
+            let mut p = self.published.lock().unwrap_or_else(|p| p.into_inner());
+            // Replaced, not merged: a host port a container gave up may be
+            // another one's by now.
+            p.seen = read;
+            p.fresh = true;
+        }
         let published = self
             .published
-            .get_or_try_init(|| async {
-                let mut out = Vec::new();
-                for service in self.services() {
-                    let id = self.id(&service)?;
-                    let info = self.inspect(&id, &service).await?;
-                    let bindings = info.host_config.and_then(|h| h.port_bindings);
-                    for (spec, binds) in bindings.into_iter().flatten() {
-                        let Some(port) = spec
-                            .strip_suffix("/tcp")
-                            .and_then(|p| p.parse::<u16>().ok())
-                        else {
-                            continue;
-                        };
-                        for b in binds.into_iter().flatten() {
-                            if let Some(h) = b.host_port.and_then(|h| h.parse::<u16>().ok()) {
-                                out.push((h, service.clone(), port));
-                            }
-                        }
-                    }
-                }
-                Ok::<_, StackError>(out)
-            })
-            .await?;
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .seen
+            .clone();
         match published.iter().find(|(h, _, _)| *h == host.port()) {
             Some((_, service, port)) if host.ip().is_loopback() || host.ip().is_unspecified() => {
                 Ok(Some(self.address(service, *port).await?))

@@ -484,6 +484,10 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
                     },
                 ),
                 DockerSource::Attach { project } => (project.clone(), docker::Source::Attach),
+                DockerSource::Containers { containers } => (
+                    compose_project_name(&ctx.scenario, &ctx.run_id),
+                    docker::Source::Containers(containers.clone()),
+                ),
             };
             Arc::new(
                 docker::DockerStack::new(project, source, ctx.run_id, ctx.history, ctx.journal)

@@ -46,6 +46,12 @@ pub enum DockerSource {
         /// Its compose project name.
         project: String,
     },
+    /// Containers someone else started (a test's testcontainers): service name →
+    /// container id or name. Never torn down.
+    Containers {
+        /// Service → container.
+        containers: BTreeMap<String, String>,
+    },
 }
 
 impl StackPlan {
@@ -89,7 +95,7 @@ impl StackPlan {
         match self {
             StackPlan::Process { .. } => Capabilities::of(&[Link]),
             StackPlan::Docker {
-                source: DockerSource::Attach { .. },
+                source: DockerSource::Attach { .. } | DockerSource::Containers { .. },
                 ..
             } => Capabilities::of(&[Restart, RestartAll, Network, Exec, Health, Netns, Link]),
             StackPlan::Docker { .. } => Capabilities::of(&[

@@ -804,3 +804,50 @@ fn docker_link_blackhole_through_the_proxy_container_is_lifted_on_sigint_sigterm
         assert_eq!(stack.ping(), (Some(0), "PONG".to_string()), "{signal}");
     }
 }
+
+#[test]
+fn given_containers_paused_by_a_killed_rebound_are_resumed_by_rebound_heal_and_left_in_place() {
+    require_images();
+    let tag = format!("given-{}", std::process::id());
+    let _cleanup = RemoveOnDrop(format!("rebound.run={tag}"));
+    // A container rebound did not start (as a test's testcontainers would).
+    let id = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &format!("rebound.run={tag}"),
+        "rebound/postgres:latest",
+    ]);
+    assert!(!id.is_empty(), "docker run rebound/postgres");
+    let state = tempfile::tempdir().expect("state dir");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = write_scenario(
+        dir.path(),
+        &format!(
+            "name = \"given-pause\"\n[stack]\nbackend = \"docker\"\ncontainers = {{ db = \"{id}\" }}\n\
+             [[fault]]\nkind = \"pause-for\"\ntarget = \"db\"\nduration = \"60s\"\n\
+             [[probe]]\nkind = \"tcp\"\nservice = \"db\"\nport = 5432\n\
+             [slo]\nrecover-within = \"5s\"\n[run]\ntrials = 1\nwarm-up = \"500ms\"\n"
+        ),
+    );
+    let run_id = kill_during_fault(
+        scenario.to_str().expect("utf8"),
+        &[],
+        state.path(),
+        &dir.path().join("run"),
+    );
+    let look = || docker(&["inspect", "-f", "{{.State.Status}}", &id]);
+    assert_eq!(look(), "paused", "the kill must land while db is paused");
+    let healed = with_state(rebound(), state.path())
+        .arg("heal")
+        .output()
+        .expect("heal");
+    let said = text(&healed);
+    assert_eq!(healed.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&run_id) && said.contains("resumed db"),
+        "{said}"
+    );
+    // Resumed, and not removed: rebound never owned it.
+    assert_eq!(look(), "running", "{said}");
+}

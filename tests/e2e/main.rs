@@ -5,6 +5,7 @@ mod crash_safety;
 mod docker_runs;
 mod explore;
 mod helpers;
+mod library;
 mod network;
 mod process_runs;
 mod signals;
