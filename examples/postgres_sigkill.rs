@@ -1,6 +1,8 @@
 //! rebound in a Rust program: PostgreSQL and the demo app started with
-//! testcontainers, PostgreSQL SIGKILLed 5 times under writes, and the SLO — back
-//! within 10 s every time, no acknowledged write lost — asserted.
+//! testcontainers, PostgreSQL SIGKILLed 5 times under writes, and the SLO
+//! asserted: more than half of the restarts back within 10 s at 95 % confidence
+//! (which 5 clean trials prove) and no acknowledged write lost. For a release
+//! qualification, raise `trials` and `success_rate` (20 trials prove 86 %).
 //!
 //! Run it after `docker/images/build.sh`: `cargo run --example postgres_sigkill`.
 

@@ -254,6 +254,13 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8474")]
         control: std::net::SocketAddr,
     },
+    /// Check everything a run depends on (engine, compose, images, kernel,
+    /// privileges, ports, disk): one line each with its fix; exit 0 when the
+    /// scenario (default: any docker scenario) can run, 4 when it cannot.
+    Doctor {
+        /// Scenario file: check what it needs (faults, images, ports).
+        scenario: Option<PathBuf>,
+    },
     /// Build the demo images offline (runs docker/images/build.sh).
     Images {
         /// Rebuild even when the recipe did not change.
@@ -586,6 +593,7 @@ fn dispatch(command: Command) -> Outcome {
             },
         ),
         Command::Images { force } => cmd_images(force),
+        Command::Doctor { scenario } => cmd_doctor(scenario.as_deref()),
         Command::Proxy { links, control } => cmd_proxy(&links, control),
         Command::Validate { files } => Ok(cmd_validate(&files)),
         Command::List { dir } => cmd_list(&dir),
@@ -735,7 +743,31 @@ fn cmd_run(
         .enable_all()
         .build()
         .map_err(|e| CliError::Environment(format!("starting the async runtime: {e}")))?;
-    let outcome = runtime.block_on(runner::run(&plan, &opts))?;
+    let outcome = match runtime.block_on(runner::run(&plan, &opts)) {
+        Ok(o) => o,
+        Err(e) => {
+            // A stack that does not come up is often the machine: say doctor's
+            // first finding, with its fix.
+            if matches!(e, RunError::StackUp { .. } | RunError::NotHealthy { .. }) {
+                let d = runtime.block_on(rebound::doctor::diagnose(
+                    Some(&plan),
+                    Some(Path::new(IMAGES_SCRIPT)),
+                ));
+                if let Some(f) = d.first_error() {
+                    eprintln!(
+                        "doctor: {}: {}{}",
+                        f.name,
+                        f.detail,
+                        f.fix
+                            .as_ref()
+                            .map(|x| format!(" (fix: {x})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            return Err(e.into());
+        }
+    };
     if let Some(name) = save_as {
         let dest = save_baseline(&outcome.summary.run_dir, name).map_err(|source| {
             CliError::SaveBaseline {
@@ -888,8 +920,35 @@ fn cmd_proxy(
     })
 }
 
+/// The image build script, relative to the repository root.
+const IMAGES_SCRIPT: &str = "docker/images/build.sh";
+
+fn cmd_doctor(scenario: Option<&Path>) -> Outcome {
+    let plan = scenario.map(scenario::load).transpose()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Environment(format!("starting the async runtime: {e}")))?;
+    let d = runtime.block_on(rebound::doctor::diagnose(
+        plan.as_ref(),
+        Some(Path::new(IMAGES_SCRIPT)),
+    ));
+    if let Some(p) = &plan {
+        p.ports.release();
+    }
+    let title = scenario.map_or("this machine (docker scenarios)".to_string(), |s| {
+        format!("scenario {}", s.display())
+    });
+    print!("{}", d.render(&title));
+    Ok(if d.can_run() {
+        ExitStatus::SloMet
+    } else {
+        ExitStatus::StackFailure
+    })
+}
+
 fn cmd_images(force: bool) -> Outcome {
-    let script = Path::new("docker/images/build.sh");
+    let script = Path::new(IMAGES_SCRIPT);
     if !script.is_file() {
         return Err(CliError::Usage(format!(
             "{} not found; run from the repository root",

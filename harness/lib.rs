@@ -22,6 +22,7 @@ pub mod ab;
 pub mod analysis;
 pub mod checker;
 pub mod compare;
+pub mod doctor;
 pub mod evidence;
 pub mod exit;
 pub mod explore;

@@ -87,9 +87,9 @@ impl From<u16> for Value {
     }
 }
 
-impl From<u64> for Value {
-    fn from(v: u64) -> Self {
-        Value(toml::Value::Integer(i64::try_from(v).unwrap_or(i64::MAX)))
+impl From<i32> for Value {
+    fn from(v: i32) -> Self {
+        Value(toml::Value::Integer(i64::from(v)))
     }
 }
 
@@ -126,7 +126,7 @@ fn duration_text(d: Duration) -> String {
     }
 }
 
-/// A table of keys, in the order they were set.
+/// A table of keys (written in key order).
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Table(toml::Table);
 
@@ -210,6 +210,8 @@ impl Fault {
             t.set("after", after);
         }
         self.then.push(t);
+        // Its own follow-ups come after it, in order (a trial's faults are one list).
+        self.then.extend(then.then);
         self
     }
 
@@ -324,7 +326,7 @@ impl Slo {
     }
 
     /// Acknowledged writes a trial may lose and still succeed (default 0).
-    pub fn max_lost_writes(self, n: u64) -> Self {
+    pub fn max_lost_writes(self, n: u32) -> Self {
         self.set("max-lost-writes", n)
     }
 
@@ -372,6 +374,8 @@ pub struct Scenario {
     workloads: Vec<Workload>,
     slo: Option<Slo>,
     run: Table,
+    seed: Option<u64>,
+    heal_stale: bool,
     out: Option<PathBuf>,
     reports_root: PathBuf,
     print_summary: bool,
@@ -390,6 +394,8 @@ impl Scenario {
             workloads: Vec::new(),
             slo: None,
             run: Table::default(),
+            seed: None,
+            heal_stale: false,
             out: None,
             reports_root: PathBuf::from("reports"),
             print_summary: false,
@@ -417,6 +423,7 @@ impl Scenario {
             );
         }
         self.stack = Table::default();
+        self.services.clear();
         self.stack.set("backend", "docker");
         self.stack
             .0
@@ -427,6 +434,7 @@ impl Scenario {
     /// The stack is a compose file rebound brings up and tears down.
     pub fn compose(mut self, file: impl AsRef<Path>) -> Self {
         self.stack = Table::default();
+        self.services.clear();
         self.stack.set("backend", "docker");
         self.stack
             .set("compose", file.as_ref().display().to_string());
@@ -434,14 +442,18 @@ impl Scenario {
     }
 
     /// A local process service (the process backend), supervised by rebound
-    /// with restart policy `always`.
+    /// with restart policy `always`; several calls add several services.
+    /// `${rebound}` in the command is the running executable — in a test, the
+    /// test binary, so name a program of your own.
     pub fn process<S: Into<String>>(
         mut self,
         name: &str,
         command: impl IntoIterator<Item = S>,
     ) -> Self {
-        self.stack = Table::default();
-        self.stack.set("backend", "process");
+        if self.stack.0.get("backend").and_then(|b| b.as_str()) != Some("process") {
+            self.stack = Table::default();
+            self.stack.set("backend", "process");
+        }
         let mut t = Table::default();
         t.set("name", name);
         t.set(
@@ -485,9 +497,18 @@ impl Scenario {
         self.run_setting("trials", n)
     }
 
-    /// The schedule's seed (default: random, printed and recorded).
-    pub fn seed(self, seed: u64) -> Self {
-        self.run_setting("seed", i64::try_from(seed).unwrap_or(i64::MAX))
+    /// The schedule's seed (default: random, printed and recorded in
+    /// `summary.json`): the same seed replays the same fault order and jitter.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// First heal what killed runs of this scenario left behind (a test killed
+    /// mid-run), instead of refusing to start until `rebound heal` ran.
+    pub fn heal_stale(mut self, on: bool) -> Self {
+        self.heal_stale = on;
+        self
     }
 
     /// Sets one of `[run]`'s keys, as in the file (`warm-up`, `probe-period`,
@@ -567,7 +588,8 @@ impl Scenario {
         if !self.run.0.is_empty() {
             doc.insert("run".into(), toml::Value::Table(self.run.0.clone()));
         }
-        toml::to_string(&doc).unwrap_or_default()
+        toml::to_string(&doc)
+            .unwrap_or_else(|e| format!("# this scenario cannot be written as TOML: {e}\n"))
     }
 
     /// Validates the scenario into the plan a file would give: the same checks,
@@ -588,6 +610,8 @@ impl Scenario {
             reports_root: self.reports_root.clone(),
             progress: false,
             print_summary: self.print_summary,
+            seed: self.seed,
+            heal_stale: self.heal_stale,
             ..crate::runner::RunOptions::default()
         };
         let o = crate::runner::run(&plan, &opts)

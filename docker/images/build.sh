@@ -4,7 +4,9 @@
 #      sources) and imported with `docker import`;
 #   2. one image per service, `docker build` FROM that base, with no network step.
 # An image whose `rebound.recipe` label matches the current recipe is kept as is.
-# Usage: docker/images/build.sh [--force]
+# Usage: docker/images/build.sh [--force | --check]
+#   --check builds nothing: one line per image, "IMAGE current|stale|missing"
+#   (`rebound doctor` reads it; the binary images are "present" or "missing").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -52,9 +54,13 @@ build_base() {
   tar -C "$rootfs" -c . | docker import --change "LABEL rebound.recipe=$recipe" - "$BASE" >&2
 }
 
+image_recipe() { # context dir
+  { docker image inspect --format '{{.Id}}' "$BASE"; find "$1" -type f | sort | xargs cat; cat "$here/build.sh"; } | sha256sum | cut -c1-16
+}
+
 build_image() { # name, context dir
   local name=$1 ctx=$2 tag="rebound/$1:latest" recipe
-  recipe=$( { docker image inspect --format '{{.Id}}' "$BASE"; find "$ctx" -type f | sort | xargs cat; cat "$here/build.sh"; } | sha256sum | cut -c1-16)
+  recipe=$(image_recipe "$ctx")
   if [ "$force" != "--force" ] && [ "$(current_recipe "$tag")" = "$recipe" ]; then
     log "$tag is up to date"; return
   fi
@@ -62,8 +68,25 @@ build_image() { # name, context dir
   docker build -q --label "rebound.recipe=$recipe" --build-arg "BASE=$BASE" -t "$tag" "$ctx" >&2
 }
 
+SERVICES="postgres redis nginx zookeeper nats"
+if [ "$force" = "--check" ]; then
+  state() { # tag, wanted recipe (empty: presence only)
+    if ! docker image inspect "$1" >/dev/null 2>&1; then echo "$1 missing"
+    elif [ -z "$2" ]; then echo "$1 present"
+    elif [ "$(current_recipe "$1")" = "$2" ]; then echo "$1 current"
+    else echo "$1 stale"; fi
+  }
+  state "$BASE" "$(base_recipe)"
+  for svc in $SERVICES; do
+    if docker image inspect "$BASE" >/dev/null 2>&1; then want=$(image_recipe "$here/$svc"); else want=none; fi
+    state "rebound/$svc:latest" "$want"
+  done
+  for bin in demo-app proxy rebound; do state "rebound/$bin:latest" ""; done
+  exit 0
+fi
+
 build_base
-for svc in postgres redis nginx zookeeper nats; do
+for svc in $SERVICES; do
   build_image "$svc" "$here/$svc"
 done
 # demo-app, proxy (rebound's fault proxy) and rebound (a `rebound swarm run` task): release binaries (same Debian release

@@ -412,7 +412,12 @@ fn timeline<DB: DrawingBackend>(
     let left = times().fold(0.0, f64::min).max(-300.0);
     let right = times().fold(trial.recovery_ms.unwrap_or(0.0), f64::max) * 1.05 + 10.0;
     let rows = lanes.len().max(1) as f64;
-    let mut chart = frame(root, 150, left..right, -0.5f64..rows - 0.5)?;
+    // The key below the chart, so a chart copied out of the report still reads.
+    root.fill(&WHITE).map_err(draw)?;
+    let height = root.dim_in_pixel().1;
+    let (plot, key) = root.split_vertically(height.saturating_sub(TIMELINE_KEY_HEIGHT));
+    timeline_key(&key)?;
+    let mut chart = frame(&plot, 150, left..right, -0.5f64..rows - 0.5)?;
     let names: Vec<String> = lanes.iter().map(|s| s.to_string()).collect();
     chart
         .configure_mesh()
@@ -490,6 +495,51 @@ fn timeline<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Height of the timeline's key, below its chart.
+const TIMELINE_KEY_HEIGHT: u32 = 30;
+
+/// The timeline's key: every mark and band it draws, with its meaning.
+fn timeline_key<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>) -> Result<(), String> {
+    let font = ("sans-serif", 13).into_font();
+    let y = 12;
+    let mut x = 12;
+    let text = |area: &DrawingArea<DB, Shift>, label: &str, x: i32| -> Result<i32, String> {
+        area.draw(&Text::new(label.to_string(), (x, y - 7), font.clone()))
+            .map_err(draw)?;
+        let w = area
+            .estimate_text_size(label, &TextStyle::from(font.clone()))
+            .map_err(draw)?
+            .0 as i32;
+        Ok(x + w + 18)
+    };
+    area.draw(&Rectangle::new(
+        [(x, y - 6), (x + 16, y + 6)],
+        RED.mix(0.12).filled(),
+    ))
+    .map_err(draw)?;
+    x = text(area, "fault in effect", x + 22)?;
+    area.draw(&PathElement::new(
+        vec![(x + 7, y - 7), (x + 7, y + 7)],
+        GREEN.stroke_width(2),
+    ))
+    .map_err(draw)?;
+    x = text(area, "recovered", x + 16)?;
+    for (label, color, size) in [
+        ("fault", BLACK, 6),
+        ("died", RED, 6),
+        ("started", BLUE, 6),
+        ("healthy", GREEN, 6),
+        ("probe up", GREEN, 3),
+        ("probe down", RED, 3),
+        ("client error", ORANGE, 3),
+    ] {
+        area.draw(&Circle::new((x + 6, y), size, color.filled()))
+            .map_err(draw)?;
+        x = text(area, label, x + 16)?;
+    }
+    Ok(())
+}
+
 /// Registers the embedded font once: text is measured (and drawn in PNGs) with
 /// DejaVu Sans from the binary, never with a system font.
 fn register_font() {
@@ -554,9 +604,10 @@ struct Inputs<'a> {
 impl Inputs<'_> {
     fn size(&self, kind: Kind) -> (u32, u32) {
         match (kind, featured(self.trials)) {
-            (Kind::Timeline, Some(t)) => {
-                (SIZE.0, 120 + 36 * timeline_lanes(&t.timeline).len() as u32)
-            }
+            (Kind::Timeline, Some(t)) => (
+                SIZE.0,
+                120 + TIMELINE_KEY_HEIGHT + 36 * timeline_lanes(&t.timeline).len() as u32,
+            ),
             _ => SIZE,
         }
     }

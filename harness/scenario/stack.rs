@@ -30,6 +30,13 @@ pub(super) fn validate(v: &Validator<'_>, raw: RawStack) -> Result<StackPlan, Sc
             links,
         } => {
             let source = match containers {
+                Some(_) if project.is_some() => {
+                    return Err(v.err(
+                        "stack.project",
+                        locate(v.text, "project", None, 1),
+                        "`project` names the compose project rebound brings up; given `containers` have none",
+                    ))
+                }
                 Some(map) => containers_source(v, map, &compose, &attach, &compose_overrides)?,
                 None => docker_source(v, compose, compose_overrides, attach, project)?,
             };

@@ -54,7 +54,10 @@ pub enum Source {
 #[derive(Debug, Default)]
 struct Published {
     seen: Vec<(u16, String, u16)>,
-    fresh: bool,
+    /// The start count ([`Published::starts`]) `seen` was read at.
+    read_at: Option<u64>,
+    /// Container starts seen by the events so far.
+    starts: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -179,7 +182,9 @@ pub async fn heal_dead_run(
     .with_links(links.to_vec());
     // Nothing of the project left (killed during `compose down`, or removed by
     // hand): no fault to undo; an owned stack may still have networks and volumes.
-    let present = stack.discover().await.is_ok();
+    // Of given containers, those still there (a fault on one that is gone has
+    // nothing left to undo; the others still do).
+    let present = stack.discover_with(true).await.is_ok();
     stack
         .disconnected
         .lock()
@@ -493,17 +498,48 @@ impl DockerStack {
     /// Finds the project's containers by label (or the given containers) and
     /// reads their state.
     async fn discover(&self) -> Result<(), StackError> {
+        self.discover_with(false).await
+    }
+
+    /// [`Self::discover`]; with `partial`, given containers that are gone are
+    /// left out instead of failing (at least one must be there).
+    async fn discover_with(&self, partial: bool) -> Result<(), StackError> {
         if let Source::Containers(given) = &self.source {
-            let mut found = BTreeMap::new();
+            let mut found: BTreeMap<String, Ctr> = BTreeMap::new();
             for (service, name) in given {
-                let info = self
+                let info = match self
                     .docker
                     .inspect_container(name, None::<InspectContainerOptions>)
                     .await
-                    .map_err(docker_err(format!(
-                        "finding container `{name}` of service {service} (is it still there?)"
-                    )))?;
-                found.insert(service.clone(), Self::ctr_of(info));
+                {
+                    Ok(info) => info,
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) if partial => continue,
+                    Err(e) => {
+                        return Err(docker_err(format!(
+                            "finding container `{name}` of service {service} (is it still there?)"
+                        ))(e))
+                    }
+                };
+                let ctr = Self::ctr_of(info);
+                // Two services on one container would split its events.
+                if let Some((other, _)) = found.iter().find(|(_, c)| c.id == ctr.id) {
+                    return Err(StackError::Docker {
+                        what: format!("service {service}"),
+                        message: format!(
+                            "container `{name}` is also service {other}'s: give each service its own container"
+                        ),
+                    });
+                }
+                found.insert(service.clone(), ctr);
+            }
+            if found.is_empty() {
+                return Err(StackError::Docker {
+                    what: "finding the given containers".into(),
+                    message: "none of them is there any more".into(),
+                });
             }
             self.state.send_replace(found);
             return Ok(());
@@ -642,7 +678,7 @@ impl DockerStack {
                                 c.running = true;
                                 c.starts += 1;
                                 c.ip = None;
-                                published.lock().unwrap_or_else(|p| p.into_inner()).fresh = false;
+                                published.lock().unwrap_or_else(|p| p.into_inner()).starts += 1;
                             }
                             Lifecycle::Exited => {
                                 c.running = false;
@@ -1005,7 +1041,7 @@ impl Stack for DockerStack {
                 Ok("compose down (volumes kept), then compose up -d".into())
             }
             (_, Source::Attach | Source::Containers(_)) => Err(StackError::Unsupported {
-                backend: "docker (attached project)",
+                backend: "docker (attached project or given containers)",
                 op: "run compose stop/down on a project rebound did not bring up",
             }),
         }
@@ -1286,18 +1322,18 @@ impl Stack for DockerStack {
         &self,
         host: std::net::SocketAddr,
     ) -> Result<Option<std::net::SocketAddr>, StackError> {
-        let fresh = self
-            .published
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .fresh;
-        if !fresh {
+        let (starts, read_at) = {
+            let p = self.published.lock().unwrap_or_else(|p| p.into_inner());
+            (p.starts, p.read_at)
+        };
+        if read_at != Some(starts) {
             let read = self.read_published().await?;
             let mut p = self.published.lock().unwrap_or_else(|p| p.into_inner());
             // Replaced, not merged: a host port a container gave up may be
-            // another one's by now.
+            // another one's by now. Stamped with the count read before the
+            // inspects: a start during them makes the next call read again.
             p.seen = read;
-            p.fresh = true;
+            p.read_at = Some(starts);
         }
         let published = self
             .published
@@ -1361,8 +1397,15 @@ impl Stack for DockerStack {
     }
 
     fn kill_now(&self) {
-        // Only a stack rebound brought up is killed; an attached one is left running.
+        // Only a stack rebound brought up is killed; an attached one, or given
+        // containers, are left running — thawed, since a frozen container cannot
+        // even be removed by its owner.
         let Source::Compose { keep, .. } = &self.source else {
+            let ids: Vec<String> = self.state.borrow().values().map(|c| c.id.clone()).collect();
+            if !ids.is_empty() {
+                let _ =
+                    bounded_cli(std::iter::once("unpause").chain(ids.iter().map(String::as_str)));
+            }
             return;
         };
         // What the events saw, and what compose made that they did not yet (a
@@ -1417,5 +1460,53 @@ impl Stack for DockerStack {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod published_tests {
+    use std::collections::HashMap;
+
+    use bollard::models::{ContainerInspectResponse, HostConfig, NetworkSettings, PortBinding};
+
+    use super::DockerStack;
+
+    fn binding(port: &str) -> Option<Vec<PortBinding>> {
+        Some(vec![PortBinding {
+            host_ip: Some("127.0.0.1".into()),
+            host_port: Some(port.into()),
+        }])
+    }
+
+    #[test]
+    fn live_bindings_resolve_random_host_ports_and_asked_ones_cover_a_stopped_container() {
+        let info = ContainerInspectResponse {
+            // Now: the engine's pick for the random one.
+            network_settings: Some(NetworkSettings {
+                ports: Some(HashMap::from([
+                    ("8080/tcp".to_string(), binding("32771")),
+                    ("53/udp".to_string(), binding("32000")),
+                ])),
+                ..Default::default()
+            }),
+            // Asked: a random port (empty) and a fixed one.
+            host_config: Some(HostConfig {
+                port_bindings: Some(HashMap::from([
+                    ("8080/tcp".to_string(), binding("")),
+                    ("5432/tcp".to_string(), binding("15432")),
+                ])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut got = DockerStack::bindings_of(&info);
+        got.sort_unstable();
+        assert_eq!(got, vec![(5432, 15432), (8080, 32771)]);
+        // Stopped: only what was asked for, and no random port yet.
+        let stopped = ContainerInspectResponse {
+            network_settings: Some(NetworkSettings::default()),
+            ..info
+        };
+        assert_eq!(DockerStack::bindings_of(&stopped), vec![(5432, 15432)]);
     }
 }

@@ -31,6 +31,8 @@ impl Drop for RemoveOnDrop {
         };
         let filter = format!("label={}", self.0);
         for id in docker(&["ps", "-aq", "--filter", &filter]).lines() {
+            // A frozen container cannot be removed (the engine waits for it).
+            docker(&["unpause", id]);
             docker(&["rm", "-f", "-v", id]);
         }
         for kind in ["network", "volume"] {

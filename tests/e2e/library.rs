@@ -30,8 +30,8 @@ fn writes(app: &str) -> Workload {
         .set("timeout", Duration::from_secs(2))
 }
 
-// 3 of 3 proves 20 % at 95 % confidence; a qualification run asks for more
-// (README: 20 trials at 0.99 with `cargo run --example postgres_sigkill`).
+// 3 of 3 proves 20 % at 95 % confidence: few trials keep CI short; a
+// qualification run asks for more trials and a higher rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sigkilled_under_writes_recovers_every_time_and_loses_no_acknowledged_write() {
     let (stack, _guard, dir) = stack("pass").await;

@@ -3,6 +3,7 @@
 
 mod crash_safety;
 mod docker_runs;
+mod doctor;
 mod explore;
 mod helpers;
 mod library;
