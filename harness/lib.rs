@@ -23,6 +23,7 @@ pub mod analysis;
 pub mod checker;
 pub mod compare;
 pub mod doctor;
+pub mod durable;
 pub mod evidence;
 pub mod exit;
 pub mod explore;

@@ -1,0 +1,415 @@
+//! The layer against an independent model of the durable state: random sequences
+//! of file and directory operations through a real mount, then lose-unsynced, and
+//! the backing directory must equal the model's durable tree (needs root and
+//! /dev/fuse, as the layer itself does).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+use super::{mounts, Layer, Model, STASH};
+
+/// Root (0) and two subdirectories (1, 2) that `Mkdir` may create.
+const DIRS: u8 = 3;
+const NAMES: u8 = 3;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(u8, u8),
+    Write(u8, u8, u16, u16, u8),
+    Truncate(u8, u8, u16),
+    Fsync(u8, u8),
+    Fdatasync(u8, u8),
+    Rename((u8, u8), (u8, u8)),
+    Unlink(u8, u8),
+    Mkdir(u8),
+    FsyncDir(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let d = 0..DIRS;
+    let n = 0..NAMES;
+    prop_oneof![
+        3 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Create(d, n)),
+        4 => (d.clone(), n.clone(), 0u16..9000, 1u16..5000, any::<u8>())
+            .prop_map(|(d, n, o, l, b)| Op::Write(d, n, o, l, b)),
+        1 => (d.clone(), n.clone(), 0u16..9000).prop_map(|(d, n, s)| Op::Truncate(d, n, s)),
+        2 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Fsync(d, n)),
+        1 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Fdatasync(d, n)),
+        2 => ((d.clone(), n.clone()), (d.clone(), n.clone())).prop_map(|(a, b)| Op::Rename(a, b)),
+        1 => (d.clone(), n.clone()).prop_map(|(d, n)| Op::Unlink(d, n)),
+        1 => (1..DIRS).prop_map(Op::Mkdir),
+        2 => d.prop_map(Op::FsyncDir),
+    ]
+}
+
+fn dir_name(d: u8) -> String {
+    format!("d{d}")
+}
+
+fn file_name(n: u8) -> String {
+    format!("f{n}")
+}
+
+/// A directory's entries: name → inode.
+type Entries = BTreeMap<String, u64>;
+
+/// The model: inodes with a current and a durable image, directories with current
+/// and durable entries. Only files are renamed; directories live in the root.
+#[derive(Default)]
+struct ModelFs {
+    ext4: bool,
+    next: u64,
+    files: HashMap<u64, (Vec<u8>, Vec<u8>)>,
+    dirs: HashMap<u64, (Entries, Entries)>,
+}
+
+impl ModelFs {
+    fn new(model: Model) -> Self {
+        let mut m = ModelFs {
+            ext4: model == Model::Ext4Like,
+            next: 1,
+            ..ModelFs::default()
+        };
+        m.dirs.insert(0, Default::default());
+        m
+    }
+
+    fn dir(&self, d: u8) -> Option<u64> {
+        if d == 0 {
+            return Some(0);
+        }
+        let id = *self.dirs[&0].0.get(&dir_name(d))?;
+        self.dirs.contains_key(&id).then_some(id)
+    }
+
+    fn file(&self, d: u8, n: u8) -> Option<u64> {
+        let id = *self.dirs.get(&self.dir(d)?)?.0.get(&file_name(n))?;
+        self.files.contains_key(&id).then_some(id)
+    }
+
+    fn commit_dirs(&mut self) {
+        for (cur, dur) in self.dirs.values_mut() {
+            *dur = cur.clone();
+        }
+    }
+
+    /// Applies `op` if it is valid now; returns whether it was.
+    fn apply(&mut self, op: &Op) -> bool {
+        match *op {
+            Op::Create(d, n) => {
+                let Some(dir) = self.dir(d) else { return false };
+                if self.dirs[&dir].0.contains_key(&file_name(n)) {
+                    return false;
+                }
+                let id = self.next;
+                self.next += 1;
+                self.files.insert(id, Default::default());
+                self.dirs.get_mut(&dir).unwrap().0.insert(file_name(n), id);
+            }
+            Op::Write(d, n, off, len, byte) => {
+                let Some(f) = self.file(d, n) else {
+                    return false;
+                };
+                let cur = &mut self.files.get_mut(&f).unwrap().0;
+                let end = off as usize + len as usize;
+                if cur.len() < end {
+                    cur.resize(end, 0);
+                }
+                cur[off as usize..end].fill(byte);
+            }
+            Op::Truncate(d, n, size) => {
+                let Some(f) = self.file(d, n) else {
+                    return false;
+                };
+                self.files.get_mut(&f).unwrap().0.resize(size as usize, 0);
+            }
+            Op::Fsync(d, n) | Op::Fdatasync(d, n) => {
+                let Some(f) = self.file(d, n) else {
+                    return false;
+                };
+                let e = self.files.get_mut(&f).unwrap();
+                e.1 = e.0.clone();
+                if self.ext4 {
+                    self.commit_dirs();
+                }
+            }
+            Op::Rename((d, n), (d2, n2)) => {
+                let (Some(f), Some(to_dir)) = (self.file(d, n), self.dir(d2)) else {
+                    return false;
+                };
+                let from_dir = self.dir(d).unwrap();
+                match self.dirs[&to_dir].0.get(&file_name(n2)).copied() {
+                    Some(old) if !self.files.contains_key(&old) => return false, // a directory
+                    Some(old) if old == f => return true,
+                    Some(_) if self.ext4 => {
+                        let e = self.files.get_mut(&f).unwrap();
+                        e.1 = e.0.clone();
+                    }
+                    _ => {}
+                }
+                self.dirs
+                    .get_mut(&from_dir)
+                    .unwrap()
+                    .0
+                    .remove(&file_name(n));
+                self.dirs
+                    .get_mut(&to_dir)
+                    .unwrap()
+                    .0
+                    .insert(file_name(n2), f);
+            }
+            Op::Unlink(d, n) => {
+                if self.file(d, n).is_none() {
+                    return false;
+                }
+                let dir = self.dir(d).unwrap();
+                self.dirs.get_mut(&dir).unwrap().0.remove(&file_name(n));
+            }
+            Op::Mkdir(d) => {
+                if self.dirs[&0].0.contains_key(&dir_name(d)) {
+                    return false;
+                }
+                let id = self.next;
+                self.next += 1;
+                self.dirs.insert(id, Default::default());
+                self.dirs.get_mut(&0).unwrap().0.insert(dir_name(d), id);
+            }
+            Op::FsyncDir(d) => {
+                let Some(dir) = self.dir(d) else { return false };
+                if self.ext4 {
+                    self.commit_dirs();
+                } else {
+                    let e = self.dirs.get_mut(&dir).unwrap();
+                    e.1 = e.0.clone();
+                }
+            }
+        }
+        true
+    }
+
+    /// The durable tree: path → file contents (None for a directory).
+    fn durable(&self) -> BTreeMap<String, Option<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut walk = vec![(String::new(), 0u64)];
+        while let Some((prefix, dir)) = walk.pop() {
+            for (name, id) in &self.dirs[&dir].1 {
+                let path = format!("{prefix}/{name}");
+                if self.dirs.contains_key(id) {
+                    out.insert(path.clone(), None);
+                    walk.push((path, *id));
+                } else {
+                    out.insert(path, Some(self.files[id].1.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn tree(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut walk = vec![(String::new(), root.to_path_buf())];
+    while let Some((prefix, dir)) = walk.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let path = format!("{prefix}/{}", e.file_name().to_string_lossy());
+            if e.file_type().unwrap().is_dir() {
+                out.insert(path.clone(), None);
+                walk.push((path, e.path()));
+            } else {
+                out.insert(path, Some(std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+fn real_path(mnt: &Path, d: u8, n: Option<u8>) -> PathBuf {
+    let mut p = mnt.to_path_buf();
+    if d != 0 {
+        p.push(dir_name(d));
+    }
+    if let Some(n) = n {
+        p.push(file_name(n));
+    }
+    p
+}
+
+fn run_real(mnt: &Path, op: &Op) -> std::io::Result<()> {
+    let f = |d, n| real_path(mnt, d, Some(n));
+    match *op {
+        Op::Create(d, n) => {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(f(d, n))?;
+        }
+        Op::Write(d, n, off, len, byte) => {
+            let file = OpenOptions::new().write(true).open(f(d, n))?;
+            file.write_all_at(&vec![byte; len as usize], off as u64)?;
+        }
+        Op::Truncate(d, n, size) => {
+            OpenOptions::new()
+                .write(true)
+                .open(f(d, n))?
+                .set_len(size as u64)?;
+        }
+        Op::Fsync(d, n) => std::fs::File::open(f(d, n))?.sync_all()?,
+        Op::Fdatasync(d, n) => std::fs::File::open(f(d, n))?.sync_data()?,
+        Op::Rename((d, n), (d2, n2)) => std::fs::rename(f(d, n), f(d2, n2))?,
+        Op::Unlink(d, n) => std::fs::remove_file(f(d, n))?,
+        Op::Mkdir(d) => std::fs::create_dir(real_path(mnt, d, None))?,
+        Op::FsyncDir(d) => std::fs::File::open(real_path(mnt, d, None))?.sync_all()?,
+    }
+    Ok(())
+}
+
+fn check(model: Model, ops: &[Op]) -> Result<(), TestCaseError> {
+    let backing = tempfile::tempdir().unwrap();
+    let mnt = tempfile::tempdir().unwrap();
+    let mut layer = Layer::mount(backing.path(), mnt.path(), model).unwrap();
+    let mut m = ModelFs::new(model);
+    for op in ops {
+        if m.apply(op) {
+            run_real(mnt.path(), op).map_err(|e| TestCaseError::fail(format!("{op:?}: {e}")))?;
+        }
+    }
+    // What the mount shows is the current state, whatever is durable.
+    let shown = tree(mnt.path());
+    prop_assert!(
+        !shown.contains_key(&format!("/{STASH}")),
+        "the stash is shown"
+    );
+    let loss = layer.lose_unsynced().unwrap();
+    prop_assert!(!mounts().contains(&mnt.path().canonicalize().unwrap()));
+    prop_assert_eq!(
+        tree(backing.path()),
+        m.durable(),
+        "{} after {:?}",
+        loss.summary(),
+        ops
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn posix_strict_keeps_exactly_the_durable_state(ops in prop::collection::vec(op(), 1..28)) {
+        check(Model::PosixStrict, &ops)?;
+    }
+
+    #[test]
+    fn ext4_like_keeps_exactly_the_durable_state(ops in prop::collection::vec(op(), 1..28)) {
+        check(Model::Ext4Like, &ops)?;
+    }
+}
+
+#[test]
+fn a_rename_without_a_directory_fsync_is_lost_under_posix_strict_but_kept_by_a_later_fsync_under_ext4_like(
+) {
+    for (model, survives) in [(Model::PosixStrict, false), (Model::Ext4Like, true)] {
+        let backing = tempfile::tempdir().unwrap();
+        let mnt = tempfile::tempdir().unwrap();
+        std::fs::write(backing.path().join("state"), b"old").unwrap();
+        let mut layer = Layer::mount(backing.path(), mnt.path(), model).unwrap();
+        let tmp = mnt.path().join("state.tmp");
+        let f = std::fs::File::create(&tmp).unwrap();
+        f.write_all_at(b"new", 0).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        std::fs::rename(&tmp, mnt.path().join("state")).unwrap();
+        assert_eq!(std::fs::read(mnt.path().join("state")).unwrap(), b"new");
+        // The service's next request fsyncs another file: ext4's journal commits
+        // every earlier directory change with it; POSIX promises nothing.
+        let next = std::fs::File::create(mnt.path().join("next.tmp")).unwrap();
+        next.write_all_at(b"2", 0).unwrap();
+        next.sync_all().unwrap();
+        drop(next);
+        let loss = layer.cut().unwrap();
+        let after = std::fs::read(mnt.path().join("state")).unwrap();
+        assert_eq!(after == b"new", survives, "{model:?}: {}", loss.summary());
+        assert!(!mnt.path().join("state.tmp").exists());
+        // With the directory fsync it survives under both.
+        let f = std::fs::File::create(&tmp).unwrap();
+        f.write_all_at(b"newer", 0).unwrap();
+        f.sync_all().unwrap();
+        std::fs::rename(&tmp, mnt.path().join("state")).unwrap();
+        std::fs::File::open(mnt.path()).unwrap().sync_all().unwrap();
+        drop(f);
+        layer.cut().unwrap();
+        assert_eq!(std::fs::read(mnt.path().join("state")).unwrap(), b"newer");
+        layer.unmount().unwrap();
+        assert!(mounts().is_empty() || !mounts().contains(&mnt.path().canonicalize().unwrap()));
+    }
+}
+
+#[test]
+fn the_layer_mounted_over_its_own_directory_rolls_it_back_and_unmounts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kept"), b"durable").unwrap();
+    let mut layer = Layer::mount(dir.path(), dir.path(), Model::PosixStrict).unwrap();
+    let canon = dir.path().canonicalize().unwrap();
+    assert!(mounts().contains(&canon));
+    // An unsynced overwrite, an unsynced append to a synced file, a new file.
+    let kept = OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("kept"))
+        .unwrap();
+    kept.write_all_at(b"DUR", 0).unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    log.write_all_at(b"synced;", 0).unwrap();
+    log.sync_all().unwrap();
+    std::fs::File::open(dir.path()).unwrap().sync_all().unwrap();
+    log.write_all_at(b"unsynced", 7).unwrap();
+    std::fs::write(dir.path().join("new"), b"x").unwrap();
+    assert_eq!(layer.pending(), (3, 1));
+    // A write in flight through an open file when the cut comes fails, it does
+    // not hang.
+    let loss = layer.lose_unsynced().unwrap();
+    assert!(kept.write_all_at(b"late", 0).is_err());
+    drop((kept, log));
+    assert!(!mounts().contains(&canon));
+    assert_eq!(std::fs::read(dir.path().join("kept")).unwrap(), b"durable");
+    assert_eq!(std::fs::read(dir.path().join("log")).unwrap(), b"synced;");
+    assert!(!dir.path().join("new").exists());
+    assert!(!dir.path().join(STASH).exists());
+    assert_eq!(loss.paths_dropped, vec!["/new".to_string()]);
+    assert_eq!(loss.files_rolled_back, 3);
+    layer.remount().unwrap();
+    assert_eq!(std::fs::read(dir.path().join("log")).unwrap(), b"synced;");
+    drop(layer);
+    assert!(!mounts().contains(&canon));
+}
+
+#[test]
+fn o_dsync_writes_are_durable_when_answered() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let backing = tempfile::tempdir().unwrap();
+    let mnt = tempfile::tempdir().unwrap();
+    std::fs::write(backing.path().join("wal"), b"").unwrap();
+    let mut layer = Layer::mount(backing.path(), mnt.path(), Model::PosixStrict).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DSYNC)
+        .open(mnt.path().join("wal"))
+        .unwrap();
+    f.write_all_at(b"commit 1", 0).unwrap();
+    drop(f);
+    let plain = OpenOptions::new()
+        .write(true)
+        .open(mnt.path().join("wal"))
+        .unwrap();
+    plain.write_all_at(b";commit 2", 8).unwrap();
+    drop(plain);
+    layer.lose_unsynced().unwrap();
+    assert_eq!(
+        std::fs::read(backing.path().join("wal")).unwrap(),
+        b"commit 1"
+    );
+}
