@@ -486,8 +486,10 @@ fn cmd_swarm(action: SwarmCommand) -> Outcome {
 }
 
 fn init_tracing(verbose: u8) {
+    // fuser warns "Unmount failed" when its session ends after rebound has
+    // already unmounted (or detached) the layer itself: expected, not news.
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,fuser=error",
         1 => "rebound=info",
         _ => "rebound=debug",
     };

@@ -220,6 +220,7 @@ pub async fn diagnose(plan: Option<&Plan>, images_script: Option<&Path>) -> Diag
     findings.extend(kernel(need.netns));
     findings.push(privileges(need.netns));
     findings.push(state_dir());
+    findings.push(fuse());
     if let Some(p) = plan {
         findings.push(ports(p));
     }
@@ -561,6 +562,52 @@ fn state_dir() -> Finding {
             Some("set REBOUND_STATE_DIR to a writable directory"),
         )
     }
+}
+
+/// FUSE for the power-loss layer, tried for real: a throwaway mount takes one
+/// unsynced write, is cut (the write must be gone), and is unmounted.
+fn fuse() -> Finding {
+    const FIX: &str = "modprobe fuse and run rebound as root; inside a container: --device /dev/fuse --cap-add SYS_ADMIN";
+    if let Err(why) = crate::durable::supported() {
+        return Finding::warn(
+            "fuse",
+            format!("the power-loss layer cannot mount: {why}"),
+            Some(FIX),
+        );
+    }
+    match fuse_trial() {
+        Ok(()) => Finding::ok(
+            "fuse",
+            "FUSE mounts work: the power-loss layer mounts, drops an unsynced write on a cut and unmounts",
+        ),
+        Err(why) => Finding::warn("fuse", format!("the power-loss layer failed a trial mount: {why}"), Some(FIX)),
+    }
+}
+
+fn fuse_trial() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("rebound-doctor-fuse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let result = (|| {
+        let mut layer =
+            crate::durable::Layer::mount(&dir, &dir, crate::durable::Model::PosixStrict)
+                .map_err(|e| e.to_string())?;
+        let file = dir.join("unsynced");
+        let wrote = std::fs::write(&file, b"gone after the cut")
+            .map_err(|e| format!("writing through the layer: {e}"));
+        let cut = layer.cut().map_err(|e| e.to_string());
+        let unmounted = layer.unmount().map_err(|e| e.to_string());
+        wrote?;
+        cut?;
+        unmounted?;
+        if file.exists() {
+            return Err("an unsynced file survived the cut".into());
+        }
+        Ok(())
+    })();
+    let _ = crate::durable::force_unmount(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 fn ports(plan: &Plan) -> Finding {

@@ -53,6 +53,7 @@ fn doctor_on_this_machine_finds_everything_ok_but_what_the_kernel_lacks() {
         "iptables",
         "privileges",
         "state",
+        "fuse",
         "disk",
     ] {
         let line = f
@@ -69,6 +70,9 @@ fn doctor_on_this_machine_finds_everything_ok_but_what_the_kernel_lacks() {
         assert!(netem.2.contains("no netem qdisc"), "{said}");
     }
     assert!(said.contains("API 1."), "{said}");
+    // The FUSE trial mount is gone again.
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    assert!(!mounts.contains("rebound-durable"), "{mounts}");
     assert!(said.contains("can run"), "{said}");
     // With a scenario: the host ports it takes are checked and named.
     let out = run(&["doctor", "scenarios/docker-app-sigkill.toml"]);
