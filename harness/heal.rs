@@ -22,6 +22,14 @@ pub enum HealError {
         /// What failed.
         source: crate::stack::StackError,
     },
+    /// A power-loss layer could not be unmounted.
+    #[error("run {run_id}: {source}")]
+    Unmount {
+        /// Run id.
+        run_id: String,
+        /// What failed.
+        source: crate::durable::DurableError,
+    },
     /// The journal could not be read or updated.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -48,6 +56,12 @@ pub fn describe(p: &Pending) -> String {
         left.push(format!(
             "{} process(es) of service `{service}` still running (process group {pgid})",
             pids.len()
+        ));
+    }
+    for (mountpoint, _) in p.live_mounts() {
+        left.push(format!(
+            "its power-loss layer is still mounted at {}",
+            mountpoint.display()
         ));
     }
     if left.is_empty() {
@@ -153,10 +167,43 @@ pub async fn heal(p: &Pending) -> Result<Vec<String>, HealError> {
         ("process", _) if !p.is_clean() => kill_leftovers(p),
         _ => Vec::new(),
     };
-    let entries: Vec<journal::Entry> = p
-        .faults
-        .iter()
-        .map(|(seq, _)| journal::Entry::Healed { seq: *seq })
+    let mut done = done;
+    // After the services are gone (nothing holds a file of the layer open any more).
+    let mut unmounted = Vec::new();
+    let mut first_error = None;
+    for (mountpoint, backing) in &p.mounts {
+        match crate::durable::heal_mount(mountpoint, backing) {
+            Ok(was) => {
+                if was {
+                    done.push(format!(
+                        "unmounted the power-loss layer at {}",
+                        mountpoint.display()
+                    ));
+                }
+                unmounted.push(journal::Entry::Unmounted {
+                    mountpoint: mountpoint.clone(),
+                });
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(source) = first_error {
+        // The run stays pending (`rebound heal` again once the mount lets go).
+        journal::append_to(&p.run_dir, &unmounted)?;
+        return Err(HealError::Unmount {
+            run_id: p.run.run_id.clone(),
+            source,
+        });
+    }
+    let entries: Vec<journal::Entry> = unmounted
+        .into_iter()
+        .chain(
+            p.faults
+                .iter()
+                .map(|(seq, _)| journal::Entry::Healed { seq: *seq }),
+        )
         .chain(p.open.then(|| journal::Entry::End {
             stack: "healed by `rebound heal`".into(),
         }))
@@ -164,4 +211,81 @@ pub async fn heal(p: &Pending) -> Result<Vec<String>, HealError> {
     journal::append_to(&p.run_dir, &entries)?;
     journal::forget(&p.run.run_id);
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::{Layer, Model, STASH};
+    use crate::journal::{Journal, RunEntry};
+
+    /// A run that died with its power-loss layer mounted (the layer's daemon is
+    /// left running, as a killed rebound's mount is left in the kernel): heal
+    /// unmounts it, the backing directory reads, and the run is no longer pending.
+    #[tokio::test]
+    async fn heal_unmounts_a_layer_a_dead_run_left_mounted() {
+        let state = tempfile::tempdir().expect("state");
+        std::env::set_var("REBOUND_STATE_DIR", state.path());
+        let run_dir = tempfile::tempdir().expect("run dir");
+        let data = tempfile::tempdir().expect("data");
+        std::fs::write(data.path().join("durable"), b"kept").expect("seed");
+        let entry = RunEntry {
+            run_id: "20261204T000000Z-heal".into(),
+            scenario: "s".into(),
+            pid: std::process::id(),
+            pid_start: u64::MAX, // not this process: the run's rebound is gone
+            backend: "process".into(),
+            project: None,
+            owns_stack: false,
+            swarm: None,
+            containers: Default::default(),
+        };
+        let journal = Journal::create(run_dir.path(), entry).expect("journal");
+        let mountpoint = data.path().canonicalize().expect("canonical");
+        journal
+            .mounted(&mountpoint, &mountpoint)
+            .expect("journal the mount");
+        let layer = Layer::mount(&mountpoint, &mountpoint, Model::PosixStrict).expect("mount");
+        std::fs::write(mountpoint.join("unsynced"), b"written, never fsynced").expect("write");
+        std::fs::remove_file(mountpoint.join("durable")).expect("unlink (stashed)");
+        std::mem::forget(layer);
+        drop(journal); // rebound died: the kernel lets go of its lock
+
+        let stale = crate::journal::stale();
+        assert_eq!(stale.len(), 1, "a live mount keeps the run pending");
+        assert_eq!(stale[0].live_mounts().len(), 1);
+        assert!(
+            describe(&stale[0]).contains("still mounted at"),
+            "{}",
+            describe(&stale[0])
+        );
+        let done = heal(&stale[0]).await.expect("heal");
+        assert!(
+            done.iter()
+                .any(|d| d.starts_with("unmounted the power-loss layer")),
+            "{done:?}"
+        );
+        assert!(
+            !crate::durable::mounts().contains(&mountpoint),
+            "still mounted"
+        );
+        let mut names: Vec<String> = std::fs::read_dir(&mountpoint)
+            .expect("the backing directory reads")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["unsynced"],
+            "every write kept, no stash ({STASH}) left"
+        );
+        assert!(
+            crate::journal::stale().is_empty(),
+            "healed runs are not pending"
+        );
+        // Healing again does nothing.
+        let p = crate::journal::read(run_dir.path()).expect("read");
+        assert!(p.is_clean(), "{p:?}");
+        std::env::remove_var("REBOUND_STATE_DIR");
+    }
 }

@@ -58,6 +58,19 @@ pub enum Entry {
         /// field 22): members started before it belong to another group of that id.
         start: u64,
     },
+    /// The power-loss layer was mounted at `mountpoint` over `backing`
+    /// (`rebound heal` unmounts it, lazily if busy, and clears its stash).
+    Mounted {
+        /// Where it is mounted.
+        mountpoint: PathBuf,
+        /// The directory it keeps the durable state in.
+        backing: PathBuf,
+    },
+    /// The layer at `mountpoint` was unmounted.
+    Unmounted {
+        /// Where it was mounted.
+        mountpoint: PathBuf,
+    },
     /// Fault `seq` was healed.
     Healed {
         /// The fault's number.
@@ -224,6 +237,22 @@ impl Journal {
         Ok(())
     }
 
+    /// Records that the power-loss layer is about to be mounted at `mountpoint`
+    /// over `backing` (written first: a mount rebound dies in is still healed).
+    pub fn mounted(&self, mountpoint: &Path, backing: &Path) -> Result<(), JournalError> {
+        self.append(&Entry::Mounted {
+            mountpoint: mountpoint.to_path_buf(),
+            backing: backing.to_path_buf(),
+        })
+    }
+
+    /// Records that the layer at `mountpoint` was unmounted.
+    pub fn unmounted(&self, mountpoint: &Path) -> Result<(), JournalError> {
+        self.append(&Entry::Unmounted {
+            mountpoint: mountpoint.to_path_buf(),
+        })
+    }
+
     /// Records a process group a service was just started in (process backend).
     pub fn group(&self, service: &str, pgid: i32) -> Result<(), JournalError> {
         let start = u32::try_from(pgid)
@@ -334,6 +363,8 @@ pub struct Pending {
     /// process: the process groups its services were started in, `(service, pgid,
     /// leader start)`.
     pub groups: Vec<(String, i32, u64)>,
+    /// Power-loss layers mounted and not unmounted, `(mountpoint, backing)`.
+    pub mounts: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Every live (not zombie) process by process group: `pgid → [(pid, start time)]`,
@@ -381,12 +412,24 @@ impl Pending {
         process_start(self.run.pid) == Some(self.run.pid_start)
     }
 
-    /// Nothing left to undo: no fault active, no stack of its own possibly up, and
-    /// no process left in a group its services were started in.
+    /// Nothing left to undo: no fault active, no stack of its own possibly up, no
+    /// process left in a group its services were started in, and no power-loss
+    /// layer of its still mounted.
     pub fn is_clean(&self) -> bool {
         self.faults.is_empty()
             && !(self.open && self.run.owns_stack)
             && self.leftover_processes().is_empty()
+            && self.live_mounts().is_empty()
+    }
+
+    /// The journaled power-loss layers that `/proc/mounts` still shows.
+    pub fn live_mounts(&self) -> Vec<(PathBuf, PathBuf)> {
+        let now = crate::durable::mounts();
+        self.mounts
+            .iter()
+            .filter(|(m, _)| now.contains(m))
+            .cloned()
+            .collect()
     }
 
     /// process: `(service, pgid, pids)` of every group that still has members,
@@ -434,6 +477,7 @@ pub fn read(run_dir: &Path) -> Result<Pending, JournalError> {
     let mut disconnected: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut open = true;
     let mut groups = Vec::new();
+    let mut mounts: Vec<(PathBuf, PathBuf)> = Vec::new();
     for line in text.lines() {
         let Ok(entry) = serde_json::from_str::<Entry>(line) else {
             continue;
@@ -453,6 +497,14 @@ pub fn read(run_dir: &Path) -> Result<Pending, JournalError> {
                 pgid,
                 start,
             } => groups.push((service, pgid, start)),
+            Entry::Mounted {
+                mountpoint,
+                backing,
+            } => {
+                mounts.retain(|(m, _)| *m != mountpoint);
+                mounts.push((mountpoint, backing));
+            }
+            Entry::Unmounted { mountpoint } => mounts.retain(|(m, _)| *m != mountpoint),
             Entry::End { .. } => open = false,
         }
     }
@@ -467,6 +519,7 @@ pub fn read(run_dir: &Path) -> Result<Pending, JournalError> {
         disconnected,
         open,
         groups,
+        mounts,
     })
 }
 

@@ -126,6 +126,24 @@ pub fn force_unmount(path: &Path) -> Result<(), DurableError> {
     })
 }
 
+/// What `rebound heal` does for a layer a dead rebound left: unmounts it at
+/// `mountpoint` (its connection aborted, detached if busy) and removes the stash
+/// of unlinked inodes from `backing`, which then holds what was written — every
+/// write, as after a clean shutdown — and is usable without the layer. Returns
+/// whether it was still mounted.
+pub fn heal_mount(mountpoint: &Path, backing: &Path) -> Result<bool, DurableError> {
+    let was = mounts().iter().any(|m| m == mountpoint);
+    force_unmount(mountpoint)?;
+    let stash = backing.join(STASH);
+    match std::fs::remove_dir_all(&stash) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(io_err(&stash, "removing the stash")(e));
+        }
+        _ => {}
+    }
+    Ok(was)
+}
+
 /// Aborts the FUSE connection of the mount whose device is `dev`: every request
 /// in flight and to come fails at once with ENOTCONN, and the daemon's loop ends.
 ///
