@@ -176,6 +176,7 @@ fn bounded(argv: &[&str]) -> Option<(bool, String)> {
 struct Needs {
     docker: bool,
     netns: bool,
+    fuse: bool,
 }
 
 fn needs(plan: Option<&Plan>) -> Needs {
@@ -183,6 +184,7 @@ fn needs(plan: Option<&Plan>) -> Needs {
         None => Needs {
             docker: true,
             netns: true,
+            fuse: false,
         },
         Some(p) => {
             let docker = matches!(p.stack, StackPlan::Docker { .. });
@@ -190,7 +192,13 @@ fn needs(plan: Option<&Plan>) -> Needs {
                 f.steps()
                     .any(|s| s.kind.needs().contains(&crate::stack::Capability::Netns))
             });
-            Needs { docker, netns }
+            let fuse = matches!(&p.stack, StackPlan::Process { services, .. }
+                if services.iter().any(|s| !s.durable_dirs.is_empty()));
+            Needs {
+                docker,
+                netns,
+                fuse,
+            }
         }
     }
 }
@@ -220,7 +228,7 @@ pub async fn diagnose(plan: Option<&Plan>, images_script: Option<&Path>) -> Diag
     findings.extend(kernel(need.netns));
     findings.push(privileges(need.netns));
     findings.push(state_dir());
-    findings.push(fuse());
+    findings.push(fuse(need.fuse));
     if let Some(p) = plan {
         findings.push(ports(p));
     }
@@ -566,21 +574,25 @@ fn state_dir() -> Finding {
 
 /// FUSE for the power-loss layer, tried for real: a throwaway mount takes one
 /// unsynced write, is cut (the write must be gone), and is unmounted.
-fn fuse() -> Finding {
+fn fuse(needed_: bool) -> Finding {
     const FIX: &str = "modprobe fuse and run rebound as root; inside a container: --device /dev/fuse --cap-add SYS_ADMIN";
-    if let Err(why) = crate::durable::supported() {
-        return Finding::warn(
-            "fuse",
-            format!("the power-loss layer cannot mount: {why}"),
-            Some(FIX),
-        );
-    }
-    match fuse_trial() {
-        Ok(()) => Finding::ok(
-            "fuse",
-            "FUSE mounts work: the power-loss layer mounts, drops an unsynced write on a cut and unmounts",
-        ),
-        Err(why) => Finding::warn("fuse", format!("the power-loss layer failed a trial mount: {why}"), Some(FIX)),
+    let why = match crate::durable::supported() {
+        Err(why) => format!("the power-loss layer cannot mount: {why}"),
+        Ok(()) => match fuse_trial() {
+            Ok(()) => {
+                return Finding::ok(
+                    "fuse",
+                    "FUSE mounts work: the power-loss layer mounts, drops an unsynced write on a cut and unmounts",
+                )
+            }
+            Err(why) => format!("the power-loss layer failed a trial mount: {why}"),
+        },
+    };
+    Finding {
+        name: "fuse",
+        level: needed(needed_),
+        detail: format!("{why} (durable-dirs cannot run)"),
+        fix: Some(FIX.into()),
     }
 }
 

@@ -161,6 +161,13 @@ pub struct RawService {
     /// Grace period between SIGTERM and SIGKILL when rebound stops the service.
     #[serde(default, with = "humantime_serde::option")]
     pub stop_grace: Option<Duration>,
+    /// Data directories rebound mounts its power-loss layer on for the run
+    /// (placeholders expanded; created when missing).
+    #[serde(default)]
+    pub durable_dirs: Vec<PathBuf>,
+    /// The layer's crash model: `posix-strict` (default) or `ext4-like`.
+    #[serde(default)]
+    pub durability: Option<crate::durable::Model>,
 }
 
 /// `[slo]`: what must hold.

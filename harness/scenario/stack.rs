@@ -243,6 +243,19 @@ fn process(
             check_placeholders(&w.display().to_string())
                 .map_err(|m| v.err_in("[[stack.service]]", i, "workdir", None, m))?;
         }
+        for d in &s.durable_dirs {
+            check_placeholders(&d.display().to_string())
+                .map_err(|m| v.err_in("[[stack.service]]", i, "durable-dirs", None, m))?;
+        }
+        if s.durability.is_some() && s.durable_dirs.is_empty() {
+            return Err(v.err_in(
+                "[[stack.service]]",
+                i,
+                "durability",
+                None,
+                "durability applies to durable-dirs, and this service names none",
+            ));
+        }
         let backoff = s.restart_backoff.unwrap_or(Duration::from_millis(100));
         let max_backoff = s
             .restart_max_backoff
@@ -257,6 +270,8 @@ fn process(
             restart_backoff: backoff,
             restart_max_backoff: max_backoff,
             stop_grace: s.stop_grace.unwrap_or(crate::nemesis::DEFAULT_GRACE),
+            durable_dirs: s.durable_dirs,
+            durability: s.durability.unwrap_or(crate::durable::Model::PosixStrict),
         });
     }
     Ok(plans)

@@ -1176,3 +1176,40 @@ fn given_containers_are_the_services_and_stand_alone() {
         assert!(e.contains(words), "{stack} / {probe}: {e}");
     }
 }
+
+#[test]
+fn durable_dirs_take_placeholders_and_a_model_only_with_dirs() {
+    let with = |extra: &str| {
+        VALID.replace(
+            "restart = \"on-failure\"",
+            &format!("restart = \"on-failure\"\n{extra}"),
+        )
+    };
+    let plan = parse_str(&with(
+        "durable-dirs = [\"${run_dir}/db\"]\ndurability = \"ext4-like\"",
+    ))
+    .expect("durable-dirs");
+    let StackPlan::Process { services, .. } = &plan.stack else {
+        panic!("a process stack");
+    };
+    assert_eq!(services[0].durable_dirs, [PathBuf::from("${run_dir}/db")]);
+    assert_eq!(services[0].durability, crate::durable::Model::Ext4Like);
+    let msg = parse_str(&with("durable-dirs = [\"${nowhere}/db\"]"))
+        .expect_err("unknown placeholder")
+        .to_string();
+    assert!(
+        msg.contains("durable-dirs") && msg.contains("${nowhere}"),
+        "{msg}"
+    );
+    let msg = parse_str(&with("durability = \"posix-strict\""))
+        .expect_err("a model without dirs")
+        .to_string();
+    assert!(
+        msg.contains("durability") && msg.contains("names none"),
+        "{msg}"
+    );
+    let msg = parse_str(&with("durable-dirs = [\"/x\"]\ndurability = \"lazy\""))
+        .expect_err("an unknown model")
+        .to_string();
+    assert!(msg.contains("lazy") || msg.contains("durability"), "{msg}");
+}

@@ -271,6 +271,11 @@ pub struct ServicePlan {
     pub restart_max_backoff: Duration,
     /// SIGTERM → SIGKILL grace when rebound stops it.
     pub stop_grace: Duration,
+    /// Directories under rebound's power-loss layer for the run (placeholders
+    /// expanded at start; relative to the scenario directory).
+    pub durable_dirs: Vec<PathBuf>,
+    /// The layer's crash model.
+    pub durability: crate::durable::Model,
 }
 
 /// What the supervisor does when a service exits on its own.

@@ -84,6 +84,8 @@ struct Svc {
     state: watch::Sender<State>,
     /// Where each new process group is recorded, right after its leader started.
     journal: std::sync::OnceLock<Arc<crate::journal::Journal>>,
+    /// `durable-dirs`, expanded and resolved, with the layer's model.
+    durable: Vec<(PathBuf, crate::durable::Model)>,
 }
 
 /// A stack of local processes.
@@ -96,6 +98,11 @@ pub struct ProcessStack {
     /// `[[stack.link]]`: the fault proxies, bound at the first `up`.
     links: Vec<super::plan::LinkPlan>,
     proxies: Mutex<Vec<crate::proxy::Proxy>>,
+    /// The power-loss layers on services' `durable-dirs`, `(service, layer)`,
+    /// mounted at the first `up` and unmounted by `teardown` (or when dropped).
+    layers: Mutex<Vec<(String, crate::durable::Layer)>>,
+    /// Where mounts are recorded (`rebound heal` unmounts what a dead run left).
+    journal: std::sync::OnceLock<Arc<crate::journal::Journal>>,
 }
 
 fn signal_name(sig: Signal) -> String {
@@ -423,6 +430,16 @@ impl ProcessStack {
                     grace: s.stop_grace,
                     state: watch::Sender::new(State::default()),
                     journal: std::sync::OnceLock::new(),
+                    durable: s
+                        .durable_dirs
+                        .iter()
+                        .map(|d| {
+                            (
+                                resolve(Path::new(&expand(&d.display().to_string(), &vars))),
+                                s.durability,
+                            )
+                        })
+                        .collect(),
                 })
             })
             .collect();
@@ -433,7 +450,63 @@ impl ProcessStack {
             killed: AtomicBool::new(false),
             links: Vec::new(),
             proxies: Mutex::new(Vec::new()),
+            layers: Mutex::new(Vec::new()),
+            journal: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Mounts the power-loss layer on every `durable-dirs` entry not mounted yet
+    /// (journaled first, so a rebound killed meanwhile leaves it to `rebound heal`).
+    fn mount_layers(&self) -> Result<(), StackError> {
+        let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
+        for svc in &self.services {
+            for (dir, model) in &svc.durable {
+                if layers.iter().any(|(_, l)| l.mountpoint() == dir.as_path()) {
+                    continue;
+                }
+                let failed = |message: String| StackError::StartFailed {
+                    service: svc.name.clone(),
+                    message: format!("durable-dirs {}: {message}", dir.display()),
+                };
+                std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+                let dir = dir.canonicalize().map_err(|e| failed(e.to_string()))?;
+                if let Some(j) = self.journal.get() {
+                    j.mounted(&dir, &dir).map_err(|e| failed(e.to_string()))?;
+                }
+                let layer = crate::durable::Layer::mount(&dir, &dir, *model)
+                    .map_err(|e| failed(format!("the power-loss layer cannot mount: {e}")))?;
+                layers.push((svc.name.clone(), layer));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmounts every layer (after the services are stopped).
+    fn unmount_layers(&self) -> Result<(), StackError> {
+        let mut first_error = None;
+        let layers: Vec<_> = self
+            .layers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for (service, mut layer) in layers {
+            let dir = layer.mountpoint().to_path_buf();
+            match layer.unmount() {
+                Ok(()) => {
+                    if let Some(j) = self.journal.get() {
+                        let _ = j.unmounted(&dir);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(StackError::StartFailed {
+                        service,
+                        message: format!("unmounting the power-loss layer: {e}"),
+                    });
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Serves `links` through rebound's fault proxy from the first `up` on.
@@ -484,6 +557,9 @@ impl ProcessStack {
                 let _ = s.journal.set(Arc::clone(j));
             }
         }
+        if let Some(j) = journal {
+            let _ = self.journal.set(j);
+        }
         self
     }
 
@@ -530,8 +606,10 @@ impl Stack for ProcessStack {
 
     async fn up(&self) -> Result<(), StackError> {
         self.refuse_if_killed()?;
-        // Links first: a service may connect through one as it starts.
+        // Links first: a service may connect through one as it starts; its data
+        // directories must be under the layer before it opens a file there.
         self.bind_links().await?;
+        self.mount_layers()?;
         for svc in &self.services {
             if svc.state.borrow().pid.is_some() {
                 continue;
@@ -667,6 +745,9 @@ impl Stack for ProcessStack {
             .drain(..)
         {
             p.shutdown();
+        }
+        if let Err(e) = self.unmount_layers() {
+            first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
     }

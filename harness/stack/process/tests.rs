@@ -12,6 +12,8 @@ fn service(name: &str, command: &[&str], restart: RestartPolicy) -> ServicePlan 
         restart_backoff: Duration::ZERO,
         restart_max_backoff: Duration::ZERO,
         stop_grace: Duration::from_secs(2),
+        durable_dirs: Vec::new(),
+        durability: crate::durable::Model::PosixStrict,
     }
 }
 
@@ -201,4 +203,37 @@ fn backoff_doubles_and_is_capped() {
     let svc = &s.services[0];
     let delays: Vec<u128> = (0..6).map(|i| svc.delay(i).as_millis()).collect();
     assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+}
+
+/// `durable-dirs`: the layer is mounted before the service starts (its first
+/// write goes through it) and gone after teardown, the writes kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_dirs_are_under_the_layer_while_up_and_plain_again_after_teardown() {
+    let (s, d) = stack(&[ServicePlan {
+        durable_dirs: vec![PathBuf::from("${run_dir}/data")],
+        ..service(
+            "w",
+            &[
+                "sh",
+                "-c",
+                "printf written > ${run_dir}/data/f && exec sleep 100",
+            ],
+            RestartPolicy::Never,
+        )
+    }]);
+    let data = d.path().join("data");
+    s.up().await.expect("up");
+    wait_until("the write", || data.join("f").exists()).await;
+    let data = data.canonicalize().expect("canonical");
+    assert!(
+        crate::durable::mounts().contains(&data),
+        "{} is not under the layer",
+        data.display()
+    );
+    s.teardown().await.expect("teardown");
+    assert!(
+        !crate::durable::mounts().contains(&data),
+        "still mounted after teardown"
+    );
+    assert_eq!(std::fs::read(data.join("f")).expect("read"), b"written");
 }
