@@ -203,6 +203,8 @@ pub struct Layer {
     shared: Arc<Mutex<fs::Shared>>,
     session: Option<fuser::BackgroundSession>,
     dev: Option<u64>,
+    /// The connection was aborted (a cut begun) since the last mount.
+    aborted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Layer {
@@ -259,6 +261,7 @@ impl Layer {
             shared,
             session: None,
             dev: None,
+            aborted: std::sync::atomic::AtomicBool::new(false),
         };
         layer.remount()?;
         Ok(layer)
@@ -282,6 +285,12 @@ impl Layer {
     /// Whether it is mounted now.
     pub fn is_mounted(&self) -> bool {
         self.session.is_some()
+    }
+
+    /// Whether the connection was aborted since the layer was last mounted (a
+    /// power cut begun and not finished).
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, fs::Shared> {
@@ -317,6 +326,8 @@ impl Layer {
         let session = fuser::spawn_mount(fs, &self.mountpoint, &config)
             .map_err(io_err(&self.mountpoint, "mounting the layer"))?;
         self.session = Some(session);
+        self.aborted
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.dev = Some(
             std::fs::metadata(&self.mountpoint)
                 .map_err(io_err(&self.mountpoint, "reading the mount"))?
@@ -329,7 +340,11 @@ impl Layer {
     /// ENOTCONN. The mount stays until [`Layer::unmount`].
     pub fn abort(&self) -> Result<(), DurableError> {
         match self.dev {
-            Some(dev) if self.session.is_some() => abort_connection(dev),
+            Some(dev) if self.session.is_some() => {
+                self.aborted
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                abort_connection(dev)
+            }
             _ => Ok(()),
         }
     }

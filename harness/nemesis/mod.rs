@@ -20,6 +20,7 @@ pub mod netfilter;
 pub mod network;
 pub mod partition;
 pub mod pause;
+pub mod power_cut;
 pub mod qdisc;
 pub mod signal;
 pub mod stack_restart;
@@ -482,6 +483,9 @@ registry! {
     LinkBlackhole => link::blackhole::RawLinkBlackhole,
     /// Reset every connection on a link.
     LinkReset => link::reset::RawLinkReset,
+    /// process: a power cut of the services on the power-loss layer (`durable-dirs`):
+    /// frozen, SIGKILLed, what was not made durable dropped, started again.
+    PowerCut => power_cut::RawPowerCut,
 }
 
 /// Performs the fault's instantaneous action; its success is `t_inject`.

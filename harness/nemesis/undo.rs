@@ -57,6 +57,12 @@ pub enum UndoStep {
         /// The link.
         link: String,
     },
+    /// Finish a power cut: roll back and remount the service's power-loss layers
+    /// if they were cut, start it if it is down (`*`: every service on the layer).
+    PowerOn {
+        /// Service, or `*`.
+        service: String,
+    },
 }
 
 /// Everything heal does for one fault, in order.
@@ -168,6 +174,7 @@ impl UndoStep {
                 .set_link(link, None, None)
                 .await?
                 .map(|f| format!("lifted {} on link {link}", f.describe())),
+            UndoStep::PowerOn { service } => super::power_cut::heal(service, stack).await?,
             UndoStep::EnsureUp => {
                 let started = stack.ensure_up().await?;
                 Some(if started.is_empty() {

@@ -80,7 +80,10 @@ fn one(
                 Some(kind),
                 format!(
                     "`{kind}` needs the {} backend: the {} backend cannot {}",
-                    if cap == crate::stack::Capability::Link {
+                    if matches!(
+                        cap,
+                        crate::stack::Capability::Link | crate::stack::Capability::PowerLoss
+                    ) {
                         "process"
                     } else {
                         "docker"

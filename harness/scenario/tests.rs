@@ -818,6 +818,34 @@ fn links_are_checked_and_link_faults_target_them() {
 }
 
 #[test]
+fn power_cut_needs_the_process_backend_and_takes_an_optional_target() {
+    let text = VALID.replace(
+        "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
+        "kind = \"power-cut\"",
+    );
+    let plan = parse_str(&text).expect("power-cut without a target");
+    assert_eq!(plan.faults[0].target, ALL_SERVICES);
+    assert_eq!(plan.faults[0].kind.name(), "power-cut");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  db: {image: x}\n",
+    )
+    .expect("compose");
+    let docker = "name = \"d\"\n[stack]\nbackend = \"docker\"\ncompose = \"compose.yaml\"\n[[fault]]\nkind = \"power-cut\"\ntarget = \"db\"\n[[probe]]\nkind = \"docker-health\"\nservice = \"db\"\n[slo]\nrecover-within = \"5s\"\n";
+    let m = parse(&dir.path().join("s.toml"), docker)
+        .expect_err("docker")
+        .to_string();
+    assert!(
+        m.contains(
+            "`power-cut` needs the process backend: the docker backend cannot cut the power"
+        ),
+        "{m}"
+    );
+}
+
+#[test]
 fn kernel_network_faults_need_the_docker_backend() {
     let text = VALID.replace(
         "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",

@@ -136,6 +136,9 @@ pub enum Capability {
     /// Run a command in a service's network namespace from the host (iptables,
     /// tc): the kernel-level network faults.
     Netns,
+    /// Cut the power of services whose data is under rebound's power-loss layer
+    /// (`durable-dirs`).
+    PowerLoss,
 }
 
 impl Capability {
@@ -150,17 +153,18 @@ impl Capability {
             Capability::Health => "report health status",
             Capability::Link => "fault a link through rebound's proxy",
             Capability::Netns => "enter a service's network namespace",
+            Capability::PowerLoss => "cut the power of a service on the power-loss layer",
         }
     }
 
-    const fn bit(self) -> u8 {
+    const fn bit(self) -> u16 {
         1 << self as u8
     }
 }
 
 /// A set of [`Capability`] values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Capabilities(u8);
+pub struct Capabilities(u16);
 
 impl Capabilities {
     /// Only the primitives every backend has.
@@ -406,6 +410,29 @@ pub trait Stack: Send + Sync {
             backend: self.backend(),
             op: "report health status",
         })
+    }
+    /// The first half of a power cut: every process of `services` frozen at
+    /// once (nothing more is acknowledged), their power-loss layers' connections
+    /// aborted (a request a layer already holds fails instead of completing),
+    /// then SIGKILLed and held down. Returns what was done.
+    async fn power_off(&self, _services: &[String]) -> Result<String, StackError> {
+        Err(StackError::Unsupported {
+            backend: self.backend(),
+            op: "cut the power of a service",
+        })
+    }
+    /// The second half: once the processes are gone, every layer of `services`
+    /// that is not mounted drops what was not durable and is mounted again, and
+    /// the services are started. Idempotent (heal calls it). Returns what was lost.
+    async fn power_on(&self, _services: &[String]) -> Result<String, StackError> {
+        Err(StackError::Unsupported {
+            backend: self.backend(),
+            op: "bring a service back after a power cut",
+        })
+    }
+    /// Services with `durable-dirs` (the default targets of a power cut).
+    fn durable_services(&self) -> Vec<String> {
+        Vec::new()
     }
     /// Where `service`'s log lines can be read now (`None`: nowhere, or not yet).
     fn log_source(&self, _service: &str) -> Option<logs::LogSource> {

@@ -93,7 +93,7 @@ impl StackPlan {
     pub fn capabilities(&self) -> Capabilities {
         use Capability::*;
         match self {
-            StackPlan::Process { .. } => Capabilities::of(&[Link]),
+            StackPlan::Process { .. } => Capabilities::of(&[Link, PowerLoss]),
             StackPlan::Docker {
                 source: DockerSource::Attach { .. } | DockerSource::Containers { .. },
                 ..

@@ -715,6 +715,124 @@ impl Stack for ProcessStack {
         self.svc(service)?.wait_exit(exits, timeout).await
     }
 
+    async fn power_off(&self, services: &[String]) -> Result<String, StackError> {
+        let svcs = services
+            .iter()
+            .map(|s| self.svc(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(s) = svcs.iter().find(|s| s.durable.is_empty()) {
+            return Err(StackError::Command {
+                what: format!("power-cut of {}", s.name),
+                message:
+                    "the service has no durable-dirs: nothing of it is on the power-loss layer"
+                        .into(),
+            });
+        }
+        // Held first: no restart policy may bring one back before its data is rolled back.
+        let pids: Vec<(&Arc<Svc>, Option<i32>)> = svcs
+            .iter()
+            .map(|s| {
+                s.state.send_modify(|st| st.want_up = false);
+                (*s, s.state.borrow().pid)
+            })
+            .collect();
+        for (svc, pid) in &pids {
+            if let Some(pid) = pid {
+                svc.send_to(*pid, Signal::SIGSTOP)?;
+            }
+        }
+        {
+            let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
+            for (_, layer) in layers.iter().filter(|(s, _)| services.contains(s)) {
+                layer.abort().map_err(|e| StackError::Command {
+                    what: format!(
+                        "aborting the power-loss layer at {}",
+                        layer.mountpoint().display()
+                    ),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        for (svc, pid) in &pids {
+            if let Some(pid) = pid {
+                svc.send_to(*pid, Signal::SIGKILL)?;
+            }
+        }
+        Ok(format!(
+            "power cut: {} frozen, their layers aborted, SIGKILLed",
+            services.join(", ")
+        ))
+    }
+
+    async fn power_on(&self, services: &[String]) -> Result<String, StackError> {
+        let cut: Vec<String> = {
+            let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
+            services
+                .iter()
+                .filter(|s| {
+                    layers
+                        .iter()
+                        .any(|(o, l)| o == *s && (l.is_aborted() || !l.is_mounted()))
+                })
+                .cloned()
+                .collect()
+        };
+        for s in &cut {
+            let svc = self.svc(s)?;
+            // The processes must be gone before their data is rolled back.
+            let gone = tokio::time::timeout(START_TIMEOUT, async {
+                let mut rx = svc.state.subscribe();
+                let _ = rx.wait_for(|st| st.pid.is_none()).await;
+            })
+            .await;
+            if gone.is_err() {
+                return Err(StackError::Timeout {
+                    service: s.clone(),
+                    what: "the power-cut processes to die".into(),
+                    after: START_TIMEOUT,
+                });
+            }
+            if let Some(pgid) = svc.state.borrow().pgid {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
+        }
+        let mut lost = Vec::new();
+        {
+            let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
+            for (service, layer) in layers.iter_mut().filter(|(s, _)| cut.contains(s)) {
+                if layer.is_mounted() && !layer.is_aborted() {
+                    continue; // not cut (heal after a power_on that completed)
+                }
+                let mountpoint = layer.mountpoint().display().to_string();
+                let failed = |what: &str, e: crate::durable::DurableError| StackError::Command {
+                    what: format!("{what} the power-loss layer of {service} at {mountpoint}"),
+                    message: e.to_string(),
+                };
+                let loss = layer
+                    .lose_unsynced()
+                    .map_err(|e| failed("rolling back", e))?;
+                layer.remount().map_err(|e| failed("remounting", e))?;
+                lost.push(format!("{service} {mountpoint}: {}", loss.summary()));
+            }
+        }
+        for s in services {
+            self.start(s).await?;
+        }
+        Ok(if lost.is_empty() {
+            "nothing to roll back".into()
+        } else {
+            lost.join("; ")
+        })
+    }
+
+    fn durable_services(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter(|s| !s.durable.is_empty())
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     fn log_source(&self, service: &str) -> Option<super::logs::LogSource> {
         self.log_path(service).map(super::logs::LogSource::File)
     }

@@ -8,6 +8,7 @@ mod explore;
 mod helpers;
 mod library;
 mod network;
+mod power_loss;
 mod process_runs;
 mod signals;
 mod stories;

@@ -70,6 +70,11 @@ pub struct Args {
     /// SIGKILL loses the writes acknowledged since the last flush.
     #[arg(long)]
     pub ack_before_fsync: bool,
+    /// UNSAFE, for power-loss tests: write each item to the file-store and
+    /// acknowledge it without fsync. A SIGKILL loses nothing (the kernel's page cache
+    /// keeps the write); a power cut loses what was not yet written back.
+    #[arg(long, conflicts_with = "ack_before_fsync")]
+    pub no_fsync: bool,
     /// Store items in SQLite (`<data-dir>/items.db`), with `POST /admin/backup` and a
     /// hot-swap `POST /admin/restore` that needs no restart.
     #[arg(long, conflicts_with = "postgres")]
@@ -194,6 +199,8 @@ struct Store {
     log: Mutex<(File, HashMap<String, serde_json::Value>)>,
     /// Acknowledged lines not yet written (`--ack-before-fsync` only).
     pending: Mutex<Vec<u8>>,
+    /// Whether an insert fsyncs before it is acknowledged (not with `--no-fsync`).
+    fsync: bool,
 }
 
 /// Period of the background flush in `--ack-before-fsync` mode.
@@ -217,16 +224,24 @@ impl Store {
                 }
             }
         }
+        let created = !path.exists();
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(data_err(&path))?;
+        if created {
+            // A new file's name is durable only once its directory is fsynced.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(data_err(dir))?;
+        }
         let boots = bump_boot_count(dir).map_err(data_err(dir))?;
         Ok((
             Store {
                 log: Mutex::new((file, index)),
                 pending: Mutex::new(Vec::new()),
+                fsync: true,
             },
             boots,
         ))
@@ -240,7 +255,9 @@ impl Store {
             .lock()
             .map_err(|_| std::io::Error::other("store lock poisoned"))?;
         guard.0.write_all(&line)?;
-        guard.0.sync_data()?;
+        if self.fsync {
+            guard.0.sync_data()?;
+        }
         guard.1.insert(item.id, item.value);
         Ok(())
     }
@@ -619,7 +636,8 @@ fn record_ready(dir: &Path, boots: u64, ready_ns: u128) -> std::io::Result<()> {
 
 /// Runs demo-app until SIGTERM/SIGINT. Returns an error if start-up fails.
 pub async fn run(args: Args) -> Result<(), AppError> {
-    let (store, boots) = Store::open(&args.data_dir)?;
+    let (mut store, boots) = Store::open(&args.data_dir)?;
+    store.fsync = !args.no_fsync;
     if boots > 1
         && args.fail_start_probability > 0.0
         && rand::random::<f64>() < args.fail_start_probability
@@ -756,6 +774,9 @@ pub async fn run(args: Args) -> Result<(), AppError> {
                 }
             }
         });
+    }
+    if args.no_fsync {
+        eprintln!("demo-app: UNSAFE: acknowledging file-store writes without fsync (--no-fsync)");
     }
     if state.ack_before_fsync {
         eprintln!(
