@@ -173,7 +173,10 @@ pub async fn heal(p: &Pending) -> Result<Vec<String>, HealError> {
     let mut first_error = None;
     for (mountpoint, backing) in &p.mounts {
         match crate::durable::heal_mount(mountpoint, backing) {
-            Ok(was) => {
+            Ok((was, warning)) => {
+                if let Some(w) = warning {
+                    done.push(w);
+                }
                 if was {
                     done.push(format!(
                         "unmounted the power-loss layer at {}",

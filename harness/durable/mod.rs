@@ -16,7 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use tracker::{lose_unsynced, Loss, Model, Tracker, STASH};
+pub use tracker::{lose_unsynced, Loss, Model, Tracker, ROLLING_BACK, STASH};
 
 /// The source name of rebound's mounts in `/proc/mounts`.
 pub const FS_NAME: &str = "rebound-durable";
@@ -130,18 +130,32 @@ pub fn force_unmount(path: &Path) -> Result<(), DurableError> {
 /// `mountpoint` (its connection aborted, detached if busy) and removes the stash
 /// of unlinked inodes from `backing`, which then holds what was written — every
 /// write, as after a clean shutdown — and is usable without the layer. Returns
-/// whether it was still mounted.
-pub fn heal_mount(mountpoint: &Path, backing: &Path) -> Result<bool, DurableError> {
+/// whether it was still mounted, and a warning when rebound died in the middle of
+/// a rollback: the stash then holds the directory's tree and is kept, never deleted.
+pub fn heal_mount(
+    mountpoint: &Path,
+    backing: &Path,
+) -> Result<(bool, Option<String>), DurableError> {
     let was = mounts().iter().any(|m| m == mountpoint);
     force_unmount(mountpoint)?;
     let stash = backing.join(STASH);
+    if stash.join(ROLLING_BACK).exists() {
+        return Ok((
+            was,
+            Some(format!(
+                "rebound stopped in the middle of rolling {} back: its files are kept in {} (named by inode number; see {ROLLING_BACK} there), nothing was deleted",
+                backing.display(),
+                stash.display()
+            )),
+        ));
+    }
     match std::fs::remove_dir_all(&stash) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             return Err(io_err(&stash, "removing the stash")(e));
         }
         _ => {}
     }
-    Ok(was)
+    Ok((was, None))
 }
 
 /// Aborts the FUSE connection of the mount whose device is `dev`: every request
@@ -363,6 +377,13 @@ impl Layer {
         }
         let _ = session.join();
         self.dev = None;
+        if mounts().iter().any(|m| m == &self.mountpoint) {
+            return Err(DurableError::Io {
+                path: self.mountpoint.clone(),
+                what: "unmounting the layer (still in /proc/mounts)",
+                source: io::Error::from(io::ErrorKind::ResourceBusy),
+            });
+        }
         Ok(())
     }
 
@@ -370,7 +391,8 @@ impl Layer {
     /// mounted, aborting whatever is in flight).
     pub fn lose_unsynced(&mut self) -> Result<Loss, DurableError> {
         if self.session.is_some() {
-            self.abort()?;
+            // A failed abort is not fatal: unmount aborts and detaches by itself.
+            let _ = self.abort();
             self.unmount()?;
         }
         let mut s = self.lock();

@@ -413,3 +413,24 @@ fn o_dsync_writes_are_durable_when_answered() {
         b"commit 1"
     );
 }
+
+/// A rollback rebound died in: its stash holds the tree and heal keeps it.
+#[test]
+fn heal_keeps_a_stash_a_rollback_was_stopped_in_and_deletes_a_plain_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stash = dir.path().join(STASH);
+    std::fs::create_dir(&stash).expect("stash");
+    std::fs::write(stash.join("12345"), b"a file mid-rollback").expect("entry");
+    std::fs::write(stash.join(super::ROLLING_BACK), b"").expect("marker");
+    let (was, warning) = super::heal_mount(dir.path(), dir.path()).expect("heal");
+    assert!(!was);
+    assert!(warning.expect("a warning").contains("nothing was deleted"));
+    assert_eq!(
+        std::fs::read(stash.join("12345")).expect("kept"),
+        b"a file mid-rollback"
+    );
+    std::fs::remove_file(stash.join(super::ROLLING_BACK)).expect("marker");
+    let (_, warning) = super::heal_mount(dir.path(), dir.path()).expect("heal");
+    assert!(warning.is_none());
+    assert!(!stash.exists(), "a stash of unlinked inodes is removed");
+}

@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 /// durable entry still names (never shown through the mount, removed by a rollback).
 pub const STASH: &str = ".rebound-unsynced";
 
+/// A file in the stash while a rollback is under way: the stash then holds the
+/// whole tree (entries named by inode number), which must never be deleted.
+pub const ROLLING_BACK: &str = "ROLLING-BACK";
+
 /// Granularity of saved durable bytes.
 const PAGE: u64 = 4096;
 
@@ -418,6 +422,15 @@ pub fn lose_unsynced(tracker: &mut Tracker) -> io::Result<Loss> {
     match std::fs::create_dir(&stash) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
         _ => {}
+    }
+    {
+        let mut marker = std::fs::File::create(stash.join(ROLLING_BACK))?;
+        std::io::Write::write_all(
+            &mut marker,
+            b"rebound was rolling this directory back to its durable state when it stopped;\n\
+              the entries here are the directory's files and directories, named by inode number.\n",
+        )?;
+        marker.sync_all()?;
     }
     let at = |ino: u64| stash.join(ino.to_string());
     fn detach(dir: &Path, ino: u64, cur: &Current, at: &dyn Fn(u64) -> PathBuf) -> io::Result<()> {

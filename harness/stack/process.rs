@@ -461,15 +461,30 @@ impl ProcessStack {
         let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
         for svc in &self.services {
             for (dir, model) in &svc.durable {
-                if layers.iter().any(|(_, l)| l.mountpoint() == dir.as_path()) {
-                    continue;
-                }
                 let failed = |message: String| StackError::StartFailed {
                     service: svc.name.clone(),
                     message: format!("durable-dirs {}: {message}", dir.display()),
                 };
                 std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
                 let dir = dir.canonicalize().map_err(|e| failed(e.to_string()))?;
+                if let Some((owner, _)) =
+                    layers.iter().find(|(_, l)| l.mountpoint() == dir.as_path())
+                {
+                    if owner == &svc.name {
+                        continue;
+                    }
+                    return Err(failed(format!(
+                        "already the durable-dirs of service `{owner}`: a directory belongs to one service"
+                    )));
+                }
+                if let Some((owner, l)) = layers.iter().find(|(_, l)| {
+                    dir.starts_with(l.mountpoint()) || l.mountpoint().starts_with(&dir)
+                }) {
+                    return Err(failed(format!(
+                        "overlaps {} (durable-dirs of `{owner}`): the layers cannot nest",
+                        l.mountpoint().display()
+                    )));
+                }
                 if let Some(j) = self.journal.get() {
                     j.mounted(&dir, &dir).map_err(|e| failed(e.to_string()))?;
                 }
@@ -499,9 +514,9 @@ impl ProcessStack {
                     }
                 }
                 Err(e) => {
-                    first_error.get_or_insert(StackError::StartFailed {
-                        service,
-                        message: format!("unmounting the power-loss layer: {e}"),
+                    first_error.get_or_insert(StackError::Command {
+                        what: format!("unmounting the power-loss layer of {service}"),
+                        message: e.to_string(),
                     });
                 }
             }
@@ -741,22 +756,33 @@ impl Stack for ProcessStack {
                 svc.send_to(*pid, Signal::SIGSTOP)?;
             }
         }
+        let mut abort_error = None;
         {
             let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
             for (_, layer) in layers.iter().filter(|(s, _)| services.contains(s)) {
-                layer.abort().map_err(|e| StackError::Command {
-                    what: format!(
-                        "aborting the power-loss layer at {}",
-                        layer.mountpoint().display()
-                    ),
-                    message: e.to_string(),
-                })?;
+                if let Err(e) = layer.abort() {
+                    abort_error.get_or_insert(StackError::Command {
+                        what: format!(
+                            "aborting the power-loss layer at {}",
+                            layer.mountpoint().display()
+                        ),
+                        message: e.to_string(),
+                    });
+                }
             }
         }
+        // Killed whatever happened above: frozen processes are never left behind
+        // (the rollback aborts and detaches a layer again by itself).
+        let mut kill_error = None;
         for (svc, pid) in &pids {
             if let Some(pid) = pid {
-                svc.send_to(*pid, Signal::SIGKILL)?;
+                if let Err(e) = svc.send_to(*pid, Signal::SIGKILL) {
+                    kill_error.get_or_insert(e);
+                }
             }
+        }
+        if let Some(e) = kill_error.or(abort_error) {
+            return Err(e);
         }
         Ok(format!(
             "power cut: {} frozen, their layers aborted, SIGKILLed",
@@ -792,8 +818,22 @@ impl Stack for ProcessStack {
                     after: START_TIMEOUT,
                 });
             }
-            if let Some(pgid) = svc.state.borrow().pgid {
-                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            // Every member of the group, not only the leader, must be gone before
+            // the rollback: one left would write into the directory meanwhile.
+            let pgid = svc.state.borrow().pgid;
+            if let Some(pgid) = pgid {
+                let group = Pid::from_raw(pgid);
+                let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+                while killpg(group, Signal::SIGKILL).is_ok() {
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(StackError::Timeout {
+                            service: s.clone(),
+                            what: format!("process group {pgid} to die after the power cut"),
+                            after: START_TIMEOUT,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
             }
         }
         let mut lost = Vec::new();

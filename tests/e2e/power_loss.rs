@@ -148,7 +148,15 @@ fn sigint_mid_power_cut_and_rebound_heal_after_sigkill_leave_no_mount() {
     // Ctrl-C: rebound finishes the cut (heal), tears the stack down, unmounts.
     let data = signal_mid_cut(&dir.path().join("int"), state.path(), "INT", "fault-ok");
     assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
-    std::fs::read_dir(&data).expect("the data directory reads after Ctrl-C");
+    let names: Vec<_> = std::fs::read_dir(&data)
+        .expect("the data directory reads after Ctrl-C")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(names.iter().any(|n| n == "items.log"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n == ".rebound-unsynced"),
+        "the cut was not finished: {names:?}"
+    );
 
     // SIGKILL once the layer is mounted again: the mount outlives rebound (its
     // connection dead) until `rebound heal`.
@@ -177,4 +185,10 @@ fn sigint_mid_power_cut_and_rebound_heal_after_sigkill_leave_no_mount() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert!(!names.iter().any(|n| n == ".rebound-unsynced"), "{names:?}");
+    // Heal kept the store: its (fsynced at creation) log is there and readable.
+    assert!(
+        names.iter().any(|n| n == "items.log"),
+        "the store is gone: {names:?}"
+    );
+    std::fs::read(data.join("items.log")).expect("items.log reads");
 }
