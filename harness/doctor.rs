@@ -192,8 +192,7 @@ fn needs(plan: Option<&Plan>) -> Needs {
                 f.steps()
                     .any(|s| s.kind.needs().contains(&crate::stack::Capability::Netns))
             });
-            let fuse = matches!(&p.stack, StackPlan::Process { services, .. }
-                if services.iter().any(|s| !s.durable_dirs.is_empty()));
+            let fuse = !p.stack.durable_services().is_empty();
             Needs {
                 docker,
                 netns,
@@ -591,7 +590,7 @@ fn fuse(needed_: bool) -> Finding {
     Finding {
         name: "fuse",
         level: needed(needed_),
-        detail: format!("{why} (durable-dirs cannot run)"),
+        detail: format!("{why} (durable-dirs and [stack] durable cannot run)"),
         fix: Some(FIX.into()),
     }
 }

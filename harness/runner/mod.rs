@@ -618,6 +618,7 @@ impl Ctx {
         }
         match self.wait_steady(plan.run.startup_timeout).await {
             Ok(waited) => {
+                self.stack.settled();
                 self.history.record(Event::SteadyState {
                     waited_ms: waited.as_secs_f64() * 1e3,
                 });

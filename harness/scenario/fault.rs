@@ -78,19 +78,24 @@ fn one(
                 i,
                 "kind",
                 Some(kind),
-                format!(
-                    "`{kind}` needs the {} backend: the {} backend cannot {}",
-                    if matches!(
-                        cap,
-                        crate::stack::Capability::Link | crate::stack::Capability::PowerLoss
-                    ) {
-                        "process"
-                    } else {
-                        "docker"
-                    },
-                    ctx.backend,
-                    cap.describe()
-                ),
+                if cap == crate::stack::Capability::PowerLoss {
+                    format!(
+                        "`{kind}` needs a stack rebound brings up with its data on the power-loss layer (the process backend's durable-dirs, or a docker compose file with `durable`): the {} backend here cannot {}",
+                        ctx.backend,
+                        cap.describe()
+                    )
+                } else {
+                    format!(
+                        "`{kind}` needs the {} backend: the {} backend cannot {}",
+                        if cap == crate::stack::Capability::Link {
+                            "process"
+                        } else {
+                            "docker"
+                        },
+                        ctx.backend,
+                        cap.describe()
+                    )
+                },
             ));
         }
         let target = &plan.target;
@@ -128,6 +133,39 @@ fn one(
                     k.join(", ")
                 ),
             ));
+        }
+        if plan
+            .kind
+            .needs()
+            .contains(&crate::stack::Capability::PowerLoss)
+        {
+            let durable = stack.durable_services();
+            let key = if stack.backend() == "docker" {
+                "[stack] durable"
+            } else {
+                "durable-dirs"
+            };
+            if durable.is_empty() {
+                return Err(v.err_in(
+                    header,
+                    i,
+                    "kind",
+                    Some(kind),
+                    format!("`{kind}` acts on services whose data is on the power-loss layer, and none is: name them with {key}"),
+                ));
+            }
+            if target != ALL_SERVICES && !durable.contains(target) {
+                return Err(v.err_in(
+                    header,
+                    i,
+                    "target",
+                    Some(&format!("\"{target}\"")),
+                    format!(
+                        "`{target}` has no data on the power-loss layer ({key}); those that do: {}",
+                        durable.join(", ")
+                    ),
+                ));
+            }
         }
         let exists = known.as_ref().is_none_or(|k| k.contains(target));
         if target != ALL_SERVICES && !exists {

@@ -11,6 +11,7 @@ mod objective;
 mod probe;
 pub mod raw;
 mod stack;
+pub use stack::durable_variable;
 mod workload;
 
 pub use lint::lint;

@@ -98,6 +98,15 @@ pub enum RawStack {
         /// `[[stack.link]]` entries: links of a `rebound proxy` compose service.
         #[serde(default, rename = "link")]
         links: Vec<RawProxyLink>,
+        /// Services whose data rebound puts on its power-loss layer: for each, a
+        /// directory mounted through the layer before the containers start, given
+        /// to compose as `REBOUND_DURABLE_<SERVICE>` (a compose override binds it
+        /// over the service's data directory).
+        #[serde(default)]
+        durable: Vec<String>,
+        /// The layer's crash model: `posix-strict` (default) or `ext4-like`.
+        #[serde(default)]
+        durability: Option<crate::durable::Model>,
     },
 }
 

@@ -28,6 +28,8 @@ pub(super) fn validate(v: &Validator<'_>, raw: RawStack) -> Result<StackPlan, Sc
             containers,
             project,
             links,
+            durable,
+            durability,
         } => {
             let source = match containers {
                 Some(_) if project.is_some() => {
@@ -42,13 +44,107 @@ pub(super) fn validate(v: &Validator<'_>, raw: RawStack) -> Result<StackPlan, Sc
             };
             let services = compose_service_names(v, &source)?;
             let links = proxy_links_of(v, links, services.as_deref())?;
+            durable_of(
+                v,
+                &durable,
+                durability.is_some(),
+                &source,
+                services.as_deref(),
+            )?;
             Ok(StackPlan::Docker {
                 source,
                 services,
                 links,
+                durable,
+                durability: durability.unwrap_or(crate::durable::Model::PosixStrict),
             })
         }
     }
+}
+
+/// The compose variable that holds the layer directory of a durable `service`.
+pub fn durable_variable(service: &str) -> String {
+    let name: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("REBOUND_DURABLE_{name}")
+}
+
+/// The docker stack's `durable` services: only with a compose file rebound brings
+/// up (the layer is mounted before a container starts), each a service of it, each
+/// bound by some compose file through its variable (else the layer would hold no
+/// data of it).
+fn durable_of(
+    v: &Validator<'_>,
+    durable: &[String],
+    model_given: bool,
+    source: &DockerSource,
+    services: Option<&[String]>,
+) -> Result<(), ScenarioError> {
+    let text = v.text;
+    if durable.is_empty() {
+        if model_given {
+            return Err(v.err(
+                "stack.durability",
+                locate(text, "durability", None, 1),
+                "durability applies to `durable` services, and this stack names none",
+            ));
+        }
+        return Ok(());
+    }
+    let line = locate(text, "durable", None, 1);
+    let DockerSource::Compose {
+        file, overrides, ..
+    } = source
+    else {
+        return Err(v.err(
+            "stack.durable",
+            line,
+            "the power-loss layer must be mounted before a container starts: `durable` needs a compose file rebound brings up (`compose`), not `attach` or `containers`",
+        ));
+    };
+    let mut seen = HashSet::new();
+    for name in durable {
+        if !seen.insert(name) {
+            return Err(v.err("stack.durable", line, format!("`{name}` is named twice")));
+        }
+        if let Some(known) = services {
+            if !known.iter().any(|s| s == name) {
+                return Err(v.err(
+                    "stack.durable",
+                    line,
+                    format!(
+                        "the compose file has no service `{name}`; services are: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        if v.recorded {
+            continue;
+        }
+        let var = durable_variable(name);
+        let bound = std::iter::once(file)
+            .chain(overrides)
+            .any(|f| crate::field::read_small_file(f).is_ok_and(|t| t.contains(&var)));
+        if !bound {
+            return Err(v.err(
+                "stack.durable",
+                line,
+                format!(
+                    "no compose file uses ${{{var}}}: bind it over `{name}`'s data directory (volumes: [\"${{{var}}}:/its/data\"], as docker/demo/durable-db.yaml does), else the layer holds none of its data"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A link name not seen before (and not empty); records it.

@@ -818,31 +818,77 @@ fn links_are_checked_and_link_faults_target_them() {
 }
 
 #[test]
-fn power_cut_needs_the_process_backend_and_takes_an_optional_target() {
-    let text = VALID.replace(
+fn power_cut_needs_data_on_the_layer_and_takes_an_optional_target() {
+    let cut = VALID.replace(
         "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
         "kind = \"power-cut\"",
     );
-    let plan = parse_str(&text).expect("power-cut without a target");
+    let m = parse_str(&cut).expect_err("nothing durable").to_string();
+    assert!(m.contains("none is: name them with durable-dirs"), "{m}");
+    let durable = cut.replace(
+        "restart = \"on-failure\"",
+        "restart = \"on-failure\"\ndurable-dirs = [\"${run_dir}/d\"]",
+    );
+    let plan = parse_str(&durable).expect("power-cut without a target");
     assert_eq!(plan.faults[0].target, ALL_SERVICES);
     assert_eq!(plan.faults[0].kind.name(), "power-cut");
 
+    // docker: `durable` services, each bound through its variable by a compose file.
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("compose.yaml"),
-        "services:\n  db: {image: x}\n",
+        "services:\n  db: {image: x}\n  web: {image: y}\n",
     )
     .expect("compose");
-    let docker = "name = \"d\"\n[stack]\nbackend = \"docker\"\ncompose = \"compose.yaml\"\n[[fault]]\nkind = \"power-cut\"\ntarget = \"db\"\n[[probe]]\nkind = \"docker-health\"\nservice = \"db\"\n[slo]\nrecover-within = \"5s\"\n";
-    let m = parse(&dir.path().join("s.toml"), docker)
-        .expect_err("docker")
-        .to_string();
+    std::fs::write(
+        dir.path().join("durable.yaml"),
+        "services:\n  db: {volumes: [\"${REBOUND_DURABLE_DB}:/data\"]}\n",
+    )
+    .expect("override");
+    let docker = |stack: &str, target: &str| {
+        format!("name = \"d\"\n[stack]\nbackend = \"docker\"\n{stack}\n[[fault]]\nkind = \"power-cut\"\n{target}\n[[probe]]\nkind = \"docker-health\"\nservice = \"db\"\n[slo]\nrecover-within = \"5s\"\n")
+    };
+    let err = |stack: &str, target: &str| {
+        parse(&dir.path().join("s.toml"), &docker(stack, target))
+            .expect_err(stack)
+            .to_string()
+    };
+    let m = err("compose = \"compose.yaml\"", "target = \"db\"");
+    assert!(m.contains("name them with [stack] durable"), "{m}");
+    let m = err(
+        "compose = \"compose.yaml\"\ndurable = [\"db\"]",
+        "target = \"db\"",
+    );
+    assert!(
+        m.contains("no compose file uses ${REBOUND_DURABLE_DB}"),
+        "{m}"
+    );
+    let m = err(
+        "compose = \"compose.yaml\"\ndurable = [\"cache\"]",
+        "target = \"db\"",
+    );
+    assert!(m.contains("no service `cache`"), "{m}");
+    let bound =
+        "compose = \"compose.yaml\"\ncompose-overrides = [\"durable.yaml\"]\ndurable = [\"db\"]";
+    let m = err(bound, "target = \"web\"");
     assert!(
         m.contains(
-            "`power-cut` needs the process backend: the docker backend cannot cut the power"
+            "`web` has no data on the power-loss layer ([stack] durable); those that do: db"
         ),
         "{m}"
     );
+    let plan = parse(&dir.path().join("s.toml"), &docker(bound, "")).expect("docker power-cut");
+    assert_eq!(plan.stack.durable_services(), ["db"]);
+    let m = err("attach = \"p\"\ndurable = [\"db\"]", "target = \"db\"");
+    assert!(
+        m.contains("`durable` needs a compose file rebound brings up"),
+        "{m}"
+    );
+    let m = err(
+        "compose = \"compose.yaml\"\ndurability = \"ext4-like\"",
+        "target = \"db\"",
+    );
+    assert!(m.contains("names none"), "{m}");
 }
 
 #[test]

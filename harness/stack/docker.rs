@@ -94,6 +94,12 @@ pub struct DockerStack {
     links: Vec<super::plan::LinkPlan>,
     /// Host ports given to compose.
     ports: crate::ports::Ports,
+    /// `durable` services and the directory each one's layer is mounted on
+    /// (`REBOUND_DURABLE_<SERVICE>` for compose), with the layers' model.
+    durable: Vec<(String, PathBuf)>,
+    durability: crate::durable::Model,
+    /// The power-loss layers, mounted before the first `compose up`.
+    layers: Arc<super::power::PowerLayers>,
 }
 
 fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> StackError {
@@ -380,7 +386,93 @@ impl DockerStack {
             compose_cmd,
             links: Vec::new(),
             ports: crate::ports::Ports::default(),
+            durable: Vec::new(),
+            durability: crate::durable::Model::PosixStrict,
+            layers: Arc::default(),
         })
+    }
+
+    /// Puts the data of `services` on power-loss layers of `model`, one
+    /// directory each under `dir` (`dir/<service>`), given to compose as
+    /// `REBOUND_DURABLE_<SERVICE>`.
+    pub fn with_durable(
+        mut self,
+        services: &[String],
+        model: crate::durable::Model,
+        dir: &std::path::Path,
+    ) -> Self {
+        self.durable = services
+            .iter()
+            // Absolute: compose binds it into a container.
+            .map(|s| {
+                let d = dir.join(s);
+                (s.clone(), std::path::absolute(&d).unwrap_or(d))
+            })
+            .collect();
+        self.durability = model;
+        self
+    }
+
+    /// Mounts the layers of the `durable` services (before any container of
+    /// theirs starts: a running container never sees a mount made later). Refused
+    /// with the reason where the layer cannot be under the engine's bind mounts.
+    fn mount_layers(&self) -> Result<(), StackError> {
+        let Some((first, _)) = self.durable.first() else {
+            return Ok(());
+        };
+        let refuse = |message: String| StackError::StartFailed {
+            service: first.clone(),
+            message: format!("[stack] durable: {message}"),
+        };
+        if matches!(self.source, Source::Compose { keep: true, .. }) {
+            return Err(refuse(
+                "--keep leaves the stack running after rebound exits, and the power-loss layer lives in rebound's process: run without --keep".into(),
+            ));
+        }
+        if let Some(host) = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty() && !h.starts_with("unix://"))
+        {
+            return Err(refuse(format!(
+                "DOCKER_HOST={host} is another machine's engine: the power-loss layer is mounted here, and only an engine on this host can bind it into a container"
+            )));
+        }
+        if let Err(e) = crate::durable::supported() {
+            return Err(refuse(format!(
+                "the power-loss layer cannot be mounted here ({e}); it needs root, /dev/fuse and the fuse filesystem (`rebound doctor`), which a container gets only with --device /dev/fuse --cap-add SYS_ADMIN"
+            )));
+        }
+        for (service, dir) in &self.durable {
+            std::fs::create_dir_all(dir).map_err(|e| StackError::StartFailed {
+                service: service.clone(),
+                message: format!("[stack] durable: creating {}: {e}", dir.display()),
+            })?;
+            // Any user of the container may create its data directory (the
+            // layer gives new files the caller's uid and gid), as in /tmp.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777));
+            self.layers.mount(
+                service,
+                "[stack] durable",
+                dir,
+                self.durability,
+                self.journal.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The compose variables of the layer directories.
+    fn durable_env(&self) -> Vec<(String, String)> {
+        self.durable
+            .iter()
+            .map(|(s, d)| {
+                (
+                    crate::scenario::durable_variable(s),
+                    d.display().to_string(),
+                )
+            })
+            .collect()
     }
 
     /// Gives compose the run's host ports (`REBOUND_PORT_*` variables).
@@ -473,6 +565,7 @@ impl DockerStack {
             .args(&argv)
             .env("REBOUND_RUN", &self.run_id)
             .envs(self.ports.0.iter().map(|(k, v)| (k, v.to_string())))
+            .envs(self.durable_env())
             // A cancelled call (Ctrl-C during a stack-restart) must not race the heal
             // and teardown that follow: the compose process goes with it.
             .kill_on_drop(true)
@@ -840,6 +933,7 @@ impl Stack for DockerStack {
                     other => other,
                 })?;
             }
+            self.mount_layers()?;
             self.compose(files, &["up", "-d", "--no-build"]).await?;
         }
         self.discover().await?;
@@ -1359,6 +1453,104 @@ impl Stack for DockerStack {
             .map(|s| Health::parse(s.as_ref())))
     }
 
+    async fn power_off(&self, services: &[String]) -> Result<String, StackError> {
+        if let Some(s) = services.iter().find(|s| !self.layers.has(s)) {
+            return Err(StackError::Command {
+                what: format!("power-cut of {s}"),
+                message: "the service is not in [stack] durable: nothing of it is on the power-loss layer".into(),
+            });
+        }
+        let ids = services
+            .iter()
+            .map(|s| self.id(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Held first: no restart policy may bring one back before its data is rolled back.
+        for s in services {
+            self.hold(s)?;
+        }
+        // Frozen at one instant (each container's cgroup freezer, all at once):
+        // nothing more is acknowledged.
+        let frozen =
+            futures_util::future::join_all(ids.iter().map(|id| self.docker.pause_container(id)))
+                .await;
+        let abort_error = self.layers.abort(services).err();
+        // SIGKILL through the engine, whatever happened above (no frozen container
+        // is left): it marks the container stopped by hand, so no restart policy
+        // applies, and thaws a frozen one after the signal.
+        let mut kill_error = None;
+        for ((service, id), frozen) in services.iter().zip(&ids).zip(&frozen) {
+            let killed = self
+                .docker
+                .kill_container(
+                    id,
+                    Some(KillContainerOptions {
+                        signal: "SIGKILL".into(),
+                    }),
+                )
+                .await;
+            if frozen.is_ok() {
+                self.set_paused(service, false);
+            }
+            match killed {
+                Ok(()) => {}
+                // 409: not running (it died by itself meanwhile): down all the same.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {}
+                Err(e) => {
+                    kill_error.get_or_insert(docker_err(format!("SIGKILLing {service}"))(e));
+                }
+            }
+        }
+        if let Some(e) = kill_error.or(abort_error) {
+            return Err(e);
+        }
+        Ok(format!(
+            "power cut: {} frozen, their layers aborted, SIGKILLed",
+            services.join(", ")
+        ))
+    }
+
+    async fn power_on(&self, services: &[String]) -> Result<String, StackError> {
+        let cut = self.layers.cut(services);
+        for s in &cut {
+            // The container must be gone before its data is rolled back.
+            let id = self.id(s)?;
+            let deadline = tokio::time::Instant::now() + CLI_BOUND;
+            loop {
+                let info = self.inspect(&id, s).await?;
+                if !info.state.and_then(|st| st.running).unwrap_or(false) {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(StackError::Timeout {
+                        service: s.clone(),
+                        what: "the power-cut container to stop".into(),
+                        after: CLI_BOUND,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let lost = self.layers.roll_back_off_runtime(&cut).await?;
+        for s in services {
+            self.start(s).await?;
+        }
+        Ok(if lost.is_empty() {
+            "nothing to roll back".into()
+        } else {
+            lost.join("; ")
+        })
+    }
+
+    fn durable_services(&self) -> Vec<String> {
+        self.durable.iter().map(|(s, _)| s.clone()).collect()
+    }
+
+    fn settled(&self) {
+        self.layers.checkpoint();
+    }
+
     fn log_source(&self, service: &str) -> Option<super::logs::LogSource> {
         Some(super::logs::LogSource::Docker {
             docker: self.docker.clone(),
@@ -1390,7 +1582,18 @@ impl Stack for DockerStack {
                 )
                 .await
                 .map(|_| ());
-                healed.and(down).and(swept)
+                // The layers once no container uses them; their data goes with the
+                // stack, as its volumes do.
+                let unmounted = self.layers.unmount_all(self.journal.as_ref());
+                if unmounted.is_ok() {
+                    for (_, dir) in &self.durable {
+                        let _ = std::fs::remove_dir_all(dir);
+                        if let Some(parent) = dir.parent() {
+                            let _ = std::fs::remove_dir(parent); // only when empty
+                        }
+                    }
+                }
+                healed.and(down).and(swept).and(unmounted)
             }
             _ => healed,
         }

@@ -9,6 +9,7 @@ pub mod docker;
 pub mod fake;
 pub mod logs;
 pub mod plan;
+pub mod power;
 pub mod process;
 
 use std::path::PathBuf;
@@ -430,10 +431,15 @@ pub trait Stack: Send + Sync {
             op: "bring a service back after a power cut",
         })
     }
-    /// Services with `durable-dirs` (the default targets of a power cut).
+    /// Services with data on the power-loss layer (the default targets of a
+    /// power cut).
     fn durable_services(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The stack reached steady state after bring-up: what it wrote setting
+    /// itself up (an initdb, a first schema) counts as durable from here on, as on
+    /// a host set up and synced before the test.
+    fn settled(&self) {}
     /// Where `service`'s log lines can be read now (`None`: nowhere, or not yet).
     fn log_source(&self, _service: &str) -> Option<logs::LogSource> {
         None
@@ -493,7 +499,13 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
                     .with_links(links.clone()),
             )
         }
-        StackPlan::Docker { source, links, .. } => {
+        StackPlan::Docker {
+            source,
+            links,
+            durable,
+            durability,
+            ..
+        } => {
             let (project, source) = match source {
                 DockerSource::Compose {
                     file,
@@ -520,7 +532,8 @@ pub async fn build(plan: &StackPlan, ctx: BuildCtx) -> Result<Arc<dyn Stack>, St
                 docker::DockerStack::new(project, source, ctx.run_id, ctx.history, ctx.journal)
                     .await?
                     .with_links(links.clone())
-                    .with_ports(ctx.ports),
+                    .with_ports(ctx.ports)
+                    .with_durable(durable, *durability, &ctx.run_dir.join("durable")),
             )
         }
     })

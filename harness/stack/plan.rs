@@ -26,6 +26,10 @@ pub enum StackPlan {
         services: Option<Vec<String>>,
         /// Links of `rebound proxy` services (`[[stack.link]]`).
         links: Vec<LinkPlan>,
+        /// Services on the power-loss layer (`durable`; compose source only).
+        durable: Vec<String>,
+        /// The layer's crash model.
+        durability: crate::durable::Model,
     },
 }
 
@@ -89,6 +93,19 @@ impl StackPlan {
         }
     }
 
+    /// The services whose data is on the power-loss layer (`durable-dirs`, or the
+    /// docker stack's `durable`).
+    pub fn durable_services(&self) -> Vec<String> {
+        match self {
+            StackPlan::Process { services, .. } => services
+                .iter()
+                .filter(|s| !s.durable_dirs.is_empty())
+                .map(|s| s.name.clone())
+                .collect(),
+            StackPlan::Docker { durable, .. } => durable.clone(),
+        }
+    }
+
     /// What the backend can do beyond the basic primitives; validation reads it.
     pub fn capabilities(&self) -> Capabilities {
         use Capability::*;
@@ -99,7 +116,7 @@ impl StackPlan {
                 ..
             } => Capabilities::of(&[Restart, RestartAll, Network, Exec, Health, Netns, Link]),
             StackPlan::Docker { .. } => Capabilities::of(&[
-                Restart, RestartAll, Compose, Network, Exec, Health, Netns, Link,
+                Restart, RestartAll, Compose, Network, Exec, Health, Netns, Link, PowerLoss,
             ]),
         }
     }

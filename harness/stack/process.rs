@@ -100,7 +100,7 @@ pub struct ProcessStack {
     proxies: Mutex<Vec<crate::proxy::Proxy>>,
     /// The power-loss layers on services' `durable-dirs`, `(service, layer)`,
     /// mounted at the first `up` and unmounted by `teardown` (or when dropped).
-    layers: Mutex<Vec<(String, crate::durable::Layer)>>,
+    layers: Arc<super::power::PowerLayers>,
     /// Where mounts are recorded (`rebound heal` unmounts what a dead run left).
     journal: std::sync::OnceLock<Arc<crate::journal::Journal>>,
 }
@@ -450,7 +450,7 @@ impl ProcessStack {
             killed: AtomicBool::new(false),
             links: Vec::new(),
             proxies: Mutex::new(Vec::new()),
-            layers: Mutex::new(Vec::new()),
+            layers: Arc::default(),
             journal: std::sync::OnceLock::new(),
         })
     }
@@ -458,39 +458,15 @@ impl ProcessStack {
     /// Mounts the power-loss layer on every `durable-dirs` entry not mounted yet
     /// (journaled first, so a rebound killed meanwhile leaves it to `rebound heal`).
     fn mount_layers(&self) -> Result<(), StackError> {
-        let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
         for svc in &self.services {
             for (dir, model) in &svc.durable {
-                let failed = |message: String| StackError::StartFailed {
-                    service: svc.name.clone(),
-                    message: format!("durable-dirs {}: {message}", dir.display()),
-                };
-                std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
-                let dir = dir.canonicalize().map_err(|e| failed(e.to_string()))?;
-                if let Some((owner, _)) =
-                    layers.iter().find(|(_, l)| l.mountpoint() == dir.as_path())
-                {
-                    if owner == &svc.name {
-                        continue;
-                    }
-                    return Err(failed(format!(
-                        "already the durable-dirs of service `{owner}`: a directory belongs to one service"
-                    )));
-                }
-                if let Some((owner, l)) = layers.iter().find(|(_, l)| {
-                    dir.starts_with(l.mountpoint()) || l.mountpoint().starts_with(&dir)
-                }) {
-                    return Err(failed(format!(
-                        "overlaps {} (durable-dirs of `{owner}`): the layers cannot nest",
-                        l.mountpoint().display()
-                    )));
-                }
-                if let Some(j) = self.journal.get() {
-                    j.mounted(&dir, &dir).map_err(|e| failed(e.to_string()))?;
-                }
-                let layer = crate::durable::Layer::mount(&dir, &dir, *model)
-                    .map_err(|e| failed(format!("the power-loss layer cannot mount: {e}")))?;
-                layers.push((svc.name.clone(), layer));
+                self.layers.mount(
+                    &svc.name,
+                    "durable-dirs",
+                    dir,
+                    *model,
+                    self.journal.get().map(|j| &**j),
+                )?;
             }
         }
         Ok(())
@@ -498,30 +474,7 @@ impl ProcessStack {
 
     /// Unmounts every layer (after the services are stopped).
     fn unmount_layers(&self) -> Result<(), StackError> {
-        let mut first_error = None;
-        let layers: Vec<_> = self
-            .layers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
-        for (service, mut layer) in layers {
-            let dir = layer.mountpoint().to_path_buf();
-            match layer.unmount() {
-                Ok(()) => {
-                    if let Some(j) = self.journal.get() {
-                        let _ = j.unmounted(&dir);
-                    }
-                }
-                Err(e) => {
-                    first_error.get_or_insert(StackError::Command {
-                        what: format!("unmounting the power-loss layer of {service}"),
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        self.layers.unmount_all(self.journal.get())
     }
 
     /// Serves `links` through rebound's fault proxy from the first `up` on.
@@ -756,21 +709,7 @@ impl Stack for ProcessStack {
                 svc.send_to(*pid, Signal::SIGSTOP)?;
             }
         }
-        let mut abort_error = None;
-        {
-            let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-            for (_, layer) in layers.iter().filter(|(s, _)| services.contains(s)) {
-                if let Err(e) = layer.abort() {
-                    abort_error.get_or_insert(StackError::Command {
-                        what: format!(
-                            "aborting the power-loss layer at {}",
-                            layer.mountpoint().display()
-                        ),
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
+        let abort_error = self.layers.abort(services).err();
         // Killed whatever happened above: frozen processes are never left behind
         // (the rollback aborts and detaches a layer again by itself).
         let mut kill_error = None;
@@ -791,18 +730,7 @@ impl Stack for ProcessStack {
     }
 
     async fn power_on(&self, services: &[String]) -> Result<String, StackError> {
-        let cut: Vec<String> = {
-            let layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-            services
-                .iter()
-                .filter(|s| {
-                    layers
-                        .iter()
-                        .any(|(o, l)| o == *s && (l.is_aborted() || !l.is_mounted()))
-                })
-                .cloned()
-                .collect()
-        };
+        let cut = self.layers.cut(services);
         for s in &cut {
             let svc = self.svc(s)?;
             // The processes must be gone before their data is rolled back.
@@ -836,25 +764,7 @@ impl Stack for ProcessStack {
                 }
             }
         }
-        let mut lost = Vec::new();
-        {
-            let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
-            for (service, layer) in layers.iter_mut().filter(|(s, _)| cut.contains(s)) {
-                if layer.is_mounted() && !layer.is_aborted() {
-                    continue; // not cut (heal after a power_on that completed)
-                }
-                let mountpoint = layer.mountpoint().display().to_string();
-                let failed = |what: &str, e: crate::durable::DurableError| StackError::Command {
-                    what: format!("{what} the power-loss layer of {service} at {mountpoint}"),
-                    message: e.to_string(),
-                };
-                let loss = layer
-                    .lose_unsynced()
-                    .map_err(|e| failed("rolling back", e))?;
-                layer.remount().map_err(|e| failed("remounting", e))?;
-                lost.push(format!("{service} {mountpoint}: {}", loss.summary()));
-            }
-        }
+        let lost = self.layers.roll_back_off_runtime(&cut).await?;
         for s in services {
             self.start(s).await?;
         }
@@ -871,6 +781,10 @@ impl Stack for ProcessStack {
             .filter(|s| !s.durable.is_empty())
             .map(|s| s.name.clone())
             .collect()
+    }
+
+    fn settled(&self) {
+        self.layers.checkpoint();
     }
 
     fn log_source(&self, service: &str) -> Option<super::logs::LogSource> {

@@ -1,35 +1,39 @@
-//! `power-cut` on the process backend: demo-app's file store on `durable-dirs`
-//! under a stream of writes. Acknowledged without fsync, a SIGKILL loses nothing
-//! (the page cache keeps the writes) and a power cut loses them; fsynced before
-//! the acknowledgement, a power cut loses none. No mount of rebound's is left.
+//! `power-cut` on the process backend: demo-app's stores on `durable-dirs` under a
+//! stream of writes. Acknowledged without fsync (the file store, a rename without a
+//! directory fsync, SQLite with synchronous = OFF), a SIGKILL loses nothing (the
+//! page cache keeps the writes) and a power cut loses them; made durable before the
+//! acknowledgement, a power cut loses none. No mount of rebound's is left.
 
 use crate::helpers::*;
 
-fn scenario(port: u16, fault: &str, no_fsync: bool) -> String {
-    let extra: &[&str] = if no_fsync { &["--no-fsync"] } else { &[] };
+fn scenario(port: u16, fault: &str, flags: &[&str], model: &str) -> String {
     format!(
-        "name = \"power\"\n{}durable-dirs = [\"${{run_dir}}/data/app\"]\n\n\
+        "name = \"power\"\n{}durable-dirs = [\"${{run_dir}}/data/app\"]\ndurability = \"{model}\"\n\n\
          [[fault]]\nkind = \"{fault}\"\ntarget = \"app\"\n\n\
          [[probe]]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nperiod = \"20ms\"\n\n\
          [[workload]]\nkind = \"http-writes\"\nurl = \"http://127.0.0.1:{port}/items\"\nread-url = \"http://127.0.0.1:{port}/items/{{id}}\"\nrate = 100\nconcurrency = 4\n\n\
          [slo]\nsuccess-rate = 0.99\nrecover-within = \"5s\"\n\n[run]\ntrials = 3\nwarm-up = \"500ms\"\n",
-        demo_service(port, extra, "always", "50ms"),
+        demo_service(port, flags, "always", "50ms"),
     )
 }
 
+/// One configuration of demo-app (`flags`) under `fault` with the layer's `model`.
+struct Config<'a> {
+    name: &'a str,
+    fault: &'a str,
+    flags: &'a [&'a str],
+    model: &'a str,
+}
+
 /// Runs one configuration; returns (exit code, lost per trial, acknowledged in all).
-fn lost(
-    dir: &std::path::Path,
-    name: &str,
-    fault: &str,
-    no_fsync: bool,
-) -> (Option<i32>, Vec<u64>, u64) {
+fn lost(dir: &std::path::Path, c: &Config<'_>) -> (Option<i32>, Vec<u64>, u64) {
     let port = free_port();
+    let name = c.name;
     let out = dir.join(name);
     let o = run_scenario(
         &write_scenario(
             &dir.join(format!("{name}-scenario")),
-            &scenario(port, fault, no_fsync),
+            &scenario(port, c.fault, c.flags, c.model),
         ),
         &out,
         &[],
@@ -50,40 +54,139 @@ fn lost(
         .iter()
         .map(|x| x.parse::<u64>().expect("count"))
         .sum();
-    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
     assert!(
-        !mounts.contains("rebound-durable"),
-        "{name}: a mount is left: {mounts}"
+        acked > 50,
+        "{name}: the workload must have written: {acked}"
+    );
+    assert!(
+        rebound_mounts().is_empty(),
+        "{name}: a mount is left: {:?}",
+        rebound_mounts()
     );
     (o.status.code(), lost, acked)
+}
+
+/// `c` loses acknowledged writes in some trial, and the run fails for it.
+fn loses(dir: &std::path::Path, c: &Config<'_>) {
+    let (code, lost, _) = lost(dir, c);
+    assert!(
+        lost.iter().any(|n| *n > 0),
+        "{}: nothing acknowledged was lost: {lost:?}",
+        c.name
+    );
+    assert_eq!(code, Some(1), "{}: lost writes fail the SLO", c.name);
+}
+
+/// `c` loses no acknowledged write in any trial.
+fn keeps(dir: &std::path::Path, c: &Config<'_>) {
+    let (code, lost, _) = lost(dir, c);
+    assert!(
+        lost.iter().all(|n| *n == 0),
+        "{}: acknowledged writes were lost: {lost:?}",
+        c.name
+    );
+    assert!(matches!(code, Some(0 | 2)), "{}: {code:?}", c.name);
 }
 
 #[test]
 fn a_power_cut_loses_the_unsynced_writes_a_sigkill_keeps_and_none_that_were_fsynced() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (code, lost_kill, acked) = lost(dir.path(), "nofsync-sigkill", "sigkill", true);
-    assert!(acked > 50, "the workload must have written: {acked}");
-    assert!(
-        lost_kill.iter().all(|n| *n == 0),
-        "SIGKILL lost writes the page cache kept: {lost_kill:?}"
+    let strict = "posix-strict";
+    keeps(
+        dir.path(),
+        &Config {
+            name: "nofsync-sigkill",
+            fault: "sigkill",
+            flags: &["--no-fsync"],
+            model: strict,
+        },
     );
-    assert!(matches!(code, Some(0 | 2)), "{code:?}");
+    loses(
+        dir.path(),
+        &Config {
+            name: "nofsync-power-cut",
+            fault: "power-cut",
+            flags: &["--no-fsync"],
+            model: strict,
+        },
+    );
+    keeps(
+        dir.path(),
+        &Config {
+            name: "fsync-power-cut",
+            fault: "power-cut",
+            flags: &[],
+            model: strict,
+        },
+    );
+}
 
-    let (code, lost_cut, acked) = lost(dir.path(), "nofsync-power-cut", "power-cut", true);
-    assert!(acked > 50, "the workload must have written: {acked}");
-    assert!(
-        lost_cut.iter().any(|n| *n > 0),
-        "a power cut lost nothing unsynced: {lost_cut:?}"
+#[test]
+fn a_rename_without_a_directory_fsync_is_lost_to_a_power_cut_and_kept_with_one_under_both_models() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unsafe_rename: &[&str] = &["--file-per-item", "--no-dir-fsync"];
+    keeps(
+        dir.path(),
+        &Config {
+            name: "rename-sigkill",
+            fault: "sigkill",
+            flags: unsafe_rename,
+            model: "posix-strict",
+        },
     );
-    assert_eq!(code, Some(1), "lost writes fail the SLO");
+    loses(
+        dir.path(),
+        &Config {
+            name: "rename-power-cut",
+            fault: "power-cut",
+            flags: unsafe_rename,
+            model: "posix-strict",
+        },
+    );
+    for model in ["posix-strict", "ext4-like"] {
+        keeps(
+            dir.path(),
+            &Config {
+                name: &format!("rename-dir-fsync-{model}"),
+                fault: "power-cut",
+                flags: &["--file-per-item"],
+                model,
+            },
+        );
+    }
+}
 
-    let (code, lost_safe, acked) = lost(dir.path(), "fsync-power-cut", "power-cut", false);
-    assert!(acked > 50, "the workload must have written: {acked}");
-    assert!(
-        lost_safe.iter().all(|n| *n == 0),
-        "fsynced writes were lost: {lost_safe:?}"
+#[test]
+fn sqlite_synchronous_off_loses_commits_to_a_power_cut_only_and_extra_loses_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off: &[&str] = &["--sqlite", "--sqlite-synchronous", "off"];
+    keeps(
+        dir.path(),
+        &Config {
+            name: "sqlite-off-sigkill",
+            fault: "sigkill",
+            flags: off,
+            model: "posix-strict",
+        },
     );
-    assert!(matches!(code, Some(0 | 2)), "{code:?}");
+    loses(
+        dir.path(),
+        &Config {
+            name: "sqlite-off-power-cut",
+            fault: "power-cut",
+            flags: off,
+            model: "posix-strict",
+        },
+    );
+    keeps(
+        dir.path(),
+        &Config {
+            name: "sqlite-extra-power-cut",
+            fault: "power-cut",
+            flags: &["--sqlite", "--sqlite-synchronous", "extra"],
+            model: "posix-strict",
+        },
+    );
 }
 
 /// Starts a power-cut run and signals rebound with `sig` at trial 1's first
@@ -96,7 +199,8 @@ fn signal_mid_cut(
     when: &str,
 ) -> std::path::PathBuf {
     let port = free_port();
-    let text = scenario(port, "power-cut", true).replace("trials = 3", "trials = 2");
+    let text = scenario(port, "power-cut", &["--no-fsync"], "posix-strict")
+        .replace("trials = 3", "trials = 2");
     let path = write_scenario(&dir.join("scenario"), &text);
     let out = dir.join("run");
     let mut child = rebound()
@@ -191,4 +295,81 @@ fn sigint_mid_power_cut_and_rebound_heal_after_sigkill_leave_no_mount() {
         "the store is gone: {names:?}"
     );
     std::fs::read(data.join("items.log")).expect("items.log reads");
+}
+
+/// Lost acknowledged rows per trial of each fault, of a shipped docker scenario run
+/// for `trials` (alternating sigkill and power-cut).
+fn postgres_losses(dir: &std::path::Path, scenario: &str, trials: &str) -> (Vec<u64>, Vec<u64>) {
+    let out = dir.join(scenario);
+    let o = run_scenario(
+        std::path::Path::new(&format!("scenarios/{scenario}.toml")),
+        &out,
+        &["--trials", trials],
+    );
+    let (header, rows) = read_csv(&out.join("trials.csv"));
+    assert_eq!(rows.len().to_string(), trials, "{scenario}: {}", text(&o));
+    let faults = column(&header, &rows, "fault");
+    let lost = column(&header, &rows, "lost_acked_writes");
+    let acked = column(&header, &rows, "ops_ok");
+    let outcomes = column(&header, &rows, "outcome");
+    let (mut kill, mut cut) = (Vec::new(), Vec::new());
+    for i in 0..rows.len() {
+        assert_ne!(outcomes[i], "unknown", "{scenario}: {}", text(&o));
+        assert!(
+            acked[i].parse::<u64>().expect("count") > 50,
+            "{scenario}: trial {} wrote too little to tell",
+            i + 1
+        );
+        let n: u64 = lost[i].parse().expect("count");
+        match faults[i].as_str() {
+            "sigkill" => kill.push(n),
+            "power-cut" => cut.push(n),
+            other => panic!("{scenario}: unexpected fault {other}"),
+        }
+    }
+    assert!(
+        !kill.is_empty() && !cut.is_empty(),
+        "{scenario}: both faults ran"
+    );
+    let history = std::fs::read_to_string(out.join("history.jsonl")).expect("history");
+    assert!(
+        history.contains("posix-strict:") && history.contains("unsynced bytes"),
+        "{scenario}: the cut's loss is not in the history"
+    );
+    assert!(
+        rebound_mounts().is_empty(),
+        "{scenario}: {:?}",
+        rebound_mounts()
+    );
+    assert!(
+        !out.join("durable").exists(),
+        "{scenario}: the layer's data outlived the stack"
+    );
+    (kill, cut)
+}
+
+#[test]
+fn postgres_with_fsync_off_loses_acknowledged_rows_to_a_power_cut_only_and_with_fsync_on_none() {
+    crate::docker_runs::require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (kill, cut) = postgres_losses(dir.path(), "docker-db-power-cut-no-fsync", "4");
+    assert!(
+        kill.iter().all(|n| *n == 0),
+        "SIGKILL lost rows the page cache kept: {kill:?}"
+    );
+    assert!(
+        cut.iter().any(|n| *n > 0),
+        "fsync = off lost nothing to a power cut: {cut:?}"
+    );
+    let (kill, cut) = postgres_losses(dir.path(), "docker-db-power-cut", "4");
+    assert!(kill.iter().all(|n| *n == 0), "{kill:?}");
+    assert!(
+        cut.iter().all(|n| *n == 0),
+        "fsync = on lost committed rows: {cut:?}"
+    );
+    assert_eq!(
+        crate::crash_safety::docker(&["ps", "-aq", "--filter", "status=paused"]),
+        "",
+        "nothing paused"
+    );
 }

@@ -75,10 +75,27 @@ pub struct Args {
     /// keeps the write); a power cut loses what was not yet written back.
     #[arg(long, conflicts_with = "ack_before_fsync")]
     pub no_fsync: bool,
+    /// Store each item in its own file, as an application writing documents does:
+    /// `<data-dir>/items/<id>.json` written to a temporary name, fsynced, renamed
+    /// into place and its directory fsynced before the write is acknowledged.
+    #[arg(long, conflicts_with_all = ["sqlite", "postgres", "ack_before_fsync", "no_fsync"])]
+    pub file_per_item: bool,
+    /// UNSAFE, for power-loss tests: with --file-per-item, acknowledge without
+    /// fsyncing the directory after the rename. A SIGKILL loses nothing; a power
+    /// cut can lose the rename, and with it the acknowledged item.
+    #[arg(long, requires = "file_per_item")]
+    pub no_dir_fsync: bool,
     /// Store items in SQLite (`<data-dir>/items.db`), with `POST /admin/backup` and a
     /// hot-swap `POST /admin/restore` that needs no restart.
     #[arg(long, conflicts_with = "postgres")]
     pub sqlite: bool,
+    /// With --sqlite: SQLite's `synchronous` (off, normal, full, extra; default
+    /// full). `off` acknowledges a commit before it is on disk: a SIGKILL loses
+    /// nothing (the page cache keeps it), a power cut does. `full` in SQLite's
+    /// rollback-journal mode does not fsync the directory after deleting the
+    /// journal; `extra` does.
+    #[arg(long, default_value = "full", value_parser = ["off", "normal", "full", "extra"], requires = "sqlite")]
+    pub sqlite_synchronous: String,
     /// With --sqlite: write the backup `latest` this often (e.g. "2s").
     #[arg(long, value_parser = humantime::parse_duration, requires = "sqlite")]
     pub backup_every: Option<Duration>,
@@ -201,6 +218,24 @@ struct Store {
     pending: Mutex<Vec<u8>>,
     /// Whether an insert fsyncs before it is acknowledged (not with `--no-fsync`).
     fsync: bool,
+    /// `--file-per-item`: the items directory, and whether a rename into it is
+    /// followed by a directory fsync.
+    per_item: Option<(PathBuf, bool)>,
+}
+
+/// The file name of item `id` (`--file-per-item`): the id itself when it is made
+/// of letters, digits, `-` and `_`, else its bytes in hex.
+fn item_file(id: &str) -> String {
+    if !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        format!("{id}.json")
+    } else {
+        let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("x{hex}.json")
+    }
 }
 
 /// Period of the background flush in `--ack-before-fsync` mode.
@@ -242,12 +277,43 @@ impl Store {
                 log: Mutex::new((file, index)),
                 pending: Mutex::new(Vec::new()),
                 fsync: true,
+                per_item: None,
             },
             boots,
         ))
     }
 
+    /// Switches to one file per item in `<dir>/items` (`--file-per-item`).
+    fn per_item(&mut self, dir: &Path, dir_fsync: bool) -> std::io::Result<()> {
+        let items = dir.join("items");
+        if !items.exists() {
+            std::fs::create_dir_all(&items)?;
+            File::open(dir)?.sync_all()?;
+        }
+        self.per_item = Some((items, dir_fsync));
+        Ok(())
+    }
+
+    /// Write to a temporary name, fsync, rename into place, fsync the directory
+    /// (unless `--no-dir-fsync`).
+    fn insert_file(items: &Path, dir_fsync: bool, item: &Item) -> std::io::Result<()> {
+        let name = item_file(&item.id);
+        let tmp = items.join(format!(".{name}.tmp"));
+        let body = serde_json::to_vec(&item.value).map_err(std::io::Error::other)?;
+        let mut f = File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, items.join(&name))?;
+        if dir_fsync {
+            File::open(items)?.sync_all()?;
+        }
+        Ok(())
+    }
+
     fn insert(&self, item: Item) -> std::io::Result<()> {
+        if let Some((items, dir_fsync)) = &self.per_item {
+            return Self::insert_file(items, *dir_fsync, &item);
+        }
         let mut line = serde_json::to_vec(&item).map_err(std::io::Error::other)?;
         line.push(b'\n');
         let mut guard = self
@@ -298,6 +364,10 @@ impl Store {
     }
 
     fn get(&self, id: &str) -> Option<serde_json::Value> {
+        if let Some((items, _)) = &self.per_item {
+            let bytes = std::fs::read(items.join(item_file(id))).ok()?;
+            return serde_json::from_slice(&bytes).ok();
+        }
         self.log.lock().ok()?.1.get(id).cloned()
     }
 }
@@ -638,6 +708,17 @@ fn record_ready(dir: &Path, boots: u64, ready_ns: u128) -> std::io::Result<()> {
 pub async fn run(args: Args) -> Result<(), AppError> {
     let (mut store, boots) = Store::open(&args.data_dir)?;
     store.fsync = !args.no_fsync;
+    if args.file_per_item {
+        store
+            .per_item(&args.data_dir, !args.no_dir_fsync)
+            .map_err(|source| AppError::Data {
+                path: args.data_dir.join("items"),
+                source,
+            })?;
+        if args.no_dir_fsync {
+            eprintln!("demo-app: UNSAFE: acknowledging renamed item files without a directory fsync (--no-dir-fsync)");
+        }
+    }
     if boots > 1
         && args.fail_start_probability > 0.0
         && rand::random::<f64>() < args.fail_start_probability
@@ -651,7 +732,10 @@ pub async fn run(args: Args) -> Result<(), AppError> {
         eprintln!("demo-app: read secret from {url} ({} bytes)", secret.len());
     }
     let sqlite = if args.sqlite {
-        let db = SqliteStore::open(&args.data_dir)?;
+        let db = SqliteStore::open_with(&args.data_dir, &args.sqlite_synchronous)?;
+        if args.sqlite_synchronous != "full" {
+            eprintln!("demo-app: SQLite synchronous = {}", args.sqlite_synchronous);
+        }
         let seeded = db.seed(args.seed_items)?;
         if seeded > 0 {
             eprintln!("demo-app: seeded {seeded} items");

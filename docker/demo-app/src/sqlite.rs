@@ -97,12 +97,14 @@ pub struct Restored {
 pub struct SqliteStore {
     dir: PathBuf,
     conn: Mutex<Option<Connection>>,
+    /// `PRAGMA synchronous` of every connection.
+    synchronous: String,
 }
 
-fn open(path: &Path) -> Result<Connection, SqliteError> {
+fn open(path: &Path, synchronous: &str) -> Result<Connection, SqliteError> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "DELETE")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.execute(
         "CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, value TEXT NOT NULL)",
         [],
@@ -158,14 +160,21 @@ fn sync_dir(dir: &Path) -> Result<(), SqliteError> {
 }
 
 impl SqliteStore {
-    /// Opens (or creates) `<dir>/items.db` and the backups directory.
+    /// Opens (or creates) `<dir>/items.db` and the backups directory
+    /// (synchronous = FULL).
     pub fn open(dir: &Path) -> Result<Self, SqliteError> {
+        Self::open_with(dir, "FULL")
+    }
+
+    /// [`SqliteStore::open`] with SQLite's `synchronous` level (OFF, NORMAL, FULL, EXTRA).
+    pub fn open_with(dir: &Path, synchronous: &str) -> Result<Self, SqliteError> {
         let backups = dir.join(BACKUPS);
         std::fs::create_dir_all(&backups).map_err(io(&backups))?;
-        let conn = open(&dir.join(LIVE))?;
+        let conn = open(&dir.join(LIVE), synchronous)?;
         Ok(SqliteStore {
             dir: dir.to_path_buf(),
             conn: Mutex::new(Some(conn)),
+            synchronous: synchronous.to_string(),
         })
     }
 
@@ -180,7 +189,7 @@ impl SqliteStore {
         }
     }
 
-    /// Durably stores an item (synchronous=FULL: committed means on disk).
+    /// Stores an item (durably unless `synchronous` is OFF).
     pub fn insert(&self, id: &str, value: &str) -> Result<(), SqliteError> {
         self.with(|c| {
             c.execute(
@@ -286,7 +295,7 @@ impl SqliteStore {
         drop(guard.take()); // closes the live connection
         if let Err(e) = std::fs::rename(&live, &rollback) {
             // Nothing was swapped: serve the live file again.
-            *guard = Some(open(&live)?);
+            *guard = Some(open(&live, &self.synchronous)?);
             return Err(SqliteError::Io {
                 path: rollback,
                 source: e,
@@ -331,7 +340,7 @@ impl SqliteStore {
             Err(e) => {
                 std::fs::rename(&rollback, &live).map_err(io(&live))?;
                 sync_dir(&self.dir)?;
-                *guard = Some(open(&live)?);
+                *guard = Some(open(&live, &self.synchronous)?);
                 let reason = match e {
                     SqliteError::RolledBack { reason, .. } => reason,
                     other => other.to_string(),
