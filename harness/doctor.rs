@@ -663,6 +663,13 @@ fn disk(engine_ok: bool) -> Finding {
             ),
             Some("docker system prune (removes unused images and volumes)"),
         ),
+        None if !std::path::Path::new(&root).exists() => Finding::warn(
+            "disk",
+            format!(
+                "cannot read free space under {root}: the engine's data directory is not visible from here (rebound runs in another root, container or machine than the engine)"
+            ),
+            None,
+        ),
         None => Finding::warn("disk", format!("cannot read free space under {root}"), None),
     }
 }

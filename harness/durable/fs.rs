@@ -26,6 +26,7 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use super::inject::{IoFault, IoHits, IoOp};
 use super::tracker::{is_stash, Tracker};
 
 /// How long the kernel may cache attributes and entries (this daemon is the only
@@ -43,6 +44,10 @@ pub struct Shared {
     next_fh: u64,
     /// Directory listings, taken at opendir.
     listings: HashMap<u64, Vec<(u64, FileType, OsString)>>,
+    /// The disk fault in force, if any, and what it matched so far.
+    pub io: Option<IoFault>,
+    /// What the disk fault in force matched.
+    pub io_hits: IoHits,
 }
 
 #[derive(Debug)]
@@ -62,6 +67,8 @@ impl Shared {
             handles: HashMap::new(),
             next_fh: 1,
             listings: HashMap::new(),
+            io: None,
+            io_hits: IoHits::default(),
         }
     }
 
@@ -97,6 +104,43 @@ impl DurableFs {
 
     fn front(&self, ino: u64) -> INodeNo {
         INodeNo(swap(ino, self.root))
+    }
+
+    /// The disk fault's gate, passed before an operation of one of `ops` on `ino`
+    /// (or on `name` in the directory `ino`): when a fault in force matches, the
+    /// operation is recorded, waits the fault's delay (without the lock) and
+    /// fails with its error.
+    fn gate(&self, ops: &[IoOp], ino: INodeNo, name: Option<&OsStr>) -> Result<(), Errno> {
+        let (delay, error) = {
+            let mut s = self.lock();
+            let Some(fault) = s.io.clone() else {
+                return Ok(());
+            };
+            if !ops.iter().any(|o| fault.ops.contains(o)) {
+                return Ok(());
+            }
+            let full = self.path(&s, self.back(ino)).ok().map(|p| match name {
+                Some(n) => p.join(n),
+                None => p,
+            });
+            let rel = full
+                .as_deref()
+                .map(|p| p.strip_prefix(&self.base).unwrap_or(p));
+            if !fault.matches(ops, rel) {
+                return Ok(());
+            }
+            let op = ops
+                .iter()
+                .find(|o| fault.ops.contains(o))
+                .copied()
+                .unwrap_or(ops[0]);
+            s.io_hits.hit(op, rel);
+            (fault.delay, fault.error)
+        };
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        error.map_or(Ok(()), |e| Err(e.errno()))
     }
 
     fn path(&self, s: &Shared, ino: u64) -> Result<PathBuf, Errno> {
@@ -337,6 +381,11 @@ impl Filesystem for DurableFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if size.is_some() {
+            if let Err(e) = self.gate(&[IoOp::Write], ino, None) {
+                return reply.error(e);
+            }
+        }
         let mut s = self.lock();
         let ino = self.back(ino);
         let result = (|| -> Result<std::fs::Metadata, Errno> {
@@ -424,6 +473,9 @@ impl Filesystem for DurableFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let parent = self.back(parent);
         let result = (|| -> Result<std::fs::Metadata, Errno> {
@@ -457,6 +509,9 @@ impl Filesystem for DurableFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let parent = self.back(parent);
         let result = (|| -> Result<std::fs::Metadata, Errno> {
@@ -481,6 +536,9 @@ impl Filesystem for DurableFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let parent = self.back(parent);
         let result = (|| -> Result<(), Errno> {
@@ -502,6 +560,9 @@ impl Filesystem for DurableFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let parent = self.back(parent);
         let result = (|| -> Result<(), Errno> {
@@ -533,6 +594,9 @@ impl Filesystem for DurableFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(link_name)) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let parent = self.back(parent);
         let result = (|| -> Result<std::fs::Metadata, Errno> {
@@ -563,6 +627,9 @@ impl Filesystem for DurableFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let (parent, newparent) = (self.back(parent), self.back(newparent));
         let result = (|| -> Result<(), Errno> {
@@ -630,6 +697,9 @@ impl Filesystem for DurableFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], newparent, Some(newname)) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let (ino, newparent) = (self.back(ino), self.back(newparent));
         let result = (|| -> Result<std::fs::Metadata, Errno> {
@@ -650,6 +720,9 @@ impl Filesystem for DurableFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if let Err(e) = self.gate(&[IoOp::Open], ino, None) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let ino = self.back(ino);
         let result = (|| -> Result<FileHandle, Errno> {
@@ -670,7 +743,7 @@ impl Filesystem for DurableFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -678,6 +751,9 @@ impl Filesystem for DurableFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Read], ino, None) {
+            return reply.error(e);
+        }
         let file = match self.lock().handles.get(&fh.0) {
             Some(h) => h.file.clone(),
             None => return reply.error(Errno::EBADF),
@@ -698,7 +774,7 @@ impl Filesystem for DurableFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -707,6 +783,9 @@ impl Filesystem for DurableFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Write], ino, None) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let Some((ino, file, sync)) = s
             .handles
@@ -764,6 +843,9 @@ impl Filesystem for DurableFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Fsync], ino, None) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let ino = self.back(ino);
         let result = (|| -> Result<(), Errno> {
@@ -783,6 +865,9 @@ impl Filesystem for DurableFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if let Err(e) = self.gate(&[IoOp::Open], ino, None) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let ino = self.back(ino);
         let result = (|| -> Result<FileHandle, Errno> {
@@ -850,6 +935,9 @@ impl Filesystem for DurableFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Fsync], ino, None) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let ino = self.back(ino);
         let result = (|| -> Result<(), Errno> {
@@ -978,6 +1066,9 @@ impl Filesystem for DurableFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        if let Err(e) = self.gate(&[IoOp::Open, IoOp::Namespace], parent, Some(name)) {
+            return reply.error(e);
+        }
         let mut s = self.lock();
         let parent = self.back(parent);
         let result = (|| -> Result<(std::fs::Metadata, FileHandle), Errno> {

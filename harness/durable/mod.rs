@@ -8,6 +8,7 @@
 //! [`FS_NAME`].
 
 pub mod fs;
+pub mod inject;
 pub mod tracker;
 
 use std::fs::File;
@@ -16,6 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use inject::{IoError, IoFault, IoHits, IoOp};
 pub use tracker::{lose_unsynced, Loss, Model, Tracker, ROLLING_BACK, STASH};
 
 /// The source name of rebound's mounts in `/proc/mounts`.
@@ -314,6 +316,19 @@ impl Layer {
     /// Files and directories with unsynced changes now.
     pub fn pending(&self) -> (usize, usize) {
         self.lock().tracker.pending()
+    }
+
+    /// Puts a disk fault in force (`None`: lifts the one in force); returns what
+    /// the one it replaces matched.
+    pub fn set_io(&self, fault: Option<IoFault>) -> IoHits {
+        let mut s = self.lock();
+        s.io = fault;
+        std::mem::take(&mut s.io_hits)
+    }
+
+    /// The disk fault in force, if any.
+    pub fn io(&self) -> Option<IoFault> {
+        self.lock().io.clone()
     }
 
     /// Makes everything durable (e.g. once a stack's setup is done).

@@ -434,3 +434,99 @@ fn heal_keeps_a_stash_a_rollback_was_stopped_in_and_deletes_a_plain_one() {
     assert!(warning.is_none());
     assert!(!stash.exists(), "a stash of unlinked inodes is removed");
 }
+
+#[test]
+fn a_disk_fault_fails_its_operations_under_its_path_only_and_a_failed_fsync_makes_nothing_durable()
+{
+    use super::{IoError, IoFault, IoOp};
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    let backing = tempfile::tempdir().unwrap();
+    let mnt = tempfile::tempdir().unwrap();
+    let mut layer = Layer::mount(backing.path(), mnt.path(), Model::PosixStrict).unwrap();
+    let m = mnt.path();
+    std::fs::create_dir(m.join("wal")).unwrap();
+    for dir in [m, &m.join("wal")] {
+        std::fs::File::open(dir).unwrap().sync_all().unwrap();
+    }
+    let open = |p: &Path| {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .read(true)
+            .open(p)
+            .unwrap();
+        f.write_all(b"acknowledged?").unwrap();
+        f
+    };
+    let (wal, data) = (open(&m.join("wal/1")), open(&m.join("data")));
+    for dir in [m, &m.join("wal")] {
+        std::fs::File::open(dir).unwrap().sync_all().unwrap();
+    }
+
+    layer.set_io(Some(IoFault {
+        ops: vec![IoOp::Fsync],
+        path: Some("wal".into()),
+        error: Some(IoError::Eio),
+        delay: Duration::ZERO,
+    }));
+    let err = wal.sync_data().expect_err("an fsync under wal/ fails");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    data.sync_all().expect("an fsync elsewhere works");
+    wal.write_all_at(b"more", 0)
+        .expect("writes are not in the fault's ops");
+    let hits = layer.set_io(None);
+    assert_eq!(hits.count, 1, "{hits:?}");
+    assert_eq!(hits.first, vec!["fsync wal/1".to_string()]);
+
+    // The fsync that failed made nothing durable: a cut drops the WAL's data,
+    // the other file's survives.
+    drop((wal, data));
+    layer.cut().unwrap();
+    assert_eq!(std::fs::read(backing.path().join("wal/1")).unwrap(), b"");
+    assert_eq!(
+        std::fs::read(backing.path().join("data")).unwrap(),
+        b"acknowledged?"
+    );
+
+    // ENOSPC on writes, EROFS on new names, every path.
+    layer.set_io(Some(IoFault {
+        ops: vec![IoOp::Write],
+        path: None,
+        error: Some(IoError::Enospc),
+        delay: Duration::ZERO,
+    }));
+    let f = OpenOptions::new().write(true).open(m.join("data")).unwrap();
+    let err = f.write_at(b"x", 0).expect_err("a write fails");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    layer.set_io(Some(IoFault {
+        ops: vec![IoOp::Namespace],
+        path: None,
+        error: Some(IoError::Erofs),
+        delay: Duration::ZERO,
+    }));
+    f.write_at(b"x", 0).expect("writes work again");
+    let err = std::fs::File::create(m.join("new")).expect_err("a create fails");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    let err = std::fs::rename(m.join("data"), m.join("moved")).expect_err("a rename fails");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    assert_eq!(layer.set_io(None).count, 2);
+    std::fs::File::create(m.join("new")).expect("creates work again");
+
+    // A delay: the operation waits at least that long, then succeeds.
+    layer.set_io(Some(IoFault {
+        ops: vec![IoOp::Fsync],
+        path: None,
+        error: None,
+        delay: Duration::from_millis(300),
+    }));
+    let started = Instant::now();
+    f.sync_all().expect("a slow fsync still succeeds");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(layer.set_io(None).count, 1);
+    drop(f);
+    layer.unmount().unwrap();
+    assert!(mounts().is_empty() || !mounts().iter().any(|p| p == mnt.path()));
+}

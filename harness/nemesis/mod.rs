@@ -14,6 +14,8 @@ pub mod db_restart;
 pub mod disk_fill;
 pub mod exec;
 pub mod http;
+pub mod io_error;
+pub mod io_latency;
 pub mod link;
 pub mod loss;
 pub mod netfilter;
@@ -486,6 +488,12 @@ registry! {
     /// process: a power cut of the services on the power-loss layer (`durable-dirs`):
     /// frozen, SIGKILLed, what was not made durable dropped, started again.
     PowerCut => power_cut::RawPowerCut,
+    /// Operations on the data of services on the power-loss layer fail with EIO,
+    /// ENOSPC or EROFS for `duration`.
+    IoErrorFor => io_error::RawIoErrorFor,
+    /// Operations on the data of services on the power-loss layer each wait
+    /// `delay` for `duration`.
+    IoLatencyFor => io_latency::RawIoLatencyFor,
 }
 
 /// Performs the fault's instantaneous action; its success is `t_inject`.

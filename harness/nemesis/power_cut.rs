@@ -39,7 +39,7 @@ impl RawKind for RawPowerCut {
 }
 
 /// The services a power cut of `target` acts on.
-fn victims(target: &str, stack: &dyn Stack) -> Result<Vec<String>, StackError> {
+pub(super) fn victims(target: &str, stack: &dyn Stack) -> Result<Vec<String>, StackError> {
     if target != ALL_SERVICES {
         return Ok(vec![target.to_string()]);
     }

@@ -63,6 +63,12 @@ pub enum UndoStep {
         /// Service, or `*`.
         service: String,
     },
+    /// Lift a disk fault (`io-error-for`, `io-latency-for`) from the service's
+    /// power-loss layers (`*`: every service on the layer).
+    ClearIo {
+        /// Service, or `*`.
+        service: String,
+    },
 }
 
 /// Everything heal does for one fault, in order.
@@ -175,6 +181,7 @@ impl UndoStep {
                 .await?
                 .map(|f| format!("lifted {} on link {link}", f.describe())),
             UndoStep::PowerOn { service } => super::power_cut::heal(service, stack).await?,
+            UndoStep::ClearIo { service } => super::io_error::heal(service, stack).await?,
             UndoStep::EnsureUp => {
                 let started = stack.ensure_up().await?;
                 Some(if started.is_empty() {

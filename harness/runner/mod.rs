@@ -85,13 +85,20 @@ impl Default for RunOptions {
     }
 }
 
-/// What the run's log followers record: the lines `when = "SERVICE log /…/"`
-/// follow-ups wait for, and the templates `opts` asks for.
+/// What the run's log followers record: the lines `[run] record-log` names and
+/// `when = "SERVICE log /…/"` follow-ups wait for, and the templates `opts` asks for.
 fn log_policy(plan: &Plan, opts: &RunOptions) -> crate::stack::logs::LogPolicy {
     let mut policy = crate::stack::logs::LogPolicy {
         templates: opts.log_templates.iter().cloned().collect(),
         ..Default::default()
     };
+    for (service, re) in &plan.run.record_log {
+        policy
+            .patterns
+            .entry(service.clone())
+            .or_default()
+            .push(re.clone());
+    }
     for f in &plan.faults {
         for w in f.then.iter().filter_map(|t| t.when.as_ref()) {
             if let Some(p) = &w.pattern {

@@ -236,6 +236,8 @@ pub struct RunPlan {
     pub order: FaultOrder,
     /// Fixed seed, if the file gives one.
     pub seed: Option<u64>,
+    /// `record-log`: per service, the pattern of the log lines recorded.
+    pub record_log: Vec<(String, regex::Regex)>,
 }
 
 /// Reads and validates a scenario file.
@@ -369,6 +371,18 @@ fn validate_as(
 
     let slo = objective::slo(&v, raw.slo)?;
     let run = objective::run(&v, raw.run, &slo)?;
+    if let Some(known) = stack.service_names() {
+        if let Some((service, _)) = run.record_log.iter().find(|(s, _)| !known.contains(s)) {
+            return Err(v.err(
+                "run.record-log",
+                locate_key(text, "record-log", Some(service), 1),
+                format!(
+                    "unknown service `{service}`; services are: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
     let explore = explore_plan(&v, raw.explore, &stack, &slo)?;
     // `when = "probe NAME …"` names a probe of the file.
     let mut then_index = 0;

@@ -84,7 +84,20 @@ pub(super) fn run(v: &Validator<'_>, r: RawRun, slo: &Slo) -> Result<RunPlan, Sc
         ));
     }
 
+    let mut record_log = Vec::new();
+    for (service, pattern) in r.record_log {
+        let re = regex::Regex::new(&pattern).map_err(|e| {
+            v.err(
+                "run.record-log",
+                locate(text, "record-log", Some(&pattern), 1),
+                format!("`{service}`: not a regular expression: {e}"),
+            )
+        })?;
+        record_log.push((service, re));
+    }
+
     Ok(RunPlan {
+        record_log,
         trials: r.trials.map_or(20, |n| n.get()),
         warm_up: r.warm_up.unwrap_or(Duration::from_secs(1)),
         jitter: r.jitter.unwrap_or(Duration::ZERO),

@@ -245,6 +245,10 @@ pub struct RawRun {
     pub order: Option<FaultOrder>,
     /// Seed for random order and jitter (default: random, printed and recorded).
     pub seed: Option<u64>,
+    /// Per service, a regular expression: the service's log lines that match it
+    /// are recorded in the history (`{ db = "PANIC|redo starts" }`).
+    #[serde(default)]
+    pub record_log: std::collections::BTreeMap<String, String>,
 }
 
 /// How trials pick among several faults.

@@ -892,6 +892,95 @@ fn power_cut_needs_data_on_the_layer_and_takes_an_optional_target() {
 }
 
 #[test]
+fn disk_faults_need_the_layer_and_check_their_error_ops_path_and_delay() {
+    let with = |fault: &str| {
+        VALID
+            .replace(
+                "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
+                fault,
+            )
+            .replace(
+                "restart = \"on-failure\"",
+                "restart = \"on-failure\"\ndurable-dirs = [\"${run_dir}/d\"]",
+            )
+    };
+    let plan = parse_str(&with("kind = \"io-error-for\"\nduration = \"3s\""))
+        .expect("io-error-for with defaults");
+    let f = plan.faults[0]
+        .kind
+        .as_any()
+        .downcast_ref::<crate::nemesis::io_error::IoFor>()
+        .expect("IoFor");
+    assert_eq!(plan.faults[0].target, ALL_SERVICES);
+    assert_eq!(
+        f.fault.describe(),
+        "write/fsync operations fail with EIO",
+        "EIO on writes and fsyncs by default"
+    );
+    let plan = parse_str(&with(
+        "kind = \"io-latency-for\"\ntarget = \"app\"\ndelay = \"20ms\"\nduration = \"1s\"\nops = [\"fsync\", \"open\"]\npath = \"./wal/\"",
+    ))
+    .expect("io-latency-for");
+    assert_eq!(plan.faults[0].kind.name(), "io-latency-for");
+    let f = plan.faults[0]
+        .kind
+        .as_any()
+        .downcast_ref::<crate::nemesis::io_error::IoFor>()
+        .expect("IoFor");
+    assert_eq!(
+        f.fault.describe(),
+        "fsync/open operations under wal wait 20ms"
+    );
+
+    let bad = |fault: &str| parse_str(&with(fault)).expect_err(fault).to_string();
+    let m = bad("kind = \"io-error-for\"\nerror = \"EPERM\"\nduration = \"1s\"");
+    assert!(
+        m.contains("unknown error `EPERM`; one of EIO, ENOSPC, EROFS"),
+        "{m}"
+    );
+    let m = bad("kind = \"io-error-for\"\nops = [\"sync\"]\nduration = \"1s\"");
+    assert!(m.contains("unknown operation class `sync`"), "{m}");
+    let m = bad("kind = \"io-error-for\"\npath = \"../etc\"\nduration = \"1s\"");
+    assert!(m.contains("without `..`"), "{m}");
+    let m = bad("kind = \"io-error-for\"\npath = \"/var\"\nduration = \"1s\"");
+    assert!(
+        m.contains("relative to the service's durable directory"),
+        "{m}"
+    );
+    let m = bad("kind = \"io-latency-for\"\ndelay = \"1m\"\nduration = \"2m\"");
+    assert!(m.contains("at most 10s per operation"), "{m}");
+    let m = bad("kind = \"io-error-for\"\nduration = \"0s\"");
+    assert!(m.contains("duration must be greater than 0"), "{m}");
+    // Without durable-dirs there is no layer to fail.
+    let m = parse_str(&VALID.replace(
+        "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",
+        "kind = \"io-error-for\"\nduration = \"1s\"",
+    ))
+    .expect_err("no layer")
+    .to_string();
+    assert!(m.contains("none is: name them with durable-dirs"), "{m}");
+}
+
+#[test]
+fn record_log_names_a_service_and_a_regular_expression() {
+    let ok = VALID.replace("[run]\n", "[run]\nrecord-log = { app = \"PANIC|redo\" }\n");
+    assert!(ok.contains("record-log"), "VALID has a [run] table");
+    let plan = parse_str(&ok).expect("record-log");
+    assert_eq!(plan.run.record_log.len(), 1);
+    assert!(plan.run.record_log[0]
+        .1
+        .is_match("LOG:  redo starts at 0/1"));
+    let m = parse_str(&VALID.replace("[run]\n", "[run]\nrecord-log = { nope = \"x\" }\n"))
+        .expect_err("unknown service")
+        .to_string();
+    assert!(m.contains("unknown service `nope`"), "{m}");
+    let m = parse_str(&VALID.replace("[run]\n", "[run]\nrecord-log = { app = \"(\" }\n"))
+        .expect_err("bad regex")
+        .to_string();
+    assert!(m.contains("not a regular expression"), "{m}");
+}
+
+#[test]
 fn kernel_network_faults_need_the_docker_backend() {
     let text = VALID.replace(
         "kind = \"pause-for\"\ntarget = \"app\"\nduration = \"2s\"",

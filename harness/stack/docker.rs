@@ -1543,6 +1543,20 @@ impl Stack for DockerStack {
         })
     }
 
+    async fn set_io(
+        &self,
+        services: &[String],
+        fault: Option<&crate::durable::IoFault>,
+    ) -> Result<Vec<String>, StackError> {
+        if let Some(s) = services.iter().find(|s| !self.layers.has(s)) {
+            return Err(StackError::Command {
+                what: format!("disk fault of {s}"),
+                message: "the service is not in [stack] durable: nothing of it is on the power-loss layer".into(),
+            });
+        }
+        Ok(self.layers.set_io(services, fault))
+    }
+
     fn durable_services(&self) -> Vec<String> {
         self.durable.iter().map(|(s, _)| s.clone()).collect()
     }

@@ -431,6 +431,19 @@ pub trait Stack: Send + Sync {
             op: "bring a service back after a power cut",
         })
     }
+    /// Puts a disk fault in force on the power-loss layers of `services`
+    /// (`None`: lifts it). Returns one line per layer whose fault was lifted or
+    /// replaced, saying what it matched.
+    async fn set_io(
+        &self,
+        _services: &[String],
+        _fault: Option<&crate::durable::IoFault>,
+    ) -> Result<Vec<String>, StackError> {
+        Err(StackError::Unsupported {
+            backend: self.backend(),
+            op: "fail or delay a service's disk operations",
+        })
+    }
     /// Services with data on the power-loss layer (the default targets of a
     /// power cut).
     fn durable_services(&self) -> Vec<String> {

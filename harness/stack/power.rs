@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::StackError;
-use crate::durable::{DurableError, Layer, Model};
+use crate::durable::{DurableError, IoFault, Layer, Model};
 use crate::journal::Journal;
 
 /// The layers of one stack, `(service, layer)`.
@@ -93,6 +93,26 @@ impl PowerLayers {
         for (_, layer) in self.lock().iter() {
             layer.checkpoint();
         }
+    }
+
+    /// Puts a disk fault in force on the layers of `services` (`None`: lifts it);
+    /// one line per layer whose fault is replaced, saying what it matched.
+    pub fn set_io(&self, services: &[String], fault: Option<&IoFault>) -> Vec<String> {
+        let layers = self.lock();
+        let mut lines = Vec::new();
+        for (service, layer) in layers.iter().filter(|(s, _)| services.contains(s)) {
+            let had = layer.io();
+            let hits = layer.set_io(fault.cloned());
+            if let Some(had) = had {
+                lines.push(format!(
+                    "{service} {}: {}: {}",
+                    layer.mountpoint().display(),
+                    had.describe(),
+                    hits.summary()
+                ));
+            }
+        }
+        lines
     }
 
     /// Aborts the connections of the layers of `services` (everything in flight and

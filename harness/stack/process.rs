@@ -775,6 +775,22 @@ impl Stack for ProcessStack {
         })
     }
 
+    async fn set_io(
+        &self,
+        services: &[String],
+        fault: Option<&crate::durable::IoFault>,
+    ) -> Result<Vec<String>, StackError> {
+        if let Some(s) = services.iter().find(|s| !self.layers.has(s)) {
+            return Err(StackError::Command {
+                what: format!("disk fault of {s}"),
+                message:
+                    "the service has no durable-dirs: nothing of it is on the power-loss layer"
+                        .into(),
+            });
+        }
+        Ok(self.layers.set_io(services, fault))
+    }
+
     fn durable_services(&self) -> Vec<String> {
         self.services
             .iter()

@@ -198,9 +198,21 @@ fn signal_mid_cut(
     sig: &str,
     when: &str,
 ) -> std::path::PathBuf {
+    signal_mid(dir, state, "power-cut", sig, when)
+}
+
+/// Runs `fault` (the kind, and more keys after a closing quote) on demo-app and
+/// sends `sig` to rebound once the history shows `when`; returns the data dir.
+fn signal_mid(
+    dir: &std::path::Path,
+    state: &std::path::Path,
+    fault: &str,
+    sig: &str,
+    when: &str,
+) -> std::path::PathBuf {
     let port = free_port();
-    let text = scenario(port, "power-cut", &["--no-fsync"], "posix-strict")
-        .replace("trials = 3", "trials = 2");
+    let text =
+        scenario(port, fault, &["--no-fsync"], "posix-strict").replace("trials = 3", "trials = 2");
     let path = write_scenario(&dir.join("scenario"), &text);
     let out = dir.join("run");
     let mut child = rebound()
@@ -372,4 +384,81 @@ fn postgres_with_fsync_off_loses_acknowledged_rows_to_a_power_cut_only_and_with_
         "",
         "nothing paused"
     );
+}
+
+#[test]
+fn postgres_panics_on_a_failed_fsync_replays_its_wal_and_loses_no_acknowledged_row() {
+    crate::docker_runs::require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("io-error");
+    let o = run_scenario(
+        std::path::Path::new("scenarios/docker-db-io-error.toml"),
+        &out,
+        &["--trials", "1"],
+    );
+    let (header, rows) = read_csv(&out.join("trials.csv"));
+    assert_eq!(rows.len(), 1, "{}", text(&o));
+    assert_ne!(
+        column(&header, &rows, "outcome")[0],
+        "unknown",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(column(&header, &rows, "lost_acked_writes")[0], "0");
+    let history = crate::docker_runs::history_lines(&out);
+    // The fault says what it matched: PostgreSQL's fsyncs under its data directory.
+    let end = history
+        .iter()
+        .find(|r| r["type"] == "fault-end")
+        .unwrap_or_else(|| panic!("no fault-end: {}", text(&o)));
+    let detail = end.to_string();
+    assert!(
+        detail.contains("fsync operations fail with EIO")
+            && detail.contains("operation(s) matched (first: fsync"),
+        "{detail}"
+    );
+    // PostgreSQL's own account (record-log): it PANICked and replayed its WAL.
+    let logs: Vec<String> = history
+        .iter()
+        .filter(|r| r["type"] == "log" && r["service"] == "db")
+        .map(|r| r["line"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.contains("PANIC")),
+        "no PANIC recorded: {logs:#?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("automatic recovery in progress") || l.contains("redo starts")),
+        "no crash recovery recorded: {logs:#?}"
+    );
+    assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
+    assert!(
+        !out.join("durable").exists(),
+        "the layer's data outlived the stack"
+    );
+}
+
+#[test]
+fn sigint_mid_disk_fault_lifts_it_and_leaves_no_mount() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("state");
+    let data = signal_mid(
+        dir.path(),
+        state.path(),
+        "io-latency-for\"\ndelay = \"20ms\"\nduration = \"60s",
+        "INT",
+        "fault-ok",
+    );
+    let history = crate::docker_runs::history_lines(&dir.path().join("run"));
+    let healed = history
+        .iter()
+        .find(|r| r["type"] == "heal-ok")
+        .unwrap_or_else(|| panic!("no heal-ok: {history:#?}"));
+    assert!(
+        healed.to_string().contains("lifted the disk fault"),
+        "{healed}"
+    );
+    assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
+    std::fs::read(data.join("items.log")).expect("the store reads after Ctrl-C");
 }

@@ -223,7 +223,11 @@ async fn durable_dirs_are_under_the_layer_while_up_and_plain_again_after_teardow
     }]);
     let data = d.path().join("data");
     s.up().await.expect("up");
-    wait_until("the write", || data.join("f").exists()).await;
+    // The whole write, not only the file's creation: teardown kills the writer.
+    wait_until("the write", || {
+        std::fs::read(data.join("f")).is_ok_and(|b| b == b"written")
+    })
+    .await;
     let data = data.canonicalize().expect("canonical");
     assert!(
         crate::durable::mounts().contains(&data),
