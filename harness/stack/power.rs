@@ -96,9 +96,24 @@ impl PowerLayers {
     }
 
     /// Puts a disk fault in force on the layers of `services` (`None`: lifts it);
-    /// one line per layer whose fault is replaced, saying what it matched.
-    pub fn set_io(&self, services: &[String], fault: Option<&IoFault>) -> Vec<String> {
+    /// one line per layer whose fault is replaced, saying what it matched. A
+    /// service without a layer is refused, `why` saying how one gets a layer.
+    pub fn set_io(
+        &self,
+        services: &[String],
+        fault: Option<&IoFault>,
+        why: &str,
+    ) -> Result<Vec<String>, StackError> {
         let layers = self.lock();
+        if let Some(s) = services
+            .iter()
+            .find(|s| !layers.iter().any(|(o, _)| o == *s))
+        {
+            return Err(StackError::Command {
+                what: format!("disk fault of {s}"),
+                message: format!("{why}: nothing of it is on the power-loss layer"),
+            });
+        }
         let mut lines = Vec::new();
         for (service, layer) in layers.iter().filter(|(s, _)| services.contains(s)) {
             let had = layer.io();
@@ -112,7 +127,7 @@ impl PowerLayers {
                 ));
             }
         }
-        lines
+        Ok(lines)
     }
 
     /// Aborts the connections of the layers of `services` (everything in flight and

@@ -780,15 +780,8 @@ impl Stack for ProcessStack {
         services: &[String],
         fault: Option<&crate::durable::IoFault>,
     ) -> Result<Vec<String>, StackError> {
-        if let Some(s) = services.iter().find(|s| !self.layers.has(s)) {
-            return Err(StackError::Command {
-                what: format!("disk fault of {s}"),
-                message:
-                    "the service has no durable-dirs: nothing of it is on the power-loss layer"
-                        .into(),
-            });
-        }
-        Ok(self.layers.set_io(services, fault))
+        self.layers
+            .set_io(services, fault, "the service has no durable-dirs")
     }
 
     fn durable_services(&self) -> Vec<String> {
