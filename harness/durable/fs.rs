@@ -48,6 +48,9 @@ pub struct Shared {
     pub io: Option<IoFault>,
     /// What the disk fault in force matched.
     pub io_hits: IoHits,
+    /// Bumped when the connection is aborted or the layer unmounted: an
+    /// operation a disk fault delayed across it is not done.
+    pub epoch: u64,
 }
 
 #[derive(Debug)]
@@ -69,6 +72,7 @@ impl Shared {
             listings: HashMap::new(),
             io: None,
             io_hits: IoHits::default(),
+            epoch: 0,
         }
     }
 
@@ -106,39 +110,46 @@ impl DurableFs {
         INodeNo(swap(ino, self.root))
     }
 
-    /// The disk fault's gate, passed before an operation of one of `ops` on `ino`
-    /// (or on `name` in the directory `ino`): when a fault in force matches, the
-    /// operation is recorded, waits the fault's delay (without the lock) and
-    /// fails with its error.
-    fn gate(&self, ops: &[IoOp], ino: INodeNo, name: Option<&OsStr>) -> Result<(), Errno> {
-        let (delay, error) = {
+    /// The disk fault's gate, passed before an operation of one of `ops` that
+    /// touches the places `at` (an inode, or a name in the directory inode): when
+    /// a fault in force matches one of them, the operation is recorded, waits the
+    /// fault's delay (without the lock) and fails with its error. An operation
+    /// whose wait outlasted a power cut (or an unmount) fails with EIO: it never
+    /// reaches the backing directory of the next mount.
+    fn gate(&self, ops: &[IoOp], at: &[(INodeNo, Option<&OsStr>)]) -> Result<(), Errno> {
+        let (delay, error, epoch) = {
             let mut s = self.lock();
             let Some(fault) = s.io.clone() else {
                 return Ok(());
             };
-            if !ops.iter().any(|o| fault.ops.contains(o)) {
+            let Some(op) = ops.iter().find(|o| fault.ops.contains(o)).copied() else {
                 return Ok(());
-            }
-            let full = self.path(&s, self.back(ino)).ok().map(|p| match name {
-                Some(n) => p.join(n),
-                None => p,
-            });
-            let rel = full
-                .as_deref()
-                .map(|p| p.strip_prefix(&self.base).unwrap_or(p));
-            if !fault.matches(ops, rel) {
-                return Ok(());
-            }
-            let op = ops
+            };
+            let rels: Vec<Option<PathBuf>> = at
                 .iter()
-                .find(|o| fault.ops.contains(o))
-                .copied()
-                .unwrap_or(ops[0]);
-            s.io_hits.hit(op, rel);
-            (fault.delay, fault.error)
+                .map(|(ino, name)| {
+                    self.path(&s, self.back(*ino)).ok().map(|p| {
+                        let full = match name {
+                            Some(n) => p.join(n),
+                            None => p,
+                        };
+                        full.strip_prefix(&self.base)
+                            .map(Path::to_path_buf)
+                            .unwrap_or(full)
+                    })
+                })
+                .collect();
+            let Some(rel) = rels.iter().find(|rel| fault.matches(ops, rel.as_deref())) else {
+                return Ok(());
+            };
+            s.io_hits.hit(op, rel.as_deref());
+            (fault.delay, fault.error, s.epoch)
         };
         if !delay.is_zero() {
             std::thread::sleep(delay);
+            if self.lock().epoch != epoch {
+                return Err(Errno::EIO);
+            }
         }
         error.map_or(Ok(()), |e| Err(e.errno()))
     }
@@ -382,7 +393,7 @@ impl Filesystem for DurableFs {
         reply: ReplyAttr,
     ) {
         if size.is_some() {
-            if let Err(e) = self.gate(&[IoOp::Write], ino, None) {
+            if let Err(e) = self.gate(&[IoOp::Write], &[(ino, None)]) {
                 return reply.error(e);
             }
         }
@@ -473,7 +484,7 @@ impl Filesystem for DurableFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], &[(parent, Some(name))]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -509,7 +520,7 @@ impl Filesystem for DurableFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], &[(parent, Some(name))]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -536,7 +547,7 @@ impl Filesystem for DurableFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], &[(parent, Some(name))]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -560,7 +571,7 @@ impl Filesystem for DurableFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], &[(parent, Some(name))]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -594,7 +605,7 @@ impl Filesystem for DurableFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(link_name)) {
+        if let Err(e) = self.gate(&[IoOp::Namespace], &[(parent, Some(link_name))]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -627,7 +638,9 @@ impl Filesystem for DurableFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Namespace], parent, Some(name)) {
+        // The source and the destination: a fault under either matches.
+        let at = [(parent, Some(name)), (newparent, Some(newname))];
+        if let Err(e) = self.gate(&[IoOp::Namespace], &at) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -697,7 +710,9 @@ impl Filesystem for DurableFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Namespace], newparent, Some(newname)) {
+        // The linked file and the new name: a fault under either matches.
+        let at = [(ino, None), (newparent, Some(newname))];
+        if let Err(e) = self.gate(&[IoOp::Namespace], &at) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -720,7 +735,13 @@ impl Filesystem for DurableFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if let Err(e) = self.gate(&[IoOp::Open], ino, None) {
+        // An open that truncates also writes.
+        let ops: &[IoOp] = if flags.0 & libc::O_TRUNC != 0 {
+            &[IoOp::Open, IoOp::Write]
+        } else {
+            &[IoOp::Open]
+        };
+        if let Err(e) = self.gate(ops, &[(ino, None)]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -751,7 +772,7 @@ impl Filesystem for DurableFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Read], ino, None) {
+        if let Err(e) = self.gate(&[IoOp::Read], &[(ino, None)]) {
             return reply.error(e);
         }
         let file = match self.lock().handles.get(&fh.0) {
@@ -783,7 +804,14 @@ impl Filesystem for DurableFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Write], ino, None) {
+        // A write on an O_SYNC/O_DSYNC handle is also its fsync.
+        let sync = self.lock().handles.get(&fh.0).is_some_and(|h| h.sync);
+        let ops: &[IoOp] = if sync {
+            &[IoOp::Write, IoOp::Fsync]
+        } else {
+            &[IoOp::Write]
+        };
+        if let Err(e) = self.gate(ops, &[(ino, None)]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -843,7 +871,7 @@ impl Filesystem for DurableFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Fsync], ino, None) {
+        if let Err(e) = self.gate(&[IoOp::Fsync], &[(ino, None)]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -865,7 +893,7 @@ impl Filesystem for DurableFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if let Err(e) = self.gate(&[IoOp::Open], ino, None) {
+        if let Err(e) = self.gate(&[IoOp::Open], &[(ino, None)]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -935,7 +963,7 @@ impl Filesystem for DurableFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Fsync], ino, None) {
+        if let Err(e) = self.gate(&[IoOp::Fsync], &[(ino, None)]) {
             return reply.error(e);
         }
         let mut s = self.lock();
@@ -1066,7 +1094,12 @@ impl Filesystem for DurableFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        if let Err(e) = self.gate(&[IoOp::Open, IoOp::Namespace], parent, Some(name)) {
+        let ops: &[IoOp] = if flags & libc::O_TRUNC != 0 {
+            &[IoOp::Open, IoOp::Namespace, IoOp::Write]
+        } else {
+            &[IoOp::Open, IoOp::Namespace]
+        };
+        if let Err(e) = self.gate(ops, &[(parent, Some(name))]) {
             return reply.error(e);
         }
         let mut s = self.lock();

@@ -148,6 +148,9 @@ impl IoHits {
     /// How many operations are kept in [`IoHits::first`].
     pub const KEPT: usize = 3;
 
+    /// The summary of a fault that matched nothing.
+    pub const NONE: &'static str = "no operation matched";
+
     /// Records one.
     pub fn hit(&mut self, op: IoOp, rel: Option<&Path>) {
         self.count += 1;
@@ -168,7 +171,7 @@ impl IoHits {
     /// One line for the fault's end: `12 matched (first: fsync pg_wal/…, …)`.
     pub fn summary(&self) -> String {
         if self.count == 0 {
-            return "no operation matched".into();
+            return Self::NONE.into();
         }
         format!(
             "{} operation(s) matched (first: {})",

@@ -372,6 +372,7 @@ impl Layer {
             Some(dev) if self.session.is_some() => {
                 self.aborted
                     .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.lock().epoch += 1;
                 abort_connection(dev)
             }
             _ => Ok(()),
@@ -384,6 +385,7 @@ impl Layer {
         let Some(session) = self.session.take() else {
             return Ok(());
         };
+        self.lock().epoch += 1;
         if nix::mount::umount2(&self.mountpoint, nix::mount::MntFlags::empty()).is_err() {
             if let Some(dev) = self.dev {
                 let _ = abort_connection(dev);

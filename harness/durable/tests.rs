@@ -530,3 +530,102 @@ fn a_disk_fault_fails_its_operations_under_its_path_only_and_a_failed_fsync_make
     layer.unmount().unwrap();
     assert!(mounts().is_empty() || !mounts().iter().any(|p| p == mnt.path()));
 }
+
+#[test]
+fn an_fsync_a_disk_fault_delays_across_a_power_cut_is_never_done_and_paths_match_on_a_layer_over_its_own_directory(
+) {
+    use super::{IoFault, IoOp};
+    use std::io::Write;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut layer = Layer::mount(dir.path(), dir.path(), Model::PosixStrict).unwrap();
+    let m = dir.path();
+    std::fs::create_dir(m.join("wal")).unwrap();
+    let mut wal = std::fs::File::create(m.join("wal/1")).unwrap();
+    for d in [m, &m.join("wal")] {
+        std::fs::File::open(d).unwrap().sync_all().unwrap();
+    }
+    wal.write_all(b"not yet durable").unwrap();
+    layer.set_io(Some(IoFault {
+        ops: vec![IoOp::Fsync],
+        path: Some("wal".into()),
+        error: None,
+        delay: Duration::from_millis(800),
+    }));
+    let fsync = std::thread::spawn(move || wal.sync_all());
+    std::thread::sleep(Duration::from_millis(200));
+    layer.cut().unwrap();
+    let answered = fsync.join().unwrap();
+    assert!(answered.is_err(), "the fsync cut short is not acknowledged");
+    let hits = layer.set_io(None);
+    assert_eq!(hits.first, vec!["fsync wal/1".to_string()], "{hits:?}");
+    layer.unmount().unwrap();
+    assert_eq!(
+        std::fs::read(m.join("wal/1")).unwrap(),
+        b"",
+        "the delayed fsync did not make the data durable after the cut"
+    );
+}
+
+#[test]
+fn a_disk_fault_matches_a_rename_by_either_end_a_truncating_open_as_a_write_and_a_sync_write_as_an_fsync(
+) {
+    use super::{IoError, IoFault, IoOp};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::time::Duration;
+
+    let backing = tempfile::tempdir().unwrap();
+    let mnt = tempfile::tempdir().unwrap();
+    let mut layer = Layer::mount(backing.path(), mnt.path(), Model::PosixStrict).unwrap();
+    let m = mnt.path();
+    std::fs::create_dir(m.join("wal")).unwrap();
+    std::fs::write(m.join("tmp"), b"x").unwrap();
+    std::fs::write(m.join("wal/old"), b"x").unwrap();
+    let fault = |ops: Vec<IoOp>| IoFault {
+        ops,
+        path: Some("wal".into()),
+        error: Some(IoError::Eio),
+        delay: Duration::ZERO,
+    };
+
+    layer.set_io(Some(fault(vec![IoOp::Namespace])));
+    let into = std::fs::rename(m.join("tmp"), m.join("wal/new")).expect_err("into wal/");
+    assert_eq!(into.raw_os_error(), Some(libc::EIO), "{into}");
+    let out = std::fs::rename(m.join("wal/old"), m.join("old")).expect_err("out of wal/");
+    assert_eq!(out.raw_os_error(), Some(libc::EIO), "{out}");
+    std::fs::rename(m.join("tmp"), m.join("tmp2")).expect("a rename elsewhere works");
+    assert_eq!(layer.set_io(None).count, 2);
+
+    layer.set_io(Some(fault(vec![IoOp::Write])));
+    let trunc = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.join("wal/old"))
+        .expect_err("a truncating open writes");
+    assert_eq!(trunc.raw_os_error(), Some(libc::EIO), "{trunc}");
+    OpenOptions::new()
+        .write(true)
+        .open(m.join("wal/old"))
+        .expect("a plain open does not write");
+    assert_eq!(std::fs::read(m.join("wal/old")).unwrap(), b"x");
+
+    layer.set_io(Some(fault(vec![IoOp::Fsync])));
+    let dsync = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DSYNC)
+        .open(m.join("wal/old"))
+        .unwrap();
+    let err = dsync
+        .write_at(b"y", 0)
+        .expect_err("an O_DSYNC write is an fsync");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    let plain = OpenOptions::new()
+        .write(true)
+        .open(m.join("wal/old"))
+        .unwrap();
+    plain.write_at(b"z", 0).expect("a plain write is not");
+    assert_eq!(layer.set_io(None).count, 1);
+    drop((dsync, plain));
+    layer.unmount().unwrap();
+}

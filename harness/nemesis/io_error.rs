@@ -196,12 +196,27 @@ impl Effect for LiftAfter {
     async fn wait(self: Box<Self>, stack: &dyn Stack) -> Result<String, StackError> {
         tokio::time::sleep(self.duration).await;
         let lines = stack.set_io(&self.services, None).await?;
-        Ok(if lines.is_empty() {
-            format!("lifted after {:?}", self.duration)
-        } else {
-            format!("lifted after {:?}: {}", self.duration, lines.join("; "))
-        })
+        Ok(lifted(self.duration, &lines))
     }
+}
+
+/// The fault-end line: what each layer's fault matched, and a warning when none
+/// matched anything (a fault that touched nothing proves nothing).
+fn lifted(duration: Duration, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return format!("lifted after {duration:?}");
+    }
+    let mut out = format!("lifted after {duration:?}: {}", lines.join("; "));
+    if lines
+        .iter()
+        .all(|l| l.ends_with(crate::durable::IoHits::NONE))
+    {
+        out.push_str(
+            " — the fault touched nothing (are `ops` and `path` right? \
+             `path` is relative to the durable directory)",
+        );
+    }
+    out
 }
 
 /// Heal's step: lift a disk fault still in force (idempotent).
@@ -209,4 +224,22 @@ pub(super) async fn heal(service: &str, stack: &dyn Stack) -> Result<Option<Stri
     let services = super::power_cut::victims(service, stack)?;
     let lines = stack.set_io(&services, None).await?;
     Ok((!lines.is_empty()).then(|| format!("lifted the disk fault: {}", lines.join("; "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_fault_that_touched_nothing_says_so() {
+        let d = Duration::from_secs(3);
+        let none = format!(
+            "db /data: fsync operations fail with EIO: {}",
+            crate::durable::IoHits::NONE
+        );
+        let some = "app /var: fsync operations fail with EIO: 2 operation(s) matched (first: fsync a, fsync b)";
+        assert!(lifted(d, std::slice::from_ref(&none)).contains("touched nothing"));
+        assert!(!lifted(d, &[none, some.to_string()]).contains("touched nothing"));
+        assert_eq!(lifted(d, &[]), "lifted after 3s");
+    }
 }

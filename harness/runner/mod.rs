@@ -94,7 +94,7 @@ fn log_policy(plan: &Plan, opts: &RunOptions) -> crate::stack::logs::LogPolicy {
     };
     for (service, re) in &plan.run.record_log {
         policy
-            .patterns
+            .record
             .entry(service.clone())
             .or_default()
             .push(re.clone());

@@ -252,11 +252,22 @@ pub async fn heal_dead_run(
 /// Removes every container (with its anonymous volumes), network and volume
 /// carrying `label` (`key=value`); returns what was removed.
 async fn remove_labelled(docker: &Docker, label: &str) -> Result<Vec<String>, StackError> {
+    remove_labelled_known(docker, label, &[]).await
+}
+
+/// [`remove_labelled`], where `known` names containers that were on the label's
+/// networks and may already be gone (their endpoints can outlive them).
+async fn remove_labelled_known(
+    docker: &Docker,
+    label: &str,
+    known: &[String],
+) -> Result<Vec<String>, StackError> {
     use bollard::query_parameters::{
         ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
     };
     let filters = || HashMap::from([("label".to_string(), vec![label.to_string()])]);
     let mut done = Vec::new();
+    let mut endpoints: Vec<String> = known.to_vec();
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -271,6 +282,7 @@ async fn remove_labelled(docker: &Docker, label: &str) -> Result<Vec<String>, St
             .names
             .and_then(|n| n.first().cloned())
             .unwrap_or_else(|| id.clone());
+        endpoints.push(name.trim_start_matches('/').to_string());
         docker
             .remove_container(
                 &id,
@@ -295,10 +307,7 @@ async fn remove_labelled(docker: &Docker, label: &str) -> Result<Vec<String>, St
         .map_err(docker_err("listing the run's networks"))?;
     for n in networks {
         let Some(name) = n.name else { continue };
-        docker
-            .remove_network(&name)
-            .await
-            .map_err(docker_err(format!("removing network {name}")))?;
+        remove_network(docker, &name, &endpoints).await?;
         done.push(format!("removed network {name}"));
     }
     let volumes = docker
@@ -318,6 +327,55 @@ async fn remove_labelled(docker: &Docker, label: &str) -> Result<Vec<String>, St
         done.push(format!("removed volume {}", v.name));
     }
     Ok(done)
+}
+
+/// Removes network `name`. Docker 20.10 can keep the endpoint of a container it
+/// has removed ("has active endpoints" with no container attached; seen in CI
+/// after a compose down): the endpoints the network still lists, and those named
+/// after `containers`, are force-deleted and the removal retried, for up to 10 s.
+async fn remove_network(
+    docker: &Docker,
+    name: &str,
+    containers: &[String],
+) -> Result<(), StackError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let err = match docker.remove_network(name).await {
+            Ok(()) => return Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(()),
+            Err(e) => e,
+        };
+        if !err.to_string().contains("active endpoints") || std::time::Instant::now() >= deadline {
+            return Err(docker_err(format!("removing network {name}"))(err));
+        }
+        let mut names: Vec<String> = containers.to_vec();
+        if let Ok(net) = docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            for (id, ep) in net.containers.unwrap_or_default() {
+                names.push(ep.name.unwrap_or(id));
+            }
+        }
+        for container in names {
+            // Of a removed container the engine deletes the endpoint by its name.
+            let _ = docker
+                .disconnect_network(
+                    name,
+                    NetworkDisconnectRequest {
+                        container,
+                        force: Some(true),
+                    },
+                )
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The last `n` lines of a tool's output (a Python traceback of compose v1 is
@@ -904,6 +962,27 @@ impl DockerStack {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    /// The names of the containers carrying `label` (`key=value`); none when the
+    /// engine cannot say.
+    async fn container_names(&self, label: &str) -> Vec<String> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        self.docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| {
+                c.names?
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+            })
+            .collect()
     }
 }
 
@@ -1532,15 +1611,9 @@ impl Stack for DockerStack {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let lost = self.layers.roll_back_off_runtime(&cut).await?;
-        for s in services {
-            self.start(s).await?;
-        }
-        Ok(if lost.is_empty() {
-            "nothing to roll back".into()
-        } else {
-            lost.join("; ")
-        })
+        self.layers
+            .roll_back_and_start(&cut, services, |s| async move { self.start(&s).await })
+            .await
     }
 
     async fn set_io(
@@ -1549,7 +1622,8 @@ impl Stack for DockerStack {
         fault: Option<&crate::durable::IoFault>,
     ) -> Result<Vec<String>, StackError> {
         self.layers
-            .set_io(services, fault, "the service is not in [stack] durable")
+            .set_io_off_runtime(services, fault, "the service is not in [stack] durable")
+            .await
     }
 
     fn durable_services(&self) -> Vec<String> {
@@ -1575,6 +1649,9 @@ impl Stack for DockerStack {
         match &self.source {
             Source::Compose { files, keep: false } => {
                 let args = ["down", "-v", "--remove-orphans", "-t", "5"];
+                // The project's containers by name: their endpoints may outlive them.
+                let label = format!("com.docker.compose.project={}", self.project);
+                let known = self.container_names(&label).await;
                 // Retried once: an engine busy with the last restart can refuse it.
                 let down = match self.compose(files, &args).await {
                     Ok(()) => Ok(()),
@@ -1584,13 +1661,22 @@ impl Stack for DockerStack {
                     }
                 };
                 // What a compose up killed mid-way (Ctrl-C at bring-up) may still
-                // have had created after `down` listed the project.
-                let swept = remove_labelled(
-                    &self.docker,
-                    &format!("com.docker.compose.project={}", self.project),
-                )
-                .await
-                .map(|_| ());
+                // have had created after `down` listed the project, and what a
+                // failed `down` left (a network whose endpoint outlived its
+                // container): once the sweep leaves nothing of the project, the
+                // stack is down.
+                let swept = remove_labelled_known(&self.docker, &label, &known)
+                    .await
+                    .map(|_| ());
+                let down = match (down, &swept) {
+                    (Err(e), Ok(())) => {
+                        tracing::warn!(
+                            "compose down failed, the project was removed by its labels: {e}"
+                        );
+                        Ok(())
+                    }
+                    (down, _) => down,
+                };
                 // The layers once no container uses them; their data goes with the
                 // stack, as its volumes do.
                 let unmounted = self.layers.unmount_all(self.journal.as_ref());

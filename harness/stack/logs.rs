@@ -34,6 +34,10 @@ pub struct LogPolicy {
     /// Per service, the patterns of `when = "SERVICE log /pattern/"` follow-ups:
     /// a matching line is recorded (and so can fire the follow-up).
     pub patterns: HashMap<String, Vec<regex::Regex>>,
+    /// Per service, the patterns of `[run] record-log`: matching lines are kept
+    /// in the history, with a budget of their own (a chatty one cannot use up
+    /// the lines a follow-up waits for).
+    pub record: HashMap<String, Vec<regex::Regex>>,
     /// Services whose new templates are recorded, each first one per trial.
     pub templates: HashSet<String>,
 }
@@ -52,13 +56,14 @@ const MAX_LINE: usize = 1000;
 impl LogPolicy {
     /// Whether anything is to be followed.
     pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty() && self.templates.is_empty()
+        self.patterns.is_empty() && self.record.is_empty() && self.templates.is_empty()
     }
 
     fn services(&self) -> Vec<String> {
         let mut s: Vec<String> = self
             .patterns
             .keys()
+            .chain(self.record.keys())
             .chain(self.templates.iter())
             .cloned()
             .collect();
@@ -80,6 +85,7 @@ struct Seen {
     trial: Option<u32>,
     templates: HashSet<String>,
     matched: usize,
+    recorded: usize,
 }
 
 fn consider(history: &History, policy: &LogPolicy, service: &str, line: &str, seen: &mut Seen) {
@@ -93,6 +99,7 @@ fn consider(history: &History, policy: &LogPolicy, service: &str, line: &str, se
         seen.trial = trial;
         seen.templates.clear();
         seen.matched = 0;
+        seen.recorded = 0;
     }
     let matched = seen.matched < MATCHES_PER_TRIAL
         && policy
@@ -100,6 +107,13 @@ fn consider(history: &History, policy: &LogPolicy, service: &str, line: &str, se
             .get(service)
             .is_some_and(|ps| ps.iter().any(|p| p.is_match(&line)));
     seen.matched += usize::from(matched);
+    let recorded = !matched
+        && seen.recorded < MATCHES_PER_TRIAL
+        && policy
+            .record
+            .get(service)
+            .is_some_and(|ps| ps.iter().any(|p| p.is_match(&line)));
+    seen.recorded += usize::from(recorded);
     let mut template_new = None;
     if policy.templates.contains(service)
         && trial.is_some()
@@ -110,7 +124,7 @@ fn consider(history: &History, policy: &LogPolicy, service: &str, line: &str, se
             template_new = Some(t);
         }
     }
-    if matched || template_new.is_some() {
+    if matched || recorded || template_new.is_some() {
         history.record(Event::Log {
             service: service.to_string(),
             line,
@@ -153,6 +167,7 @@ async fn follow_one(
         trial: None,
         templates: HashSet::new(),
         matched: 0,
+        recorded: 0,
     };
     // Docker: the last line's timestamp, so a re-opened stream skips what was
     // read; lines from before the run (an attached project's past) are not read.
@@ -271,5 +286,51 @@ mod tests {
             "request #-#-#-#-# done"
         );
         assert_eq!(template("  "), "");
+    }
+
+    #[test]
+    fn a_chatty_record_log_pattern_cannot_use_up_the_lines_a_follow_up_waits_for() {
+        let history = History::in_memory();
+        history.begin_trial(1, None);
+        let re = |p: &str| vec![regex::Regex::new(p).unwrap()];
+        let policy = LogPolicy {
+            patterns: HashMap::from([("db".to_string(), re("ready to accept"))]),
+            record: HashMap::from([("db".to_string(), re("fsync|ready"))]),
+            ..Default::default()
+        };
+        let mut seen = Seen {
+            trial: None,
+            templates: HashSet::new(),
+            matched: 0,
+            recorded: 0,
+        };
+        for i in 0..1000 {
+            consider(
+                &history,
+                &policy,
+                "db",
+                &format!("could not fsync {i}"),
+                &mut seen,
+            );
+        }
+        consider(
+            &history,
+            &policy,
+            "db",
+            "ready to accept connections",
+            &mut seen,
+        );
+        let lines: Vec<String> = history
+            .records()
+            .into_iter()
+            .filter_map(|r| match r.event {
+                Event::Log { line, .. } => Some(line),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lines.len(), MATCHES_PER_TRIAL + 1, "the budget holds");
+        assert_eq!(lines.last().unwrap(), "ready to accept connections");
+        // Both patterns match it: it is recorded once.
+        assert_eq!(seen.matched, 1);
     }
 }

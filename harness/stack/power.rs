@@ -203,6 +203,49 @@ impl PowerLayers {
             })?
     }
 
+    /// [`PowerLayers::set_io`] on a blocking thread: it takes each layer's lock,
+    /// which a FUSE thread holds while its operation reaches the backing
+    /// directory (slow under load), so not on a runtime worker.
+    pub async fn set_io_off_runtime(
+        self: &Arc<Self>,
+        services: &[String],
+        fault: Option<&IoFault>,
+        why: &'static str,
+    ) -> Result<Vec<String>, StackError> {
+        let me = Arc::clone(self);
+        let (services, fault) = (services.to_vec(), fault.cloned());
+        tokio::task::spawn_blocking(move || me.set_io(&services, fault.as_ref(), why))
+            .await
+            .map_err(|e| StackError::Command {
+                what: "setting the disk fault of the power-loss layers".into(),
+                message: e.to_string(),
+            })?
+    }
+
+    /// The end of a power-on, once the cut services' processes are gone: rolls
+    /// back the layers of `cut`, then starts each of `services` with `start`;
+    /// says what was lost.
+    pub async fn roll_back_and_start<F, Fut>(
+        self: &Arc<Self>,
+        cut: &[String],
+        services: &[String],
+        start: F,
+    ) -> Result<String, StackError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<(), StackError>>,
+    {
+        let lost = self.roll_back_off_runtime(cut).await?;
+        for s in services {
+            start(s.clone()).await?;
+        }
+        Ok(if lost.is_empty() {
+            "nothing to roll back".into()
+        } else {
+            lost.join("; ")
+        })
+    }
+
     /// Unmounts every layer (after the services are stopped), each recorded as gone
     /// in `journal`; every layer is tried, the first failure returned.
     pub fn unmount_all(&self, journal: Option<&Arc<Journal>>) -> Result<(), StackError> {

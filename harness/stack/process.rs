@@ -764,15 +764,9 @@ impl Stack for ProcessStack {
                 }
             }
         }
-        let lost = self.layers.roll_back_off_runtime(&cut).await?;
-        for s in services {
-            self.start(s).await?;
-        }
-        Ok(if lost.is_empty() {
-            "nothing to roll back".into()
-        } else {
-            lost.join("; ")
-        })
+        self.layers
+            .roll_back_and_start(&cut, services, |s| async move { self.start(&s).await })
+            .await
     }
 
     async fn set_io(
@@ -781,7 +775,8 @@ impl Stack for ProcessStack {
         fault: Option<&crate::durable::IoFault>,
     ) -> Result<Vec<String>, StackError> {
         self.layers
-            .set_io(services, fault, "the service has no durable-dirs")
+            .set_io_off_runtime(services, fault, "the service has no durable-dirs")
+            .await
     }
 
     fn durable_services(&self) -> Vec<String> {

@@ -1143,3 +1143,64 @@ fn docker_follow_up_fires_on_a_line_the_restarted_container_logged() {
     let detail = in_trial[oks[1]]["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("when app log /listening on/"), "{detail}");
 }
+
+/// Docker 20.10 can refuse to remove a network that still lists an endpoint ("has
+/// active endpoints"; seen in CI after a compose down, with its container gone):
+/// the sweep of a run's leftovers force-deletes the endpoints and removes it. Here
+/// the endpoint belongs to a running container of another run, which the sweep
+/// detaches but never touches otherwise.
+#[test]
+fn the_sweep_of_a_run_removes_its_network_even_while_an_endpoint_is_still_on_it() {
+    require_images();
+    let run_id = format!("sweep-test-{}", std::process::id());
+    let net = format!("rebound-sweep-{}", std::process::id());
+    docker(&[
+        "network",
+        "create",
+        "--label",
+        &format!("rebound.run={run_id}"),
+        &net,
+    ]);
+    let bystander = docker(&[
+        "run",
+        "-d",
+        "--network",
+        &net,
+        "--label",
+        &format!("rebound.run={run_id}-bystander"),
+        "rebound/base:bookworm",
+        "sleep",
+        "600",
+    ]);
+    let healed = tokio::runtime::Runtime::new().expect("runtime").block_on(
+        rebound::stack::docker::heal_dead_run(
+            &format!("rebound-none-{}", std::process::id()),
+            &run_id,
+            true,
+            &Default::default(),
+            &[],
+            &Default::default(),
+            &[],
+        ),
+    );
+    let networks = docker(&["network", "ls", "-q", "--filter", &format!("name=^{net}$")]);
+    let state = docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{len .NetworkSettings.Networks}}",
+        &bystander,
+    ]);
+    docker(&["rm", "-f", &bystander]);
+    if !networks.is_empty() {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &net])
+            .output();
+    }
+    let done = healed.expect("the sweep removes the network");
+    assert!(
+        done.iter().any(|d| d == &format!("removed network {net}")),
+        "{done:?}"
+    );
+    assert_eq!(networks, "", "the network is gone");
+    assert_eq!(state, "true 0", "the bystander runs on, detached");
+}

@@ -189,6 +189,17 @@ fn swarm_run_merges_three_shards_into_one_run_and_swarm_stop_leaves_no_task_or_s
             .lines()
             .map(str::to_string)
             .collect();
+    let other_networks: std::collections::BTreeSet<String> = docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        "label=rebound.run",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect();
     let ours = |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["ps", "-q", "--no-trunc", "--filter", "label=rebound.run"];
         args.extend_from_slice(extra);
@@ -314,8 +325,17 @@ fn swarm_run_merges_three_shards_into_one_run_and_swarm_stop_leaves_no_task_or_s
         "",
         "nothing paused"
     );
-    assert_eq!(
-        docker(&["network", "ls", "-q", "--filter", "label=rebound.run"]),
-        ""
-    );
+    let networks: Vec<String> = docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        "label=rebound.run",
+    ])
+    .lines()
+    .filter(|n| !other_networks.contains(*n))
+    .map(str::to_string)
+    .collect();
+    assert_eq!(networks, Vec::<String>::new(), "no network of ours left");
 }
