@@ -270,3 +270,49 @@ impl PowerLayers {
         first_error.map_or(Ok(()), Err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_belongs_to_one_service_and_layers_never_nest() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, sub, b) = (
+            root.path().join("a"),
+            root.path().join("a/sub"),
+            root.path().join("b"),
+        );
+        let layers = PowerLayers::default();
+        let m = Model::PosixStrict;
+        let dir = layers.mount("db", "durable-dirs", &a, m, None).unwrap();
+        assert_eq!(dir, a.canonicalize().unwrap());
+        layers
+            .mount("db", "durable-dirs", &a, m, None)
+            .expect("the same directory of the same service is left as it is");
+        let err = |r: Result<PathBuf, StackError>| r.expect_err("refused").to_string();
+        let shared = err(layers.mount("app", "durable-dirs", &a, m, None));
+        assert!(
+            shared.contains("already on the power-loss layer of service `db`"),
+            "{shared}"
+        );
+        let nested = err(layers.mount("app", "durable-dirs", &sub, m, None));
+        assert!(nested.contains("cannot nest"), "{nested}");
+        let nested_same = err(layers.mount("db", "durable-dirs", &sub, m, None));
+        assert!(nested_same.contains("cannot nest"), "{nested_same}");
+        let around = err(layers.mount("app", "durable-dirs", root.path(), m, None));
+        assert!(around.contains("cannot nest"), "{around}");
+        layers
+            .mount("app", "durable-dirs", &b, m, None)
+            .expect("a sibling directory is fine");
+        assert_eq!(layers.services(), vec!["db".to_string(), "app".to_string()]);
+        let unknown = layers
+            .set_io(&["web".to_string()], None, "why")
+            .expect_err("no layer");
+        assert!(unknown.to_string().contains("web"), "{unknown}");
+        layers.unmount_all(None).unwrap();
+        assert!(!crate::durable::mounts()
+            .iter()
+            .any(|p| p.starts_with(root.path())));
+    }
+}

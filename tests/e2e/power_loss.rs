@@ -213,7 +213,21 @@ fn signal_mid(
     let port = free_port();
     let text =
         scenario(port, fault, &["--no-fsync"], "posix-strict").replace("trials = 3", "trials = 2");
-    let path = write_scenario(&dir.join("scenario"), &text);
+    signal_mid_run(dir, state, &text, sig, when);
+    dir.join("run/data/app")
+}
+
+/// Runs the scenario `text` (written under `dir`, run into `dir/run`) and sends
+/// `sig` to rebound once the history shows `when`; a terminating signal must end
+/// it with 130.
+fn signal_mid_run(
+    dir: &std::path::Path,
+    state: &std::path::Path,
+    text: &str,
+    sig: &str,
+    when: &str,
+) {
+    let path = write_scenario(&dir.join("scenario"), text);
     let out = dir.join("run");
     let mut child = rebound()
         .env("REBOUND_STATE_DIR", state)
@@ -232,9 +246,9 @@ fn signal_mid(
         .iter()
         .any(|r| r["type"] == when)
     {
-        if started.elapsed() > std::time::Duration::from_secs(60) {
+        if started.elapsed() > std::time::Duration::from_secs(180) {
             let _ = child.kill();
-            panic!("no {when} within 60 s");
+            panic!("no {when} within 180 s");
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -244,8 +258,14 @@ fn signal_mid(
         .status()
         .expect("kill")
         .success());
-    let _ = child.wait();
-    out.join("data/app")
+    let status = child.wait().expect("wait");
+    if sig != "KILL" {
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "SIG{sig} mid-fault exits 130 (interrupted, healed)"
+        );
+    }
 }
 
 fn rebound_mounts() -> Vec<String> {
@@ -258,21 +278,31 @@ fn rebound_mounts() -> Vec<String> {
 }
 
 #[test]
-fn sigint_mid_power_cut_and_rebound_heal_after_sigkill_leave_no_mount() {
+fn sigint_sigterm_sighup_mid_power_cut_and_rebound_heal_after_sigkill_leave_no_mount() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = tempfile::tempdir().expect("state");
-    // Ctrl-C: rebound finishes the cut (heal), tears the stack down, unmounts.
-    let data = signal_mid_cut(&dir.path().join("int"), state.path(), "INT", "fault-ok");
-    assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
-    let names: Vec<_> = std::fs::read_dir(&data)
-        .expect("the data directory reads after Ctrl-C")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
-    assert!(names.iter().any(|n| n == "items.log"), "{names:?}");
-    assert!(
-        !names.iter().any(|n| n == ".rebound-unsynced"),
-        "the cut was not finished: {names:?}"
-    );
+    // Ctrl-C, SIGTERM, SIGHUP: rebound finishes the cut (heal), tears the stack
+    // down, unmounts.
+    for sig in ["INT", "TERM", "HUP"] {
+        let data = signal_mid_cut(&dir.path().join(sig), state.path(), sig, "fault-ok");
+        assert!(
+            rebound_mounts().is_empty(),
+            "SIG{sig}: {:?}",
+            rebound_mounts()
+        );
+        let names: Vec<_> = std::fs::read_dir(&data)
+            .expect("the data directory reads after the signal")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "items.log"),
+            "SIG{sig}: {names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == ".rebound-unsynced"),
+            "SIG{sig}: the cut was not finished: {names:?}"
+        );
+    }
 
     // SIGKILL once the layer is mounted again: the mount outlives rebound (its
     // connection dead) until `rebound heal`.
@@ -440,25 +470,122 @@ fn postgres_panics_on_a_failed_fsync_replays_its_wal_and_loses_no_acknowledged_r
 }
 
 #[test]
-fn sigint_mid_disk_fault_lifts_it_and_leaves_no_mount() {
+fn sigint_sigterm_sighup_mid_disk_fault_lift_it_and_leave_no_mount() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = tempfile::tempdir().expect("state");
-    let data = signal_mid(
-        dir.path(),
+    for sig in ["INT", "TERM", "HUP"] {
+        let at = dir.path().join(sig);
+        let data = signal_mid(
+            &at,
+            state.path(),
+            "io-latency-for\"\ndelay = \"20ms\"\nduration = \"60s",
+            sig,
+            "fault-ok",
+        );
+        let history = crate::docker_runs::history_lines(&at.join("run"));
+        let healed = history
+            .iter()
+            .find(|r| r["type"] == "heal-ok")
+            .unwrap_or_else(|| panic!("SIG{sig}: no heal-ok: {history:#?}"));
+        assert!(
+            healed.to_string().contains("lifted the disk fault"),
+            "SIG{sig}: {healed}"
+        );
+        assert!(
+            rebound_mounts().is_empty(),
+            "SIG{sig}: {:?}",
+            rebound_mounts()
+        );
+        std::fs::read(data.join("items.log")).expect("the store reads after the signal");
+    }
+}
+
+/// The containers, networks and paused containers of rebound runs now.
+fn rebound_objects() -> Vec<String> {
+    let d = crate::crash_safety::docker;
+    let mut out = Vec::new();
+    for (what, args) in [
+        (
+            "container",
+            vec!["ps", "-aq", "--filter", "label=rebound.run"],
+        ),
+        (
+            "network",
+            vec!["network", "ls", "-q", "--filter", "label=rebound.run"],
+        ),
+        ("paused", vec!["ps", "-q", "--filter", "status=paused"]),
+    ] {
+        out.extend(d(&args).lines().map(|l| format!("{what} {l}")));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn ctrl_c_mid_docker_power_cut_finishes_it_and_rebound_heal_after_sigkill_removes_mount_and_stack()
+{
+    let before = rebound_objects();
+    let shipped = std::fs::read_to_string("scenarios/docker-db-power-cut.toml").expect("scenario");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let toml = shipped
+        .replace("\"../docker/", &format!("\"{repo}/docker/"))
+        .replace("[[fault]]\nkind = \"sigkill\"\ntarget = \"db\"\n", "")
+        .replace("trials = 4", "trials = 2");
+    assert!(!toml.contains("sigkill\""), "only the power cut: {toml}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("state");
+
+    // Ctrl-C once PostgreSQL is frozen and its layer aborted: the cut is finished
+    // (rolled back), the stack torn down, the layer unmounted.
+    signal_mid_run(
+        &dir.path().join("int"),
         state.path(),
-        "io-latency-for\"\ndelay = \"20ms\"\nduration = \"60s",
+        &toml,
         "INT",
         "fault-ok",
     );
-    let history = crate::docker_runs::history_lines(&dir.path().join("run"));
-    let healed = history
-        .iter()
-        .find(|r| r["type"] == "heal-ok")
-        .unwrap_or_else(|| panic!("no heal-ok: {history:#?}"));
+    assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
+    assert_eq!(rebound_objects(), before, "nothing of the run is left");
+    let history = crate::docker_runs::history_lines(&dir.path().join("int/run"));
     assert!(
-        healed.to_string().contains("lifted the disk fault"),
-        "{healed}"
+        history.iter().any(|r| r["type"] == "heal-ok"),
+        "the cut was healed: {history:#?}"
+    );
+
+    // SIGKILL once the layer is mounted again: the mount and the stack outlive
+    // rebound until `rebound heal`.
+    signal_mid_run(
+        &dir.path().join("kill"),
+        state.path(),
+        &toml,
+        "KILL",
+        "fault-end",
+    );
+    assert!(
+        !rebound_mounts().is_empty(),
+        "a killed rebound's mount is still there"
+    );
+    assert_ne!(
+        rebound_objects(),
+        before,
+        "a killed rebound's stack is still there"
+    );
+    let healed = rebound()
+        .env("REBOUND_STATE_DIR", state.path())
+        .arg("heal")
+        .output()
+        .expect("heal");
+    assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
+    assert!(
+        text(&healed).contains("unmounted the power-loss layer"),
+        "{}",
+        text(&healed)
     );
     assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
-    std::fs::read(data.join("items.log")).expect("the store reads after Ctrl-C");
+    assert_eq!(
+        rebound_objects(),
+        before,
+        "heal removed the stack: {}",
+        text(&healed)
+    );
 }

@@ -1,0 +1,145 @@
+//! Seed 003's bulk load on PostgreSQL, with its data directory on a plain host
+//! directory and on rebound's power-loss layer: `pgbench` initialising its tables
+//! (client-side COPY, rows per second) and a stream of single-row INSERT
+//! transactions, each fsynced before it is acknowledged (transactions per
+//! second). Needs root, /dev/fuse, Docker and the demo images
+//! (`docker/images/build.sh`). Not part of CI. Run it with
+//!
+//! ```text
+//! cargo bench --bench pg_bulk_load -- [--scale 10] [--seconds 10]
+//! ```
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rebound::durable::{Layer, Model};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn docker(args: &[&str]) -> Result<String, String> {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| format!("docker: {e}"))?;
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// A PostgreSQL container whose data is `dir`, removed when dropped.
+struct Pg(String);
+
+impl Pg {
+    fn start(dir: &Path) -> Result<Pg, String> {
+        let volume = format!("{}:/var/lib/postgresql/data", dir.display());
+        let id = docker(&[
+            "run",
+            "-d",
+            "--label",
+            &format!("rebound.run=bench-pg-{}", std::process::id()),
+            "-v",
+            &volume,
+            "rebound/postgres:latest",
+        ])?;
+        let pg = Pg(id);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while docker(&["exec", &pg.0, "pg_isready", "-h", "127.0.0.1", "-q"]).is_err() {
+            if Instant::now() > deadline {
+                return Err("PostgreSQL not ready within 120 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(pg)
+    }
+
+    fn pgbench(&self, args: &[&str]) -> Result<(String, f64), String> {
+        let mut all = vec![
+            "exec",
+            &self.0,
+            "pgbench",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ];
+        all.extend_from_slice(args);
+        all.push("postgres");
+        let t = Instant::now();
+        let out = docker(&all)?;
+        Ok((out, t.elapsed().as_secs_f64()))
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", "-v", &self.0]);
+    }
+}
+
+/// Rows per second of the load, then transactions per second of the inserts.
+fn measure(dir: &Path, scale: u64, seconds: u64) -> Result<(f64, f64), String> {
+    // The image's postgres user owns what it creates under the volume.
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .map_err(|e| e.to_string())?;
+    let pg = Pg::start(dir)?;
+    // d: drop, t: create tables, g: generate rows client-side (COPY).
+    let (_, load) = pg.pgbench(&["-i", "-I", "dtg", "-s", &scale.to_string(), "-q"])?;
+    // p: primary keys (untimed), so each update finds its row by index.
+    pg.pgbench(&["-i", "-I", "p", "-s", &scale.to_string(), "-q"])?;
+    let (out, _) = pg.pgbench(&["-N", "-c", "4", "-T", &seconds.to_string(), "-n"])?;
+    let tps = out
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| format!("no tps in pgbench's output: {out}"))?;
+    Ok(((scale * 100_000) as f64 / load, tps))
+}
+
+fn main() {
+    if let Err(why) = rebound::durable::supported() {
+        eprintln!("pg_bulk_load bench: {why}");
+        std::process::exit(4);
+    }
+    let scale = arg("--scale", 10);
+    let seconds = arg("--seconds", 10);
+    let plain = tempfile::tempdir().expect("tempdir");
+    let layered = tempfile::tempdir().expect("tempdir");
+    let layer = Layer::mount(layered.path(), layered.path(), Model::PosixStrict).expect("mount");
+    let run = |d: &Path| {
+        measure(d, scale, seconds).unwrap_or_else(|e| {
+            eprintln!("pg_bulk_load bench: {e}");
+            std::process::exit(1);
+        })
+    };
+    let (p_rows, p_tps) = run(plain.path());
+    let (l_rows, l_tps) = run(layered.path());
+    println!(
+        "{:<44} {:>10} {:>10} {:>7}",
+        "PostgreSQL 15 (pgbench)", "plain", "layer", "ratio"
+    );
+    println!(
+        "{:<44} {p_rows:>10.0} {l_rows:>10.0} {:>6.0}%",
+        format!("load {} rows, COPY (rows/s)", scale * 100_000),
+        100.0 * l_rows / p_rows
+    );
+    println!(
+        "{:<44} {p_tps:>10.0} {l_tps:>10.0} {:>6.0}%",
+        format!("simple-update, 4 clients, {seconds} s (tx/s)"),
+        100.0 * l_tps / p_tps
+    );
+    drop(layer);
+}
