@@ -268,6 +268,19 @@ fn signal_mid_run(
     }
 }
 
+/// `rebound heal` on `state`: exits 0 and says it unmounted a layer; its output.
+fn heal_unmounts(state: &std::path::Path) -> String {
+    let healed = rebound()
+        .env("REBOUND_STATE_DIR", state)
+        .arg("heal")
+        .output()
+        .expect("heal");
+    let said = text(&healed);
+    assert_eq!(healed.status.code(), Some(0), "{said}");
+    assert!(said.contains("unmounted the power-loss layer"), "{said}");
+    said
+}
+
 fn rebound_mounts() -> Vec<String> {
     std::fs::read_to_string("/proc/mounts")
         .expect("mounts")
@@ -314,17 +327,7 @@ fn sigint_sigterm_sighup_mid_power_cut_and_rebound_heal_after_sigkill_leave_no_m
             .any(|l| l.contains(data.to_str().expect("utf8"))),
         "a killed rebound's mount should still be there: {left:?}"
     );
-    let healed = rebound()
-        .env("REBOUND_STATE_DIR", state.path())
-        .arg("heal")
-        .output()
-        .expect("heal");
-    assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
-    assert!(
-        text(&healed).contains("unmounted the power-loss layer"),
-        "{}",
-        text(&healed)
-    );
+    heal_unmounts(state.path());
     assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
     let names: Vec<_> = std::fs::read_dir(&data)
         .expect("the data directory reads after heal")
@@ -570,22 +573,11 @@ fn ctrl_c_mid_docker_power_cut_finishes_it_and_rebound_heal_after_sigkill_remove
         before,
         "a killed rebound's stack is still there"
     );
-    let healed = rebound()
-        .env("REBOUND_STATE_DIR", state.path())
-        .arg("heal")
-        .output()
-        .expect("heal");
-    assert_eq!(healed.status.code(), Some(0), "{}", text(&healed));
-    assert!(
-        text(&healed).contains("unmounted the power-loss layer"),
-        "{}",
-        text(&healed)
-    );
+    let healed = heal_unmounts(state.path());
     assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
     assert_eq!(
         rebound_objects(),
         before,
-        "heal removed the stack: {}",
-        text(&healed)
+        "heal removed the stack: {healed}"
     );
 }

@@ -189,17 +189,16 @@ fn swarm_run_merges_three_shards_into_one_run_and_swarm_stop_leaves_no_task_or_s
             .lines()
             .map(str::to_string)
             .collect();
-    let other_networks: std::collections::BTreeSet<String> = docker(&[
+    const NETWORKS: [&str; 6] = [
         "network",
         "ls",
         "-q",
         "--no-trunc",
         "--filter",
         "label=rebound.run",
-    ])
-    .lines()
-    .map(str::to_string)
-    .collect();
+    ];
+    let other_networks: std::collections::BTreeSet<String> =
+        docker(&NETWORKS).lines().map(str::to_string).collect();
     let ours = |extra: &[&str]| -> Vec<String> {
         let mut args = vec!["ps", "-q", "--no-trunc", "--filter", "label=rebound.run"];
         args.extend_from_slice(extra);
@@ -325,17 +324,10 @@ fn swarm_run_merges_three_shards_into_one_run_and_swarm_stop_leaves_no_task_or_s
         "",
         "nothing paused"
     );
-    let networks: Vec<String> = docker(&[
-        "network",
-        "ls",
-        "-q",
-        "--no-trunc",
-        "--filter",
-        "label=rebound.run",
-    ])
-    .lines()
-    .filter(|n| !other_networks.contains(*n))
-    .map(str::to_string)
-    .collect();
+    let networks: Vec<String> = docker(&NETWORKS)
+        .lines()
+        .filter(|n| !other_networks.contains(*n))
+        .map(str::to_string)
+        .collect();
     assert_eq!(networks, Vec::<String>::new(), "no network of ours left");
 }
