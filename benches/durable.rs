@@ -16,16 +16,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use rebound::durable::{Layer, Model};
+mod common;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{arg, plain_and_layered};
 
 fn sequential(dir: &Path, mib: u64) -> f64 {
     let chunk = vec![0x5au8; 1 << 20];
@@ -78,15 +71,9 @@ fn commits(dir: &Path, n: u64) -> f64 {
 type Workload<'a> = dyn Fn(&Path) -> f64 + 'a;
 
 fn main() {
-    if let Err(why) = rebound::durable::supported() {
-        eprintln!("durable bench: {why}");
-        std::process::exit(4);
-    }
     let mib = arg("--mib", 64);
     let files = arg("--files", 500);
-    let plain = tempfile::tempdir().expect("tempdir");
-    let layered = tempfile::tempdir().expect("tempdir");
-    let layer = Layer::mount(layered.path(), layered.path(), Model::PosixStrict).expect("mount");
+    let (plain, layer, layered) = plain_and_layered("durable");
     println!(
         "{:<40} {:>12} {:>12} {:>7}",
         "workload", "plain", "layer", "ratio"

@@ -13,16 +13,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rebound::durable::{Layer, Model};
+mod common;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use common::{arg, plain_and_layered};
 
 fn docker(args: &[&str]) -> Result<String, String> {
     let o = Command::new("docker")
@@ -110,23 +103,17 @@ fn measure(dir: &Path, scale: u64, seconds: u64) -> Result<(f64, f64), String> {
 }
 
 fn main() {
-    if let Err(why) = rebound::durable::supported() {
-        eprintln!("pg_bulk_load bench: {why}");
-        std::process::exit(4);
-    }
     let scale = arg("--scale", 10);
     let seconds = arg("--seconds", 10);
-    let plain = tempfile::tempdir().expect("tempdir");
-    let layered = tempfile::tempdir().expect("tempdir");
-    let layer = Layer::mount(layered.path(), layered.path(), Model::PosixStrict).expect("mount");
-    let run = |d: &Path| {
-        measure(d, scale, seconds).unwrap_or_else(|e| {
-            eprintln!("pg_bulk_load bench: {e}");
-            std::process::exit(1);
-        })
-    };
-    let (p_rows, p_tps) = run(plain.path());
-    let (l_rows, l_tps) = run(layered.path());
+    let (plain, layer, layered) = plain_and_layered("pg_bulk_load");
+    let measured = measure(plain.path(), scale, seconds)
+        .and_then(|p| Ok((p, measure(layered.path(), scale, seconds)?)));
+    // Unmounted before any exit: `process::exit` would leave the mount behind.
+    drop(layer);
+    let ((p_rows, p_tps), (l_rows, l_tps)) = measured.unwrap_or_else(|e| {
+        eprintln!("pg_bulk_load bench: {e}");
+        std::process::exit(1);
+    });
     println!(
         "{:<44} {:>10} {:>10} {:>7}",
         "PostgreSQL 15 (pgbench)", "plain", "layer", "ratio"
@@ -141,5 +128,4 @@ fn main() {
         format!("simple-update, 4 clients, {seconds} s (tx/s)"),
         100.0 * l_tps / p_tps
     );
-    drop(layer);
 }

@@ -117,11 +117,22 @@ impl DurableFs {
     /// whose wait outlasted a power cut (or an unmount) fails with EIO: it never
     /// reaches the backing directory of the next mount.
     fn gate(&self, ops: &[IoOp], at: &[(INodeNo, Option<&OsStr>)]) -> Result<(), Errno> {
+        self.gate_by(|_| ops, at)
+    }
+
+    /// [`DurableFs::gate`] with the classes chosen from the state, only when a
+    /// fault is in force (no extra lookup on the way of every operation).
+    fn gate_by<'o>(
+        &self,
+        ops: impl FnOnce(&Shared) -> &'o [IoOp],
+        at: &[(INodeNo, Option<&OsStr>)],
+    ) -> Result<(), Errno> {
         let (delay, error, epoch) = {
             let mut s = self.lock();
             let Some(fault) = s.io.clone() else {
                 return Ok(());
             };
+            let ops = ops(&s);
             let Some(op) = ops.iter().find(|o| fault.ops.contains(o)).copied() else {
                 return Ok(());
             };
@@ -805,13 +816,14 @@ impl Filesystem for DurableFs {
         reply: ReplyWrite,
     ) {
         // A write on an O_SYNC/O_DSYNC handle is also its fsync.
-        let sync = self.lock().handles.get(&fh.0).is_some_and(|h| h.sync);
-        let ops: &[IoOp] = if sync {
-            &[IoOp::Write, IoOp::Fsync]
-        } else {
-            &[IoOp::Write]
+        let ops = |s: &Shared| -> &'static [IoOp] {
+            if s.handles.get(&fh.0).is_some_and(|h| h.sync) {
+                &[IoOp::Write, IoOp::Fsync]
+            } else {
+                &[IoOp::Write]
+            }
         };
-        if let Err(e) = self.gate(ops, &[(ino, None)]) {
+        if let Err(e) = self.gate_by(ops, &[(ino, None)]) {
             return reply.error(e);
         }
         let mut s = self.lock();

@@ -503,31 +503,36 @@ fn sigint_sigterm_sighup_mid_disk_fault_lift_it_and_leave_no_mount() {
     }
 }
 
-/// The containers, networks and paused containers of rebound runs now.
-fn rebound_objects() -> Vec<String> {
+/// What of the run in `out` is on the engine now: its containers and networks
+/// (by its `rebound.run` label, from the history's run-start), and any paused
+/// container of it.
+fn run_objects(out: &std::path::Path) -> Vec<String> {
+    let history = crate::docker_runs::history_lines(out);
+    let id = history
+        .iter()
+        .find(|r| r["type"] == "run-start")
+        .and_then(|r| r["run_id"].as_str())
+        .unwrap_or_else(|| panic!("no run-start in {}", out.display()))
+        .to_string();
+    let label = format!("label=rebound.run={id}");
     let d = crate::crash_safety::docker;
-    let mut out = Vec::new();
+    let mut found = Vec::new();
     for (what, args) in [
+        ("container", vec!["ps", "-aq", "--filter", &label]),
+        ("network", vec!["network", "ls", "-q", "--filter", &label]),
         (
-            "container",
-            vec!["ps", "-aq", "--filter", "label=rebound.run"],
+            "paused",
+            vec!["ps", "-q", "--filter", &label, "--filter", "status=paused"],
         ),
-        (
-            "network",
-            vec!["network", "ls", "-q", "--filter", "label=rebound.run"],
-        ),
-        ("paused", vec!["ps", "-q", "--filter", "status=paused"]),
     ] {
-        out.extend(d(&args).lines().map(|l| format!("{what} {l}")));
+        found.extend(d(&args).lines().map(|l| format!("{what} {l}")));
     }
-    out.sort();
-    out
+    found
 }
 
 #[test]
 fn ctrl_c_mid_docker_power_cut_finishes_it_and_rebound_heal_after_sigkill_removes_mount_and_stack()
 {
-    let before = rebound_objects();
     let shipped = std::fs::read_to_string("scenarios/docker-db-power-cut.toml").expect("scenario");
     let repo = env!("CARGO_MANIFEST_DIR");
     let toml = shipped
@@ -548,7 +553,11 @@ fn ctrl_c_mid_docker_power_cut_finishes_it_and_rebound_heal_after_sigkill_remove
         "fault-ok",
     );
     assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
-    assert_eq!(rebound_objects(), before, "nothing of the run is left");
+    assert_eq!(
+        run_objects(&dir.path().join("int/run")),
+        Vec::<String>::new(),
+        "nothing of the run is left"
+    );
     let history = crate::docker_runs::history_lines(&dir.path().join("int/run"));
     assert!(
         history.iter().any(|r| r["type"] == "heal-ok"),
@@ -568,16 +577,18 @@ fn ctrl_c_mid_docker_power_cut_finishes_it_and_rebound_heal_after_sigkill_remove
         !rebound_mounts().is_empty(),
         "a killed rebound's mount is still there"
     );
-    assert_ne!(
-        rebound_objects(),
-        before,
+    let killed = dir.path().join("kill/run");
+    assert!(
+        run_objects(&killed)
+            .iter()
+            .any(|o| o.starts_with("container ")),
         "a killed rebound's stack is still there"
     );
     let healed = heal_unmounts(state.path());
     assert!(rebound_mounts().is_empty(), "{:?}", rebound_mounts());
     assert_eq!(
-        rebound_objects(),
-        before,
+        run_objects(&killed),
+        Vec::<String>::new(),
         "heal removed the stack: {healed}"
     );
 }
