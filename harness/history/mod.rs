@@ -17,12 +17,17 @@ use serde::{Deserialize, Serialize};
 /// Version of the `history.jsonl` format this build writes. 1: the first release
 /// (no `format` key); 2: probe records carry `late_ns` (and `cancelled` when an
 /// overlapping attempt was made moot), in start order; `run-start` carries `format`;
-/// 3: `log` records (lines follow-ups wait for, explore's log templates). Readers
-/// accept every version up to this one.
-pub const FORMAT_VERSION: u32 = 3;
+/// 3: `log` records (lines follow-ups wait for, explore's log templates); 4: probe
+/// records carry `skipped` (ticks that started no attempt). Readers accept every
+/// version up to this one.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The version of rebound writing histories (`RunStart::rebound`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 fn first_format() -> u32 {
     1
@@ -165,6 +170,11 @@ pub enum Event {
         /// delays timers): the bracket may be wider than the period by this much.
         #[serde(default)]
         late_ns: u64,
+        /// Ticks of the probe's period since the previous attempt's tick that started
+        /// no attempt (the loop was more than a period late, or as many attempts as
+        /// allowed were in flight): each widens the bracket by one more period.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        skipped: u32,
         /// The attempt was cancelled before it ended (a later one succeeded, or the
         /// probe stopped): it proves nothing and no checker counts it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -293,6 +293,15 @@ pub fn in_flight_bound(period: Duration, timeout: Duration) -> usize {
         .min(MAX_IN_FLIGHT)
 }
 
+/// The grid slots strictly between two ticks `gap` apart (tokio's intervals keep
+/// their ticks on the grid of `period`, skipping whole slots when late).
+fn skipped_ticks(gap: Duration, period: Duration) -> u32 {
+    let per = period.as_nanos().max(1);
+    // Round to the nearest slot: the ticks are on the grid, up to timer rounding.
+    let slots = (gap.as_nanos() + per / 2) / per;
+    u32::try_from(slots.saturating_sub(1)).unwrap_or(u32::MAX)
+}
+
 /// How an attempt ended.
 enum Done {
     /// It completed (its result and end, run ns).
@@ -305,6 +314,10 @@ enum Done {
 struct Flight {
     start_ns: u64,
     late_ns: u64,
+    /// Ticks of the period's grid since the previous attempt's that started no
+    /// attempt (the loop was later than a whole period, or the in-flight bound was
+    /// reached).
+    skipped: u32,
     handle: tokio::task::AbortHandle,
     done: Option<Done>,
 }
@@ -332,6 +345,9 @@ pub async fn run_loop(
     let mut next: u64 = 0;
     let mut running: tokio::task::JoinSet<(u64, Result<(), Failure>, u64)> =
         tokio::task::JoinSet::new();
+    // The tick of the latest attempt: the grid's slots between it and the next
+    // attempt's are the ticks skipped.
+    let mut prev_due: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             biased;
@@ -377,6 +393,8 @@ pub async fn run_loop(
                     continue;
                 }
                 let late_ns = u64::try_from(due.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let skipped = prev_due.map_or(0, |prev| skipped_ticks(due - prev, prober.plan.period));
+                prev_due = Some(due);
                 let start_ns = history.now_ns();
                 let (p, h, seq) = (Arc::clone(&prober), Arc::clone(&history), next);
                 next += 1;
@@ -384,7 +402,7 @@ pub async fn run_loop(
                     let result = p.check().await;
                     (seq, result, h.now_ns())
                 });
-                flights.push_back(Flight { start_ns, late_ns, handle, done: None });
+                flights.push_back(Flight { start_ns, late_ns, skipped, handle, done: None });
             }
         }
     }
@@ -404,6 +422,7 @@ fn release(
         let Some(Flight {
             start_ns,
             late_ns,
+            skipped,
             done: Some(done),
             ..
         }) = flights.pop_front()
@@ -431,6 +450,7 @@ fn release(
             start_ns,
             latency_ns: end_ns.saturating_sub(start_ns),
             late_ns,
+            skipped,
             cancelled,
             proof_ns,
             error: error.clone(),

@@ -292,6 +292,80 @@ async fn a_hanging_attempt_does_not_delay_the_next_and_is_cancelled_by_its_succe
     assert!(*ok, "{probes:?}");
 }
 
+/// The second attempt blocks its thread (a starved runtime) for `block`; every
+/// attempt succeeds.
+#[derive(Debug)]
+struct BlocksOnce {
+    calls: std::sync::atomic::AtomicUsize,
+    block: Duration,
+}
+
+#[async_trait]
+impl Check for BlocksOnce {
+    fn kind(&self) -> &'static str {
+        "blocks-once"
+    }
+    async fn attempt(&self, _stack: &dyn Stack) -> Result<(), Failure> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            std::thread::sleep(self.block);
+        }
+        Ok(())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[tokio::test]
+async fn ticks_skipped_by_a_starved_loop_are_recorded_so_every_slot_is_accounted_for() {
+    let period = Duration::from_millis(10);
+    let plan = ProbePlan {
+        name: "p".into(),
+        check: Arc::new(BlocksOnce {
+            calls: Default::default(),
+            block: Duration::from_millis(55),
+        }),
+        period,
+        timeout: Duration::from_secs(1),
+    };
+    let history = Arc::new(History::in_memory());
+    history.begin_trial(1, None);
+    let prober = Arc::new(Prober::new(plan, Arc::new(NoStack)));
+    let mut set = ProbeSet::start(&[prober], &history);
+    for _ in 0..6 {
+        set.attempts.recv().await.expect("an attempt");
+    }
+    set.stop().await;
+    history.end_trial();
+    let dues: Vec<(u64, u32)> = history
+        .records()
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Probe {
+                start_ns,
+                late_ns,
+                skipped,
+                cancelled: false,
+                ..
+            } => Some((start_ns - late_ns, skipped)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        dues.iter().any(|&(_, s)| s >= 1),
+        "a 55 ms block of a 10 ms loop skips ticks: {dues:?}"
+    );
+    let per = period.as_nanos() as i128;
+    for w in dues.windows(2) {
+        let gap = i128::from(w[1].0) - i128::from(w[0].0);
+        let slots = 1 + i128::from(w[1].1);
+        assert!(
+            (gap - slots * per).abs() < per / 2,
+            "ticks {gap} ns apart, recorded as {slots} slot(s): {dues:?}"
+        );
+    }
+}
+
 /// First attempt panics, every later one succeeds.
 #[derive(Debug, Default)]
 struct PanicsOnce {

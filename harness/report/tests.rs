@@ -121,6 +121,7 @@ fn a_trials_largest_probe_gap_is_the_largest_start_interval_of_any_probe() {
             start_ns: start_ms * 1_000_000,
             latency_ns: 1_000_000,
             late_ns: 0,
+            skipped: 0,
             cancelled: false,
             proof_ns: None,
             error: None,

@@ -23,6 +23,8 @@ struct Attempt {
     start_ns: u64,
     latency_ns: u64,
     late_ns: u64,
+    /// Ticks before this attempt's that started no attempt.
+    skipped: u64,
     ok: bool,
     /// Ended because a later attempt succeeded first: it proves nothing.
     cancelled: bool,
@@ -90,6 +92,7 @@ fn trials(run_dir: &Path) -> Result<BTreeMap<u64, Trial>, String> {
                 start_ns: line["start_ns"].as_u64().ok_or("no start_ns")?,
                 latency_ns: line["latency_ns"].as_u64().ok_or("no latency_ns")?,
                 late_ns: line["late_ns"].as_u64().unwrap_or(0),
+                skipped: line["skipped"].as_u64().unwrap_or(0),
                 ok: line["ok"].as_bool().ok_or("no ok")?,
                 cancelled: line["cancelled"].as_bool().unwrap_or(false),
             }),
@@ -151,8 +154,10 @@ pub fn check_bracket(
 /// Checks every trial of a run against a service's own ready instants:
 /// - the first ready instant after `t_inject` lies in `[recovery_lower, recovery]`;
 /// - recovery is at least `min_recovery_ms` (the service's known start-up delay);
-/// - the bracket is no wider than the probe's `period_ms` plus the successful
-///   attempt's own latency plus how late its tick fired (both from the history).
+/// - the bracket is no wider than the probe's `period_ms` (once more for each
+///   attempt in between that was cancelled and each tick the loop skipped) plus the
+///   successful attempt's own latency plus how late its tick fired (all from the
+///   history).
 ///
 /// Returns the largest bracket width in ms, or what failed.
 pub fn check_bracket_against(
@@ -206,21 +211,30 @@ pub fn check_bracket_against(
         let width = t.recovery_ns - t.lower_ns;
         // One period from the last failure to the success — one more for each
         // attempt started in between that a faster later one cancelled (it proves
-        // nothing either way).
+        // nothing either way), and one more for each tick the loop skipped (it was
+        // later than a whole period: the history says how many).
         let lower_elapsed = t.inject_elapsed_ns as f64 + t.lower_ns;
+        let after_lower = |a: &&Attempt| {
+            a.start_ns as f64 > lower_elapsed + CSV_ROUNDING_NS && a.start_ns <= success.start_ns
+        };
         let cancelled = t
             .attempts
             .iter()
-            .filter(|a| {
-                a.cancelled && a.start_ns as f64 > lower_elapsed && a.start_ns < success.start_ns
-            })
+            .filter(after_lower)
+            .filter(|a| a.cancelled && a.start_ns < success.start_ns)
             .count();
-        let periods = 1 + cancelled;
+        let skipped: u64 = t
+            .attempts
+            .iter()
+            .filter(after_lower)
+            .map(|a| a.skipped)
+            .sum();
+        let periods = 1 + cancelled as u64 + skipped;
         let allowed =
             periods as f64 * period_ms * 1e6 + (success.latency_ns + success.late_ns) as f64;
         if width > allowed + CSV_ROUNDING_NS {
             return Err(format!(
-                "trial {id}: bracket {:.3} ms is wider than {periods} period(s) of {period_ms} ms ({cancelled} attempt(s) in between cancelled) + the attempt's latency {:.3} ms + its tick's lateness {:.3} ms",
+                "trial {id}: bracket {:.3} ms is wider than {periods} period(s) of {period_ms} ms ({cancelled} attempt(s) in between cancelled, {skipped} tick(s) skipped) + the attempt's latency {:.3} ms + its tick's lateness {:.3} ms",
                 width / 1e6,
                 success.latency_ns as f64 / 1e6,
                 success.late_ns as f64 / 1e6
