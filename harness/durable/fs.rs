@@ -51,7 +51,16 @@ pub struct Shared {
     /// Bumped when the connection is aborted or the layer unmounted: an
     /// operation a disk fault delayed across it is not done.
     pub epoch: u64,
+    /// Extended attributes each inode is known not to have. The kernel asks for
+    /// `security.capability` before every write to a file (FUSE never marks an
+    /// inode as free of them), so without this each write costs a path lookup
+    /// in the backing tree too. An attribute only appears through
+    /// [`Filesystem::setxattr`] here, or on a new inode: both forget the inode.
+    no_xattr: HashMap<u64, std::collections::HashSet<OsString>>,
 }
+
+/// Inodes [`Shared`]'s negative xattr cache holds at most (then it starts over).
+const NO_XATTR_MAX: usize = 65_536;
 
 #[derive(Debug)]
 struct Handle {
@@ -73,6 +82,7 @@ impl Shared {
             io: None,
             io_hits: IoHits::default(),
             epoch: 0,
+            no_xattr: HashMap::new(),
         }
     }
 
@@ -81,6 +91,7 @@ impl Shared {
         self.links.clear();
         self.handles.clear();
         self.listings.clear();
+        self.no_xattr.clear();
     }
 }
 
@@ -302,6 +313,24 @@ impl DurableFs {
     }
 }
 
+/// Clears a file's set-user-ID bit, and its set-group-ID bit when group execute
+/// is set too or the caller (primary group `gid`) is not in the file's group, as
+/// the kernel does when someone without `CAP_FSETID` changes a file (with
+/// `FUSE_HANDLE_KILLPRIV_V2` the server does it). The caller's supplementary
+/// groups are not known here: a member through one of them loses the bit too.
+fn kill_suidgid(file: &File, gid: u32) -> io::Result<()> {
+    let meta = file.metadata()?;
+    let mode = meta.mode();
+    let mut kill = mode & libc::S_ISUID;
+    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || meta.gid() != gid) {
+        kill |= libc::S_ISGID;
+    }
+    if kill != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777 & !kill))?;
+    }
+    Ok(())
+}
+
 /// The kernel's root inode is 1; the backing root's number is given to whatever
 /// backing inode is numbered 1 (so the mapping is its own inverse).
 fn swap(ino: u64, root: u64) -> u64 {
@@ -351,6 +380,15 @@ fn xattr_bytes(call: impl Fn(*mut libc::c_void, usize) -> isize) -> Result<Vec<u
 }
 
 impl Filesystem for DurableFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> io::Result<()> {
+        // The server clears set-id bits itself (see `kill_suidgid`), so the
+        // kernel may mark inodes free of privileges (SB_NOSEC) instead of asking
+        // for `security.capability` before every write; the backing filesystem
+        // drops that attribute on our own writes, truncates and chowns.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let mut s = self.lock();
         let parent = self.back(parent);
@@ -387,7 +425,7 @@ impl Filesystem for DurableFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -416,6 +454,11 @@ impl Filesystem for DurableFs {
                 let file = self.file_for(&s, ino, fh)?;
                 s.tracker.before_truncate(ino, &file, size).map_err(errno)?;
                 file.set_len(size).map_err(errno)?;
+                // FATTR_KILL_SUIDGID (a truncate without CAP_FSETID) does not
+                // reach this trait: a caller other than root stands for it.
+                if req.uid() != 0 && mode.is_none() {
+                    kill_suidgid(&file, req.gid()).map_err(errno)?;
+                }
             }
             if let Some(mode) = mode {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
@@ -512,6 +555,7 @@ impl Filesystem for DurableFs {
             Self::owned(req, &path)?;
             let meta = path.symlink_metadata().map_err(errno)?;
             s.tracker.created_file(meta.ino());
+            s.no_xattr.remove(&meta.ino());
             s.links
                 .insert(meta.ino(), vec![(parent, name.to_os_string())]);
             Ok(meta)
@@ -547,6 +591,7 @@ impl Filesystem for DurableFs {
             Self::owned(req, &path)?;
             let meta = path.symlink_metadata().map_err(errno)?;
             s.tracker.created_dir(meta.ino());
+            s.no_xattr.remove(&meta.ino());
             s.links
                 .insert(meta.ino(), vec![(parent, name.to_os_string())]);
             Ok(meta)
@@ -629,6 +674,7 @@ impl Filesystem for DurableFs {
             Self::owned(req, &path)?;
             let meta = path.symlink_metadata().map_err(errno)?;
             s.tracker.forget(meta.ino());
+            s.no_xattr.remove(&meta.ino());
             s.links
                 .insert(meta.ino(), vec![(parent, link_name.to_os_string())]);
             Ok(meta)
@@ -745,7 +791,7 @@ impl Filesystem for DurableFs {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         // An open that truncates also writes.
         let ops: &[IoOp] = if flags.0 & libc::O_TRUNC != 0 {
             &[IoOp::Open, IoOp::Write]
@@ -763,6 +809,9 @@ impl Filesystem for DurableFs {
             if flags.0 & libc::O_TRUNC != 0 {
                 s.tracker.before_truncate(ino, &file, 0).map_err(errno)?;
                 file.set_len(0).map_err(errno)?;
+                if req.uid() != 0 {
+                    kill_suidgid(&file, req.gid()).map_err(errno)?;
+                }
             }
             Ok(Self::new_handle(&mut s, ino, file, sync))
         })();
@@ -805,12 +854,12 @@ impl Filesystem for DurableFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
@@ -838,6 +887,9 @@ impl Filesystem for DurableFs {
             s.tracker
                 .before_write(ino, &file, offset, data.len() as u64)?;
             file.write_all_at(data, offset)?;
+            if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                kill_suidgid(&file, req.gid())?;
+            }
             if sync {
                 file.sync_data()?;
                 s.tracker.synced_file(ino);
@@ -886,21 +938,35 @@ impl Filesystem for DurableFs {
         if let Err(e) = self.gate(&[IoOp::Fsync], &[(ino, None)]) {
             return reply.error(e);
         }
+        // The backing sync runs without the lock (a disk flush takes
+        // milliseconds; every other operation would wait for it): the tracker
+        // takes what was written so far aside and makes it durable only once the
+        // sync returned. The kernel holds the inode's lock across an fsync, so
+        // no write of this file runs meanwhile.
+        let (file, token, epoch) = {
+            let mut s = self.lock();
+            let file = match self.file_for(&s, self.back(ino), Some(fh)) {
+                Ok(f) => f,
+                Err(e) => return reply.error(e),
+            };
+            let token = s.tracker.sync_begins(self.back(ino));
+            (file, token, s.epoch)
+        };
+        let synced = if datasync {
+            file.sync_data()
+        } else {
+            file.sync_all()
+        };
         let mut s = self.lock();
-        let ino = self.back(ino);
-        let result = (|| -> Result<(), Errno> {
-            let file = self.file_for(&s, ino, Some(fh))?;
-            if datasync {
-                file.sync_data().map_err(errno)?;
-            } else {
-                file.sync_all().map_err(errno)?;
-            }
-            s.tracker.synced_file(ino);
-            Ok(())
-        })();
-        match result {
+        if s.epoch != epoch {
+            // A power cut (or an unmount) came first: the rollback counted this
+            // sync as not done.
+            return reply.error(Errno::EIO);
+        }
+        s.tracker.sync_done(token, synced.is_ok());
+        match synced {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
@@ -1026,7 +1092,8 @@ impl Filesystem for DurableFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let s = self.lock();
+        let mut s = self.lock();
+        s.no_xattr.remove(&self.back(ino));
         let result = (|| -> Result<(), Errno> {
             let path = cstring(&self.path(&s, self.back(ino))?)?;
             let name = CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
@@ -1052,15 +1119,28 @@ impl Filesystem for DurableFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let s = self.lock();
+        let mut s = self.lock();
+        let back = self.back(ino);
+        if s.no_xattr.get(&back).is_some_and(|n| n.contains(name)) {
+            return reply.error(Errno::ENODATA);
+        }
         let bytes = (|| -> Result<Vec<u8>, Errno> {
-            let path = cstring(&self.path(&s, self.back(ino))?)?;
-            let name = CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
+            let path = cstring(&self.path(&s, back)?)?;
+            let cname = CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
             // SAFETY: valid path and name; the buffer is as long as given.
             xattr_bytes(|buf, len| unsafe {
-                libc::lgetxattr(path.as_ptr(), name.as_ptr(), buf, len)
+                libc::lgetxattr(path.as_ptr(), cname.as_ptr(), buf, len)
             })
         })();
+        if bytes.as_ref().err() == Some(&Errno::ENODATA) {
+            if s.no_xattr.len() >= NO_XATTR_MAX {
+                s.no_xattr.clear();
+            }
+            s.no_xattr
+                .entry(back)
+                .or_default()
+                .insert(name.to_os_string());
+        }
         xattr_reply(reply, size, bytes);
     }
 
@@ -1075,7 +1155,8 @@ impl Filesystem for DurableFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let s = self.lock();
+        let mut s = self.lock();
+        s.no_xattr.remove(&self.back(ino));
         let result = (|| -> Result<(), Errno> {
             let path = cstring(&self.path(&s, self.back(ino))?)?;
             let name = CString::new(name.as_bytes()).map_err(|_| Errno::EINVAL)?;
@@ -1131,11 +1212,15 @@ impl Filesystem for DurableFs {
                         .before_truncate(meta.ino(), &file, 0)
                         .map_err(errno)?;
                     file.set_len(0).map_err(errno)?;
+                    if req.uid() != 0 {
+                        kill_suidgid(&file, req.gid()).map_err(errno)?;
+                    }
                 }
                 Self::add_link(&mut s, meta.ino(), parent, name);
             } else {
                 Self::owned(req, &path)?;
                 s.tracker.created_file(meta.ino());
+                s.no_xattr.remove(&meta.ino());
                 s.links
                     .insert(meta.ino(), vec![(parent, name.to_os_string())]);
             }

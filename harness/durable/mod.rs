@@ -351,7 +351,7 @@ impl Layer {
             fuser::MountOption::Suid,
         ];
         config.acl = fuser::SessionACL::All;
-        config.n_threads = Some(2);
+        config.n_threads = Some(4);
         let session = fuser::spawn_mount(fs, &self.mountpoint, &config)
             .map_err(io_err(&self.mountpoint, "mounting the layer"))?;
         self.session = Some(session);

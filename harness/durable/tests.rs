@@ -629,3 +629,163 @@ fn a_disk_fault_matches_a_rename_by_either_end_a_truncating_open_as_a_write_and_
     drop((dsync, plain));
     layer.unmount().unwrap();
 }
+
+/// The tracker alone (the layer syncs without its lock): an fsync makes durable
+/// what was written before it began, and only once it returned well.
+#[test]
+fn an_fsync_counts_once_it_returned_and_a_cut_or_an_error_before_that_keeps_its_writes_unsynced() {
+    use super::Tracker;
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let write = |t: &mut Tracker, at: u64, bytes: &[u8]| {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let ino = f.metadata().unwrap().ino();
+        t.before_write(ino, &f, at, bytes.len() as u64).unwrap();
+        f.write_all_at(bytes, at).unwrap();
+        ino
+    };
+    let fresh = |t: &mut Option<Tracker>| {
+        std::fs::write(&path, b"durable").unwrap();
+        *t = Some(Tracker::new(Model::PosixStrict, dir.path().to_path_buf()));
+    };
+    let mut t = None;
+
+    // A cut while the sync is under way: it was never done.
+    fresh(&mut t);
+    let tr = t.as_mut().unwrap();
+    let ino = write(tr, 0, b"AAAA");
+    let _syncing = tr.sync_begins(ino);
+    assert_eq!(tr.pending(), (1, 0));
+    super::lose_unsynced(tr).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"durable");
+
+    // Done well: its writes stay, the ones after it do not.
+    fresh(&mut t);
+    let tr = t.as_mut().unwrap();
+    let ino = write(tr, 0, b"AAAA");
+    let token = tr.sync_begins(ino);
+    tr.sync_done(token, true);
+    write(tr, 0, b"BB");
+    super::lose_unsynced(tr).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"AAAAble");
+
+    // Failed, with writes (an overwrite and an append) made while it ran: the
+    // state before the first write is still the durable one.
+    fresh(&mut t);
+    let tr = t.as_mut().unwrap();
+    let ino = write(tr, 0, b"AAAA");
+    write(tr, 7, b"XYZ");
+    let token = tr.sync_begins(ino);
+    write(tr, 2, b"CC");
+    write(tr, 10, b"Q");
+    tr.sync_done(token, false);
+    assert!(!tr.is_clean());
+    super::lose_unsynced(tr).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"durable");
+    assert!(tr.is_clean());
+}
+
+fn xattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid strings; the buffer is as long as given.
+    let got =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if got < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    buf.truncate(got as usize);
+    Ok(buf)
+}
+
+fn set_xattr(path: &Path, name: &str, value: Option<&[u8]>) {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid strings and value buffer.
+    let rc = unsafe {
+        match value {
+            Some(v) => libc::lsetxattr(p.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0),
+            None => libc::lremovexattr(p.as_ptr(), n.as_ptr()),
+        }
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// The layer answers a missing attribute from memory after the first miss: one
+/// set or removed through the mount, or on a new file, is seen at once.
+#[test]
+fn xattrs_read_set_and_removed_through_the_layer_are_seen_at_once_after_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let _layer = Layer::mount(dir.path(), dir.path(), Model::PosixStrict).unwrap();
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"x").unwrap();
+    for _ in 0..2 {
+        assert_eq!(xattr(&f, "user.note"), Err(libc::ENODATA));
+        set_xattr(&f, "user.note", Some(b"one"));
+        assert_eq!(xattr(&f, "user.note").as_deref(), Ok(&b"one"[..]));
+        set_xattr(&f, "user.note", None);
+        assert_eq!(xattr(&f, "user.note"), Err(libc::ENODATA));
+    }
+    // A file removed and another created (often with the same inode number).
+    assert_eq!(xattr(&f, "user.other"), Err(libc::ENODATA));
+    std::fs::remove_file(&f).unwrap();
+    std::fs::write(&f, b"y").unwrap();
+    set_xattr(&f, "user.other", Some(b"two"));
+    assert_eq!(xattr(&f, "user.other").as_deref(), Ok(&b"two"[..]));
+}
+
+/// With `FUSE_HANDLE_KILLPRIV_V2` the layer clears set-id bits itself: a user
+/// other than root who writes or truncates a set-id file leaves it with the mode
+/// the plain directory gives it.
+#[test]
+fn a_user_who_writes_or_truncates_a_set_id_file_clears_its_bits_as_on_the_plain_directory() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let run = |dir: &Path| -> Vec<u32> {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let cases = [
+            (0o4777, "printf x >> \"$1\""),
+            (0o2777, "printf x >> \"$1\""),
+            (0o2767, "printf x >> \"$1\""),
+            (0o6777, ": > \"$1\""),
+            (0o4777, "truncate -s 1 \"$1\""),
+        ];
+        cases
+            .iter()
+            .enumerate()
+            .map(|(i, (mode, script))| {
+                let path = dir.join(format!("f{i}"));
+                std::fs::write(&path, b"data").unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).unwrap();
+                let status = std::process::Command::new("sh")
+                    .args(["-c", script, "sh"])
+                    .arg(&path)
+                    .uid(65534)
+                    .gid(65534)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "{script} on {}", path.display());
+                std::fs::metadata(&path).unwrap().mode() & 0o7777
+            })
+            .collect()
+    };
+    let plain = tempfile::tempdir().unwrap();
+    let layered = tempfile::tempdir().unwrap();
+    let layer = Layer::mount(layered.path(), layered.path(), Model::PosixStrict).unwrap();
+    let through = run(layered.path());
+    drop(layer);
+    let expected = run(plain.path());
+    assert!(expected.iter().all(|m| m & 0o4000 == 0), "{expected:?}");
+    assert_eq!(
+        through, expected,
+        "modes through the layer vs the plain directory"
+    );
+}

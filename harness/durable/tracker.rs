@@ -73,6 +73,24 @@ struct FileState {
     saved: BTreeMap<u64, Vec<u8>>,
 }
 
+impl FileState {
+    /// This (older) state with what `newer` saved since: the durable size and
+    /// every page this one saved stay; a page only `newer` saved was unchanged
+    /// since this state's sync, so its bytes (cut at this durable size) are
+    /// durable ones.
+    fn under(mut self, newer: FileState) -> FileState {
+        for (page, mut bytes) in newer.saved {
+            let start = page * PAGE;
+            if start >= self.durable_size || self.saved.contains_key(&page) {
+                continue;
+            }
+            bytes.truncate((self.durable_size - start).min(PAGE) as usize);
+            self.saved.insert(page, bytes);
+        }
+        self
+    }
+}
+
 /// The undo data of a tree under the layer.
 #[derive(Debug)]
 pub struct Tracker {
@@ -86,7 +104,16 @@ pub struct Tracker {
     refs: HashMap<u64, u32>,
     /// Inodes whose last name is in the stash.
     stashed: HashSet<u64>,
+    /// fsyncs under way (oldest first): the state each took out of `files` when
+    /// it began. Until it ends, a power cut still drops those writes (an fsync is
+    /// durable when it returns); a failed one puts them back.
+    syncing: Vec<(SyncToken, u64, FileState)>,
+    next_sync: u64,
 }
+
+/// An fsync under way ([`Tracker::sync_begins`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncToken(u64);
 
 impl Tracker {
     /// A tracker for the tree at `base`, everything in it durable.
@@ -98,6 +125,8 @@ impl Tracker {
             dirs: HashMap::new(),
             refs: HashMap::new(),
             stashed: HashSet::new(),
+            syncing: Vec::new(),
+            next_sync: 0,
         }
     }
 
@@ -118,12 +147,22 @@ impl Tracker {
 
     /// Whether nothing is unsynced.
     pub fn is_clean(&self) -> bool {
-        self.files.is_empty() && self.dirs.is_empty() && self.stashed.is_empty()
+        self.files.is_empty()
+            && self.dirs.is_empty()
+            && self.stashed.is_empty()
+            && self.syncing.is_empty()
     }
 
     /// Files and directories with unsynced changes.
     pub fn pending(&self) -> (usize, usize) {
-        (self.files.len(), self.dirs.len())
+        let syncing = self
+            .syncing
+            .iter()
+            .filter(|(_, ino, _)| !self.files.contains_key(ino))
+            .map(|(_, ino, _)| ino)
+            .collect::<HashSet<_>>()
+            .len();
+        (self.files.len() + syncing, self.dirs.len())
     }
 
     fn file(&mut self, ino: u64, file: &File) -> io::Result<&mut FileState> {
@@ -182,11 +221,13 @@ impl Tracker {
 
     /// `ino` was just created (a new file: nothing of it is durable yet).
     pub fn created_file(&mut self, ino: u64) {
+        self.not_syncing(ino);
         self.files.insert(ino, FileState::default());
     }
 
     /// `ino` was just created as a directory (no entry of it is durable yet).
     pub fn created_dir(&mut self, ino: u64) {
+        self.not_syncing(ino);
         self.drop_snapshot(ino);
         self.dirs.insert(ino, BTreeMap::new());
         self.files.remove(&ino);
@@ -195,12 +236,63 @@ impl Tracker {
     /// `ino`'s data (and size) were made durable.
     pub fn synced_data(&mut self, ino: u64) {
         self.files.remove(&ino);
+        self.not_syncing(ino);
+    }
+
+    /// Forgets the fsyncs of `ino` under way (its data is durable, or it is gone).
+    fn not_syncing(&mut self, ino: u64) {
+        self.syncing.retain(|(_, i, _)| *i != ino);
+    }
+
+    /// An fsync or fdatasync of `ino` begins (the daemon then syncs without
+    /// holding the state's lock): what was written so far is what it makes
+    /// durable once it ends well ([`Tracker::sync_done`]); what is written
+    /// meanwhile is tracked afresh.
+    pub fn sync_begins(&mut self, ino: u64) -> SyncToken {
+        let token = SyncToken(self.next_sync);
+        self.next_sync += 1;
+        if let Some(state) = self.files.remove(&ino) {
+            self.syncing.push((token, ino, state));
+        }
+        token
+    }
+
+    /// The fsync `token` ended: when `ok`, its writes are durable (and under
+    /// ext4-like every directory change made so far: the journal commits);
+    /// otherwise they are unsynced again.
+    pub fn sync_done(&mut self, token: SyncToken, ok: bool) {
+        if let Some(pos) = self.syncing.iter().position(|(t, ..)| *t == token) {
+            let (_, ino, state) = self.syncing.remove(pos);
+            if !ok {
+                self.put_back(ino, state);
+            }
+        }
+        if ok && self.model == Model::Ext4Like {
+            self.commit_all();
+        }
+    }
+
+    /// Puts an older state of `ino` back under the one tracked since.
+    fn put_back(&mut self, ino: u64, older: FileState) {
+        let merged = match self.files.remove(&ino) {
+            None => older,
+            Some(newer) => older.under(newer),
+        };
+        self.files.insert(ino, merged);
+    }
+
+    /// Every fsync under way counts as not done (a power cut came first).
+    fn fold_syncing(&mut self) {
+        while let Some((_, ino, state)) = self.syncing.pop() {
+            self.put_back(ino, state);
+        }
     }
 
     /// An fsync or fdatasync of `ino`: its data is durable; under ext4-like every
     /// directory change made so far is too (the journal commits).
     pub fn synced_file(&mut self, ino: u64) {
         self.files.remove(&ino);
+        self.not_syncing(ino);
         if self.model == Model::Ext4Like {
             self.commit_all();
         }
@@ -291,12 +383,14 @@ impl Tracker {
     /// `ino` is gone for good (its last name removed, no durable entry names it).
     pub fn forget(&mut self, ino: u64) {
         self.files.remove(&ino);
+        self.not_syncing(ino);
         self.drop_snapshot(ino);
     }
 
     /// Makes everything durable now (a checkpoint: e.g. after a stack's setup).
     pub fn checkpoint(&mut self) {
         self.files.clear();
+        self.syncing.clear();
         self.dirs.clear();
         self.refs.clear();
         self.stashed.clear();
@@ -387,6 +481,7 @@ fn paths_of(base: &Path) -> io::Result<BTreeSet<String>> {
 /// data dropped, unsynced directory changes undone, the stash removed. Nothing may
 /// be using the tree (the mount is gone). The tracker is clean afterwards.
 pub fn lose_unsynced(tracker: &mut Tracker) -> io::Result<Loss> {
+    tracker.fold_syncing();
     let base = tracker.base.clone();
     let stash = base.join(STASH);
     let root = std::fs::metadata(&base)?.ino();
