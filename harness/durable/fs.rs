@@ -52,9 +52,9 @@ pub struct Shared {
     /// operation a disk fault delayed across it is not done.
     pub epoch: u64,
     /// Extended attributes each inode is known not to have. The kernel asks for
-    /// `security.capability` before every write to a file (FUSE never marks an
-    /// inode as free of them), so without this each write costs a path lookup
-    /// in the backing tree too. An attribute only appears through
+    /// `security.capability` before a write to a file whose attributes it has
+    /// just refreshed (FUSE then clears S_NOSEC), so without this each such
+    /// write costs a path lookup in the backing tree too. An attribute only appears through
     /// [`Filesystem::setxattr`] here, or on a new inode: both forget the inode.
     no_xattr: HashMap<u64, std::collections::HashSet<OsString>>,
 }
