@@ -8,7 +8,10 @@
 //! still works (its dirty pages arrive here as writes on msync or writeback).
 //! fallocate, copy_file_range and lseek are left to the kernel's fallbacks
 //! (plain writes, which are tracked). File attributes other than the size (mode,
-//! owner, times, xattrs) pass straight through: they are not modelled.
+//! owner, times, xattrs) pass straight through: they are not modelled. With
+//! `FUSE_HANDLE_KILLPRIV_V2` the layer clears set-id bits itself when a caller
+//! without privileges writes or truncates (the kernel then stops asking for
+//! `security.capability` before every write).
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
