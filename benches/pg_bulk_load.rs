@@ -6,8 +6,11 @@
 //! (`docker/images/build.sh`). Not part of CI. Run it with
 //!
 //! ```text
-//! cargo bench --bench pg_bulk_load -- [--scale 10] [--seconds 10]
+//! cargo bench --bench pg_bulk_load -- [--scale 10] [--seconds 10] [--runs 3]
 //! ```
+//!
+//! Each run measures the plain directory, then the layer, each on a fresh
+//! PostgreSQL; the figures are the medians of the runs (every run is printed).
 
 use std::path::Path;
 use std::process::Command;
@@ -82,8 +85,10 @@ impl Drop for Pg {
     }
 }
 
-/// Rows per second of the load, then transactions per second of the inserts.
+/// Rows per second of the load, then transactions per second of the inserts,
+/// on a fresh cluster in `dir`.
 fn measure(dir: &Path, scale: u64, seconds: u64) -> Result<(f64, f64), String> {
+    std::fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // The image's postgres user owns what it creates under the volume.
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
         .map_err(|e| e.to_string())?;
@@ -102,30 +107,65 @@ fn measure(dir: &Path, scale: u64, seconds: u64) -> Result<(f64, f64), String> {
     Ok(((scale * 100_000) as f64 / load, tps))
 }
 
+/// The median of `values` (not empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 fn main() {
     let scale = arg("--scale", 10);
     let seconds = arg("--seconds", 10);
+    let runs = arg("--runs", 3).max(1);
     let (plain, layer, layered) = plain_and_layered("pg_bulk_load");
-    let measured = measure(plain.path(), scale, seconds)
-        .and_then(|p| Ok((p, measure(layered.path(), scale, seconds)?)));
-    // Unmounted before any exit: `process::exit` would leave the mount behind.
+    let mut measured = Vec::new();
+    for run in 1..=runs {
+        let fresh = |root: &Path| root.join(format!("run-{run}"));
+        let one = measure(&fresh(plain.path()), scale, seconds)
+            .and_then(|p| Ok((p, measure(&fresh(layered.path()), scale, seconds)?)));
+        match one {
+            Ok(((p_rows, p_tps), (l_rows, l_tps))) => {
+                eprintln!(
+                    "run {run}/{runs}: load {p_rows:.0} vs {l_rows:.0} rows/s ({:.0} %), \
+                     commits {p_tps:.0} vs {l_tps:.0} tx/s ({:.0} %)",
+                    100.0 * l_rows / p_rows,
+                    100.0 * l_tps / p_tps
+                );
+                measured.push((p_rows, p_tps, l_rows, l_tps));
+            }
+            Err(e) => {
+                // Unmounted before any exit: `process::exit` would leave the mount behind.
+                drop(layer);
+                eprintln!("pg_bulk_load bench: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     drop(layer);
-    let ((p_rows, p_tps), (l_rows, l_tps)) = measured.unwrap_or_else(|e| {
-        eprintln!("pg_bulk_load bench: {e}");
-        std::process::exit(1);
-    });
+    let pick = |f: fn(&(f64, f64, f64, f64)) -> f64| median(measured.iter().map(f).collect());
+    let (p_rows, p_tps) = (pick(|m| m.0), pick(|m| m.1));
+    let (l_rows, l_tps) = (pick(|m| m.2), pick(|m| m.3));
+    let (r_rows, r_tps) = (pick(|m| m.2 / m.0), pick(|m| m.3 / m.1));
     println!(
         "{:<44} {:>10} {:>10} {:>7}",
-        "PostgreSQL 15 (pgbench)", "plain", "layer", "ratio"
+        format!("PostgreSQL 15 (pgbench), median of {runs}"),
+        "plain",
+        "layer",
+        "ratio"
     );
     println!(
         "{:<44} {p_rows:>10.0} {l_rows:>10.0} {:>6.0}%",
         format!("load {} rows, COPY (rows/s)", scale * 100_000),
-        100.0 * l_rows / p_rows
+        100.0 * r_rows
     );
     println!(
         "{:<44} {p_tps:>10.0} {l_tps:>10.0} {:>6.0}%",
         format!("simple-update, 4 clients, {seconds} s (tx/s)"),
-        100.0 * l_tps / p_tps
+        100.0 * r_tps
     );
 }

@@ -185,21 +185,31 @@ impl Tracker {
         if from >= to {
             return Ok(());
         }
-        for page in from / PAGE..to.div_ceil(PAGE) {
+        // Each run of pages not saved yet is read with one call.
+        let last = to.div_ceil(PAGE);
+        let mut page = from / PAGE;
+        while page < last {
             if state.saved.contains_key(&page) {
+                page += 1;
                 continue;
             }
+            let mut end = page + 1;
+            while end < last && !state.saved.contains_key(&end) {
+                end += 1;
+            }
             let start = page * PAGE;
-            let len = (state.durable_size - start).min(PAGE) as usize;
-            let mut bytes = vec![0u8; len];
+            let mut bytes = vec![0u8; ((end * PAGE).min(state.durable_size) - start) as usize];
             let mut got = 0;
-            while got < len {
+            while got < bytes.len() {
                 match file.read_at(&mut bytes[got..], start + got as u64)? {
                     0 => break,
                     n => got += n,
                 }
             }
-            state.saved.insert(page, bytes);
+            for (i, chunk) in bytes.chunks(PAGE as usize).enumerate() {
+                state.saved.insert(page + i as u64, chunk.to_vec());
+            }
+            page = end;
         }
         Ok(())
     }
