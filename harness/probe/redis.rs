@@ -55,7 +55,7 @@ impl RawCheck for RawRedis {
 }
 
 /// A RESP array of bulk strings: the command `args`.
-fn command(args: &[&str]) -> Vec<u8> {
+pub(crate) fn command(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend(format!("${}\r\n", a.len()).into_bytes());

@@ -14,6 +14,7 @@
 pub mod http_writes;
 pub mod pg_inserts;
 pub mod reads;
+pub mod redis_writes;
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -186,6 +187,8 @@ registry! {
     PostgresInserts => pg_inserts::RawPgInserts,
     /// GET traffic, for availability as clients see it.
     Reads => reads::RawReads,
+    /// SADDs of unique ids into a Redis set, read back after the trial.
+    RedisWrites => redis_writes::RawRedisWrites,
 }
 
 /// The result of an HTTP operation: `Ok` when the status is accepted; a status the

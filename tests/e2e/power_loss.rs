@@ -342,9 +342,9 @@ fn sigint_sigterm_sighup_mid_power_cut_and_rebound_heal_after_sigkill_leave_no_m
     std::fs::read(data.join("items.log")).expect("items.log reads");
 }
 
-/// Lost acknowledged rows per trial of each fault, of a shipped docker scenario run
-/// for `trials` (alternating sigkill and power-cut).
-fn postgres_losses(dir: &std::path::Path, scenario: &str, trials: &str) -> (Vec<u64>, Vec<u64>) {
+/// Lost acknowledged writes per trial of each fault, of a shipped docker scenario
+/// run for `trials` (alternating sigkill and power-cut).
+fn losses(dir: &std::path::Path, scenario: &str, trials: &str) -> (Vec<u64>, Vec<u64>) {
     let out = dir.join(scenario);
     let o = run_scenario(
         std::path::Path::new(&format!("scenarios/{scenario}.toml")),
@@ -397,7 +397,7 @@ fn postgres_losses(dir: &std::path::Path, scenario: &str, trials: &str) -> (Vec<
 fn postgres_with_fsync_off_loses_acknowledged_rows_to_a_power_cut_only_and_with_fsync_on_none() {
     crate::docker_runs::require_images();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (kill, cut) = postgres_losses(dir.path(), "docker-db-power-cut-no-fsync", "4");
+    let (kill, cut) = losses(dir.path(), "docker-db-power-cut-no-fsync", "4");
     assert!(
         kill.iter().all(|n| *n == 0),
         "SIGKILL lost rows the page cache kept: {kill:?}"
@@ -406,7 +406,7 @@ fn postgres_with_fsync_off_loses_acknowledged_rows_to_a_power_cut_only_and_with_
         cut.iter().any(|n| *n > 0),
         "fsync = off lost nothing to a power cut: {cut:?}"
     );
-    let (kill, cut) = postgres_losses(dir.path(), "docker-db-power-cut", "4");
+    let (kill, cut) = losses(dir.path(), "docker-db-power-cut", "4");
     assert!(kill.iter().all(|n| *n == 0), "{kill:?}");
     assert!(
         cut.iter().all(|n| *n == 0),
@@ -416,6 +416,30 @@ fn postgres_with_fsync_off_loses_acknowledged_rows_to_a_power_cut_only_and_with_
         crate::crash_safety::docker(&["ps", "-aq", "--filter", "status=paused"]),
         "",
         "nothing paused"
+    );
+}
+
+/// The second store of the contrast: Redis acknowledges a write with
+/// `appendfsync everysec` before it is durable, with `always` after.
+#[test]
+fn redis_with_appendfsync_everysec_loses_acknowledged_writes_to_a_power_cut_only_and_with_always_none(
+) {
+    crate::docker_runs::require_images();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (kill, cut) = losses(dir.path(), "docker-redis-power-cut-everysec", "4");
+    assert!(
+        kill.iter().all(|n| *n == 0),
+        "SIGKILL lost writes the page cache kept: {kill:?}"
+    );
+    assert!(
+        cut.iter().any(|n| *n > 0),
+        "appendfsync everysec lost nothing to a power cut: {cut:?}"
+    );
+    let (kill, cut) = losses(dir.path(), "docker-redis-power-cut", "4");
+    assert!(kill.iter().all(|n| *n == 0), "{kill:?}");
+    assert!(
+        cut.iter().all(|n| *n == 0),
+        "appendfsync always lost acknowledged writes: {cut:?}"
     );
 }
 
