@@ -28,6 +28,9 @@ pub const ROLLING_BACK: &str = "ROLLING-BACK";
 
 /// Granularity of saved durable bytes.
 const PAGE: u64 = 4096;
+/// Pages saved with one read at most (1 MiB: a truncate of a large durable file
+/// is read in pieces, never into one buffer as large as the file).
+const READ_PAGES: u64 = 256;
 
 /// Which crash semantics the layer models (every finding is labelled with it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -185,7 +188,7 @@ impl Tracker {
         if from >= to {
             return Ok(());
         }
-        // Each run of pages not saved yet is read with one call.
+        // Each run of pages not saved yet is read with one call per READ_PAGES.
         let last = to.div_ceil(PAGE);
         let mut page = from / PAGE;
         while page < last {
@@ -194,7 +197,7 @@ impl Tracker {
                 continue;
             }
             let mut end = page + 1;
-            while end < last && !state.saved.contains_key(&end) {
+            while end < last && end - page < READ_PAGES && !state.saved.contains_key(&end) {
                 end += 1;
             }
             let start = page * PAGE;
